@@ -1,0 +1,153 @@
+"""SessionConfig: every tunable of the engine, secure by default.
+
+Anything weaker than the defaults is possible only through a setting whose name says so,
+and combinations a browser would silently ignore (a ``__Host-`` cookie without Secure, say)
+are refused here, at start-up, rather than discovered in production.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+SameSite = Literal["lax", "strict", "none"]
+
+MINUTE = 60
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """Timeouts (seconds), cookie attributes and transport of a SessionManager."""
+
+    idle_timeout: float = 30 * MINUTE
+    """A session unused this long ends (OWASP: 15-30 min for most applications)."""
+
+    absolute_timeout: float = 12 * HOUR
+    """A session ends this long after it was created or last logged in, however busy."""
+
+    remember_timeout: float = 30 * DAY
+    """Lifetime of a remember-me login: absolute, no idle limit, persistent cookie."""
+
+    touch_interval: float | None = None
+    """How often read-only traffic may extend the idle deadline (a store write).
+
+    None means a tenth of ``idle_timeout``: the deadline is at most 10% early, and a busy
+    read-only client costs one write per three minutes instead of one per request.
+    """
+
+    cookie_name: str = "__Host-session"
+    """``__Host-`` makes the browser refuse the cookie unless Secure, Path=/ and no Domain,
+    so a sibling subdomain cannot plant or overwrite it."""
+
+    secure: bool = True
+    http_only: bool = True
+    same_site: SameSite = "lax"
+    path: str = "/"
+    domain: str | None = None
+
+    allow_bearer: bool = True
+    """Accept ``Authorization: Bearer <token>`` from API clients that keep no cookies."""
+
+    token_header: str = "X-Session-Token"
+    """Response header that carries a new token to bearer clients (never to cookie clients)."""
+
+    record_client: bool = True
+    """Keep the user agent and truncated IP of each session for the "your devices" list."""
+
+    purge_batch_size: int = 1000
+    """Rows deleted per transaction by purge_expired: small enough not to block readers."""
+
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Settings for extensions, kept here so one config object travels through the app."""
+
+    def __post_init__(self) -> None:
+        for name in ("idle_timeout", "absolute_timeout", "remember_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.touch_interval is not None and not (
+            0 <= self.touch_interval <= self.idle_timeout
+        ):
+            raise ConfigError("touch_interval must be between 0 and idle_timeout")
+        if self.same_site not in ("lax", "strict", "none"):
+            raise ConfigError(f"same_site must be lax, strict or none, got {self.same_site!r}")
+        if self.same_site == "none" and not self.secure:
+            raise ConfigError("same_site='none' requires secure=True (browsers drop it otherwise)")
+        if self.purge_batch_size < 1:
+            raise ConfigError("purge_batch_size must be at least 1")
+        if not self.cookie_name or any(c in self.cookie_name for c in ' ;,="\t\r\n'):
+            raise ConfigError(f"invalid cookie_name {self.cookie_name!r}")
+        lowered = self.cookie_name.lower()
+        if lowered.startswith("__host-"):
+            if not self.secure or self.path != "/" or self.domain is not None:
+                raise ConfigError(
+                    "a __Host- cookie needs secure=True, path='/' and no domain; to relax "
+                    "these, also choose a cookie_name without the __Host- prefix"
+                )
+        elif lowered.startswith("__secure-") and not self.secure:
+            raise ConfigError("a __Secure- cookie needs secure=True")
+
+    @property
+    def effective_touch_interval(self) -> float:
+        """The touch interval in force (resolves the None default)."""
+        if self.touch_interval is None:
+            return self.idle_timeout / 10
+        return self.touch_interval
+
+    def replace(self, **changes: Any) -> SessionConfig:
+        """A copy with some settings changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> SessionConfig:
+        """Read ``COATCHECK_<SETTING>`` variables (e.g. ``COATCHECK_IDLE_TIMEOUT=900``).
+
+        Unknown or unparsable values raise ConfigError naming the variable, so a typo in a
+        deployment fails loudly instead of silently keeping a default.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name == "extra":
+                continue
+            var = f"COATCHECK_{f.name.upper()}"
+            if var not in env:
+                continue
+            values[f.name] = _parse(var, env[var], f.type)
+        values.update(overrides)
+        return cls(**values)
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse(var: str, raw: str, type_: Any) -> Any:
+    text = raw.strip()
+    kind = str(type_)
+    try:
+        if kind == "bool":
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+            raise ValueError(text)
+        if kind == "float":
+            return float(text)
+        if kind == "float | None":
+            return None if text.lower() in ("", "none") else float(text)
+        if kind == "int":
+            return int(text)
+        if kind == "str | None":
+            return text or None
+        return text
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not a valid {kind}") from None

@@ -1,0 +1,247 @@
+"""SessionManager: the one place that turns policy decisions into store calls and events.
+
+Each procedure is written once as a generator of store operations (see ``operations``);
+the async methods (``load``, ``commit``, ...) and their ``*_sync`` twins only choose the
+driver. Nothing here decides what is valid or what a commit must do: that is ``policy``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from . import events as ev
+from . import policy, tokens
+from .client import ClientInfo
+from .config import SessionConfig
+from .events import EventSink, SessionEvent
+from .model import Session, SessionRecord
+from .operations import Apply, Create, Delete, Get, Rename, Steps, run_async, run_sync
+from .policy import Action, CookieAction
+from .stores.base import Store
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """What the edge must tell the client after a commit."""
+
+    token: str | None = None
+    """A new token to deliver (cookie or header); None when the client's token stands."""
+    clear: bool = False
+    """The client must drop its token (logout, or the session ended meanwhile)."""
+    max_age: int | None = None
+    """Lifetime of a persistent cookie (remember-me); None for a browser-session cookie."""
+
+    @property
+    def changes_token(self) -> bool:
+        return self.token is not None or self.clear
+
+
+NO_CHANGE = CommitResult()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """A session as shown in a "your devices" list: nothing in it is a credential."""
+
+    handle: str
+    user_id: str | None
+    created_at: float
+    last_seen_at: float
+    expires_at: float
+    auth_at: float | None
+    remember: bool
+    user_agent: str | None
+    ip: str | None
+
+    @classmethod
+    def from_record(cls, record: SessionRecord) -> SessionInfo:
+        return cls(
+            handle=record.handle,
+            user_id=record.user_id,
+            created_at=record.created_at,
+            last_seen_at=record.last_seen_at,
+            expires_at=record.expires_at,
+            auth_at=record.auth_at,
+            remember=record.remember,
+            user_agent=record.user_agent,
+            ip=record.ip,
+        )
+
+
+class SessionManager:
+    """Loads and commits sessions over one store, under one configuration.
+
+    ``clock`` returns seconds since the epoch (``time.time`` by default); inject a fake
+    one to test expiry without sleeping. ``events`` are sinks called with every lifecycle
+    event.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        config: SessionConfig | None = None,
+        clock: Clock | None = None,
+        events: Iterable[EventSink] = (),
+    ) -> None:
+        self.store = store
+        self.config = config or SessionConfig()
+        self.clock: Clock = clock or time.time
+        self.sinks: list[EventSink] = list(events)
+
+    # -- events ------------------------------------------------------------------------
+    def emit(
+        self,
+        name: str,
+        *,
+        handle: str | None = None,
+        user_id: str | None = None,
+        **detail: Any,
+    ) -> None:
+        if not self.sinks:
+            return
+        event = SessionEvent(name, self.clock(), handle, user_id, detail)
+        for sink in self.sinks:
+            sink(event)
+
+    # -- procedures (written once, driven twice) ---------------------------------------
+    def _load(self, token: str | None, client: ClientInfo | None) -> Steps[Session]:
+        now = self.clock()
+        if token is None:
+            return Session(None, now=now, client=client)
+        if not tokens.is_well_formed(token):
+            self.emit(ev.REJECTED, reason="malformed")
+            return Session(None, now=now, client=client)
+        record = yield Get(tokens.storage_key(token))
+        verdict = policy.check(record, now)
+        if verdict is policy.Verdict.VALID:
+            assert record is not None
+            return Session(record, now=now, client=client)
+        if record is not None:
+            self.emit(ev.EXPIRED, handle=record.handle, user_id=record.user_id, reason=verdict.value)
+        else:
+            self.emit(ev.REJECTED, reason="unknown")
+        return Session(None, now=now, client=client)
+
+    def _commit(self, session: Session) -> Steps[CommitResult]:
+        now = self.clock()
+        plan = policy.plan_commit(session, self.config, now, tokens.new_handle())
+        session._committed = True
+        record = session._record
+        action = plan.action
+        if action is Action.NOTHING:
+            return NO_CHANGE
+
+        result = NO_CHANGE
+        if action is Action.TOUCH or action is Action.UPDATE:
+            assert record is not None and plan.patch is not None
+            if not (yield Apply(record.key, plan.patch)):
+                # Revoked or purged while this request ran: never resurrect it.
+                self.emit(ev.EXPIRED, handle=record.handle, user_id=record.user_id, reason="gone")
+                return CommitResult(clear=True)
+            session._expires_at = plan.patch.fields.get("expires_at", session._expires_at)
+        elif action is Action.RENAME:
+            assert record is not None and plan.patch is not None
+            token = tokens.new_token()
+            key = tokens.storage_key(token)
+            if not (yield Rename(record.key, key, plan.patch)):
+                # The old record vanished meanwhile (revoked elsewhere): a login still
+                # deserves a session, so store the session's whole state afresh.
+                fresh = policy.new_record(session, self.config, now, tokens.new_handle())
+                fresh.key = key
+                yield Create(fresh)
+                session._handle = fresh.handle
+            session._expires_at = plan.patch.fields.get("expires_at")
+            result = CommitResult(token=token, max_age=plan.max_age)
+        elif action is Action.CREATE or action is Action.REPLACE:
+            assert plan.record is not None
+            if action is Action.REPLACE:
+                assert record is not None
+                yield Delete(record.key)
+            token = tokens.new_token()
+            new = plan.record
+            new.key = tokens.storage_key(token)
+            yield Create(new)
+            session._handle = new.handle
+            session._expires_at = new.expires_at
+            session._auth_at = new.auth_at
+            result = CommitResult(token=token, max_age=plan.max_age)
+        elif action is Action.DELETE:
+            assert record is not None
+            yield Delete(record.key)
+            result = CommitResult(clear=True)
+
+        for name in plan.events:
+            if name == ev.LOGOUT and record is not None:
+                self.emit(name, handle=record.handle, user_id=record.user_id)
+            else:
+                self.emit(name, handle=session._handle, user_id=session._user_id)
+        return result
+
+    # -- async API -----------------------------------------------------------------------
+    async def load(self, token: str | None, client: ClientInfo | None = None) -> Session:
+        """The session ``token`` names, or a fresh anonymous one (never adopting the
+        client's value). One store read at most."""
+        return await run_async(self._load(token, client), self.store)
+
+    async def commit(self, session: Session) -> CommitResult:
+        """Persist what the request did to ``session`` in as few store calls as the plan
+        needs (none for an untouched session between touches)."""
+        return await run_async(self._commit(session), self.store)
+
+    async def list_user_sessions(self, user_id: str) -> list[SessionInfo]:
+        records = await self.store.list_user(str(user_id), self.clock())
+        return [SessionInfo.from_record(r) for r in records]
+
+    async def revoke(self, handle: str) -> bool:
+        """End the session with this handle (e.g. from a "your devices" page)."""
+        record = await self.store.delete_handle(handle)
+        if record is None:
+            return False
+        self.emit(ev.REVOKED, handle=record.handle, user_id=record.user_id)
+        return True
+
+    async def revoke_user(self, user_id: str, except_handle: str | None = None) -> int:
+        """End all of a user's sessions, optionally keeping the current one."""
+        count = await self.store.delete_user(str(user_id), except_handle)
+        self.emit(ev.REVOKED, user_id=str(user_id), count=count, kept=except_handle)
+        return count
+
+    async def purge_expired(self) -> int:
+        """Delete expired records in batches; returns how many."""
+        return await self.store.purge_expired(self.clock(), self.config.purge_batch_size)
+
+    async def is_active(self, handle: str) -> bool:
+        """Cheap re-check for long-lived connections: is this session still live?"""
+        record = await self.store.get_by_handle(handle)
+        return policy.check(record, self.clock()) is policy.Verdict.VALID
+
+    # -- sync API (WSGI and friends): same procedures, sync driver ------------------------
+    def load_sync(self, token: str | None, client: ClientInfo | None = None) -> Session:
+        return run_sync(self._load(token, client), self.store)
+
+    def commit_sync(self, session: Session) -> CommitResult:
+        return run_sync(self._commit(session), self.store)
+
+    def list_user_sessions_sync(self, user_id: str) -> list[SessionInfo]:
+        records = self.store.list_user_sync(str(user_id), self.clock())
+        return [SessionInfo.from_record(r) for r in records]
+
+    def revoke_sync(self, handle: str) -> bool:
+        record = self.store.delete_handle_sync(handle)
+        if record is None:
+            return False
+        self.emit(ev.REVOKED, handle=record.handle, user_id=record.user_id)
+        return True
+
+    def revoke_user_sync(self, user_id: str, except_handle: str | None = None) -> int:
+        count = self.store.delete_user_sync(str(user_id), except_handle)
+        self.emit(ev.REVOKED, user_id=str(user_id), count=count, kept=except_handle)
+        return count
+
+    def purge_expired_sync(self) -> int:
+        return self.store.purge_expired_sync(self.clock(), self.config.purge_batch_size)

@@ -1,0 +1,307 @@
+"""What a store holds (SessionRecord, Patch) and what an application sees (Session).
+
+The two are kept apart on purpose: metadata (deadlines, user, client) lives in typed fields
+of the record, never as magic keys inside the user's data, and the Session mapping records
+what the handler changed and which intents (login, logout, regenerate) it stated, so that
+commit can send a delta instead of a snapshot and make no I/O decisions of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .client import ClientInfo
+from .errors import SessionCommittedError, SessionDataError
+
+PATCHABLE_FIELDS = frozenset(
+    {
+        "user_id",
+        "last_seen_at",
+        "auth_at",
+        "expires_at",
+        "absolute_at",
+        "remember",
+        "user_agent",
+        "ip",
+        "meta",
+    }
+)
+"""Record fields a Patch may overwrite. ``key``, ``handle`` and ``created_at`` never change
+in place (a new key is a rename)."""
+
+
+@dataclass(slots=True)
+class SessionRecord:
+    """One stored session. ``key`` is SHA-256 of the token, never the token itself."""
+
+    key: str
+    handle: str
+    data: dict[str, Any]
+    created_at: float
+    last_seen_at: float
+    expires_at: float
+    """The deadline in force: the earlier of the idle deadline and ``absolute_at``."""
+    absolute_at: float
+    user_id: str | None = None
+    auth_at: float | None = None
+    remember: bool = False
+    user_agent: str | None = None
+    ip: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    """Engine-owned metadata for extensions (assurance level, CSRF secret, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Patch:
+    """A delta to apply atomically to one stored record.
+
+    ``set_json`` holds the changed keys already encoded as JSON text (stores that keep
+    one field per key, like a Redis hash, use it as is); ``set_items`` holds the same values
+    decoded, for stores that merge objects. ``fields`` overwrites record metadata.
+    """
+
+    set_json: dict[str, str] = field(default_factory=dict)
+    set_items: dict[str, Any] = field(default_factory=dict)
+    removed: frozenset[str] = frozenset()
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def touches_data(self) -> bool:
+        return bool(self.set_json or self.removed)
+
+    def apply_to(self, record: SessionRecord) -> None:
+        """Apply in place to an in-memory record (the reference semantics of a Patch)."""
+        data = record.data
+        for key in self.removed:
+            data.pop(key, None)
+        data.update(self.set_items)
+        for name, value in self.fields.items():
+            setattr(record, name, value)
+
+
+def _is_mutable(value: Any) -> bool:
+    return isinstance(value, (list, dict))
+
+
+def encode_value(key: str, value: Any) -> str:
+    """JSON-encode one session value, naming the key when it cannot be stored."""
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise SessionDataError(
+            f"session[{key!r}] cannot be stored: {type(value).__name__} is not "
+            f"JSON-serializable ({exc})"
+        ) from None
+
+
+class Session(MutableMapping[str, Any]):
+    """The session an application reads and writes: a dict of JSON-serializable values.
+
+    Writes are tracked per key. Values that are lists or dicts are snapshotted when first
+    read, so ``session["cart"].append(item)`` is detected at commit without the
+    ``modified = True`` ritual other frameworks need.
+    """
+
+    __slots__ = (
+        "_record",
+        "_data",
+        "_set",
+        "_removed",
+        "_snapshots",
+        "_client",
+        "_now",
+        "_user_id",
+        "_remember",
+        "_auth_at",
+        "_login",
+        "_logout",
+        "_regenerate",
+        "_committed",
+        "_handle",
+        "_expires_at",
+        "_via_bearer",
+    )
+
+    def __init__(
+        self,
+        record: SessionRecord | None,
+        *,
+        now: float,
+        client: ClientInfo | None = None,
+        handle: str | None = None,
+    ) -> None:
+        self._record = record
+        self._data: dict[str, Any] = dict(record.data) if record is not None else {}
+        self._set: set[str] = set()
+        self._removed: set[str] = set()
+        self._snapshots: dict[str, str] = {}
+        self._client = client
+        self._now = now
+        self._user_id = record.user_id if record is not None else None
+        self._remember = record.remember if record is not None else False
+        self._auth_at = record.auth_at if record is not None else None
+        self._login = False
+        self._logout = False
+        self._regenerate = False
+        self._committed = False
+        self._handle = record.handle if record is not None else handle
+        self._expires_at = record.expires_at if record is not None else None
+        self._via_bearer = False
+
+    # -- mapping -----------------------------------------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        value = self._data[key]
+        if (
+            not self._committed
+            and key not in self._snapshots
+            and key not in self._set
+            and _is_mutable(value)
+        ):
+            self._snapshots[key] = encode_value(key, value)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._check_open()
+        if not isinstance(key, str):
+            raise SessionDataError(f"session keys must be str, got {type(key).__name__}")
+        self._data[key] = value
+        self._set.add(key)
+        self._removed.discard(key)
+
+    def __delitem__(self, key: str) -> None:
+        self._check_open()
+        del self._data[key]
+        self._set.discard(key)
+        self._snapshots.pop(key, None)
+        self._removed.add(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __repr__(self) -> str:
+        return f"<Session handle={self._handle!r} user_id={self._user_id!r} keys={len(self)}>"
+
+    # -- what the app may read -----------------------------------------------------------
+    @property
+    def handle(self) -> str | None:
+        """Public identifier, safe for UIs and logs; None until the session is stored."""
+        return self._handle
+
+    @property
+    def user_id(self) -> str | None:
+        return self._user_id
+
+    @property
+    def is_new(self) -> bool:
+        """True when no stored session backed this request."""
+        return self._record is None
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self._user_id is not None
+
+    @property
+    def remember(self) -> bool:
+        return self._remember
+
+    @property
+    def created_at(self) -> float | None:
+        return self._record.created_at if self._record is not None else None
+
+    @property
+    def last_seen_at(self) -> float | None:
+        return self._record.last_seen_at if self._record is not None else None
+
+    @property
+    def expires_at(self) -> float | None:
+        """The deadline in force (as loaded, or as set by the last commit)."""
+        return self._expires_at
+
+    @property
+    def auth_at(self) -> float | None:
+        """When the user last authenticated in this session (login time)."""
+        return self._auth_at
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Engine metadata of the stored record (read-only view for extensions)."""
+        return dict(self._record.meta) if self._record is not None else {}
+
+    @property
+    def modified(self) -> bool:
+        """True when commit would write data (set, removed, or mutated in place)."""
+        return bool(self._set or self._removed or self._mutated_keys())
+
+    # -- intents -----------------------------------------------------------------------
+    def login(self, user_id: str | int, *, remember: bool = False) -> None:
+        """Authenticate the session as ``user_id``: a new token is issued at commit.
+
+        The data survives (an anonymous cart stays), unless the session belonged to a
+        different user, whose data must not leak to the new one.
+        """
+        self._check_open()
+        uid = str(user_id)
+        if self._user_id is not None and self._user_id != uid:
+            self.clear()
+        self._user_id = uid
+        self._remember = remember
+        self._auth_at = self._now
+        self._login = True
+        self._logout = False
+        self._regenerate = True
+
+    def logout(self) -> None:
+        """End the session: its record is deleted and the cookie expired at commit.
+
+        Data written after logout() starts a new anonymous session (a flash message, say).
+        """
+        self._check_open()
+        self._data.clear()
+        self._set.clear()
+        self._removed.clear()
+        self._snapshots.clear()
+        self._user_id = None
+        self._remember = False
+        self._auth_at = None
+        self._login = False
+        self._regenerate = False
+        self._logout = True
+
+    def regenerate(self) -> None:
+        """Issue a new token for the same session at commit (privilege change)."""
+        self._check_open()
+        self._regenerate = True
+
+    # -- engine side ---------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._committed:
+            raise SessionCommittedError(
+                "the session was already committed (the response had started); "
+                "change it before sending the response"
+            )
+
+    def _mutated_keys(self) -> list[str]:
+        if not self._snapshots:
+            return []
+        changed = []
+        for key, snapshot in self._snapshots.items():
+            if key in self._set or key not in self._data:
+                continue
+            if encode_value(key, self._data[key]) != snapshot:
+                changed.append(key)
+        return changed
+
+    def _changed_keys(self) -> set[str]:
+        """Keys to write at commit: explicitly set plus mutated in place."""
+        changed = set(self._set)
+        changed.update(self._mutated_keys())
+        return changed

@@ -1,0 +1,111 @@
+"""Store operations as data, and the two drivers that run them.
+
+The manager writes each of its procedures once, as a generator that yields operations
+(``Get(key)``, ``Apply(key, patch)``, ...) and receives their results. ``run_async`` awaits
+the store's async methods, ``run_sync`` calls its sync ones: the sequence of steps exists
+in one place, and neither path can drift from the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .model import Patch, SessionRecord
+from .stores.base import Store
+
+T = TypeVar("T")
+
+
+class Op:
+    """One store call."""
+
+    __slots__ = ()
+
+    async def run(self, store: Store) -> Any:
+        raise NotImplementedError
+
+    def run_sync(self, store: Store) -> Any:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class Get(Op):
+    key: str
+
+    async def run(self, store: Store) -> SessionRecord | None:
+        return await store.get(self.key)
+
+    def run_sync(self, store: Store) -> SessionRecord | None:
+        return store.get_sync(self.key)
+
+
+@dataclass(frozen=True, slots=True)
+class Create(Op):
+    record: SessionRecord
+
+    async def run(self, store: Store) -> None:
+        await store.create(self.record)
+
+    def run_sync(self, store: Store) -> None:
+        store.create_sync(self.record)
+
+
+@dataclass(frozen=True, slots=True)
+class Apply(Op):
+    key: str
+    patch: Patch
+
+    async def run(self, store: Store) -> bool:
+        return await store.apply(self.key, self.patch)
+
+    def run_sync(self, store: Store) -> bool:
+        return store.apply_sync(self.key, self.patch)
+
+
+@dataclass(frozen=True, slots=True)
+class Rename(Op):
+    old_key: str
+    new_key: str
+    patch: Patch
+
+    async def run(self, store: Store) -> bool:
+        return await store.rename(self.old_key, self.new_key, self.patch)
+
+    def run_sync(self, store: Store) -> bool:
+        return store.rename_sync(self.old_key, self.new_key, self.patch)
+
+
+@dataclass(frozen=True, slots=True)
+class Delete(Op):
+    key: str
+
+    async def run(self, store: Store) -> bool:
+        return await store.delete(self.key)
+
+    def run_sync(self, store: Store) -> bool:
+        return store.delete_sync(self.key)
+
+
+Steps = Generator[Op, Any, T]
+
+
+async def run_async(steps: Steps[T], store: Store) -> T:
+    """Drive ``steps`` with the store's async methods."""
+    result: Any = None
+    try:
+        while True:
+            result = await steps.send(result).run(store)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+def run_sync(steps: Steps[T], store: Store) -> T:
+    """Drive ``steps`` with the store's sync methods."""
+    result: Any = None
+    try:
+        while True:
+            result = steps.send(result).run_sync(store)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]

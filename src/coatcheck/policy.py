@@ -1,0 +1,197 @@
+"""Pure decisions of the engine: no I/O, no clock, no randomness.
+
+``check`` says whether a stored record may be used now; ``plan_commit`` turns what a
+handler did to a Session into one Plan. The async and the sync paths both call these, so
+every rule about sessions is written exactly once, and each can be tested as plain data.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import SessionConfig
+from .model import Patch, Session, SessionRecord, encode_value
+
+
+class Verdict(enum.Enum):
+    VALID = "valid"
+    UNKNOWN = "unknown"
+    IDLE_EXPIRED = "idle_expired"
+    ABSOLUTE_EXPIRED = "absolute_expired"
+
+
+def check(record: SessionRecord | None, now: float) -> Verdict:
+    """Is ``record`` usable at ``now``? Deadlines are enforced here, on the server."""
+    if record is None:
+        return Verdict.UNKNOWN
+    if now >= record.absolute_at:
+        return Verdict.ABSOLUTE_EXPIRED
+    if now >= record.expires_at:
+        return Verdict.IDLE_EXPIRED
+    return Verdict.VALID
+
+
+def deadline(config: SessionConfig, *, now: float, absolute_at: float, remember: bool) -> float:
+    """The deadline in force after activity at ``now``.
+
+    A remember-me session has no idle limit: it lives until its absolute deadline.
+    """
+    if remember:
+        return absolute_at
+    return min(now + config.idle_timeout, absolute_at)
+
+
+def absolute_deadline(config: SessionConfig, *, now: float, remember: bool) -> float:
+    """Absolute deadline of a session created or logged in at ``now``."""
+    return now + (config.remember_timeout if remember else config.absolute_timeout)
+
+
+class Action(enum.Enum):
+    NOTHING = "nothing"
+    TOUCH = "touch"
+    UPDATE = "update"
+    CREATE = "create"
+    RENAME = "rename"
+    DELETE = "delete"
+    REPLACE = "replace"
+    """Delete the old record and create a new one (data written after logout)."""
+
+
+class CookieAction(enum.Enum):
+    NONE = "none"
+    SET = "set"
+    CLEAR = "clear"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What commit must do: the store action, and what the client must learn."""
+
+    action: Action
+    cookie: CookieAction = CookieAction.NONE
+    patch: Patch | None = None
+    """For TOUCH, UPDATE and RENAME: the delta to the existing record."""
+    record: SessionRecord | None = None
+    """For CREATE and REPLACE: the new record, with ``key`` left empty for the caller."""
+    max_age: int | None = None
+    """Cookie lifetime in seconds for a persistent (remember-me) cookie; None = browser session."""
+    events: tuple[str, ...] = ()
+    """Lifecycle events this plan implies (``session.login``, ...)."""
+
+
+NOTHING = Plan(Action.NOTHING)
+
+
+def _data_delta(session: Session) -> tuple[dict[str, str], dict[str, Any], frozenset[str]]:
+    changed = session._changed_keys()
+    set_json = {k: encode_value(k, session._data[k]) for k in changed}
+    set_items = {k: session._data[k] for k in changed}
+    return set_json, set_items, frozenset(session._removed)
+
+
+def new_record(
+    session: Session, config: SessionConfig, now: float, handle: str
+) -> SessionRecord:
+    """A record holding the session's whole state, created at ``now`` (key left empty)."""
+    for key, value in session._data.items():
+        encode_value(key, value)  # fail at commit, naming the key
+    remember = session._remember
+    absolute_at = absolute_deadline(config, now=now, remember=remember)
+    client = session._client if config.record_client else None
+    return SessionRecord(
+        key="",
+        handle=handle,
+        data=dict(session._data),
+        created_at=now,
+        last_seen_at=now,
+        expires_at=deadline(config, now=now, absolute_at=absolute_at, remember=remember),
+        absolute_at=absolute_at,
+        user_id=session._user_id,
+        auth_at=now if session._user_id is not None else None,
+        remember=remember,
+        user_agent=client.user_agent if client else None,
+        ip=client.ip if client else None,
+    )
+
+
+def _max_age(remember: bool, absolute_at: float, now: float) -> int | None:
+    return max(0, int(absolute_at - now)) if remember else None
+
+
+def plan_commit(
+    session: Session, config: SessionConfig, now: float, new_handle: str
+) -> Plan:
+    """Decide what committing ``session`` at ``now`` requires.
+
+    ``new_handle`` is used only if a record is created (it is random, so the caller mints
+    it and this function stays pure).
+    """
+    record = session._record
+
+    if record is None:
+        # Nothing stored yet: store only if there is something worth keeping.
+        if not session._data and not session._login:
+            return NOTHING
+        new = new_record(session, config, now, new_handle)
+        events = ("session.created", "session.login") if session._login else ("session.created",)
+        return Plan(
+            Action.CREATE,
+            CookieAction.SET,
+            record=new,
+            max_age=_max_age(new.remember, new.absolute_at, now),
+            events=events,
+        )
+
+    if session._logout:
+        if session._data:
+            new = new_record(session, config, now, new_handle)
+            return Plan(
+                Action.REPLACE,
+                CookieAction.SET,
+                record=new,
+                events=("session.logout", "session.created"),
+            )
+        return Plan(Action.DELETE, CookieAction.CLEAR, events=("session.logout",))
+
+    set_json, set_items, removed = _data_delta(session)
+
+    if session._regenerate:
+        fields: dict[str, Any] = {"last_seen_at": now}
+        remember = session._remember
+        absolute_at = record.absolute_at
+        events: tuple[str, ...] = ("session.regenerated",)
+        if session._login:
+            absolute_at = absolute_deadline(config, now=now, remember=remember)
+            fields.update(
+                user_id=session._user_id,
+                auth_at=now,
+                absolute_at=absolute_at,
+                remember=remember,
+            )
+            client = session._client if config.record_client else None
+            if client is not None:
+                fields.update(user_agent=client.user_agent, ip=client.ip)
+            events = ("session.login",)
+        fields["expires_at"] = deadline(config, now=now, absolute_at=absolute_at, remember=remember)
+        patch = Patch(set_json, set_items, removed, fields)
+        return Plan(
+            Action.RENAME,
+            CookieAction.SET,
+            patch=patch,
+            max_age=_max_age(remember, absolute_at, now),
+            events=events,
+        )
+
+    fields = {
+        "last_seen_at": now,
+        "expires_at": deadline(
+            config, now=now, absolute_at=record.absolute_at, remember=record.remember
+        ),
+    }
+    if set_json or removed:
+        return Plan(Action.UPDATE, patch=Patch(set_json, set_items, removed, fields))
+    if now - record.last_seen_at >= config.effective_touch_interval:
+        return Plan(Action.TOUCH, patch=Patch(fields=fields))
+    return NOTHING

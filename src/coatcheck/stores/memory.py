@@ -1,0 +1,158 @@
+"""MemoryStore: a process-local store for tests, development and single-process apps.
+
+Records are kept as JSON text per key, so the store enforces the same JSON-only rule as
+every other backend and a caller can never mutate a stored record by accident. A lock makes
+each operation atomic for threaded (WSGI) callers as well as for the event loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from typing import Any
+
+from ..model import Patch, SessionRecord
+from .base import InlineStore
+
+
+@dataclasses.dataclass(slots=True)
+class _Entry:
+    record: SessionRecord
+    """Metadata; ``record.data`` is unused (kept empty)."""
+    data: dict[str, str]
+    """Session data as key -> JSON text."""
+
+
+def _copy_out(entry: _Entry) -> SessionRecord:
+    return dataclasses.replace(
+        entry.record,
+        data={k: json.loads(v) for k, v in entry.data.items()},
+        meta=json.loads(json.dumps(entry.record.meta)),
+    )
+
+
+class MemoryStore(InlineStore):
+    """In-process store. Nothing survives a restart and nothing is shared between
+    processes: use SQLite, PostgreSQL or Redis for that."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, _Entry] = {}
+        self._handles: dict[str, str] = {}
+        self._users: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    # index upkeep (caller holds the lock)
+    def _index(self, key: str, record: SessionRecord) -> None:
+        self._handles[record.handle] = key
+        if record.user_id is not None:
+            self._users.setdefault(record.user_id, set()).add(key)
+
+    def _unindex(self, key: str, record: SessionRecord) -> None:
+        self._handles.pop(record.handle, None)
+        if record.user_id is not None:
+            keys = self._users.get(record.user_id)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._users[record.user_id]
+
+    def _remove(self, key: str) -> SessionRecord | None:
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return None
+        self._unindex(key, entry.record)
+        return entry.record
+
+    def get_sync(self, key: str) -> SessionRecord | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            return _copy_out(entry) if entry is not None else None
+
+    def create_sync(self, record: SessionRecord) -> None:
+        data = {k: json.dumps(v) for k, v in record.data.items()}
+        meta = dataclasses.replace(record, data={}, meta=json.loads(json.dumps(record.meta)))
+        with self._lock:
+            self._entries[record.key] = _Entry(meta, data)
+            self._index(record.key, meta)
+
+    def _patch(self, entry: _Entry, patch: Patch) -> None:
+        for k in patch.removed:
+            entry.data.pop(k, None)
+        entry.data.update(patch.set_json)
+        fields: dict[str, Any] = dict(patch.fields)
+        if "meta" in fields:
+            fields["meta"] = json.loads(json.dumps(fields["meta"]))
+        for name, value in fields.items():
+            setattr(entry.record, name, value)
+
+    def apply_sync(self, key: str, patch: Patch) -> bool:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return False
+            self._unindex(key, entry.record)
+            self._patch(entry, patch)
+            self._index(key, entry.record)
+            return True
+
+    def rename_sync(self, old_key: str, new_key: str, patch: Patch) -> bool:
+        with self._lock:
+            entry = self._entries.pop(old_key, None)
+            if entry is None:
+                return False
+            self._unindex(old_key, entry.record)
+            self._patch(entry, patch)
+            entry.record.key = new_key
+            self._entries[new_key] = entry
+            self._index(new_key, entry.record)
+            return True
+
+    def delete_sync(self, key: str) -> bool:
+        with self._lock:
+            return self._remove(key) is not None
+
+    def get_by_handle_sync(self, handle: str) -> SessionRecord | None:
+        with self._lock:
+            key = self._handles.get(handle)
+            entry = self._entries.get(key) if key is not None else None
+            return _copy_out(entry) if entry is not None else None
+
+    def list_user_sync(self, user_id: str, now: float) -> list[SessionRecord]:
+        with self._lock:
+            entries = [self._entries[k] for k in self._users.get(user_id, ())]
+            live = [_copy_out(e) for e in entries if e.record.expires_at > now]
+        return sorted(live, key=lambda r: r.created_at)
+
+    def delete_handle_sync(self, handle: str) -> SessionRecord | None:
+        with self._lock:
+            key = self._handles.get(handle)
+            return self._remove(key) if key is not None else None
+
+    def delete_user_sync(self, user_id: str, except_handle: str | None = None) -> int:
+        with self._lock:
+            keys = [
+                k
+                for k in self._users.get(user_id, ())
+                if self._entries[k].record.handle != except_handle
+            ]
+            for k in keys:
+                self._remove(k)
+            return len(keys)
+
+    def purge_expired_sync(self, now: float, batch_size: int) -> int:
+        with self._lock:
+            expired = [k for k, e in self._entries.items() if e.record.expires_at <= now]
+        total = 0
+        for start in range(0, len(expired), batch_size):
+            with self._lock:  # released between batches so other callers interleave
+                for k in expired[start : start + batch_size]:
+                    entry = self._entries.get(k)
+                    if entry is not None and entry.record.expires_at <= now:
+                        self._remove(k)
+                        total += 1
+        return total
+
+    def count_sync(self, now: float) -> int:
+        with self._lock:
+            return sum(1 for e in self._entries.values() if e.record.expires_at > now)

@@ -1,0 +1,345 @@
+"""SQLiteStore: the embedded default. One file, safe for several processes at once.
+
+WAL journaling lets readers proceed while a writer commits; a busy timeout makes writers
+queue instead of failing; every commit is one UPDATE statement that edits only the changed
+keys with ``json_set`` / ``json_remove``, so concurrent requests never lose each other's
+keys. Expiry is an indexed ``expires_at`` column swept in small batches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from ..errors import StoreUnavailable
+from ..model import PATCHABLE_FIELDS, Patch, SessionRecord
+from .base import InlineStore
+
+T = TypeVar("T")
+
+TABLE = "coatcheck_sessions"
+
+MIGRATIONS: Sequence[str] = (
+    # 1: the sessions table, its expiry index and its per-user index.
+    f"""
+    CREATE TABLE {TABLE} (
+        key TEXT NOT NULL UNIQUE,
+        handle TEXT NOT NULL UNIQUE,
+        user_id TEXT,
+        data TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        last_seen_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        absolute_at REAL NOT NULL,
+        auth_at REAL,
+        remember INTEGER NOT NULL DEFAULT 0,
+        user_agent TEXT,
+        ip TEXT,
+        meta TEXT NOT NULL DEFAULT '{{}}'
+    );
+    CREATE INDEX {TABLE}_expires ON {TABLE} (expires_at);
+    CREATE INDEX {TABLE}_user ON {TABLE} (user_id) WHERE user_id IS NOT NULL;
+    """,
+)
+"""Schema migrations, applied in order; ``PRAGMA user_version`` records how many ran."""
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_COLUMNS = (
+    "key, handle, user_id, data, created_at, last_seen_at, expires_at, absolute_at, "
+    "auth_at, remember, user_agent, ip, meta"
+)
+
+_SIMPLE_KEY = re.compile(r'[^"\\]*')
+"""Keys SQLite's JSON path syntax can quote as ``$."key"`` (no quote or backslash)."""
+
+
+def _row_to_record(row: Sequence[Any]) -> SessionRecord:
+    return SessionRecord(
+        key=row[0],
+        handle=row[1],
+        user_id=row[2],
+        data=json.loads(row[3]),
+        created_at=row[4],
+        last_seen_at=row[5],
+        expires_at=row[6],
+        absolute_at=row[7],
+        auth_at=row[8],
+        remember=bool(row[9]),
+        user_agent=row[10],
+        ip=row[11],
+        meta=json.loads(row[12]),
+    )
+
+
+def _field_value(name: str, value: Any) -> Any:
+    if name == "meta":
+        return json.dumps(value, separators=(",", ":"))
+    if name == "remember":
+        return int(bool(value))
+    return value
+
+
+class SQLiteStore(InlineStore):
+    """Sessions in one SQLite file (or ``:memory:`` for a throwaway database).
+
+    ``timeout`` is how long a writer waits for another process's transaction (seconds)
+    before the operation fails as StoreUnavailable; ``synchronous`` is SQLite's durability
+    setting: NORMAL survives a crash of the app process (the WAL is in the OS cache),
+    FULL also survives a power loss at the cost of an fsync per commit.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, timeout: float = 5.0, synchronous: str = "NORMAL"
+    ) -> None:
+        self.path = os.fspath(path)
+        self.timeout = timeout
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"invalid synchronous setting {synchronous!r}")
+        self.synchronous = synchronous.upper()
+        self._local = threading.local()
+        self._ready = False
+        self._ready_lock = threading.Lock()
+        self._all: list[sqlite3.Connection] = []
+
+    # -- connections -------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        if self.path != ":memory:":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection (sqlite3 connections must not be shared across
+        threads or across a fork), created and migrated on first use."""
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid():
+            conn = self._connect()
+            local.conn, local.pid = conn, os.getpid()
+            self._all.append(conn)
+            if not self._ready:
+                with self._ready_lock:
+                    if not self._ready:
+                        self._migrate(conn)
+                        self._ready = True
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreUnavailable(
+                    f"{self.path}: schema version {version} is newer than this coatcheck "
+                    f"({SCHEMA_VERSION}); upgrade coatcheck"
+                )
+            for number in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return operation(self._conn())
+        except StoreUnavailable:
+            raise
+        except sqlite3.Error as exc:
+            conn = getattr(self._local, "conn", None)
+            if conn is not None and conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise StoreUnavailable(f"SQLite store {self.path!r}: {exc}") from exc
+
+    @contextmanager
+    def _write(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # -- statements --------------------------------------------------------------------
+    @staticmethod
+    def _patch_sql(patch: Patch) -> tuple[str, list[Any]] | None:
+        """SET clause for ``patch`` as one statement, or None if a key cannot be written
+        as a JSON path (then the caller merges in Python inside a write transaction)."""
+        sets: list[str] = []
+        params: list[Any] = []
+        if patch.touches_data:
+            keys = list(patch.removed) + list(patch.set_json)
+            if not all(_SIMPLE_KEY.fullmatch(k) for k in keys):
+                return None
+            expr = "data"
+            if patch.removed:
+                expr = f"json_remove({expr}{', ?' * len(patch.removed)})"
+                params.extend(f'$."{k}"' for k in patch.removed)
+            if patch.set_json:
+                expr = f"json_set({expr}{', ?, json(?)' * len(patch.set_json)})"
+                for k, v in patch.set_json.items():
+                    params.extend((f'$."{k}"', v))
+            sets.append(f"data = {expr}")
+        for name, value in patch.fields.items():
+            if name not in PATCHABLE_FIELDS:
+                raise ValueError(f"field {name!r} cannot be patched")
+            sets.append(f"{name} = ?")
+            params.append(_field_value(name, value))
+        return ", ".join(sets), params
+
+    def _update(self, conn: sqlite3.Connection, key: str, new_key: str | None, patch: Patch) -> bool:
+        rename = ("key = ?, ", [new_key]) if new_key is not None else ("", [])
+        compiled = self._patch_sql(patch)
+        if compiled is not None:
+            clause, params = compiled
+            if not clause and new_key is None:
+                return conn.execute(f"SELECT 1 FROM {TABLE} WHERE key = ?", (key,)).fetchone() is not None
+            sql = f"UPDATE {TABLE} SET {rename[0]}{clause or 'key = key'} WHERE key = ?"
+            cur = conn.execute(sql, [*rename[1], *params, key])
+            return cur.rowcount == 1
+        # Keys with quotes: merge in Python under the write lock (still atomic).
+        with self._write(conn):
+            row = conn.execute(f"SELECT data FROM {TABLE} WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return False
+            data = json.loads(row[0])
+            for k in patch.removed:
+                data.pop(k, None)
+            data.update(patch.set_items)
+            fields = Patch(fields=patch.fields)
+            clause, params = self._patch_sql(fields) or ("", [])
+            sets = ", ".join(filter(None, [rename[0].rstrip(", "), "data = ?", clause]))
+            conn.execute(
+                f"UPDATE {TABLE} SET {sets} WHERE key = ?",
+                [*rename[1], json.dumps(data, separators=(",", ":")), *params, key],
+            )
+            return True
+
+    # -- contract ----------------------------------------------------------------------
+    def get_sync(self, key: str) -> SessionRecord | None:
+        def op(conn: sqlite3.Connection) -> SessionRecord | None:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM {TABLE} WHERE key = ?", (key,)).fetchone()
+            return _row_to_record(row) if row is not None else None
+
+        return self._run(op)
+
+    def create_sync(self, record: SessionRecord) -> None:
+        values = (
+            record.key,
+            record.handle,
+            record.user_id,
+            json.dumps(record.data, separators=(",", ":"), ensure_ascii=False),
+            record.created_at,
+            record.last_seen_at,
+            record.expires_at,
+            record.absolute_at,
+            record.auth_at,
+            int(record.remember),
+            record.user_agent,
+            record.ip,
+            json.dumps(record.meta, separators=(",", ":")),
+        )
+        self._run(
+            lambda conn: conn.execute(
+                f"INSERT INTO {TABLE} ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", values
+            )
+        )
+
+    def apply_sync(self, key: str, patch: Patch) -> bool:
+        return self._run(lambda conn: self._update(conn, key, None, patch))
+
+    def rename_sync(self, old_key: str, new_key: str, patch: Patch) -> bool:
+        return self._run(lambda conn: self._update(conn, old_key, new_key, patch))
+
+    def delete_sync(self, key: str) -> bool:
+        return self._run(
+            lambda conn: conn.execute(f"DELETE FROM {TABLE} WHERE key = ?", (key,)).rowcount == 1
+        )
+
+    def get_by_handle_sync(self, handle: str) -> SessionRecord | None:
+        def op(conn: sqlite3.Connection) -> SessionRecord | None:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM {TABLE} WHERE handle = ?", (handle,)
+            ).fetchone()
+            return _row_to_record(row) if row is not None else None
+
+        return self._run(op)
+
+    def list_user_sync(self, user_id: str, now: float) -> list[SessionRecord]:
+        def op(conn: sqlite3.Connection) -> list[SessionRecord]:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM {TABLE} WHERE user_id = ? AND expires_at > ? "
+                "ORDER BY created_at",
+                (user_id, now),
+            ).fetchall()
+            return [_row_to_record(r) for r in rows]
+
+        return self._run(op)
+
+    def delete_handle_sync(self, handle: str) -> SessionRecord | None:
+        def op(conn: sqlite3.Connection) -> SessionRecord | None:
+            row = conn.execute(
+                f"DELETE FROM {TABLE} WHERE handle = ? RETURNING {_COLUMNS}", (handle,)
+            ).fetchone()
+            return _row_to_record(row) if row is not None else None
+
+        return self._run(op)
+
+    def delete_user_sync(self, user_id: str, except_handle: str | None = None) -> int:
+        return self._run(
+            lambda conn: conn.execute(
+                f"DELETE FROM {TABLE} WHERE user_id = ? AND handle IS NOT ?",
+                (user_id, except_handle),
+            ).rowcount
+        )
+
+    def purge_expired_sync(self, now: float, batch_size: int) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            total = 0
+            while True:
+                # One short transaction per batch: readers (WAL) never wait, and other
+                # writers wait at most one batch.
+                deleted = conn.execute(
+                    f"DELETE FROM {TABLE} WHERE rowid IN (SELECT rowid FROM {TABLE} "
+                    "WHERE expires_at <= ? LIMIT ?)",
+                    (now, batch_size),
+                ).rowcount
+                total += deleted
+                if deleted < batch_size:
+                    return total
+
+        return self._run(op)
+
+    def count_sync(self, now: float) -> int:
+        return self._run(
+            lambda conn: conn.execute(
+                f"SELECT count(*) FROM {TABLE} WHERE expires_at > ?", (now,)
+            ).fetchone()[0]
+        )
+
+    def close_sync(self) -> None:
+        for conn in self._all:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._all.clear()
+        self._local = threading.local()
