@@ -36,7 +36,7 @@ in a response header instead of a cookie."""
 class RequestToken:
     """The token a request presented and how it travelled."""
 
-    __slots__ = ("token", "bearer", "user_agent")
+    __slots__ = ("bearer", "token", "user_agent")
 
     def __init__(self, token: str | None, bearer: bool, user_agent: str | None) -> None:
         self.token = token
@@ -44,7 +44,9 @@ class RequestToken:
         self.user_agent = user_agent
 
 
-def read_request(headers: list[tuple[bytes, bytes]], cookie_name: str, allow_bearer: bool) -> RequestToken:
+def read_request(
+    headers: list[tuple[bytes, bytes]], cookie_name: str, allow_bearer: bool
+) -> RequestToken:
     """Extract the token from ASGI headers. Bearer wins over the cookie: it is explicit."""
     cookie_parts: list[str] = []
     bearer: str | None = None
@@ -135,7 +137,9 @@ class SessionMiddleware:
                     await send_unavailable(send)
                     return
                 if result.changes_token or session._user_id is not None:
-                    message["headers"] = self._headers(message.get("headers", ()), result, request.bearer)
+                    message["headers"] = self._headers(
+                        message.get("headers", ()), result, request.bearer
+                    )
             elif failed:
                 return  # the 503 is already out; drop the app's body
             await send(message)
@@ -156,7 +160,12 @@ class SessionMiddleware:
                 value = result.token or ""
                 out.append((self._token_header, value.encode("latin-1")))
             elif result.token is not None:
-                out.append((b"set-cookie", set_cookie(config, result.token, result.max_age).encode("latin-1")))
+                out.append(
+                    (
+                        b"set-cookie",
+                        set_cookie(config, result.token, result.max_age).encode("latin-1"),
+                    )
+                )
             else:
                 out.append((b"set-cookie", clear_cookie(config).encode("latin-1")))
         if not has_cache_control:

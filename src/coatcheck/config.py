@@ -55,7 +55,7 @@ class SessionConfig:
     allow_bearer: bool = True
     """Accept ``Authorization: Bearer <token>`` from API clients that keep no cookies."""
 
-    token_header: str = "X-Session-Token"
+    token_header: str = "X-Session-Token"  # noqa: S105 (a header name)
     """Response header that carries a new token to bearer clients (never to cookie clients)."""
 
     record_client: bool = True
@@ -71,9 +71,7 @@ class SessionConfig:
         for name in ("idle_timeout", "absolute_timeout", "remember_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
-        if self.touch_interval is not None and not (
-            0 <= self.touch_interval <= self.idle_timeout
-        ):
+        if self.touch_interval is not None and not (0 <= self.touch_interval <= self.idle_timeout):
             raise ConfigError("touch_interval must be between 0 and idle_timeout")
         if self.same_site not in ("lax", "strict", "none"):
             raise ConfigError(f"same_site must be lax, strict or none, got {self.same_site!r}")
@@ -105,9 +103,7 @@ class SessionConfig:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> SessionConfig:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> SessionConfig:
         """Read ``COATCHECK_<SETTING>`` variables (e.g. ``COATCHECK_IDLE_TIMEOUT=900``).
 
         Unknown or unparsable values raise ConfigError naming the variable, so a typo in a

@@ -19,7 +19,7 @@ from .config import SessionConfig
 from .events import EventSink, SessionEvent
 from .model import Session, SessionRecord
 from .operations import Apply, Create, Delete, Get, Rename, Steps, run_async, run_sync
-from .policy import Action, CookieAction
+from .policy import Action
 from .stores.base import Store
 
 Clock = Callable[[], float]
@@ -122,7 +122,9 @@ class SessionManager:
             assert record is not None
             return Session(record, now=now, client=client)
         if record is not None:
-            self.emit(ev.EXPIRED, handle=record.handle, user_id=record.user_id, reason=verdict.value)
+            self.emit(
+                ev.EXPIRED, handle=record.handle, user_id=record.user_id, reason=verdict.value
+            )
         else:
             self.emit(ev.REJECTED, reason="unknown")
         return Session(None, now=now, client=client)

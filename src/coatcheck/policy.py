@@ -8,7 +8,7 @@ every rule about sessions is written exactly once, and each can be tested as pla
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .config import SessionConfig
@@ -91,9 +91,7 @@ def _data_delta(session: Session) -> tuple[dict[str, str], dict[str, Any], froze
     return set_json, set_items, frozenset(session._removed)
 
 
-def new_record(
-    session: Session, config: SessionConfig, now: float, handle: str
-) -> SessionRecord:
+def new_record(session: Session, config: SessionConfig, now: float, handle: str) -> SessionRecord:
     """A record holding the session's whole state, created at ``now`` (key left empty)."""
     for key, value in session._data.items():
         encode_value(key, value)  # fail at commit, naming the key
@@ -120,9 +118,7 @@ def _max_age(remember: bool, absolute_at: float, now: float) -> int | None:
     return max(0, int(absolute_at - now)) if remember else None
 
 
-def plan_commit(
-    session: Session, config: SessionConfig, now: float, new_handle: str
-) -> Plan:
+def plan_commit(session: Session, config: SessionConfig, now: float, new_handle: str) -> Plan:
     """Decide what committing ``session`` at ``now`` requires.
 
     ``new_handle`` is used only if a record is created (it is random, so the caller mints
@@ -161,7 +157,7 @@ def plan_commit(
         fields: dict[str, Any] = {"last_seen_at": now}
         remember = session._remember
         absolute_at = record.absolute_at
-        events: tuple[str, ...] = ("session.regenerated",)
+        names: tuple[str, ...] = ("session.regenerated",)
         if session._login:
             absolute_at = absolute_deadline(config, now=now, remember=remember)
             fields.update(
@@ -173,7 +169,7 @@ def plan_commit(
             client = session._client if config.record_client else None
             if client is not None:
                 fields.update(user_agent=client.user_agent, ip=client.ip)
-            events = ("session.login",)
+            names = ("session.login",)
         fields["expires_at"] = deadline(config, now=now, absolute_at=absolute_at, remember=remember)
         patch = Patch(set_json, set_items, removed, fields)
         return Plan(
@@ -181,7 +177,7 @@ def plan_commit(
             CookieAction.SET,
             patch=patch,
             max_age=_max_age(remember, absolute_at, now),
-            events=events,
+            events=names,
         )
 
     fields = {

@@ -74,7 +74,7 @@ class Store(ABC):
         """How many live records there are (for stats); backends may approximate."""
         raise NotImplementedError
 
-    def close_sync(self) -> None:
+    def close_sync(self) -> None:  # noqa: B027 (optional hook, no-op by default)
         """Release connections."""
 
     # -- async path ----------------------------------------------------------------------

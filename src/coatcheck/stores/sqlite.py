@@ -14,7 +14,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 from ..errors import StoreUnavailable
@@ -162,10 +162,8 @@ class SQLiteStore(InlineStore):
         except sqlite3.Error as exc:
             conn = getattr(self._local, "conn", None)
             if conn is not None and conn.in_transaction:
-                try:
+                with suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
             raise StoreUnavailable(f"SQLite store {self.path!r}: {exc}") from exc
 
     @contextmanager
@@ -205,13 +203,18 @@ class SQLiteStore(InlineStore):
             params.append(_field_value(name, value))
         return ", ".join(sets), params
 
-    def _update(self, conn: sqlite3.Connection, key: str, new_key: str | None, patch: Patch) -> bool:
+    def _update(
+        self, conn: sqlite3.Connection, key: str, new_key: str | None, patch: Patch
+    ) -> bool:
         rename = ("key = ?, ", [new_key]) if new_key is not None else ("", [])
         compiled = self._patch_sql(patch)
         if compiled is not None:
             clause, params = compiled
             if not clause and new_key is None:
-                return conn.execute(f"SELECT 1 FROM {TABLE} WHERE key = ?", (key,)).fetchone() is not None
+                return (
+                    conn.execute(f"SELECT 1 FROM {TABLE} WHERE key = ?", (key,)).fetchone()
+                    is not None
+                )
             sql = f"UPDATE {TABLE} SET {rename[0]}{clause or 'key = key'} WHERE key = ?"
             cur = conn.execute(sql, [*rename[1], *params, key])
             return cur.rowcount == 1
@@ -305,10 +308,12 @@ class SQLiteStore(InlineStore):
 
     def delete_user_sync(self, user_id: str, except_handle: str | None = None) -> int:
         return self._run(
-            lambda conn: conn.execute(
-                f"DELETE FROM {TABLE} WHERE user_id = ? AND handle IS NOT ?",
-                (user_id, except_handle),
-            ).rowcount
+            lambda conn: (
+                conn.execute(
+                    f"DELETE FROM {TABLE} WHERE user_id = ? AND handle IS NOT ?",
+                    (user_id, except_handle),
+                ).rowcount
+            )
         )
 
     def purge_expired_sync(self, now: float, batch_size: int) -> int:
@@ -329,17 +334,15 @@ class SQLiteStore(InlineStore):
         return self._run(op)
 
     def count_sync(self, now: float) -> int:
-        return self._run(
-            lambda conn: conn.execute(
-                f"SELECT count(*) FROM {TABLE} WHERE expires_at > ?", (now,)
-            ).fetchone()[0]
-        )
+        def op(conn: sqlite3.Connection) -> int:
+            row = conn.execute(f"SELECT count(*) FROM {TABLE} WHERE expires_at > ?", (now,))
+            return int(row.fetchone()[0])
+
+        return self._run(op)
 
     def close_sync(self) -> None:
         for conn in self._all:
-            try:
+            with suppress(sqlite3.Error):
                 conn.close()
-            except sqlite3.Error:
-                pass
         self._all.clear()
         self._local = threading.local()
