@@ -1,42 +1,38 @@
 """The store contract fixture: every store, on both its async and its sync path.
 
-A backend joins the suite by adding one factory to ``STORE_FACTORIES``: a context manager
-that yields a fresh, empty store talking to its real server. Nothing else changes.
+A backend joins the suite by adding a module to ``factories/`` whose ``FACTORIES`` maps a
+name to a context manager that yields a fresh, empty store talking to its real server (or
+fails, under CI, when that server is missing). Nothing else changes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterator
+import pkgutil
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from coatcheck.stores import MemoryStore, SQLiteStore, Store
+from coatcheck.stores import Store
 
 StoreFactory = Callable[[Path], contextlib.AbstractContextManager[Store]]
 
 
-@contextlib.contextmanager
-def memory_store(tmp_path: Path) -> Iterator[Store]:
-    yield MemoryStore()
+def _discover() -> dict[str, StoreFactory]:
+    """Collect ``FACTORIES`` from every module in ``tests/conformance/factories/``."""
+    found: dict[str, StoreFactory] = {}
+    package = Path(__file__).parent / "factories"
+    for module_info in sorted(pkgutil.iter_modules([str(package)]), key=lambda m: m.name):
+        module = importlib.import_module(f"tests.conformance.factories.{module_info.name}")
+        found.update(module.FACTORIES)
+    return found
 
 
-@contextlib.contextmanager
-def sqlite_store(tmp_path: Path) -> Iterator[Store]:
-    store = SQLiteStore(tmp_path / "sessions.db")
-    try:
-        yield store
-    finally:
-        store.close_sync()
-
-
-STORE_FACTORIES: dict[str, StoreFactory] = {
-    "memory": memory_store,
-    "sqlite": sqlite_store,
-}
+STORE_FACTORIES: dict[str, StoreFactory] = _discover()
 
 
 class Driver:
