@@ -247,7 +247,7 @@ def test_5_logout_deletes_the_record_and_expires_the_cookie(shop: Shop) -> None:
         b.post("/login?user=alice")
         token = b.cookies[COOKIE]
         r = b.post("/logout")
-        ((name, value, attrs),) = set_cookies(r)
+        ((name, _value, attrs),) = set_cookies(r)
         assert (name, attrs["max-age"]) == (COOKIE, "0")
         assert "expires" in attrs
         assert COOKIE not in b.cookies
@@ -462,7 +462,7 @@ def test_10_cookie_attributes_and_no_store(shop: Shop) -> None:
         assert r.headers["cache-control"] == "no-store"
         r = b.post("/login?user=alice&remember=1")
         (raw,) = r.headers.get_list("set-cookie")
-        name, _, attrs = parse_set_cookie(raw)
+        _name, _, attrs = parse_set_cookie(raw)
         assert attrs["max-age"] == str(int(SessionConfig().remember_timeout))
         assert r.headers["cache-control"] == "no-store"
         # An authenticated response is never cacheable either.
