@@ -1,0 +1,165 @@
+"""The pure policy: validity and commit plans as plain data, no I/O."""
+
+from __future__ import annotations
+
+import pytest
+
+from coatcheck import SessionConfig
+from coatcheck.model import Session, SessionRecord
+from coatcheck.policy import Action, CookieAction, Verdict, check, deadline, plan_commit
+
+NOW = 1_000_000.0
+CONFIG = SessionConfig()
+
+
+def record(**overrides: object) -> SessionRecord:
+    values: dict[str, object] = {
+        "key": "k" * 64,
+        "handle": "h",
+        "data": {"n": 1},
+        "created_at": NOW,
+        "last_seen_at": NOW,
+        "expires_at": NOW + CONFIG.idle_timeout,
+        "absolute_at": NOW + CONFIG.absolute_timeout,
+    }
+    values.update(overrides)
+    return SessionRecord(**values)  # type: ignore[arg-type]
+
+
+def test_check_verdicts() -> None:
+    r = record()
+    assert check(None, NOW) is Verdict.UNKNOWN
+    assert check(r, NOW) is Verdict.VALID
+    assert check(r, r.expires_at) is Verdict.IDLE_EXPIRED
+    late = record(expires_at=NOW + 10, absolute_at=NOW + 5)
+    assert check(late, NOW + 6) is Verdict.ABSOLUTE_EXPIRED
+
+
+def test_deadline_is_capped_by_absolute_and_remember_has_no_idle_limit() -> None:
+    assert deadline(CONFIG, now=NOW, absolute_at=NOW + 10, remember=False) == NOW + 10
+    assert deadline(CONFIG, now=NOW, absolute_at=NOW + 1e6, remember=False) == (
+        NOW + CONFIG.idle_timeout
+    )
+    assert deadline(CONFIG, now=NOW, absolute_at=NOW + 1e6, remember=True) == NOW + 1e6
+
+
+def test_empty_new_session_is_not_stored() -> None:
+    plan = plan_commit(Session(None, now=NOW), CONFIG, NOW, "h")
+    assert plan.action is Action.NOTHING
+    assert plan.cookie is CookieAction.NONE
+
+
+def test_new_session_with_data_is_created_with_deadlines() -> None:
+    s = Session(None, now=NOW)
+    s["cart"] = ["hat"]
+    plan = plan_commit(s, CONFIG, NOW, "h")
+    assert plan.action is Action.CREATE
+    assert plan.cookie is CookieAction.SET
+    assert plan.record is not None
+    assert plan.record.data == {"cart": ["hat"]}
+    assert plan.record.expires_at == NOW + CONFIG.idle_timeout
+    assert plan.record.absolute_at == NOW + CONFIG.absolute_timeout
+    assert plan.max_age is None
+
+
+def test_untouched_session_inside_touch_interval_does_nothing() -> None:
+    s = Session(record(), now=NOW + 1)
+    _ = s["n"]
+    assert plan_commit(s, CONFIG, NOW + 1, "x").action is Action.NOTHING
+
+
+def test_untouched_session_after_touch_interval_is_touched_without_data() -> None:
+    later = NOW + CONFIG.effective_touch_interval
+    plan = plan_commit(Session(record(), now=later), CONFIG, later, "x")
+    assert plan.action is Action.TOUCH
+    assert plan.patch is not None
+    assert not plan.patch.touches_data
+    assert plan.patch.fields == {
+        "last_seen_at": later,
+        "expires_at": later + CONFIG.idle_timeout,
+    }
+    assert plan.cookie is CookieAction.NONE
+
+
+def test_in_place_mutation_is_a_delta_of_that_key_only() -> None:
+    s = Session(record(data={"cart": ["hat"], "n": 1}), now=NOW)
+    s["cart"].append("scarf")
+    plan = plan_commit(s, CONFIG, NOW, "x")
+    assert plan.action is Action.UPDATE
+    assert plan.patch is not None
+    assert plan.patch.set_json == {"cart": '["hat","scarf"]'}
+    assert plan.patch.removed == frozenset()
+
+
+def test_reading_a_mutable_value_without_changing_it_writes_nothing() -> None:
+    s = Session(record(data={"cart": ["hat"]}), now=NOW)
+    assert s["cart"] == ["hat"]
+    assert plan_commit(s, CONFIG, NOW, "x").action is Action.NOTHING
+
+
+def test_deletion_is_a_removal() -> None:
+    s = Session(record(data={"a": 1, "b": 2}), now=NOW)
+    del s["a"]
+    plan = plan_commit(s, CONFIG, NOW, "x")
+    assert plan.patch is not None
+    assert plan.patch.removed == frozenset({"a"})
+    assert plan.patch.set_json == {}
+
+
+def test_login_renames_and_resets_the_absolute_deadline() -> None:
+    s = Session(record(), now=NOW + 100)
+    s.login("alice")
+    plan = plan_commit(s, CONFIG, NOW + 100, "x")
+    assert plan.action is Action.RENAME
+    assert plan.cookie is CookieAction.SET
+    assert plan.patch is not None
+    assert plan.patch.fields["user_id"] == "alice"
+    assert plan.patch.fields["auth_at"] == NOW + 100
+    assert plan.patch.fields["absolute_at"] == NOW + 100 + CONFIG.absolute_timeout
+    assert plan.events == ("session.login",)
+
+
+def test_remember_me_login_gets_a_persistent_cookie() -> None:
+    s = Session(record(), now=NOW)
+    s.login("alice", remember=True)
+    plan = plan_commit(s, CONFIG, NOW, "x")
+    assert plan.max_age == int(CONFIG.remember_timeout)
+    assert plan.patch is not None
+    assert plan.patch.fields["expires_at"] == NOW + CONFIG.remember_timeout
+
+
+def test_regenerate_keeps_the_absolute_deadline() -> None:
+    r = record()
+    s = Session(r, now=NOW + 5)
+    s.regenerate()
+    plan = plan_commit(s, CONFIG, NOW + 5, "x")
+    assert plan.action is Action.RENAME
+    assert plan.patch is not None
+    assert "absolute_at" not in plan.patch.fields
+    assert "user_id" not in plan.patch.fields
+
+
+def test_logout_deletes_and_clears_or_replaces() -> None:
+    s = Session(record(user_id="alice"), now=NOW)
+    s.logout()
+    plan = plan_commit(s, CONFIG, NOW, "x")
+    assert (plan.action, plan.cookie) == (Action.DELETE, CookieAction.CLEAR)
+    s = Session(record(user_id="alice"), now=NOW)
+    s.logout()
+    s["flash"] = "bye"
+    plan = plan_commit(s, CONFIG, NOW, "new-handle")
+    assert plan.action is Action.REPLACE
+    assert plan.record is not None
+    assert plan.record.user_id is None
+    assert plan.record.handle == "new-handle"
+    assert plan.record.data == {"flash": "bye"}
+
+
+@pytest.mark.parametrize("value", [object(), {1, 2}, float("nan"), b"bytes"])
+def test_non_json_values_fail_naming_the_key(value: object) -> None:
+    from coatcheck import SessionDataError
+
+    s = Session(record(), now=NOW)
+    s["bad key"] = value
+    with pytest.raises(SessionDataError, match="'bad key'"):
+        plan_commit(s, CONFIG, NOW, "x")
