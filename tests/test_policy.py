@@ -163,3 +163,14 @@ def test_non_json_values_fail_naming_the_key(value: object) -> None:
     s["bad key"] = value
     with pytest.raises(SessionDataError, match="'bad key'"):
         plan_commit(s, CONFIG, NOW, "x")
+
+
+def test_login_as_another_user_replaces_the_session_with_a_new_handle() -> None:
+    s = Session(record(user_id="alice", data={"alice_secret": 1}), now=NOW)
+    s.login("bob")
+    plan = plan_commit(s, CONFIG, NOW, "fresh-handle")
+    assert plan.action is Action.REPLACE
+    assert plan.record is not None
+    assert plan.record.handle == "fresh-handle"
+    assert plan.record.user_id == "bob"
+    assert plan.record.data == {}

@@ -153,6 +153,18 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
 
     set_json, set_items, removed = _data_delta(session)
 
+    if session._login and record.user_id is not None and record.user_id != session._user_id:
+        # Another user logs in on this device: a new session (new handle, fresh data), so
+        # nothing of the previous user's session, not even its public handle, carries over.
+        new = new_record(session, config, now, new_handle)
+        return Plan(
+            Action.REPLACE,
+            CookieAction.SET,
+            record=new,
+            max_age=_max_age(new.remember, new.absolute_at, now),
+            events=("session.created", "session.login"),
+        )
+
     if session._regenerate:
         fields: dict[str, Any] = {"last_seen_at": now}
         remember = session._remember
