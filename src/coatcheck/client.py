@@ -8,7 +8,6 @@ that a session layer has no use for.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
 MAX_USER_AGENT = 256
 """User agents are cut to this many characters: enough to name a browser, bounded in size."""
@@ -32,15 +31,47 @@ def truncate_ip(address: str | None) -> str | None:
     return str(network.network_address)
 
 
-@dataclass(frozen=True, slots=True)
-class ClientInfo:
-    """The client facts a session records at creation and login."""
+_UNSET = object()
 
-    user_agent: str | None = None
-    ip: str | None = None
+
+class ClientInfo:
+    """The client facts a session records at creation and login.
+
+    Built from untrusted request values on every request, but only read when a session is
+    created or logged in; so the IP is truncated lazily, on first read, and an ordinary
+    request pays nothing for it. Reads are always bounded and truncated.
+    """
+
+    __slots__ = ("_ip", "_raw_ip", "_raw_user_agent")
+
+    def __init__(self, user_agent: str | None = None, ip: str | None = None) -> None:
+        self._raw_user_agent = user_agent
+        self._raw_ip = ip
+        self._ip: object = _UNSET
 
     @classmethod
     def from_raw(cls, user_agent: str | None, ip: str | None) -> ClientInfo:
-        """Build from untrusted request values: truncate the IP, bound the user agent."""
-        ua = user_agent[:MAX_USER_AGENT] if user_agent else None
-        return cls(user_agent=ua, ip=truncate_ip(ip))
+        """Build from untrusted request values (kept raw until read)."""
+        return cls(user_agent, ip)
+
+    @property
+    def user_agent(self) -> str | None:
+        ua = self._raw_user_agent
+        return ua[:MAX_USER_AGENT] if ua else None
+
+    @property
+    def ip(self) -> str | None:
+        if self._ip is _UNSET:
+            self._ip = truncate_ip(self._raw_ip)
+        return self._ip  # type: ignore[return-value]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ClientInfo):
+            return NotImplemented
+        return (self.user_agent, self.ip) == (other.user_agent, other.ip)
+
+    def __hash__(self) -> int:
+        return hash((self.user_agent, self.ip))
+
+    def __repr__(self) -> str:
+        return f"ClientInfo(user_agent={self.user_agent!r}, ip={self.ip!r})"

@@ -118,11 +118,12 @@ def _max_age(remember: bool, absolute_at: float, now: float) -> int | None:
     return max(0, int(absolute_at - now)) if remember else None
 
 
-def plan_commit(session: Session, config: SessionConfig, now: float, new_handle: str) -> Plan:
+def plan_commit(session: Session, config: SessionConfig, now: float, new_handle: str = "") -> Plan:
     """Decide what committing ``session`` at ``now`` requires.
 
-    ``new_handle`` is used only if a record is created (it is random, so the caller mints
-    it and this function stays pure).
+    ``new_handle`` names a record this plan creates; handles are random, so a caller that
+    leaves it empty mints one only when the plan does create (most commits do not) and this
+    function stays pure.
     """
     record = session._record
 

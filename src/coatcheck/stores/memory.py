@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-from typing import Any
 
 from ..model import Patch, SessionRecord
 from .base import InlineStore
@@ -19,16 +18,31 @@ from .base import InlineStore
 @dataclasses.dataclass(slots=True)
 class _Entry:
     record: SessionRecord
-    """Metadata; ``record.data`` is unused (kept empty)."""
+    """Metadata; ``record.data`` and ``record.meta`` are unused (kept empty)."""
     data: dict[str, str]
     """Session data as key -> JSON text."""
+    meta: str
+    """Engine metadata as JSON text."""
 
 
 def _copy_out(entry: _Entry) -> SessionRecord:
-    return dataclasses.replace(
-        entry.record,
-        data={k: json.loads(v) for k, v in entry.data.items()},
-        meta=json.loads(json.dumps(entry.record.meta)),
+    """A fresh record the caller may mutate freely (built directly: this is the hot path)."""
+    r = entry.record
+    loads = json.loads
+    return SessionRecord(
+        r.key,
+        r.handle,
+        {k: loads(v) for k, v in entry.data.items()},
+        r.created_at,
+        r.last_seen_at,
+        r.expires_at,
+        r.absolute_at,
+        r.user_id,
+        r.auth_at,
+        r.remember,
+        r.user_agent,
+        r.ip,
+        loads(entry.meta) if entry.meta != "{}" else {},
     )
 
 
@@ -71,20 +85,21 @@ class MemoryStore(InlineStore):
 
     def create_sync(self, record: SessionRecord) -> None:
         data = {k: json.dumps(v) for k, v in record.data.items()}
-        meta = dataclasses.replace(record, data={}, meta=json.loads(json.dumps(record.meta)))
+        meta = json.dumps(record.meta)
+        bare = dataclasses.replace(record, data={}, meta={})
         with self._lock:
-            self._entries[record.key] = _Entry(meta, data)
-            self._index(record.key, meta)
+            self._entries[record.key] = _Entry(bare, data, meta)
+            self._index(record.key, bare)
 
     def _patch(self, entry: _Entry, patch: Patch) -> None:
         for k in patch.removed:
             entry.data.pop(k, None)
         entry.data.update(patch.set_json)
-        fields: dict[str, Any] = dict(patch.fields)
-        if "meta" in fields:
-            fields["meta"] = json.loads(json.dumps(fields["meta"]))
-        for name, value in fields.items():
-            setattr(entry.record, name, value)
+        for name, value in patch.fields.items():
+            if name == "meta":
+                entry.meta = json.dumps(value)
+            else:
+                setattr(entry.record, name, value)
 
     def apply_sync(self, key: str, patch: Patch) -> bool:
         with self._lock:
