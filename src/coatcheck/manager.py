@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import events as ev
 from . import policy, tokens
@@ -21,6 +21,9 @@ from .model import Session, SessionRecord
 from .operations import Apply, Create, Delete, Get, Rename, Steps, run_async, run_sync
 from .policy import Action
 from .stores.base import Store
+
+if TYPE_CHECKING:
+    from .clientside import ClientSideSessions, ClientSideStore
 
 Clock = Callable[[], float]
 
@@ -92,6 +95,24 @@ class SessionManager:
         self.config = config or SessionConfig()
         self.clock: Clock = clock or time.time
         self.sinks: list[EventSink] = list(events)
+        # How a session travels, chosen once here rather than tested per request: by
+        # default the client holds a token naming a record in ``store`` (``_load`` and
+        # ``_commit`` below). A client-side store (``client_side`` true: CookieStore)
+        # carries the session itself in the cookie; its procedures send their few store
+        # operations to its revocation store instead.
+        self._load_steps: Callable[[str | None, ClientInfo | None], Steps[Session]]
+        self._commit_steps: Callable[[Session], Steps[CommitResult]]
+        self._client_side: ClientSideSessions | None = None
+        self._op_store: Store = store
+        if getattr(store, "client_side", False):
+            from .clientside import ClientSideSessions  # imports this module
+
+            side = ClientSideSessions(self, cast("ClientSideStore", store))
+            self._client_side = side
+            self._load_steps, self._commit_steps = side.load, side.commit
+            self._op_store = side.revocations or store
+        else:
+            self._load_steps, self._commit_steps = self._load, self._commit
 
     # -- events ------------------------------------------------------------------------
     def emit(
@@ -131,7 +152,7 @@ class SessionManager:
 
     def _commit(self, session: Session) -> Steps[CommitResult]:
         now = self.clock()
-        plan = policy.plan_commit(session, self.config, now, tokens.new_handle())
+        plan = policy.plan_commit(session, self.config, now)
         session._committed = True
         record = session._record
         action = plan.action
@@ -167,6 +188,7 @@ class SessionManager:
             token = tokens.new_token()
             new = plan.record
             new.key = tokens.storage_key(token)
+            new.handle = tokens.new_handle()  # minted only now: most commits create nothing
             yield Create(new)
             session._handle = new.handle
             session._expires_at = new.expires_at
@@ -188,12 +210,12 @@ class SessionManager:
     async def load(self, token: str | None, client: ClientInfo | None = None) -> Session:
         """The session ``token`` names, or a fresh anonymous one (never adopting the
         client's value). One store read at most."""
-        return await run_async(self._load(token, client), self.store)
+        return await run_async(self._load_steps(token, client), self._op_store)
 
     async def commit(self, session: Session) -> CommitResult:
         """Persist what the request did to ``session`` in as few store calls as the plan
         needs (none for an untouched session between touches)."""
-        return await run_async(self._commit(session), self.store)
+        return await run_async(self._commit_steps(session), self._op_store)
 
     async def list_user_sessions(self, user_id: str) -> list[SessionInfo]:
         records = await self.store.list_user(str(user_id), self.clock())
@@ -209,6 +231,9 @@ class SessionManager:
 
     async def revoke_user(self, user_id: str, except_handle: str | None = None) -> int:
         """End all of a user's sessions, optionally keeping the current one."""
+        if self._client_side is not None:
+            steps = self._client_side.revoke_user(str(user_id), except_handle)
+            return await run_async(steps, self._op_store)
         count = await self.store.delete_user(str(user_id), except_handle)
         self.emit(ev.REVOKED, user_id=str(user_id), count=count, kept=except_handle)
         return count
@@ -224,10 +249,10 @@ class SessionManager:
 
     # -- sync API (WSGI and friends): same procedures, sync driver ------------------------
     def load_sync(self, token: str | None, client: ClientInfo | None = None) -> Session:
-        return run_sync(self._load(token, client), self.store)
+        return run_sync(self._load_steps(token, client), self._op_store)
 
     def commit_sync(self, session: Session) -> CommitResult:
-        return run_sync(self._commit(session), self.store)
+        return run_sync(self._commit_steps(session), self._op_store)
 
     def list_user_sessions_sync(self, user_id: str) -> list[SessionInfo]:
         records = self.store.list_user_sync(str(user_id), self.clock())
@@ -241,6 +266,9 @@ class SessionManager:
         return True
 
     def revoke_user_sync(self, user_id: str, except_handle: str | None = None) -> int:
+        if self._client_side is not None:
+            steps = self._client_side.revoke_user(str(user_id), except_handle)
+            return run_sync(steps, self._op_store)
         count = self.store.delete_user_sync(str(user_id), except_handle)
         self.emit(ev.REVOKED, user_id=str(user_id), count=count, kept=except_handle)
         return count

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from .base import InlineStore, Store
 from .memory import MemoryStore
 from .sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from .cookie import CookieStore as CookieStore
 
 __all__ = [
     "InlineStore",
@@ -27,6 +31,16 @@ __all__ = [
 StoreFactory = Callable[[str], Store]
 
 _SCHEMES: dict[str, str | StoreFactory] = {}
+
+
+def __getattr__(name: str) -> Any:
+    """``CookieStore`` is imported on first use: it needs the optional ``cryptography``
+    package, and ``import coatcheck.stores`` must work without it."""
+    if name == "CookieStore":
+        from .cookie import CookieStore
+
+        return CookieStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def register_scheme(scheme: str, factory: str | StoreFactory) -> None:
@@ -75,3 +89,11 @@ def _sqlite_from_url(url: str) -> Store:
 
 register_scheme("memory", _memory_from_url)
 register_scheme("sqlite", _sqlite_from_url)
+register_scheme("redis", "coatcheck.stores.redis:from_url")
+register_scheme("rediss", "coatcheck.stores.redis:from_url")
+register_scheme("redis+sentinel", "coatcheck.stores.redis:from_url")
+register_scheme("redis+cluster", "coatcheck.stores.redis:from_url")
+register_scheme("cookie", "coatcheck.stores.cookie:from_url")
+register_scheme("memcached", "coatcheck.stores.memcached:from_url")
+register_scheme("postgresql", "coatcheck.stores.postgres:from_url")
+register_scheme("postgres", "coatcheck.stores.postgres:from_url")

@@ -1,0 +1,290 @@
+"""Sessions that travel in the cookie: the contract a client-side store meets, and the
+procedures the manager runs for it instead of its server-side ones.
+
+With a server-side store the client holds a token naming a record. With a client-side
+store (``CookieStore``) the "token" *is* the sealed session: ``load`` opens it, ``commit``
+seals the whole new state and returns it as ``CommitResult.token``, so every edge delivers
+it exactly as it delivers a token. The policy is the same pure ``policy`` module; only the
+carrier differs, which is why this is a second pair of procedures and not a second engine.
+
+What a cookie cannot do, and what this module does about it:
+
+- It cannot be taken back. A copy of an old cookie stays valid until the deadlines sealed
+  inside it, even after logout. With a ``revocations`` store (any coatcheck store, kept
+  small: at most one record per user) a logout records the session's handle and
+  ``revoke_user`` records a per-user "not before" time; an authenticated session is then
+  checked against it at load, one read, as ASVS 5.0 7.4.1 asks of self-contained tokens.
+  Anonymous sessions never cost a store call.
+- It cannot be listed or ended by handle from elsewhere: nothing on the server names it.
+  ``list_user_sessions``, ``revoke(handle)`` and ``is_active`` raise UnsupportedOperation.
+- It is a snapshot, not a delta: of two concurrent requests that change different keys,
+  the browser keeps the cookie of the one that answered last.
+- It has a size: a browser keeps 4096 bytes of name plus value. A larger session fails at
+  commit with CookieTooLargeError naming the size; it is never truncated or split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from . import events as ev
+from . import policy, tokens
+from .client import ClientInfo
+from .errors import CoatcheckError, SessionDataError, StoreUnavailable
+from .manager import NO_CHANGE, CommitResult, SessionManager
+from .model import Patch, Session, SessionRecord, encode_value
+from .operations import Get, Op, Steps
+from .policy import Action
+from .stores.base import Store
+
+COOKIE_LIMIT = 4096
+"""Bytes of cookie name plus value every browser keeps (RFC 6265 section 6.1)."""
+
+NOT_BEFORE = "not_before"
+KEEP = "keep"
+HANDLE_PREFIX = "h:"
+"""Keys of a revocation record's data: the user's "not before" time, the one session it
+spares, and ``h:<handle>`` -> deadline for each session ended by logout."""
+
+
+class UnsupportedOperation(CoatcheckError, NotImplementedError):
+    """The store cannot do this by its nature (e.g. list the sessions of a cookie store)."""
+
+
+class CookieTooLargeError(SessionDataError):
+    """The sealed session would not fit in one cookie. ``size`` is name plus value, bytes."""
+
+    def __init__(self, size: int, limit: int = COOKIE_LIMIT) -> None:
+        super().__init__(
+            f"the session cookie would be {size} bytes (name plus value), over the "
+            f"{limit}-byte limit browsers keep; it is never truncated or split: keep less in "
+            "the session, or use a server-side store"
+        )
+        self.size = size
+        self.limit = limit
+
+
+class InvalidCookie(CoatcheckError):
+    """A client-side store could not open a value. Caught by ``load``, which starts a fresh
+    session; ``reason`` goes into the rejection event."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ClientSideStore(Protocol):
+    """What a store whose sessions travel in the cookie provides. The manager recognises
+    one by its ``client_side`` attribute being true."""
+
+    client_side: bool
+    revocations: Store | None
+    """Where per-user "not before" times and logged-out handles are kept, or None."""
+
+    def seal(self, record: SessionRecord) -> str:
+        """The cookie value carrying ``record`` (its ``key`` is ignored)."""
+        ...
+
+    def unseal(self, value: str) -> SessionRecord:
+        """The record sealed in ``value``; InvalidCookie, never anything else, otherwise."""
+        ...
+
+
+def revocation_key(user_id: str) -> str:
+    """Storage key of a user's revocation record: never a token's hash, since the preimage
+    carries a prefix and a NUL that no token has."""
+    return hashlib.sha256(f"coatcheck.revocation\x00{user_id}".encode()).hexdigest()
+
+
+def is_revoked(entry: SessionRecord, record: SessionRecord) -> bool:
+    """Does the user's revocation record end the session ``record``?
+
+    A session whose login time is at or before "not before" is ended (a tie ends it: a
+    session cannot prove it came after), unless it is the one session the revocation spared.
+    """
+    data = entry.data
+    if HANDLE_PREFIX + record.handle in data:
+        return True
+    not_before = data.get(NOT_BEFORE)
+    if not isinstance(not_before, (int, float)) or data.get(KEEP) == record.handle:
+        return False
+    issued = record.auth_at if record.auth_at is not None else record.created_at
+    return issued <= not_before
+
+
+@dataclass(frozen=True, slots=True)
+class Upsert(Op):
+    """Apply ``patch`` to ``record.key``, or create ``record`` when nothing is there.
+
+    Two writers racing to create the same record: the loser's insert fails (a unique key)
+    and its patch is then applied to the winner's record, so neither revocation is lost.
+    """
+
+    patch: Patch
+    record: SessionRecord
+
+    async def run(self, store: Store) -> None:
+        if await store.apply(self.record.key, self.patch):
+            return
+        try:
+            await store.create(self.record)
+        except StoreUnavailable:
+            if not await store.apply(self.record.key, self.patch):
+                raise
+
+    def run_sync(self, store: Store) -> None:
+        if store.apply_sync(self.record.key, self.patch):
+            return
+        try:
+            store.create_sync(self.record)
+        except StoreUnavailable:
+            if not store.apply_sync(self.record.key, self.patch):
+                raise
+
+
+class ClientSideSessions:
+    """The manager's load / commit / revoke_user procedures for a client-side store.
+
+    Like the server-side ones they are generators of store operations, driven by the same
+    async and sync drivers; their operations go to the revocation store, and there are
+    none at all without one.
+    """
+
+    __slots__ = ("_max_lifetime", "manager", "revocations", "sealer")
+
+    def __init__(self, manager: SessionManager, store: ClientSideStore) -> None:
+        self.manager = manager
+        self.sealer = store
+        self.revocations = store.revocations
+        config = manager.config
+        self._max_lifetime = max(config.absolute_timeout, config.remember_timeout)
+        """No session outlives this from its login, so neither must a revocation."""
+
+    def load(self, token: str | None, client: ClientInfo | None) -> Steps[Session]:
+        manager = self.manager
+        now = manager.clock()
+        if token is None:
+            return Session(None, now=now, client=client)
+        try:
+            record = self.sealer.unseal(token)
+        except InvalidCookie as exc:
+            manager.emit(ev.REJECTED, reason=exc.reason)
+            return Session(None, now=now, client=client)
+        verdict = policy.check(record, now)
+        if verdict is not policy.Verdict.VALID:
+            manager.emit(
+                ev.EXPIRED, handle=record.handle, user_id=record.user_id, reason=verdict.value
+            )
+            return Session(None, now=now, client=client)
+        if record.user_id is not None and self.revocations is not None:
+            entry = yield Get(revocation_key(record.user_id))
+            if entry is not None and is_revoked(entry, record):
+                manager.emit(
+                    ev.REJECTED, handle=record.handle, user_id=record.user_id, reason="revoked"
+                )
+                return Session(None, now=now, client=client)
+        return Session(record, now=now, client=client)
+
+    def commit(self, session: Session) -> Steps[CommitResult]:
+        manager = self.manager
+        now = manager.clock()
+        plan = policy.plan_commit(session, manager.config, now, tokens.new_handle())
+        session._committed = True
+        old = session._record
+        action = plan.action
+        if action is Action.NOTHING:
+            return NO_CHANGE
+
+        if action is Action.DELETE:
+            result = CommitResult(clear=True)
+        else:
+            if plan.record is not None:  # CREATE, REPLACE: a whole new session
+                new = plan.record
+            else:  # TOUCH, UPDATE, RENAME: the loaded session, patched
+                assert old is not None and plan.patch is not None
+                new = dataclasses.replace(old, data=dict(old.data))
+                plan.patch.apply_to(new)
+            value = self._seal(new)
+            session._handle = new.handle
+            session._expires_at = new.expires_at
+            session._auth_at = new.auth_at
+            # Every re-seal is delivered, so a remember-me cookie must stay persistent.
+            result = CommitResult(
+                token=value, max_age=policy._max_age(new.remember, new.absolute_at, now)
+            )
+
+        if (
+            (action is Action.DELETE or action is Action.REPLACE)
+            and old is not None
+            and old.user_id is not None
+            and self.revocations is not None
+        ):
+            # Logout: copies of this cookie must not outlive it.
+            yield from self._record_revocation(
+                old.user_id, now, {HANDLE_PREFIX + old.handle: old.absolute_at}
+            )
+
+        for name in plan.events:
+            if name == ev.LOGOUT and old is not None:
+                manager.emit(name, handle=old.handle, user_id=old.user_id)
+            else:
+                manager.emit(name, handle=session._handle, user_id=session._user_id)
+        return result
+
+    def revoke_user(self, user_id: str, except_handle: str | None) -> Steps[int]:
+        """End every cookie session of ``user_id`` logged in until now, except the one with
+        ``except_handle``. Returns 0: nothing on the server knows how many there were."""
+        if self.revocations is None:
+            raise UnsupportedOperation(
+                "revoke_user on a cookie store needs a revocation store "
+                "(CookieStore(keys, revocations=...)): without one, a cookie stays valid "
+                "until the deadlines sealed inside it"
+            )
+        manager = self.manager
+        now = manager.clock()
+        yield from self._record_revocation(user_id, now, {NOT_BEFORE: now, KEEP: except_handle})
+        manager.emit(ev.REVOKED, user_id=user_id, not_before=now, kept=except_handle)
+        return 0
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _seal(self, record: SessionRecord) -> str:
+        value = self.sealer.seal(record)
+        size = len(self.manager.config.cookie_name) + len(value)
+        if size > COOKIE_LIMIT:
+            raise CookieTooLargeError(size)
+        return value
+
+    def _record_revocation(self, user_id: str, now: float, items: Mapping[str, Any]) -> Steps[None]:
+        """Merge ``items`` into the user's revocation record (a delta: concurrent logouts
+        keep each other's entries), dropping handle entries whose sessions have ended."""
+        key = revocation_key(user_id)
+        until = now + self._max_lifetime
+        existing = yield Get(key)
+        stale: frozenset[str] = frozenset()
+        if existing is not None:
+            until = max(until, existing.expires_at)
+            stale = frozenset(
+                k
+                for k, v in existing.data.items()
+                if k.startswith(HANDLE_PREFIX) and isinstance(v, (int, float)) and v <= now
+            )
+        patch = Patch(
+            set_json={k: encode_value(k, v) for k, v in items.items()},
+            set_items=dict(items),
+            removed=stale.difference(items),
+            fields={"last_seen_at": now, "expires_at": until, "absolute_at": until},
+        )
+        fresh = SessionRecord(
+            key=key,
+            handle=tokens.new_handle(),
+            data=dict(items),
+            created_at=now,
+            last_seen_at=now,
+            expires_at=until,
+            absolute_at=until,
+        )
+        yield Upsert(patch, fresh)
