@@ -387,13 +387,15 @@ class FillableStore(SQLiteStore):
     full = False
 
     def _run(self, operation):  # type: ignore[no-untyped-def]
-        conn = self._conn()
-        if self.full:
-            pages = conn.execute("PRAGMA page_count").fetchone()[0]
-            conn.execute(f"PRAGMA max_page_count = {pages}")
-        else:
-            conn.execute("PRAGMA max_page_count = 1073741823")
-        return super()._run(operation)
+        def limited(conn):  # type: ignore[no-untyped-def]
+            if self.full:
+                pages = conn.execute("PRAGMA page_count").fetchone()[0]
+                conn.execute(f"PRAGMA max_page_count = {pages}")
+            else:
+                conn.execute("PRAGMA max_page_count = 1073741823")
+            return operation(conn)
+
+        return super()._run(limited)
 
 
 def test_9_full_disk_gives_503_and_keeps_the_stored_session(

@@ -58,13 +58,14 @@ def test_purge_deletes_in_batches_over_the_expiry_index(tmp_path: Path) -> None:
         store.create_sync(make_record(expires_at=NOW - i - 1))
     store.create_sync(make_record(expires_at=NOW + 60))
     statements: list[str] = []
-    conn = store._conn()
-    conn.set_trace_callback(statements.append)
+    with store.connection() as conn:  # the pool hands the same idle connection back
+        conn.set_trace_callback(statements.append)
     assert store.purge_expired_sync(NOW, 10) == 25
-    conn.set_trace_callback(None)
-    deletes = [s for s in statements if s.lstrip().upper().startswith("DELETE")]
-    assert len(deletes) == 3  # 10 + 10 + 5: one short transaction per batch
-    plan = " ".join(row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + deletes[0]))
+    with store.connection() as conn:
+        conn.set_trace_callback(None)
+        deletes = [s for s in statements if s.lstrip().upper().startswith("DELETE")]
+        assert len(deletes) == 3  # 10 + 10 + 5: one short transaction per batch
+        plan = " ".join(row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + deletes[0]))
     assert "coatcheck_sessions_expires" in plan
     assert store.count_sync(NOW) == 1
     store.close_sync()
@@ -75,18 +76,18 @@ def test_readers_keep_reading_while_a_big_purge_runs(tmp_path: Path) -> None:
     store = SQLiteStore(path)
     live = make_record(expires_at=NOW + 60)
     store.create_sync(live)
-    conn = store._conn()
     rows = [
         (tokens.storage_key(tokens.new_token()), tokens.new_handle(), NOW - 1)
         for _ in range(30_000)
     ]
-    conn.execute("BEGIN")
-    conn.executemany(
-        "INSERT INTO coatcheck_sessions (key, handle, data, created_at, last_seen_at, "
-        "expires_at, absolute_at) VALUES (?, ?, '{}', 0, 0, ?, ?)",
-        [(k, h, e, e) for k, h, e in rows],
-    )
-    conn.execute("COMMIT")
+    with store.connection() as conn:
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO coatcheck_sessions (key, handle, data, created_at, last_seen_at, "
+            "expires_at, absolute_at) VALUES (?, ?, '{}', 0, 0, ?, ?)",
+            [(k, h, e, e) for k, h, e in rows],
+        )
+        conn.execute("COMMIT")
     reader = SQLiteStore(path, timeout=0.5)
     done = threading.Event()
     reads: list[bool] = []
@@ -162,3 +163,30 @@ def test_sqlite_urls(tmp_path: Path) -> None:
     for bad in ("sqlite://host/x.db", "sqlite:///", "sqlite:///x.db?colour=blue", "nope://x"):
         with pytest.raises(ValueError):  # noqa: PT011
             from_url(bad)
+
+
+def test_connections_are_pooled_not_leaked_per_thread(tmp_path: Path) -> None:
+    """A thread-per-request server must not leave one open connection per thread."""
+    store = SQLiteStore(tmp_path / "s.db", max_idle=4)
+    record = make_record()
+    store.create_sync(record)
+    for _ in range(50):
+        t = threading.Thread(target=store.get_sync, args=(record.key,))
+        t.start()
+        t.join()
+    assert len(store._idle) == 1
+    barrier = threading.Barrier(10)
+
+    def busy() -> None:
+        barrier.wait()
+        for _ in range(20):
+            store.get_sync(record.key)
+
+    threads = [threading.Thread(target=busy) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(store._idle) <= 4
+    store.close_sync()
+    assert store._idle == []

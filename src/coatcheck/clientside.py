@@ -214,7 +214,7 @@ class ClientSideSessions:
             session._auth_at = new.auth_at
             # Every re-seal is delivered, so a remember-me cookie must stay persistent.
             result = CommitResult(
-                token=value, max_age=policy._max_age(new.remember, new.absolute_at, now)
+                token=value, max_age=policy.cookie_max_age(new.remember, new.absolute_at, now)
             )
 
         if (

@@ -114,7 +114,7 @@ def new_record(session: Session, config: SessionConfig, now: float, handle: str)
     )
 
 
-def _max_age(remember: bool, absolute_at: float, now: float) -> int | None:
+def cookie_max_age(remember: bool, absolute_at: float, now: float) -> int | None:
     return max(0, int(absolute_at - now)) if remember else None
 
 
@@ -137,7 +137,7 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
             Action.CREATE,
             CookieAction.SET,
             record=new,
-            max_age=_max_age(new.remember, new.absolute_at, now),
+            max_age=cookie_max_age(new.remember, new.absolute_at, now),
             events=events,
         )
 
@@ -162,7 +162,7 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
             Action.REPLACE,
             CookieAction.SET,
             record=new,
-            max_age=_max_age(new.remember, new.absolute_at, now),
+            max_age=cookie_max_age(new.remember, new.absolute_at, now),
             events=("session.created", "session.login"),
         )
 
@@ -189,7 +189,7 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
             Action.RENAME,
             CookieAction.SET,
             patch=patch,
-            max_age=_max_age(remember, absolute_at, now),
+            max_age=cookie_max_age(remember, absolute_at, now),
             events=names,
         )
 

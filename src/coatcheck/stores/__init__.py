@@ -18,6 +18,7 @@ from .sqlite import SQLiteStore
 
 if TYPE_CHECKING:
     from .cookie import CookieStore as CookieStore
+    from .memcached import MemcachedStore as MemcachedStore
 
 __all__ = [
     "InlineStore",
@@ -33,14 +34,22 @@ StoreFactory = Callable[[str], Store]
 _SCHEMES: dict[str, str | StoreFactory] = {}
 
 
-def __getattr__(name: str) -> Any:
-    """``CookieStore`` is imported on first use: it needs the optional ``cryptography``
-    package, and ``import coatcheck.stores`` must work without it."""
-    if name == "CookieStore":
-        from .cookie import CookieStore
+_LAZY = {
+    "CookieStore": "coatcheck.stores.cookie",
+    "MemcachedStore": "coatcheck.stores.memcached",
+    "PostgresStore": "coatcheck.stores.postgres",
+    "RedisStore": "coatcheck.stores.redis",
+}
 
-        return CookieStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    """Backends with optional client libraries (cryptography, pymemcache, psycopg,
+    redis-py) are imported on first use, so ``import coatcheck.stores`` works without
+    them."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 def register_scheme(scheme: str, factory: str | StoreFactory) -> None:

@@ -89,24 +89,31 @@ def _field_value(name: str, value: Any) -> Any:
 class SQLiteStore(InlineStore):
     """Sessions in one SQLite file (or ``:memory:`` for a throwaway database).
 
-    ``timeout`` is how long a writer waits for another process's transaction (seconds)
-    before the operation fails as StoreUnavailable; ``synchronous`` is SQLite's durability
+    ``max_idle`` bounds the pooled idle connections. ``timeout`` is how long a writer
+    waits for another process's transaction (seconds) before the operation fails as
+    StoreUnavailable; ``synchronous`` is SQLite's durability
     setting: NORMAL survives a crash of the app process (the WAL is in the OS cache),
     FULL also survives a power loss at the cost of an fsync per commit.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, timeout: float = 5.0, synchronous: str = "NORMAL"
+        self,
+        path: str | os.PathLike[str],
+        *,
+        timeout: float = 5.0,
+        synchronous: str = "NORMAL",
+        max_idle: int = 8,
     ) -> None:
         self.path = os.fspath(path)
         self.timeout = timeout
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"invalid synchronous setting {synchronous!r}")
         self.synchronous = synchronous.upper()
-        self._local = threading.local()
+        self.max_idle = max_idle
+        self._idle: list[sqlite3.Connection] = []
+        self._pid = os.getpid()
         self._ready = False
         self._ready_lock = threading.Lock()
-        self._all: list[sqlite3.Connection] = []
 
     # -- connections -------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -119,21 +126,49 @@ class SQLiteStore(InlineStore):
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         return conn
 
-    def _conn(self) -> sqlite3.Connection:
-        """This thread's connection (sqlite3 connections must not be shared across
-        threads or across a fork), created and migrated on first use."""
-        local = self._local
-        conn: sqlite3.Connection | None = getattr(local, "conn", None)
-        if conn is None or local.pid != os.getpid():
-            conn = self._connect()
-            local.conn, local.pid = conn, os.getpid()
-            self._all.append(conn)
-            if not self._ready:
-                with self._ready_lock:
-                    if not self._ready:
+    def _acquire(self) -> sqlite3.Connection:
+        """An idle connection, or a new one (created and migrated on first use).
+
+        Connections are pooled rather than kept per thread: a thread-per-request server
+        would otherwise leave one open file per finished thread. A connection is used by
+        one caller at a time, in any thread; after a fork the parent's are abandoned.
+        """
+        if self._pid != os.getpid():
+            self._idle = []
+            self._pid = os.getpid()
+        try:
+            return self._idle.pop()  # atomic under the GIL
+        except IndexError:
+            pass
+        conn = self._connect()
+        if not self._ready:
+            with self._ready_lock:
+                if not self._ready:
+                    try:
                         self._migrate(conn)
-                        self._ready = True
+                    except BaseException:
+                        conn.close()
+                        raise
+                    self._ready = True
         return conn
+
+    def _release(self, conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        if len(self._idle) < self.max_idle and self._pid == os.getpid():
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """Borrow a pooled connection (administration, diagnostics, tests)."""
+        conn = self._acquire()
+        try:
+            yield conn
+        finally:
+            self._release(conn)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")
@@ -156,15 +191,17 @@ class SQLiteStore(InlineStore):
 
     def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         try:
-            return operation(self._conn())
+            conn = self._acquire()
         except StoreUnavailable:
             raise
         except sqlite3.Error as exc:
-            conn = getattr(self._local, "conn", None)
-            if conn is not None and conn.in_transaction:
-                with suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
             raise StoreUnavailable(f"SQLite store {self.path!r}: {exc}") from exc
+        try:
+            return operation(conn)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store {self.path!r}: {exc}") from exc
+        finally:
+            self._release(conn)
 
     @contextmanager
     def _write(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
@@ -341,8 +378,7 @@ class SQLiteStore(InlineStore):
         return self._run(op)
 
     def close_sync(self) -> None:
-        for conn in self._all:
+        idle, self._idle = self._idle, []
+        for conn in idle:
             with suppress(sqlite3.Error):
                 conn.close()
-        self._all.clear()
-        self._local = threading.local()
