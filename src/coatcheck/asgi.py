@@ -5,7 +5,8 @@ It reads the token (cookie, or ``Authorization: Bearer``), loads the session int
 ``scope["session"]`` (so Starlette's ``request.session`` is the coatcheck session) and
 commits when the app starts its response, before the headers leave. A store failure
 becomes a 503 with a short plain message; the app never runs with an empty session that
-could later overwrite the real one.
+could later overwrite the real one. The rules shared with the sync edges (which token
+counts, which headers a commit sends, the 503) live in ``coatcheck.edge``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from . import edge
 from .client import ClientInfo
-from .cookies import clear_cookie, read_cookie, set_cookie
+from .edge import UNAVAILABLE_BODY, RequestToken
 from .errors import StoreUnavailable
-from .manager import CommitResult, SessionManager
+from .manager import SessionManager
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -27,46 +29,18 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 logger = logging.getLogger("coatcheck")
 
-UNAVAILABLE_BODY = b"Session store unavailable; please retry shortly.\n"
-TRANSPORT_HEADER = b"x-session-transport"
-"""A client without a token yet sends ``X-Session-Transport: bearer`` to receive its token
-in a response header instead of a cookie."""
+__all__ = ["UNAVAILABLE_BODY", "RequestToken", "SessionMiddleware", "read_request"]
+
+read_request = edge.read_header_list
+"""Kept under its first name: the token in an ASGI header list (see ``coatcheck.edge``)."""
+
+_UNAVAILABLE_HEADERS = [
+    (n.encode("latin-1"), v.encode("latin-1")) for n, v in edge.UNAVAILABLE_HEADERS
+]
 
 
-class RequestToken:
-    """The token a request presented and how it travelled."""
-
-    __slots__ = ("bearer", "token", "user_agent")
-
-    def __init__(self, token: str | None, bearer: bool, user_agent: str | None) -> None:
-        self.token = token
-        self.bearer = bearer
-        self.user_agent = user_agent
-
-
-def read_request(
-    headers: list[tuple[bytes, bytes]], cookie_name: str, allow_bearer: bool
-) -> RequestToken:
-    """Extract the token from ASGI headers. Bearer wins over the cookie: it is explicit."""
-    cookie_parts: list[str] = []
-    bearer: str | None = None
-    wants_bearer = False
-    user_agent: str | None = None
-    for name, value in headers:
-        if name == b"cookie":
-            cookie_parts.append(value.decode("latin-1"))
-        elif name == b"authorization" and allow_bearer:
-            scheme, _, credentials = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer":
-                bearer = credentials.strip()
-        elif name == b"user-agent":
-            user_agent = value.decode("latin-1")
-        elif name == TRANSPORT_HEADER and allow_bearer:
-            wants_bearer = value.strip().lower() == b"bearer"
-    if bearer is not None:
-        return RequestToken(bearer, True, user_agent)
-    token = read_cookie("; ".join(cookie_parts), cookie_name) if cookie_parts else None
-    return RequestToken(token, wants_bearer and token is None, user_agent)
+def _latin1(value: str) -> bytes:
+    return value.encode("latin-1")
 
 
 async def send_unavailable(send: Send) -> None:
@@ -74,13 +48,8 @@ async def send_unavailable(send: Send) -> None:
     await send(
         {
             "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(UNAVAILABLE_BODY)).encode()),
-                (b"retry-after", b"5"),
-                (b"cache-control", b"no-store"),
-            ],
+            "status": edge.UNAVAILABLE_STATUS,
+            "headers": list(_UNAVAILABLE_HEADERS),
         }
     )
     await send({"type": "http.response.body", "body": UNAVAILABLE_BODY})
@@ -95,14 +64,13 @@ class SessionMiddleware:
         config = manager.config
         self._cookie_name = config.cookie_name
         self._allow_bearer = config.allow_bearer
-        self._token_header = config.token_header.lower().encode("latin-1")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        request = read_request(scope["headers"], self._cookie_name, self._allow_bearer)
+        request = edge.read_header_list(scope["headers"], self._cookie_name, self._allow_bearer)
         manager = self.manager
         client = scope.get("client")
         info = ClientInfo.from_raw(request.user_agent, client[0] if client else None)
@@ -136,38 +104,18 @@ class SessionMiddleware:
                     failed = True
                     await send_unavailable(send)
                     return
-                if result.changes_token or session._user_id is not None:
-                    message["headers"] = self._headers(
-                        message.get("headers", ()), result, request.bearer
+                update = edge.session_headers(
+                    manager.config,
+                    result,
+                    bearer=request.bearer,
+                    authenticated=session._user_id is not None,
+                )
+                if update is not None:
+                    message["headers"] = edge.merge_headers(
+                        message.get("headers", ()), update, b"cache-control", _latin1
                     )
             elif failed:
                 return  # the 503 is already out; drop the app's body
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
-
-    def _headers(
-        self, headers: Any, result: CommitResult, bearer: bool
-    ) -> list[tuple[bytes, bytes]]:
-        config = self.manager.config
-        out = list(headers)
-        has_cache_control = any(name.lower() == b"cache-control" for name, _ in out)
-        if result.changes_token:
-            # A response that carries a credential must never be cached or shared.
-            out = [(n, v) for n, v in out if n.lower() != b"cache-control"]
-            has_cache_control = False
-            if bearer:
-                value = result.token or ""
-                out.append((self._token_header, value.encode("latin-1")))
-            elif result.token is not None:
-                out.append(
-                    (
-                        b"set-cookie",
-                        set_cookie(config, result.token, result.max_age).encode("latin-1"),
-                    )
-                )
-            else:
-                out.append((b"set-cookie", clear_cookie(config).encode("latin-1")))
-        if not has_cache_control:
-            out.append((b"cache-control", b"no-store"))
-        return out

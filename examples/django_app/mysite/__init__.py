@@ -1,0 +1,1 @@
+"""A minimal Django project whose sessions are kept by coatcheck."""

@@ -1,0 +1,381 @@
+"""Flask integration: ``init_app(app, manager)`` makes ``flask.session`` a coatcheck session.
+
+Flask asks a ``SessionInterface`` to open the session when a request starts and to save it
+once the response object exists, before the WSGI server sends a byte: that is exactly the
+load / commit pair of every coatcheck edge, so this module is only an adapter. It uses the
+manager's sync path (no event loop) and the rules of ``coatcheck.edge`` for the cookie,
+the token header of bearer clients, Cache-Control and the 503.
+
+Flask's idioms keep working on top of the coatcheck ``Session``:
+
+- ``session["k"] = v``, ``flash()`` / ``get_flashed_messages()`` (values are JSON, so a
+  flashed ``(category, message)`` pair comes back as a list, which unpacks the same way);
+- ``session.new`` (no stored session backed this request) and ``session.modified``
+  (writes, removals and in-place changes of lists and dicts are all detected, so setting
+  ``modified = True`` is accepted but never needed);
+- ``session.permanent`` means what it means in Flask, a cookie that outlives the browser,
+  which in coatcheck is a remember-me login (``remember_timeout``, no idle limit). It takes
+  effect at a login, the only moment a persistent cookie is issued: set it before or after
+  ``session.login(...)`` in the same request. On an anonymous session it changes nothing,
+  so the blanket ``session.permanent = True`` some apps set on every request never turns
+  the idle timeout off for visitors. Reading it gives the pending choice, else whether the
+  current login is remembered.
+
+Flask's ``SESSION_COOKIE_*`` and ``PERMANENT_SESSION_LIFETIME`` settings are not read: the
+cookie and the timeouts come from the manager's ``SessionConfig``, the single source of
+truth for every edge. No ``secret_key`` is needed for sessions (the token is random, not
+signed data).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import flask
+from flask.sessions import NullSession, SessionInterface, SessionMixin
+from werkzeug.exceptions import ServiceUnavailable, Unauthorized
+
+from . import edge
+from .client import ClientInfo
+from .errors import StoreUnavailable
+from .manager import CommitResult, SessionManager
+from .model import Session
+
+if TYPE_CHECKING:
+    from flask.wrappers import Request, Response
+
+__all__ = [
+    "AuthenticationRequired",
+    "CoatcheckSessionInterface",
+    "FlaskSession",
+    "UnavailableSession",
+    "current_session",
+    "init_app",
+    "login_required",
+    "require_recent_auth",
+]
+
+logger = logging.getLogger("coatcheck")
+
+EXTENSION_KEY = "coatcheck"
+"""``app.extensions[EXTENSION_KEY]`` is the installed CoatcheckSessionInterface."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_UNAVAILABLE_FLAG = "coatcheck.store_unavailable"
+"""Set in the environ by open_session when the store failed; read by the 503 guard."""
+
+
+class FlaskSession(SessionMixin):
+    """``flask.session`` under coatcheck: Flask's session protocol over a coatcheck Session.
+
+    The mapping, ``login`` / ``logout`` / ``regenerate`` and the read-only facts
+    (``user_id``, ``handle``, ``auth_at``, ...) are the coatcheck Session's, available as
+    ``core`` for code shared with other edges.
+    """
+
+    def __init__(self, core: Session) -> None:
+        self.core = core
+        self.accessed = False
+        self._permanent: bool | None = None
+        self._modified = False
+        self._saving = False
+        self._result: CommitResult | None = None
+
+    # -- mapping ---------------------------------------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        return self.core[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.core[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.core[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.core)
+
+    def __len__(self) -> int:
+        return len(self.core)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.core
+
+    def __repr__(self) -> str:
+        return f"<FlaskSession {self.core!r}>"
+
+    # -- Flask's session attributes ----------------------------------------------------
+    @property
+    def new(self) -> bool:  # type: ignore[override]
+        """True when no stored session backed this request."""
+        return self.core.is_new
+
+    @property
+    def modified(self) -> bool:
+        return self._modified or self.core.modified
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        # Accepted for compatibility; coatcheck detects changes (even in place) by itself.
+        self._modified = bool(value)
+
+    @property
+    def permanent(self) -> bool:
+        if self._permanent is not None:
+            return self._permanent
+        return self.core.remember
+
+    @permanent.setter
+    def permanent(self, value: bool) -> None:
+        self._permanent = bool(value)
+        core = self.core
+        if core._login and core.user_id is not None:
+            core.login(core.user_id, remember=self._permanent)
+
+    # -- coatcheck intents and facts ---------------------------------------------------
+    def login(self, user_id: str | int, *, remember: bool | None = None) -> None:
+        """Authenticate as ``user_id`` (new token at commit). ``remember`` defaults to
+        ``permanent`` when set in this request, else False."""
+        if remember is None:
+            remember = bool(self._permanent)
+        self.core.login(user_id, remember=remember)
+
+    def logout(self) -> None:
+        """End the session (record deleted, cookie cleared); later writes start a new
+        anonymous one, so ``flash("Logged out")`` after ``logout()`` still shows."""
+        self._permanent = None
+        self.core.logout()
+
+    def regenerate(self) -> None:
+        """New token for the same session at commit (privilege change)."""
+        self.core.regenerate()
+
+    @property
+    def user_id(self) -> str | None:
+        return self.core.user_id
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.core.is_authenticated
+
+    @property
+    def handle(self) -> str | None:
+        return self.core.handle
+
+    @property
+    def auth_at(self) -> float | None:
+        return self.core.auth_at
+
+    @property
+    def remember(self) -> bool:
+        return self.core.remember
+
+    @property
+    def expires_at(self) -> float | None:
+        return self.core.expires_at
+
+
+class UnavailableSession(NullSession):
+    """Stands in for the session when the store failed at load.
+
+    The request is answered 503 before any view runs; this object only keeps error pages,
+    ``after_request`` hooks and templates that glance at the session from turning that 503
+    into a 500. It reads as empty and anonymous, and it ignores writes: nothing is saved
+    for a request that failed, so nothing can overwrite the real session later.
+    """
+
+    user_id = None
+    handle = None
+    is_authenticated = False
+
+    def _ignore(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def pop(self, key: str, default: Any = None) -> Any:
+        return default
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        return default
+
+    def popitem(self) -> tuple[str, Any]:  # type: ignore[override]
+        raise KeyError("popitem(): the session is empty (store unavailable)")
+
+    __setitem__ = __delitem__ = clear = update = _ignore  # type: ignore[assignment]
+
+
+def _unavailable_response() -> Response:
+    return flask.current_app.response_class(
+        edge.UNAVAILABLE_BODY,
+        status=edge.UNAVAILABLE_STATUS,
+        headers=list(edge.UNAVAILABLE_HEADERS),
+    )
+
+
+def _replace_with_unavailable(response: Response) -> None:
+    """Turn the app's response into the plain 503 in place (Flask returns this object)."""
+    close = getattr(response.response, "close", None)
+    if close is not None:
+        close()  # e.g. the file of send_file: it will never be sent
+    response.status_code = edge.UNAVAILABLE_STATUS
+    response.headers.clear()
+    response.headers.extend(edge.UNAVAILABLE_HEADERS)
+    response.set_data(edge.UNAVAILABLE_BODY)
+
+
+class CoatcheckSessionInterface(SessionInterface):
+    """Opens with ``manager.load_sync`` and saves with ``manager.commit_sync``."""
+
+    null_session_class = UnavailableSession
+    pickle_based = False
+
+    def __init__(self, manager: SessionManager) -> None:
+        self.manager = manager
+
+    def open_session(self, app: flask.Flask, request: Request) -> SessionMixin | None:
+        config = self.manager.config
+        token = edge.read_environ(request.environ, config.cookie_name, config.allow_bearer)
+        info = ClientInfo.from_raw(token.user_agent, request.remote_addr)
+        try:
+            core = self.manager.load_sync(token.token, info)
+        except StoreUnavailable as exc:
+            # Raising here would become a 500 (Flask opens the session outside its
+            # handlers); the before_request hook of init_app answers 503 instead.
+            logger.warning("session store unavailable on load: %s", exc)
+            request.environ[_UNAVAILABLE_FLAG] = True
+            return UnavailableSession()
+        core._via_bearer = token.bearer
+        return FlaskSession(core)
+
+    def save_session(self, app: flask.Flask, session: SessionMixin, response: Response) -> None:
+        if not isinstance(session, FlaskSession):
+            return
+        if session.accessed:
+            response.vary.add("Cookie")  # Flask's own rule: this page depends on the cookie
+        result = session._result
+        if result is None:
+            if session._saving:
+                # A second save (Flask re-finalizes after an error) after a failed commit:
+                # committing twice could replay a rename, so the answer stays 503.
+                _replace_with_unavailable(response)
+                return
+            session._saving = True
+            try:
+                result = self.manager.commit_sync(session.core)
+            except StoreUnavailable as exc:
+                logger.warning("session store unavailable on commit: %s", exc)
+                _replace_with_unavailable(response)
+                return
+            session._result = result
+        core = session.core
+        update = edge.session_headers(
+            self.manager.config,
+            result,
+            bearer=core._via_bearer,
+            authenticated=core._user_id is not None,
+        )
+        if update is not None:
+            merged = edge.merge_headers(
+                response.headers.to_wsgi_list(), update, "cache-control", str
+            )
+            response.headers.clear()
+            response.headers.extend(merged)
+
+
+def _refuse_unavailable() -> None:
+    """First before_request hook: no view runs without its session. (It looks at the
+    environ, not at ``flask.session``, which would mark every response ``Vary: Cookie``.)"""
+    if flask.request.environ.get(_UNAVAILABLE_FLAG):
+        raise ServiceUnavailable(response=_unavailable_response())
+
+
+def init_app(app: flask.Flask, manager: SessionManager) -> CoatcheckSessionInterface:
+    """Install coatcheck as ``app``'s session interface (``flask.session`` becomes a
+    FlaskSession) and the 503 guard. When the store fails as the session opens, no view
+    runs and an ``errorhandler(503)`` of the app may restyle the page (without one it is
+    the short plain text every edge sends). When it fails at save, the response is
+    already built, so it is replaced in place by that plain 503."""
+    interface = CoatcheckSessionInterface(manager)
+    app.session_interface = interface
+    app.extensions[EXTENSION_KEY] = interface
+    app.before_request_funcs.setdefault(None, []).insert(0, _refuse_unavailable)
+    return interface
+
+
+def current_session() -> FlaskSession:
+    """``flask.session``, typed as the coatcheck session (for login, user_id, ...)."""
+    session = flask.session
+    if isinstance(session, FlaskSession):
+        return session
+    if isinstance(session, UnavailableSession):
+        raise ServiceUnavailable(response=_unavailable_response())
+    raise RuntimeError("coatcheck is not this app's session interface: call init_app()")
+
+
+class AuthenticationRequired(Unauthorized):
+    """401 from ``login_required`` / ``require_recent_auth``. ``reason`` is machine-readable
+    (``login_required`` or ``reauthentication_required``); an app's ``errorhandler(401)``
+    receives this exception and may, say, redirect browsers to its login form instead."""
+
+    def __init__(self, reason: str, **detail: Any) -> None:
+        self.reason = reason
+        self.detail = detail
+        body = json.dumps({"error": reason, **detail})
+        response = flask.current_app.response_class(
+            body, status=401, mimetype="application/json", headers={"Cache-Control": "no-store"}
+        )
+        super().__init__(description=reason, response=response)
+
+
+def _guard(view: F, check: Callable[[], object]) -> F:
+    """Wrap a sync or async view so that ``check`` runs first."""
+    if inspect.iscoroutinefunction(view):
+
+        @functools.wraps(view)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            check()
+            return await view(*args, **kwargs)
+
+        return cast(F, async_wrapper)
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        check()
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def _require_login() -> FlaskSession:
+    session = current_session()
+    if not session.is_authenticated:
+        raise AuthenticationRequired("login_required")
+    return session
+
+
+def login_required(view: F) -> F:
+    """``@login_required``: 401 ``{"error": "login_required"}`` unless logged in."""
+    return _guard(view, _require_login)
+
+
+def require_recent_auth(max_age: float) -> Callable[[F], F]:
+    """``@require_recent_auth(300)``: the user must have logged in (or re-authenticated)
+    within ``max_age`` seconds, as sensitive actions like a password or e-mail change
+    should require (ASVS). Otherwise 401 ``{"error": "reauthentication_required",
+    "max_age": ...}``, or ``login_required`` when not logged in at all."""
+
+    def check() -> None:
+        session = _require_login()
+        interface: CoatcheckSessionInterface = flask.current_app.extensions[EXTENSION_KEY]
+        auth_at = session.auth_at
+        if auth_at is None or interface.manager.clock() - auth_at > max_age:
+            raise AuthenticationRequired("reauthentication_required", max_age=max_age)
+
+    def decorator(view: F) -> F:
+        return _guard(view, check)
+
+    return decorator

@@ -1,0 +1,735 @@
+"""Django with ``SESSION_ENGINE = "coatcheck.django"``, driven over real HTTP.
+
+A real Django WSGI app (this module is its URLconf) runs under wsgiref on a loopback port
+in a thread; django.contrib.auth's own login, logout and password-change functions run in
+its views, over a real SQLite auth database and a real coatcheck SQLite session store.
+Time comes from a FakeClock handed to the manager, so expiry is tested without sleeping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import django
+import pytest
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import path
+
+from coatcheck import MemorySink, SessionConfig, SessionManager, tokens
+from coatcheck.django import (
+    AUTH_USER_KEY,
+    SessionStore,
+    configure,
+    get_manager,
+    revoke_other_sessions,
+    user_sessions,
+)
+from coatcheck.edge import UNAVAILABLE_BODY
+from coatcheck.stores import MemoryStore, SQLiteStore
+from tests.support.browser import Browser, parse_set_cookie
+from tests.support.clock import FakeClock
+
+COOKIE = "__Host-session"
+IDLE = 600.0
+ABSOLUTE = 3600.0
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "django_app"
+
+
+# -- the app under test: views that call django.contrib.auth as any Django app does ----------
+def state(request: HttpRequest) -> JsonResponse:
+    user = request.user
+    return JsonResponse(
+        {
+            "user": user.get_username() if user.is_authenticated else None,
+            "data": {k: v for k, v in request.session.items() if not k.startswith("_auth")},
+        }
+    )
+
+
+def set_values(request: HttpRequest) -> JsonResponse:
+    for name, value in request.POST.items():
+        request.session[name] = value
+    return state(request)
+
+
+def add_to_cart(request: HttpRequest) -> JsonResponse:
+    cart = request.session.get("cart")
+    if cart is None:
+        request.session["cart"] = [request.POST["item"]]
+    else:
+        cart.append(request.POST["item"])  # in place: no `modified = True` ritual
+    return state(request)
+
+
+def log_in(request: HttpRequest) -> HttpResponse:
+    from django.contrib.auth import authenticate, login
+
+    user = authenticate(
+        request, username=request.POST["username"], password=request.POST["password"]
+    )
+    if user is None:
+        return HttpResponse("bad credentials", status=403)
+    login(request, user)
+    return state(request)
+
+
+def log_out(request: HttpRequest) -> JsonResponse:
+    from django.contrib.auth import logout
+
+    logout(request)
+    if "flash" in request.POST:
+        request.session["flash"] = request.POST["flash"]
+    return state(request)
+
+
+def change_password(request: HttpRequest) -> JsonResponse:
+    from django.contrib.auth import update_session_auth_hash
+
+    user = request.user
+    user.set_password(request.POST["new"])
+    user.save()
+    update_session_auth_hash(request, user)
+    revoked = revoke_other_sessions(request) if request.POST.get("revoke_others") else 0
+    return JsonResponse({"revoked": revoked})
+
+
+def my_sessions(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(
+        {
+            "current": request.session.handle,
+            "sessions": [
+                {"handle": s.handle, "user_agent": s.user_agent, "ip": s.ip}
+                for s in user_sessions(request.user.pk)
+            ],
+        }
+    )
+
+
+urlpatterns = [
+    path("state", state),
+    path("set", set_values),
+    path("cart", add_to_cart),
+    path("login", log_in),
+    path("logout", log_out),
+    path("password", change_password),
+    path("sessions", my_sessions),
+]
+
+
+# -- Django, configured once for this module --------------------------------------------------
+class QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if settings.configured:
+        assert __name__ == settings.ROOT_URLCONF, "Django was configured by another module"
+    else:
+        settings.configure(
+            DEBUG=False,
+            SECRET_KEY="coatcheck-tests-only",
+            ALLOWED_HOSTS=["127.0.0.1", "testserver"],
+            ROOT_URLCONF=__name__,
+            INSTALLED_APPS=[
+                "django.contrib.auth",
+                "django.contrib.contenttypes",
+                "django.contrib.sessions",
+            ],
+            MIDDLEWARE=[
+                "coatcheck.django.StoreUnavailableMiddleware",
+                "coatcheck.django.SessionMiddleware",
+                "django.contrib.auth.middleware.AuthenticationMiddleware",
+            ],
+            DATABASES={
+                "default": {
+                    "ENGINE": "django.db.backends.sqlite3",
+                    "NAME": str(tmp_path_factory.mktemp("django") / "auth.db"),
+                }
+            },
+            PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+            SESSION_ENGINE="coatcheck.django",
+            SESSION_COOKIE_NAME=COOKIE,
+            SESSION_COOKIE_SECURE=True,
+            SESSION_COOKIE_HTTPONLY=True,
+            SESSION_COOKIE_SAMESITE="Lax",
+            SESSION_EXPIRE_AT_BROWSER_CLOSE=True,
+            COATCHECK_MIGRATE_FROM="django.contrib.sessions.backends.db",
+            USE_TZ=True,
+        )
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0, interactive=False)
+    from django.core.wsgi import get_wsgi_application
+
+    server = make_server(
+        "127.0.0.1", 0, get_wsgi_application(), server_class=WSGIServer, handler_class=QuietHandler
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@dataclass
+class Site:
+    url: str
+    manager: SessionManager
+    store: SQLiteStore
+    clock: FakeClock
+    sink: MemorySink
+    db: Path
+
+    def browser(self, **kwargs: Any) -> Browser:
+        return Browser(self.url, **kwargs)
+
+    def record(self, token: str) -> Any:
+        return self.store.get_sync(tokens.storage_key(token))
+
+    def rows(self) -> int:
+        with contextlib.closing(sqlite3.connect(self.db)) as conn:
+            return int(conn.execute("SELECT count(*) FROM coatcheck_sessions").fetchone()[0])
+
+
+@pytest.fixture
+def site(base_url: str, tmp_path: Path, clock: FakeClock) -> Iterator[Site]:
+    db = tmp_path / "sessions.db"
+    store = SQLiteStore(db, timeout=0.2)
+    sink = MemorySink()
+    config = SessionConfig(idle_timeout=IDLE, absolute_timeout=ABSOLUTE)
+    manager = SessionManager(store, config, clock=clock, events=[sink])
+    configure(manager)
+    try:
+        yield Site(base_url, manager, store, clock, sink, db)
+    finally:
+        configure(None)
+        store.close_sync()
+
+
+def make_user(password: str = "correct horse") -> Any:
+    from django.contrib.auth.models import User
+
+    return User.objects.create_user(f"user-{uuid.uuid4().hex[:8]}", password=password)
+
+
+def log_in_as(browser: Browser, user: Any, password: str = "correct horse") -> dict[str, Any]:
+    response = browser.post("/login", data={"username": user.username, "password": password})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def session_cookie(response: Any) -> tuple[str, dict[str, str]]:
+    for raw in response.headers.get_list("set-cookie"):
+        name, value, attrs = parse_set_cookie(raw)
+        if name == COOKIE:
+            return value, attrs
+    raise AssertionError(f"no {COOKIE} cookie in {response.headers.get_list('set-cookie')}")
+
+
+# -- django.contrib.auth flows ----------------------------------------------------------------
+def test_login_issues_a_new_token_kills_the_old_one_and_keeps_the_data(site: Site) -> None:
+    user = make_user()
+    with site.browser() as browser:
+        first = browser.post("/set", data={"theme": "dark"})
+        anonymous, attrs = session_cookie(first)
+        assert tokens.is_well_formed(anonymous)
+        assert {"secure", "httponly", "path"} <= attrs.keys()
+        assert attrs["samesite"] == "Lax"
+        assert site.record(anonymous).user_id is None
+
+        body = log_in_as(browser, user)
+        token = browser.cookies[COOKIE]
+        assert token != anonymous and tokens.is_well_formed(token)
+        assert body == {"user": user.username, "data": {"theme": "dark"}}
+
+    record = site.record(token)
+    assert record.user_id == str(user.pk)
+    assert record.auth_at == site.clock.now
+    assert site.record(anonymous) is None
+    assert "session.login" in site.sink.names()
+
+    with site.browser() as replay:
+        replay.cookies[COOKIE] = anonymous
+        response = replay.get("/state")
+        assert response.json() == {"user": None, "data": {}}
+        assert COOKIE not in replay.cookies  # the dead token's cookie is cleared
+
+
+def test_logout_deletes_the_session_and_later_data_starts_a_new_one(site: Site) -> None:
+    user = make_user()
+    with site.browser() as browser:
+        log_in_as(browser, user)
+        token = browser.cookies[COOKIE]
+        response = browser.post("/logout")
+        assert response.json() == {"user": None, "data": {}}
+        assert COOKIE not in browser.cookies
+        assert site.record(token) is None
+        assert "session.logout" in site.sink.names()
+
+        log_in_as(browser, user)
+        second = browser.cookies[COOKIE]
+        browser.post("/logout", data={"flash": "see you"})
+        flash = browser.cookies[COOKIE]
+        assert flash not in (token, second)
+        assert site.record(second) is None
+        fresh = site.record(flash)
+        assert fresh.user_id is None and fresh.data == {"flash": "see you"}
+
+    with site.browser() as replay:
+        replay.cookies[COOKIE] = token
+        assert replay.get("/state").json()["user"] is None
+
+
+def test_password_change_keeps_this_session_and_revokes_the_others(site: Site) -> None:
+    alice, bob = make_user(), make_user()
+    with site.browser() as here, site.browser() as laptop, site.browser() as bobs:
+        log_in_as(here, alice)
+        log_in_as(laptop, alice)
+        log_in_as(bobs, bob)
+        before = here.cookies[COOKIE]
+        handle = site.record(before).handle
+        assert len(user_sessions(alice.pk)) == 2
+
+        response = here.post("/password", data={"new": "new secret", "revoke_others": "1"})
+        assert response.json() == {"revoked": 1}
+        after = here.cookies[COOKIE]
+        assert after != before  # update_session_auth_hash cycles the key
+        assert site.record(before) is None
+        assert here.get("/state").json()["user"] == alice.username
+
+        assert [s.handle for s in user_sessions(alice.pk)] == [handle]
+        assert laptop.get("/state").json()["user"] is None
+        assert bobs.get("/state").json()["user"] == bob.username
+
+
+def test_password_change_without_revoke_still_logs_other_sessions_out(site: Site) -> None:
+    """Django's own auth-hash check keeps working through coatcheck."""
+    alice = make_user()
+    with site.browser() as here, site.browser() as laptop:
+        log_in_as(here, alice)
+        log_in_as(laptop, alice)
+        assert here.post("/password", data={"new": "another"}).json() == {"revoked": 0}
+        assert here.get("/state").json()["user"] == alice.username
+        assert laptop.get("/state").json()["user"] is None
+
+
+def test_the_store_holds_no_raw_token(site: Site) -> None:
+    user = make_user()
+    with site.browser() as browser:
+        anonymous = session_cookie(browser.post("/set", data={"a": "1"}))[0]
+        log_in_as(browser, user)
+        token = browser.cookies[COOKIE]
+    raw = b"".join(p.read_bytes() for p in site.db.parent.glob("sessions.db*"))
+    assert tokens.storage_key(token).encode() in raw
+    for secret in (token, anonymous):
+        assert secret.encode() not in raw
+
+
+def test_a_users_sessions_are_listed_with_their_devices(site: Site) -> None:
+    user = make_user()
+    with (
+        site.browser(headers={"User-Agent": "Phone/1"}) as phone,
+        site.browser(headers={"User-Agent": "Laptop/2"}) as laptop,
+    ):
+        log_in_as(phone, user)
+        log_in_as(laptop, user)
+        listing = laptop.get("/sessions").json()
+    assert [s["user_agent"] for s in listing["sessions"]] == ["Phone/1", "Laptop/2"]
+    assert {s["ip"] for s in listing["sessions"]} == {"127.0.0.0"}
+    assert listing["current"] == listing["sessions"][1]["handle"]
+
+
+def test_in_place_mutation_is_saved_without_the_modified_flag(site: Site) -> None:
+    with site.browser() as browser:
+        browser.post("/cart", data={"item": "apple"})
+        body = browser.post("/cart", data={"item": "pear"}).json()
+        assert body["data"]["cart"] == ["apple", "pear"]
+        assert browser.get("/state").json()["data"]["cart"] == ["apple", "pear"]
+
+
+# -- timeouts, with the injected clock ---------------------------------------------------------
+def test_idle_timeout_is_enforced_and_read_only_traffic_extends_it(site: Site) -> None:
+    user = make_user()
+    with site.browser() as browser:
+        log_in_as(browser, user)
+        token = browser.cookies[COOKIE]
+        seen = site.record(token).last_seen_at
+
+        site.clock.advance(10)  # well inside the touch interval: no write at all
+        assert browser.get("/state").json()["user"] == user.username
+        assert site.record(token).last_seen_at == seen
+
+        site.clock.advance(IDLE - 20)  # a read-only request now touches the deadline
+        assert browser.get("/state").json()["user"] == user.username
+        assert site.record(token).expires_at == site.clock.now + IDLE
+
+        site.clock.advance(IDLE - 1)
+        assert browser.get("/state").json()["user"] == user.username
+
+        site.clock.advance(IDLE)
+        assert browser.get("/state").json()["user"] is None
+        assert "session.expired" in site.sink.names()
+
+
+def test_absolute_timeout_ends_even_a_busy_session(site: Site) -> None:
+    user = make_user()
+    with site.browser() as browser:
+        log_in_as(browser, user)
+        logged_in_at = site.clock.now
+        while site.clock.now + IDLE / 2 < logged_in_at + ABSOLUTE:
+            site.clock.advance(IDLE / 2)  # busy: never idle for long
+            assert browser.get("/state").json()["user"] == user.username
+        site.clock.advance(IDLE / 2)
+        assert site.clock.now >= logged_in_at + ABSOLUTE
+        assert browser.get("/state").json()["user"] is None
+
+
+def test_clearsessions_purges_expired_sessions(site: Site) -> None:
+    from django.core.management import call_command
+
+    with site.browser() as old1, site.browser() as old2:
+        old1.post("/set", data={"a": "1"})
+        old2.post("/set", data={"a": "2"})
+    site.clock.advance(IDLE + 1)
+    with site.browser() as fresh:
+        fresh.post("/set", data={"a": "3"})
+        assert site.rows() == 3
+        call_command("clearsessions")
+        assert site.rows() == 1
+        assert fresh.get("/state").json()["data"] == {"a": "3"}
+
+
+# -- the async methods of Django 5 -------------------------------------------------------------
+async def test_async_methods_follow_the_contract(site: Site) -> None:
+    store = SessionStore()
+    await store.aset("a", 1)
+    await store.asave()
+    key = store.session_key
+    assert key is not None and tokens.is_well_formed(key)
+
+    again = SessionStore(key)
+    assert await again.aload() == {"a": 1}
+    assert await again.aexists(key)
+    await again.aset("b", [1, 2])
+    await again.acycle_key()
+    await again.asave()
+    cycled = again.session_key
+    assert cycled is not None and cycled != key
+    assert not await again.aexists(key)
+    assert await again.aexists(cycled)
+
+    third = SessionStore(cycled)
+    assert await third.aget("b") == [1, 2]
+    await third.aflush()
+    assert third.session_key is None
+    assert not await third.aexists(cycled)
+
+    empty = SessionStore()
+    await empty.acreate()
+    created = empty.session_key
+    assert created is not None and await empty.aexists(created)
+    await empty.adelete()
+    assert not await empty.aexists(created)
+
+    kept = SessionStore()
+    await kept.aset("x", "y")
+    await kept.asave()
+    site.clock.advance(ABSOLUTE)
+    await SessionStore.aclear_expired()
+    assert site.rows() == 0
+
+
+def test_sync_contract_details(site: Site) -> None:
+    from django.contrib.auth import SESSION_KEY
+
+    assert AUTH_USER_KEY == SESSION_KEY
+    store = SessionStore()
+    store.save()  # Django promises a key even for an empty session (its test Client uses it)
+    key = store.session_key
+    assert key is not None and store.exists(key)
+    assert not store.exists("not-a-token")
+    assert SessionStore("x" * 43).load() == {}
+
+    renamed = SessionStore(key)
+    renamed["n"] = 1
+    renamed.cycle_key()
+    assert renamed.session_key == key  # the new token exists only once saved
+    renamed.save()
+    assert renamed.session_key != key and not renamed.exists(key)
+
+    stale = SessionStore(renamed.session_key)
+    stale["n"] = 2
+    site.store.delete_sync(tokens.storage_key(renamed.session_key))
+    from django.contrib.sessions.backends.base import UpdateError
+
+    with pytest.raises(UpdateError):
+        stale.save()  # never resurrect a session revoked while the request ran
+
+
+def test_dropping_the_auth_keys_files_the_session_as_anonymous(site: Site) -> None:
+    """Not only logout(): any removal of Django's user key takes the session out of the
+    user's index, under a new token."""
+    store = SessionStore()
+    store[AUTH_USER_KEY] = "7"
+    store["cart"] = ["tea"]
+    store.save()
+    key = store.session_key
+    assert key is not None and site.record(key).user_id == "7"
+    assert [s.user_id for s in user_sessions(7)] == ["7"]
+
+    again = SessionStore(key)
+    del again[AUTH_USER_KEY]
+    again.save()
+    moved = again.session_key
+    assert moved is not None and moved != key and site.record(key) is None
+    assert site.record(moved).user_id is None and site.record(moved).data == {"cart": ["tea"]}
+    assert user_sessions(7) == []
+
+    emptied = SessionStore(moved)
+    emptied[AUTH_USER_KEY] = "8"
+    emptied.save()
+    emptied = SessionStore(emptied.session_key)
+    emptied.clear()
+    emptied.save()  # Django keeps an emptied session under a key; coatcheck drops the user
+    last = emptied.session_key
+    assert last is not None and site.record(last).data == {}
+    assert site.record(last).user_id is None and user_sessions(8) == []
+
+
+def test_djangos_test_client_can_force_login(site: Site) -> None:
+    from django.test import Client
+
+    user = make_user()
+    client = Client()
+    client.force_login(user)
+    assert client.get("/state").json()["user"] == user.username
+    token = client.cookies[COOKIE].value
+    assert site.record(token).user_id == str(user.pk)
+
+
+# -- a client-side store behind Django -------------------------------------------------------
+def test_the_cookie_store_works_behind_django(site: Site, tmp_path: Path) -> None:
+    from coatcheck.sealing import new_key
+    from coatcheck.stores import CookieStore
+
+    revocations = SQLiteStore(tmp_path / "revocations.db")
+    cookie_store = CookieStore([new_key()], revocations=revocations)
+    configure(SessionManager(cookie_store, site.manager.config, clock=site.clock))
+    user = make_user()
+    try:
+        with site.browser() as here, site.browser() as laptop:
+            here.post("/set", data={"theme": "dark"})
+            anonymous = here.cookies[COOKIE]
+            assert len(anonymous) > tokens.TOKEN_LENGTH  # the session itself, sealed
+            assert log_in_as(here, user) == {"user": user.username, "data": {"theme": "dark"}}
+            assert here.cookies[COOKIE] != anonymous
+            log_in_as(laptop, user)
+
+            revoked = here.post("/password", data={"new": "n3w", "revoke_others": "1"})
+            assert revoked.json() == {"revoked": 0}  # a cookie store cannot count them
+            assert here.get("/state").json()["user"] == user.username
+            assert laptop.get("/state").json()["user"] is None  # revoked by "not before"
+
+            sealed = here.cookies[COOKIE]
+            here.post("/logout")
+            assert COOKIE not in here.cookies
+        with site.browser() as thief:
+            thief.cookies[COOKIE] = sealed  # a copy kept from before the logout
+            assert thief.get("/state").json()["user"] is None
+    finally:
+        revocations.close_sync()
+
+
+# -- migration from Django's db backend --------------------------------------------------------
+def test_a_db_backend_session_moves_into_coatcheck_at_its_next_request(site: Site) -> None:
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore as DbSessionStore
+    from django.contrib.sessions.models import Session as DbSession
+
+    user = make_user()
+    old = DbSessionStore()
+    old.update(
+        {
+            "cart": ["apple"],
+            SESSION_KEY: str(user.pk),
+            BACKEND_SESSION_KEY: "django.contrib.auth.backends.ModelBackend",
+            HASH_SESSION_KEY: user.get_session_auth_hash(),
+        }
+    )
+    old.save()
+    old_key = old.session_key
+    assert old_key is not None and DbSession.objects.filter(session_key=old_key).exists()
+
+    with site.browser() as browser:
+        browser.cookies[COOKIE] = old_key
+        response = browser.get("/state")
+        assert response.json() == {"user": user.username, "data": {"cart": ["apple"]}}
+        token = browser.cookies[COOKIE]
+        assert tokens.is_well_formed(token)
+        record = site.record(token)
+        assert record.user_id == str(user.pk) and record.data["cart"] == ["apple"]
+        assert not DbSession.objects.filter(session_key=old_key).exists()
+        assert browser.get("/state").json()["user"] == user.username
+
+    with site.browser() as replay:
+        replay.cookies[COOKIE] = old_key
+        assert replay.get("/state").json() == {"user": None, "data": {}}
+
+
+# -- a store failure is a 503, never a traceback -----------------------------------------------
+def test_store_failure_on_load_is_a_503(site: Site, tmp_path: Path) -> None:
+    broken = SQLiteStore(tmp_path / "no-such-dir" / "sessions.db")
+    configure(SessionManager(broken, site.manager.config, clock=site.clock))
+    with site.browser() as browser:
+        browser.cookies[COOKIE] = tokens.new_token()
+        response = browser.get("/state")
+    assert response.status_code == 503
+    assert response.content == UNAVAILABLE_BODY
+    assert response.headers["cache-control"] == "no-store"
+    assert "set-cookie" not in response.headers
+
+
+def test_store_failure_on_save_is_a_503(site: Site) -> None:
+    with site.browser() as browser:
+        browser.post("/set", data={"a": "1"})
+        token = browser.cookies[COOKIE]
+        with contextlib.closing(sqlite3.connect(site.db, isolation_level=None)) as locker:
+            locker.execute("BEGIN IMMEDIATE")  # another writer holds the file
+            response = browser.post("/set", data={"a": "2"})
+            locker.execute("ROLLBACK")
+        assert response.status_code == 503
+        assert response.content == UNAVAILABLE_BODY
+        assert browser.cookies[COOKIE] == token
+        assert browser.get("/state").json()["data"] == {"a": "1"}
+
+
+# -- settings ----------------------------------------------------------------------------------
+def fixed_clock() -> float:
+    return 1234.5
+
+
+def test_manager_comes_from_settings_then_the_environment(
+    base_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+    from django.test import override_settings
+
+    configure(None)
+    try:
+        with override_settings(
+            COATCHECK_STORE="memory://",
+            COATCHECK_CONFIG={"idle_timeout": 120},
+            COATCHECK_CLOCK=f"{__name__}.fixed_clock",
+        ):
+            manager = get_manager()
+            assert isinstance(manager.store, MemoryStore)
+            assert manager.config.idle_timeout == 120
+            assert manager.clock() == 1234.5
+            assert get_manager() is manager
+
+        monkeypatch.setenv("COATCHECK_STORE", "memory://")
+        monkeypatch.setenv("COATCHECK_IDLE_TIMEOUT", "300")
+        with override_settings(COATCHECK_STORE=None):
+            assert get_manager().config.idle_timeout == 300
+
+        monkeypatch.delenv("COATCHECK_STORE")
+        with override_settings(COATCHECK_STORE=None), pytest.raises(ImproperlyConfigured):
+            get_manager()
+        with (
+            override_settings(COATCHECK_STORE="memory://", COATCHECK_CONFIG={"idle": 1}),
+            pytest.raises(ImproperlyConfigured, match="idle"),
+        ):
+            get_manager()
+    finally:
+        configure(None)
+
+
+# -- the example project ----------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_example_project_runs_login_and_logout(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "COATCHECK_STORE": f"sqlite:///{tmp_path / 'sessions.db'}",
+        "EXAMPLE_DB": str(tmp_path / "auth.db"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    manage = [sys.executable, str(EXAMPLE / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v", "0"], env=env, check=True, timeout=60)
+    subprocess.run(
+        [
+            *manage,
+            "shell",
+            "-c",
+            "from django.contrib.auth.models import User; "
+            "User.objects.create_user('ada', password='lovelace-1815')",
+        ],
+        env=env,
+        check=True,
+        timeout=60,
+    )
+    port = free_port()
+    log = (tmp_path / "runserver.log").open("wb")
+    server = subprocess.Popen(
+        [*manage, "runserver", f"127.0.0.1:{port}", "--noreload"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        with Browser(url) as browser:
+            page = wait_for(browser, "/login/")
+            csrf = page.text.split('name="csrfmiddlewaretoken" value="', 1)[1].split('"', 1)[0]
+            response = browser.post(
+                "/login/",
+                data={"username": "ada", "password": "lovelace-1815", "csrfmiddlewaretoken": csrf},
+                headers={"Referer": f"{url}/login/"},
+            )
+            assert response.status_code == 302, response.text
+            token = browser.cookies[COOKIE]
+            assert tokens.is_well_formed(token)
+            home = browser.get("/")
+            assert "ada" in home.text and "1 active session" in home.text
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        log.close()
+
+
+def wait_for(browser: Browser, path: str) -> Any:
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return browser.get(path)
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
