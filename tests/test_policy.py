@@ -174,3 +174,20 @@ def test_login_as_another_user_replaces_the_session_with_a_new_handle() -> None:
     assert plan.record.handle == "fresh-handle"
     assert plan.record.user_id == "bob"
     assert plan.record.data == {}
+
+
+def test_engine_metadata_is_written_apart_from_data() -> None:
+    s = Session(record(), now=NOW)
+    s.set_meta("csrf", "secret")
+    plan = plan_commit(s, CONFIG, NOW, "x")
+    assert plan.action is Action.UPDATE
+    assert plan.patch is not None
+    assert plan.patch.fields["meta"] == {"csrf": "secret"}
+    assert plan.patch.set_json == {}
+    fresh = Session(None, now=NOW)
+    fresh.set_meta("csrf", "secret")
+    plan = plan_commit(fresh, CONFIG, NOW, "h")
+    assert plan.action is Action.CREATE  # a form's secret must persist
+    assert plan.record is not None
+    assert plan.record.meta == {"csrf": "secret"}
+    assert plan.record.data == {}

@@ -114,6 +114,8 @@ class Session(MutableMapping[str, Any]):
         "_handle",
         "_login",
         "_logout",
+        "_meta",
+        "_meta_dirty",
         "_now",
         "_record",
         "_regenerate",
@@ -150,6 +152,8 @@ class Session(MutableMapping[str, Any]):
         self._handle = record.handle if record is not None else handle
         self._expires_at = record.expires_at if record is not None else None
         self._via_bearer = False
+        self._meta: dict[str, Any] | None = None
+        self._meta_dirty = False
 
     # -- mapping -----------------------------------------------------------------------
     def __getitem__(self, key: str) -> Any:
@@ -233,8 +237,23 @@ class Session(MutableMapping[str, Any]):
 
     @property
     def meta(self) -> dict[str, Any]:
-        """Engine metadata of the stored record (read-only view for extensions)."""
+        """Engine metadata (assurance level, CSRF secret, ...): a copy; change it with
+        ``set_meta``. Kept apart from the app's data, so no app key can collide with it."""
+        if self._meta is not None:
+            return dict(self._meta)
         return dict(self._record.meta) if self._record is not None else {}
+
+    def set_meta(self, key: str, value: Any) -> None:
+        """Set one engine metadata value (JSON); written with the next commit.
+
+        For extensions of the engine (CSRF, step-up levels), not for application data.
+        """
+        self._check_open()
+        if self._meta is None:
+            self._meta = dict(self._record.meta) if self._record is not None else {}
+        encode_value(f"meta:{key}", value)
+        self._meta[key] = value
+        self._meta_dirty = True
 
     @property
     def modified(self) -> bool:
@@ -275,6 +294,8 @@ class Session(MutableMapping[str, Any]):
         self._login = False
         self._regenerate = False
         self._logout = True
+        self._meta = {}
+        self._meta_dirty = False
 
     def regenerate(self) -> None:
         """Issue a new token for the same session at commit (privilege change)."""

@@ -102,6 +102,7 @@ def new_record(session: Session, config: SessionConfig, now: float, handle: str)
         key="",
         handle=handle,
         data=dict(session._data),
+        meta=dict(session._meta) if session._meta else {},
         created_at=now,
         last_seen_at=now,
         expires_at=deadline(config, now=now, absolute_at=absolute_at, remember=remember),
@@ -129,7 +130,7 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
 
     if record is None:
         # Nothing stored yet: store only if there is something worth keeping.
-        if not session._data and not session._login:
+        if not session._data and not session._login and not session._meta_dirty:
             return NOTHING
         new = new_record(session, config, now, new_handle)
         events = ("session.created", "session.login") if session._login else ("session.created",)
@@ -153,6 +154,7 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
         return Plan(Action.DELETE, CookieAction.CLEAR, events=("session.logout",))
 
     set_json, set_items, removed = _data_delta(session)
+    meta_fields = {"meta": dict(session._meta or {})} if session._meta_dirty else {}
 
     if session._login and record.user_id is not None and record.user_id != session._user_id:
         # Another user logs in on this device: a new session (new handle, fresh data), so
@@ -167,7 +169,7 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
         )
 
     if session._regenerate:
-        fields: dict[str, Any] = {"last_seen_at": now}
+        fields: dict[str, Any] = {"last_seen_at": now, **meta_fields}
         remember = session._remember
         absolute_at = record.absolute_at
         names: tuple[str, ...] = ("session.regenerated",)
@@ -199,7 +201,8 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
             config, now=now, absolute_at=record.absolute_at, remember=record.remember
         ),
     }
-    if set_json or removed:
+    if set_json or removed or meta_fields:
+        fields.update(meta_fields)
         return Plan(Action.UPDATE, patch=Patch(set_json, set_items, removed, fields))
     if now - record.last_seen_at >= config.effective_touch_interval:
         return Plan(Action.TOUCH, patch=Patch(fields=fields))
