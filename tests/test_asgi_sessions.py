@@ -402,7 +402,8 @@ def test_9_full_disk_gives_503_and_keeps_the_stored_session(
     tmp_path: Path, clock: FakeClock
 ) -> None:
     store = FillableStore(tmp_path / "full.db")
-    manager = SessionManager(store, clock=clock)
+    # The blob must pass the size limit to reach the (full) disk.
+    manager = SessionManager(store, SessionConfig(max_data_bytes=1_000_000), clock=clock)
     with serve(create_shop(manager)) as url, Browser(url) as b:
         b.post("/set", json={"cart": ["hat"]})
         store.full = True

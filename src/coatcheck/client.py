@@ -7,12 +7,14 @@ that a session layer has no use for.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 MAX_USER_AGENT = 256
 """User agents are cut to this many characters: enough to name a browser, bounded in size."""
 
 
+@functools.lru_cache(maxsize=4096)
 def truncate_ip(address: str | None) -> str | None:
     """Zero the host part of an address: the last octet of IPv4, the last 80 bits of IPv6.
 
@@ -53,6 +55,11 @@ class ClientInfo:
     def from_raw(cls, user_agent: str | None, ip: str | None) -> ClientInfo:
         """Build from untrusted request values (kept raw until read)."""
         return cls(user_agent, ip)
+
+    @property
+    def address(self) -> str | None:
+        """The full client address, for rate limits only: never stored."""
+        return self._raw_ip
 
     @property
     def user_agent(self) -> str | None:

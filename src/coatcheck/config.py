@@ -16,6 +16,8 @@ from typing import Any, Literal
 from .errors import ConfigError
 
 SameSite = Literal["lax", "strict", "none"]
+SessionLimitAction = Literal["evict_oldest", "deny"]
+ClientChangeAction = Literal["log", "reauthenticate", "end"]
 
 MINUTE = 60
 HOUR = 60 * MINUTE
@@ -64,6 +66,37 @@ class SessionConfig:
     purge_batch_size: int = 1000
     """Rows deleted per transaction by purge_expired: small enough not to block readers."""
 
+    rotation_interval: float | None = None
+    """Issue a new token for a live session this often (None: only at login, logout and
+    ``regenerate()``, which always rotate). Shortens the life of a token copied in transit."""
+
+    rotation_grace: float = 30.0
+    """After a periodic rotation the old token still works this long, so concurrent
+    requests of the same client do not lose their session. Presented later, it is taken as
+    stolen: the whole session is revoked and ``session.theft_suspected`` is emitted."""
+
+    max_data_bytes: int = 64 * 1024
+    """Largest JSON size of one session's data: a write over it fails, naming the size, so
+    no visitor can fill the store."""
+
+    max_sessions_per_user: int | None = None
+    """Concurrent sessions one user may hold (None: unlimited)."""
+
+    session_limit_action: SessionLimitAction = "evict_oldest"
+    """At the limit, a new login ends the user's oldest session ("evict_oldest") or is
+    refused ("deny", 403 at the edge)."""
+
+    client_change_action: ClientChangeAction = "log"
+    """When a session comes back with another user agent or IP network (/24, /48):
+    "log" emits ``session.client_changed``; "reauthenticate" also drops its authentication
+    time so ``require_recent_auth`` demands a new login; "end" also revokes it."""
+
+    unknown_token_limit: int | None = 30
+    """Unknown or malformed tokens one client (IP) may present per ``unknown_token_window``
+    before it gets 429 (None: no limit). Counted in memory, bounded in size."""
+
+    unknown_token_window: float = 60.0
+
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Settings for extensions, kept here so one config object travels through the app."""
 
@@ -77,6 +110,20 @@ class SessionConfig:
             raise ConfigError(f"same_site must be lax, strict or none, got {self.same_site!r}")
         if self.same_site == "none" and not self.secure:
             raise ConfigError("same_site='none' requires secure=True (browsers drop it otherwise)")
+        if self.rotation_interval is not None and self.rotation_interval <= 0:
+            raise ConfigError("rotation_interval must be positive (or None)")
+        if self.rotation_grace < 0:
+            raise ConfigError("rotation_grace must not be negative")
+        if self.max_data_bytes < 1:
+            raise ConfigError("max_data_bytes must be positive")
+        if self.max_sessions_per_user is not None and self.max_sessions_per_user < 1:
+            raise ConfigError("max_sessions_per_user must be at least 1 (or None)")
+        if self.session_limit_action not in ("evict_oldest", "deny"):
+            raise ConfigError("session_limit_action must be evict_oldest or deny")
+        if self.client_change_action not in ("log", "reauthenticate", "end"):
+            raise ConfigError("client_change_action must be log, reauthenticate or end")
+        if self.unknown_token_limit is not None and self.unknown_token_limit < 1:
+            raise ConfigError("unknown_token_limit must be at least 1 (or None)")
         if self.purge_batch_size < 1:
             raise ConfigError("purge_batch_size must be at least 1")
         if not self.cookie_name or any(c in self.cookie_name for c in ' ;,="\t\r\n'):
@@ -142,6 +189,8 @@ def _parse(var: str, raw: str, type_: Any) -> Any:
             return None if text.lower() in ("", "none") else float(text)
         if kind == "int":
             return int(text)
+        if kind == "int | None":
+            return None if text.lower() in ("", "none") else int(text)
         if kind == "str | None":
             return text or None
         return text

@@ -28,3 +28,30 @@ class SessionCommittedError(CoatcheckError, RuntimeError):
 
     Raised instead of dropping the change silently.
     """
+
+
+class SessionTooLarge(SessionDataError):
+    """The session's data would exceed ``max_data_bytes``; the message names the size."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"session data would be {size} bytes of JSON, over the limit of {limit} "
+            "(SessionConfig.max_data_bytes); store large things elsewhere and keep a reference"
+        )
+        self.size = size
+        self.limit = limit
+
+
+class SessionLimitExceeded(CoatcheckError):
+    """A login would exceed ``max_sessions_per_user`` with ``session_limit_action="deny"``.
+
+    Edges answer 403; apps can ask first with ``manager.session_count(user_id)``.
+    """
+
+
+class Throttled(CoatcheckError):
+    """This client presented too many unknown tokens recently; edges answer 429."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many unknown session tokens; retry after {retry_after} s")
+        self.retry_after = retry_after

@@ -16,11 +16,25 @@ from . import events as ev
 from . import policy, tokens
 from .client import ClientInfo
 from .config import SessionConfig
+from .errors import SessionLimitExceeded, Throttled
 from .events import EventSink, SessionEvent
-from .model import Session, SessionRecord
-from .operations import Apply, Create, Delete, Get, Rename, Steps, run_async, run_sync
+from .model import REAUTH_KEY, ROTATED_AT_KEY, ROTATED_TO_KEY, Session, SessionRecord
+from .operations import (
+    Apply,
+    Create,
+    Delete,
+    DeleteHandle,
+    Get,
+    GetByHandle,
+    ListUser,
+    Rename,
+    Steps,
+    run_async,
+    run_sync,
+)
 from .policy import Action
 from .stores.base import Store
+from .throttle import UnknownTokenThrottle
 
 if TYPE_CHECKING:
     from .clientside import ClientSideSessions, ClientSideStore
@@ -95,6 +109,12 @@ class SessionManager:
         self.config = config or SessionConfig()
         self.clock: Clock = clock or time.time
         self.sinks: list[EventSink] = list(events)
+        limit = self.config.unknown_token_limit
+        self._throttle = (
+            UnknownTokenThrottle(limit, self.config.unknown_token_window)
+            if limit is not None
+            else None
+        )
         # How a session travels, chosen once here rather than tested per request: by
         # default the client holds a token naming a record in ``store`` (``_load`` and
         # ``_commit`` below). A client-side store (``client_side`` true: CookieStore)
@@ -134,20 +154,91 @@ class SessionManager:
         now = self.clock()
         if token is None:
             return Session(None, now=now, client=client)
+        throttle = self._throttle
+        address = client.address if client is not None else None
+        if throttle is not None and address is not None:
+            wait = throttle.retry_after(address, now)
+            if wait is not None:
+                raise Throttled(wait)
         if not tokens.is_well_formed(token):
             self.emit(ev.REJECTED, reason="malformed")
+            if throttle is not None and address is not None:
+                throttle.miss(address, now)
             return Session(None, now=now, client=client)
         record = yield Get(tokens.storage_key(token))
+        if record is not None and ROTATED_TO_KEY in record.meta:
+            return (yield from self._load_rotated(record, now, client))
         verdict = policy.check(record, now)
         if verdict is policy.Verdict.VALID:
             assert record is not None
-            return Session(record, now=now, client=client)
+            return (yield from self._admit(record, now, client))
         if record is not None:
             self.emit(
                 ev.EXPIRED, handle=record.handle, user_id=record.user_id, reason=verdict.value
             )
         else:
             self.emit(ev.REJECTED, reason="unknown")
+            if throttle is not None and address is not None:
+                throttle.miss(address, now)
+        return Session(None, now=now, client=client)
+
+    def _admit(
+        self, record: SessionRecord, now: float, client: ClientInfo | None
+    ) -> Steps[Session]:
+        """A valid record becomes this request's session, after the client check and with
+        a periodic rotation scheduled when due."""
+        if client is not None and (record.user_agent is not None or record.ip is not None):
+            changed = [
+                name
+                for name, stored, seen in (
+                    ("user_agent", record.user_agent, client.user_agent),
+                    ("ip_network", record.ip, client.ip),
+                )
+                if stored is not None and stored != seen
+            ]
+            if changed:
+                action = self.config.client_change_action
+                self.emit(
+                    ev.CLIENT_CHANGED,
+                    handle=record.handle,
+                    user_id=record.user_id,
+                    changed=",".join(changed),
+                    action=action,
+                )
+                if action == "end":
+                    yield Delete(record.key)
+                    self.emit(ev.REVOKED, handle=record.handle, user_id=record.user_id)
+                    return Session(None, now=now, client=client)
+                if action == "reauthenticate" and record.user_id is not None:
+                    session = Session(record, now=now, client=client)
+                    session.set_meta(REAUTH_KEY, True)
+                    return session
+        session = Session(record, now=now, client=client)
+        if policy.rotation_due(record, now, self.config):
+            session._rotate = True
+        return session
+
+    def _load_rotated(
+        self, marker: SessionRecord, now: float, client: ClientInfo | None
+    ) -> Steps[Session]:
+        """A rotated-out token came back: inside the grace window it still opens the live
+        session (a concurrent request of the same client); after it, someone kept a copy,
+        so the whole session is revoked (refresh-token reuse detection)."""
+        handle = str(marker.meta[ROTATED_TO_KEY])
+        rotated_at = float(marker.meta[ROTATED_AT_KEY])
+        if now - rotated_at <= self.config.rotation_grace:
+            live = yield GetByHandle(handle)
+            if live is not None and policy.check(live, now) is policy.Verdict.VALID:
+                return Session(live, now=now, client=client)
+            return Session(None, now=now, client=client)
+        ended = yield DeleteHandle(handle)
+        yield Delete(marker.key)
+        self.emit(
+            ev.THEFT_SUSPECTED,
+            handle=handle,
+            user_id=ended.user_id if ended is not None else None,
+            rotated_at=rotated_at,
+        )
         return Session(None, now=now, client=client)
 
     def _commit(self, session: Session) -> Steps[CommitResult]:
@@ -171,6 +262,8 @@ class SessionManager:
             assert record is not None and plan.patch is not None
             token = tokens.new_token()
             key = tokens.storage_key(token)
+            if self._limit_denies(session):
+                yield from self._deny_over_limit(session, now)
             if not (yield Rename(record.key, key, plan.patch)):
                 # The old record vanished meanwhile (revoked elsewhere): a login still
                 # deserves a session, so store the session's whole state afresh.
@@ -178,6 +271,8 @@ class SessionManager:
                 fresh.key = key
                 yield Create(fresh)
                 session._handle = fresh.handle
+            elif plan.rotation and self.config.rotation_grace > 0:
+                yield Create(policy.rotation_marker(record, now, self.config, tokens.new_handle()))
             session._expires_at = plan.patch.fields.get("expires_at")
             result = CommitResult(token=token, max_age=plan.max_age)
         elif action is Action.CREATE or action is Action.REPLACE:
@@ -189,6 +284,8 @@ class SessionManager:
             new = plan.record
             new.key = tokens.storage_key(token)
             new.handle = tokens.new_handle()  # minted only now: most commits create nothing
+            if self._limit_denies(session):
+                yield from self._deny_over_limit(session, now)
             yield Create(new)
             session._handle = new.handle
             session._expires_at = new.expires_at
@@ -204,7 +301,41 @@ class SessionManager:
                 self.emit(name, handle=record.handle, user_id=record.user_id)
             else:
                 self.emit(name, handle=session._handle, user_id=session._user_id)
+        limit = self.config.max_sessions_per_user
+        if limit is not None and session._login and session._user_id is not None:
+            yield from self._evict_over_limit(session._user_id, session._handle, limit, now)
         return result
+
+    def _limit_denies(self, session: Session) -> bool:
+        return (
+            session._login
+            and session._user_id is not None
+            and self.config.max_sessions_per_user is not None
+            and self.config.session_limit_action == "deny"
+        )
+
+    def _deny_over_limit(self, session: Session, now: float) -> Steps[None]:
+        """Refuse a login that would exceed ``max_sessions_per_user`` (deny mode)."""
+        assert session._user_id is not None and self.config.max_sessions_per_user is not None
+        live = yield ListUser(session._user_id, now)
+        others = [r for r in live if r.handle != session._handle]
+        if len(others) >= self.config.max_sessions_per_user:
+            self.emit(ev.LIMIT_REACHED, user_id=session._user_id, active=len(others))
+            raise SessionLimitExceeded(
+                f"user already has {len(others)} active sessions "
+                f"(max_sessions_per_user={self.config.max_sessions_per_user})"
+            )
+
+    def _evict_over_limit(
+        self, user_id: str, keep: str | None, limit: int, now: float
+    ) -> Steps[None]:
+        """After a login, end the user's oldest sessions beyond ``limit`` (never the new
+        one)."""
+        live = yield ListUser(user_id, now)
+        excess = len(live) - limit
+        for victim in [r for r in live if r.handle != keep][: max(0, excess)]:
+            yield DeleteHandle(victim.handle)
+            self.emit(ev.REVOKED, handle=victim.handle, user_id=user_id, reason="session_limit")
 
     # -- async API -----------------------------------------------------------------------
     async def load(self, token: str | None, client: ClientInfo | None = None) -> Session:

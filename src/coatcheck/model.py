@@ -82,6 +82,16 @@ class Patch:
             setattr(record, name, value)
 
 
+LEVEL_KEY = "level"
+"""Engine metadata key of the assurance level of the current authentication."""
+REAUTH_KEY = "reauth"
+"""Engine metadata key set when the session must authenticate again before sensitive use."""
+ROTATED_AT_KEY = "rotated_at"
+"""Engine metadata key of when the token last changed (periodic rotation counts from it)."""
+ROTATED_TO_KEY = "rotated_to"
+"""Set on a rotation marker: the handle of the live session the old token now points to."""
+
+
 def _is_mutable(value: Any) -> bool:
     return isinstance(value, (list, dict))
 
@@ -121,6 +131,7 @@ class Session(MutableMapping[str, Any]):
         "_regenerate",
         "_remember",
         "_removed",
+        "_rotate",
         "_set",
         "_snapshots",
         "_user_id",
@@ -153,6 +164,7 @@ class Session(MutableMapping[str, Any]):
         self._expires_at = record.expires_at if record is not None else None
         self._via_bearer = False
         self._meta: dict[str, Any] | None = None
+        self._rotate = False
         self._meta_dirty = False
 
     # -- mapping -----------------------------------------------------------------------
@@ -232,7 +244,10 @@ class Session(MutableMapping[str, Any]):
 
     @property
     def auth_at(self) -> float | None:
-        """When the user last authenticated in this session (login time)."""
+        """When the user last authenticated in this session (login time); None when the
+        engine demands a new authentication."""
+        if self.needs_reauthentication:
+            return None
         return self._auth_at
 
     @property
@@ -261,11 +276,13 @@ class Session(MutableMapping[str, Any]):
         return bool(self._set or self._removed or self._mutated_keys())
 
     # -- intents -----------------------------------------------------------------------
-    def login(self, user_id: str | int, *, remember: bool = False) -> None:
+    def login(self, user_id: str | int, *, remember: bool = False, level: int = 1) -> None:
         """Authenticate the session as ``user_id``: a new token is issued at commit.
 
-        The data survives (an anonymous cart stays), unless the session belonged to a
-        different user, whose data must not leak to the new one.
+        ``level`` is the assurance level of this authentication (1: password; higher for
+        stronger factors, as the app defines), checked by ``require_level``. The data
+        survives (an anonymous cart stays), unless the session belonged to a different
+        user, whose data must not leak to the new one.
         """
         self._check_open()
         uid = str(user_id)
@@ -277,6 +294,44 @@ class Session(MutableMapping[str, Any]):
         self._login = True
         self._logout = False
         self._regenerate = True
+        if self._meta is None:
+            self._meta = dict(self._record.meta) if self._record is not None else {}
+        self._meta.pop(REAUTH_KEY, None)
+        self._meta[LEVEL_KEY] = int(level)
+        self._meta_dirty = True
+
+    def reauthenticate(self, *, level: int | None = None) -> None:
+        """Record a fresh authentication of the current user (step-up before a sensitive
+        action): new token, new ``auth_at``, and ``level`` if given."""
+        if self._user_id is None:
+            raise RuntimeError("reauthenticate() needs a logged-in session; use login()")
+        self.login(
+            self._user_id,
+            remember=self._remember,
+            level=self.auth_level if level is None else level,
+        )
+
+    @property
+    def auth_level(self) -> int:
+        """Assurance level of the current authentication (0 when anonymous)."""
+        if self._user_id is None:
+            return 0
+        meta = (
+            self._meta
+            if self._meta is not None
+            else (self._record.meta if self._record is not None else {})
+        )
+        return int(meta.get(LEVEL_KEY, 1))
+
+    @property
+    def needs_reauthentication(self) -> bool:
+        """True when the engine demands a new login (e.g. the client changed network)."""
+        meta = (
+            self._meta
+            if self._meta is not None
+            else (self._record.meta if self._record is not None else {})
+        )
+        return bool(meta.get(REAUTH_KEY))
 
     def logout(self) -> None:
         """End the session: its record is deleted and the cookie expired at commit.

@@ -109,3 +109,37 @@ def run_sync(steps: Steps[T], store: Store) -> T:
             result = steps.send(result).run_sync(store)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class GetByHandle(Op):
+    handle: str
+
+    async def run(self, store: Store) -> SessionRecord | None:
+        return await store.get_by_handle(self.handle)
+
+    def run_sync(self, store: Store) -> SessionRecord | None:
+        return store.get_by_handle_sync(self.handle)
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteHandle(Op):
+    handle: str
+
+    async def run(self, store: Store) -> SessionRecord | None:
+        return await store.delete_handle(self.handle)
+
+    def run_sync(self, store: Store) -> SessionRecord | None:
+        return store.delete_handle_sync(self.handle)
+
+
+@dataclass(frozen=True, slots=True)
+class ListUser(Op):
+    user_id: str
+    now: float
+
+    async def run(self, store: Store) -> list[SessionRecord]:
+        return await store.list_user(self.user_id, self.now)
+
+    def run_sync(self, store: Store) -> list[SessionRecord]:
+        return store.list_user_sync(self.user_id, self.now)

@@ -8,11 +8,13 @@ every rule about sessions is written exactly once, and each can be tested as pla
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from .config import SessionConfig
-from .model import Patch, Session, SessionRecord, encode_value
+from .errors import SessionTooLarge
+from .model import ROTATED_AT_KEY, ROTATED_TO_KEY, Patch, Session, SessionRecord, encode_value
 
 
 class Verdict(enum.Enum):
@@ -79,9 +81,50 @@ class Plan:
     """Cookie lifetime in seconds for a persistent (remember-me) cookie; None = browser session."""
     events: tuple[str, ...] = ()
     """Lifecycle events this plan implies (``session.login``, ...)."""
+    rotation: bool = False
+    """A periodic rotation: the old token keeps working for ``rotation_grace`` (the caller
+    leaves a marker under it), and is treated as stolen afterwards."""
 
 
 NOTHING = Plan(Action.NOTHING)
+
+
+def rotation_due(record: SessionRecord, now: float, config: SessionConfig) -> bool:
+    """Has the token of ``record`` lived ``rotation_interval`` since it was issued?"""
+    interval = config.rotation_interval
+    if interval is None:
+        return False
+    issued = record.meta.get(ROTATED_AT_KEY, record.created_at)
+    return bool(now - issued >= interval)
+
+
+def data_size(session: Session) -> int:
+    """JSON size of the session's data, as the stores will hold it."""
+    return len(json.dumps(session._data, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def check_size(session: Session, config: SessionConfig) -> None:
+    size = data_size(session)
+    if size > config.max_data_bytes:
+        raise SessionTooLarge(size, config.max_data_bytes)
+
+
+def rotation_marker(
+    record: SessionRecord, now: float, config: SessionConfig, handle: str
+) -> SessionRecord:
+    """The record left under a rotated-out token: it points to the live session for
+    ``rotation_grace`` and, until the session's absolute deadline, lets a later
+    presentation of the old token be recognised as theft. Holds no data and no user."""
+    return SessionRecord(
+        key=record.key,
+        handle=handle,
+        data={},
+        created_at=now,
+        last_seen_at=now,
+        expires_at=record.absolute_at,
+        absolute_at=record.absolute_at,
+        meta={ROTATED_TO_KEY: record.handle, ROTATED_AT_KEY: now},
+    )
 
 
 def _data_delta(session: Session) -> tuple[dict[str, str], dict[str, Any], frozenset[str]]:
@@ -95,6 +138,7 @@ def new_record(session: Session, config: SessionConfig, now: float, handle: str)
     """A record holding the session's whole state, created at ``now`` (key left empty)."""
     for key, value in session._data.items():
         encode_value(key, value)  # fail at commit, naming the key
+    check_size(session, config)
     remember = session._remember
     absolute_at = absolute_deadline(config, now=now, remember=remember)
     client = session._client if config.record_client else None
@@ -154,6 +198,8 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
         return Plan(Action.DELETE, CookieAction.CLEAR, events=("session.logout",))
 
     set_json, set_items, removed = _data_delta(session)
+    if set_json:
+        check_size(session, config)
     meta_fields = {"meta": dict(session._meta or {})} if session._meta_dirty else {}
 
     if session._login and record.user_id is not None and record.user_id != session._user_id:
@@ -168,8 +214,10 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
             events=("session.created", "session.login"),
         )
 
-    if session._regenerate:
-        fields: dict[str, Any] = {"last_seen_at": now, **meta_fields}
+    if session._regenerate or session._rotate:
+        meta = session.meta
+        meta[ROTATED_AT_KEY] = now
+        fields: dict[str, Any] = {"last_seen_at": now, "meta": meta}
         remember = session._remember
         absolute_at = record.absolute_at
         names: tuple[str, ...] = ("session.regenerated",)
@@ -187,12 +235,14 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
             names = ("session.login",)
         fields["expires_at"] = deadline(config, now=now, absolute_at=absolute_at, remember=remember)
         patch = Patch(set_json, set_items, removed, fields)
+        periodic = not session._regenerate
         return Plan(
             Action.RENAME,
             CookieAction.SET,
             patch=patch,
             max_age=cookie_max_age(remember, absolute_at, now),
-            events=names,
+            events=("session.rotated",) if periodic else names,
+            rotation=periodic,
         )
 
     fields = {
