@@ -1,0 +1,1247 @@
+"""RedisStore: sessions in Redis or Valkey, standalone, behind Sentinel, or on a Cluster.
+
+Layout (``P`` is the key prefix, ``coatcheck:`` by default)::
+
+    P s:<key>      hash, the whole session: "d:<name>" holds the JSON text of one session
+                   value, "m:<field>" one field of record metadata. The two prefixes keep a
+                   user's keys from ever colliding with metadata, and a commit is HSET/HDEL
+                   of exactly the fields that changed. The key's TTL is the record's
+                   deadline (PEXPIREAT min(expires_at, absolute_at)), so Redis drops a
+                   session by itself when it ends.
+    P h:<handle>   string: the storage key of the session with that public handle (revoke,
+                   ``is_active``). Expires at the session's absolute deadline.
+    P u:<user_id>  sorted set: the handles of a user's sessions, scored by absolute deadline.
+
+``<key>`` is SHA-256 of the token (all a store ever receives): no key or value here holds a
+raw token. The only other identifiers are public handles and user ids.
+
+Round trips (what an operation costs on the wire; each line is one request/response):
+
+- load: HGETALL. One.
+- commit of a data change, or a touch: one Lua script that checks the record exists
+  (never resurrecting it), applies the delta and resets the TTL. One, on every topology.
+  (Scripts run by EVALSHA; the first call on a node whose script cache is empty, after a
+  restart or failover, costs one more: NOSCRIPT, then EVAL, which caches it again.)
+- a read-only request between touches: the load, nothing else.
+- new session: one MULTI pipeline (record, handle pointer, user index).
+- login/regenerate (a rename): one script on a single node; two on a cluster (below).
+- logout: one script on a single node; two on a cluster.
+
+Why the indexes cannot leak. Spring Session's index of a user's sessions grows forever when
+an expiry notification is missed. Here nothing depends on notifications (they need CONFIG,
+which managed Redis disables): every index entry is scored by its session's *absolute*
+deadline, which only a login changes, so the hot path never has to update the index; each
+access trims entries whose deadline passed (ZREMRANGEBYSCORE) and the sorted set itself
+expires with its last deadline, so an abandoned user's index disappears even if nobody ever
+reads it again. Entries whose session ended early (idle timeout, logout that crashed
+half-way) are filtered on read and, on a single node, removed atomically when found. The
+handle pointer expires at the absolute deadline for the same reason.
+
+Redis Cluster. A session is one key, so it always lives in one slot, and every script
+touches exactly one key; pipelines are split by the client per node and are one round trip
+of latency. The one operation that spans slots is a rename: the new token's key hashes to a
+different slot than the old one, and nothing stable (the handle) is known to a loader that
+only has the token. So on a cluster a rename is two steps: a script on the old slot applies
+the patch, returns the record and deletes it (the old token is dead from that instant), then
+one pipeline writes the record under the new key and repoints the handle and user index.
+Nobody knows the new key until the commit returns, so the gap is invisible to other
+requests; if the second step fails the user is logged out (fail-safe), never left holding a
+live old token. The cost: a revocation that runs within that one round trip can miss the
+session being logged in. On a single node (standalone or Sentinel) the same rename is one
+atomic script: the store remembers, per process, the handle and user of the records it just
+loaded, so the script can name every key it touches (never computing key names inside Lua,
+which would break on proxies and clusters); a hint that turned out stale only costs the
+two-step path.
+
+Time. Deadlines come from the manager's clock and become absolute TTLs on Redis' clock
+(PEXPIREAT), so the TTL equals the deadline exactly; the policy, on the app's clock, stays
+the judge of validity. App and Redis clocks should agree (NTP): a skew only moves the moment
+Redis reclaims memory, never lets an expired session in. Tests that freeze time in the future
+still see every record (purge then deletes by the record's own deadline).
+
+Failures. Every Redis error, timeout or lost connection is ``StoreUnavailable``. Timeouts are
+bounded: waiting for a free connection, connecting and each operation each have a limit, and
+a lost connection is retried once at once (a pooled socket that died with a restarted
+server), never with a sleep.
+
+Requires Redis >= 7.0 or Valkey (``SET PXAT``, ``PEXPIREAT NX/GT``); needs no CONFIG,
+keyspace notifications, KEYS or other admin commands (``purge`` and ``count`` use SCAN).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+import weakref
+from collections import Counter
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.retry
+import redis.asyncio.sentinel
+import redis.cluster
+import redis.retry
+import redis.sentinel
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+
+from ..errors import StoreUnavailable
+from ..model import PATCHABLE_FIELDS, Patch, SessionRecord
+from .base import Store
+
+__all__ = ["DEFAULT_PREFIX", "RedisOptions", "RedisStore", "from_url"]
+
+T = TypeVar("T")
+
+DEFAULT_PREFIX = "coatcheck:"
+
+# -- Lua ---------------------------------------------------------------------------------
+# Shared helpers, prepended to every script. ``patch`` reads a delta from ARGV starting at
+# ``i``: a count and the fields to delete, then a count and field/value pairs to set.
+# ``unpack`` is chunked because Lua's C stack caps the number of arguments.
+_LUA_LIB = """
+local function patch(key, argv, i)
+  local n = tonumber(argv[i])
+  local first, last = i + 1, i + n
+  while first <= last do
+    local stop = math.min(first + 999, last)
+    redis.call('HDEL', key, unpack(argv, first, stop))
+    first = stop + 1
+  end
+  i = last + 1
+  n = tonumber(argv[i])
+  first, last = i + 1, i + 2 * n
+  while first <= last do
+    local stop = math.min(first + 1999, last)
+    redis.call('HSET', key, unpack(argv, first, stop))
+    first = stop + 1
+  end
+  return last + 1
+end
+
+local function ms(seconds)
+  return string.format('%.0f', math.max(tonumber(seconds) * 1000, 1))
+end
+
+local function expire(key)
+  local e = tonumber(redis.call('HGET', key, 'm:expires_at'))
+  local a = tonumber(redis.call('HGET', key, 'm:absolute_at'))
+  redis.call('PEXPIREAT', key, ms(math.min(e, a)))
+end
+
+local function index_add(idx, handle, score, now)
+  redis.call('ZREMRANGEBYSCORE', idx, '-inf', now)
+  redis.call('ZADD', idx, score, handle)
+  redis.call('PEXPIREAT', idx, ms(score), 'NX')
+  redis.call('PEXPIREAT', idx, ms(score), 'GT')
+end
+"""
+
+
+class _Script:
+    """A Lua script with its SHA1, run by EVALSHA with a fallback to EVAL."""
+
+    __slots__ = ("sha", "text")
+
+    def __init__(self, body: str) -> None:
+        self.text = _LUA_LIB + body
+        self.sha = hashlib.sha1(self.text.encode(), usedforsecurity=False).hexdigest()
+
+
+_APPLY = _Script(
+    """
+-- KEYS[1] record. ARGV[1] '1': a deadline changed, reset the TTL. ARGV[2] '1': the user or
+-- the absolute deadline changed, return what the caller needs to re-index. Then the patch.
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local before = redis.call('HGET', KEYS[1], 'm:user_id') or ''
+patch(KEYS[1], ARGV, 3)
+if ARGV[1] == '1' then expire(KEYS[1]) end
+if ARGV[2] == '1' then
+  return {1, redis.call('HGET', KEYS[1], 'm:handle') or '', before,
+          redis.call('HGET', KEYS[1], 'm:user_id') or '',
+          redis.call('HGET', KEYS[1], 'm:absolute_at') or '0'}
+end
+return 1
+"""
+)
+
+_TAKE = _Script(
+    """
+-- KEYS[1] record. ARGV[1] the expected handle ('' for any), then a patch. Applies the
+-- patch, deletes the record and returns {user before the patch, field, value, ...}.
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'm:handle') ~= ARGV[1] then return false end
+local before = redis.call('HGET', KEYS[1], 'm:user_id') or ''
+patch(KEYS[1], ARGV, 2)
+local fields = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
+table.insert(fields, 1, before)
+return fields
+"""
+)
+
+_RENAME = _Script(
+    """
+-- Single node only. KEYS: old record, new record, handle pointer, then the old user's index
+-- (when ARGV[2] ~= '') and the new user's index (when ARGV[3] ~= '', always last).
+-- ARGV[1] handle, [2] old user, [3] new user, [4] new key, [5] now, then the patch.
+-- Returns 1, 0 (no such record) or -1 (the caller's handle/user hint is stale).
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HGET', KEYS[1], 'm:handle') ~= ARGV[1]
+   or (redis.call('HGET', KEYS[1], 'm:user_id') or '') ~= ARGV[2] then
+  return -1
+end
+redis.call('RENAME', KEYS[1], KEYS[2])
+patch(KEYS[2], ARGV, 6)
+local absolute = redis.call('HGET', KEYS[2], 'm:absolute_at')
+expire(KEYS[2])
+redis.call('SET', KEYS[3], ARGV[4], 'PXAT', ms(absolute))
+if ARGV[2] ~= '' and ARGV[2] ~= ARGV[3] then redis.call('ZREM', KEYS[4], ARGV[1]) end
+if ARGV[3] ~= '' then index_add(KEYS[#KEYS], ARGV[1], absolute, ARGV[5]) end
+return 1
+"""
+)
+
+_DELETE = _Script(
+    """
+-- Single node only. KEYS: record, handle pointer, [user index]. ARGV[1] handle, [2] user.
+-- Returns 1, 0 (no such record) or -1 (stale hint: nothing changed).
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HGET', KEYS[1], 'm:handle') ~= ARGV[1]
+   or (redis.call('HGET', KEYS[1], 'm:user_id') or '') ~= ARGV[2] then
+  return -1
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+if ARGV[2] ~= '' then redis.call('ZREM', KEYS[3], ARGV[1]) end
+return 1
+"""
+)
+
+_DROP_IF = _Script(
+    """
+-- KEYS[1] record. ARGV[1] 'user': delete if its user is ARGV[2] and its handle ARGV[3];
+-- 'expired': delete if its deadline is at or before ARGV[2]. Returns {handle, user} or nil.
+local h = redis.call('HGET', KEYS[1], 'm:handle')
+if not h then return false end
+local u = redis.call('HGET', KEYS[1], 'm:user_id') or ''
+if ARGV[1] == 'user' then
+  if u ~= ARGV[2] or h ~= ARGV[3] then return false end
+else
+  local e = tonumber(redis.call('HGET', KEYS[1], 'm:expires_at'))
+  local a = tonumber(redis.call('HGET', KEYS[1], 'm:absolute_at'))
+  if math.min(e, a) > tonumber(ARGV[2]) then return false end
+end
+redis.call('DEL', KEYS[1])
+return {h, u}
+"""
+)
+
+_UNLINK = _Script(
+    """
+-- Single node only: drop a user-index entry whose session is gone, checking atomically
+-- that it is (a concurrent rename may have just moved it). KEYS: user index, handle
+-- pointer, record the pointer named. ARGV[1] handle, [2] key the pointer held ('' none),
+-- [3] user.
+local key = redis.call('GET', KEYS[2])
+if (key or '') ~= ARGV[2] then return 0 end
+if key then
+  if redis.call('EXISTS', KEYS[3]) == 1
+     and (redis.call('HGET', KEYS[3], 'm:user_id') or '') == ARGV[3] then
+    return 0
+  end
+  if redis.call('EXISTS', KEYS[3]) == 0 then redis.call('DEL', KEYS[2]) end
+end
+return redis.call('ZREM', KEYS[1], ARGV[1])
+"""
+)
+
+
+# -- operations as data, run by a sync or an async driver --------------------------------
+@dataclass(frozen=True, slots=True)
+class _Cmd:
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Eval:
+    script: _Script
+    keys: tuple[str, ...]
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """Several commands in one round trip; ``atomic`` makes it MULTI/EXEC on a single node
+    (a cluster pipeline is never a transaction: each command is atomic on its own key)."""
+
+    steps: tuple[_Cmd | _Eval, ...]
+    atomic: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _ScanPage:
+    """One SCAN page; ``cursor`` is None to start. Result: (next cursor or None, keys)."""
+
+    match: str
+    count: int
+    cursor: Any = None
+
+
+_Op = _Cmd | _Eval | _Batch | _ScanPage
+_Steps = Generator[_Op, Any, T]
+
+
+# -- encoding ----------------------------------------------------------------------------
+_REQUIRED = ("m:handle", "m:created_at", "m:last_seen_at", "m:expires_at", "m:absolute_at")
+
+
+def _num(value: float) -> str:
+    """Seconds as text that round-trips exactly (repr of a float)."""
+    return repr(float(value))
+
+
+def _ms(seconds: float) -> int:
+    """Unix milliseconds for PEXPIREAT/PXAT (at least 1: zero and below are refused)."""
+    return max(round(seconds * 1000), 1)
+
+
+def _encode_field(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if name == "remember":
+        return "1" if value else "0"
+    if name == "meta":
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if name in ("user_id", "user_agent", "ip"):
+        return str(value)
+    return _num(value)
+
+
+def _record_fields(record: SessionRecord) -> list[str]:
+    """Flat field/value list of a whole record, for HSET."""
+    out: list[str] = []
+    for name in (
+        "handle",
+        "user_id",
+        "created_at",
+        "last_seen_at",
+        "expires_at",
+        "absolute_at",
+        "auth_at",
+        "remember",
+        "user_agent",
+        "ip",
+        "meta",
+    ):
+        encoded = record.handle if name == "handle" else _encode_field(name, getattr(record, name))
+        if encoded is not None:
+            out += ("m:" + name, encoded)
+    for key, value in record.data.items():
+        out += (
+            "d:" + key,
+            json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False),
+        )
+    return out
+
+
+def _patch_args(patch: Patch) -> list[str]:
+    """The patch as the Lua ``patch`` helper reads it."""
+    deletes = ["d:" + k for k in patch.removed]
+    pairs: list[str] = []
+    for k, v in patch.set_json.items():
+        pairs += ("d:" + k, v)
+    for name, value in patch.fields.items():
+        if name not in PATCHABLE_FIELDS:
+            raise ValueError(f"field {name!r} cannot be patched")
+        encoded = _encode_field(name, value)
+        if encoded is None:
+            deletes.append("m:" + name)
+        else:
+            pairs += ("m:" + name, encoded)
+    return [str(len(deletes)), *deletes, str(len(pairs) // 2), *pairs]
+
+
+_NO_PATCH = ("0", "0")
+
+
+def _pairs(flat: Sequence[str]) -> dict[str, str]:
+    return dict(zip(flat[0::2], flat[1::2], strict=True))
+
+
+def _decode(key: str, fields: Mapping[str, str]) -> SessionRecord | None:
+    """A record from its hash, or None when the hash is missing or incomplete."""
+    if not fields or any(name not in fields for name in _REQUIRED):
+        return None
+    auth_at = fields.get("m:auth_at")
+    return SessionRecord(
+        key=key,
+        handle=fields["m:handle"],
+        data={name[2:]: json.loads(v) for name, v in fields.items() if name.startswith("d:")},
+        created_at=float(fields["m:created_at"]),
+        last_seen_at=float(fields["m:last_seen_at"]),
+        expires_at=float(fields["m:expires_at"]),
+        absolute_at=float(fields["m:absolute_at"]),
+        user_id=fields.get("m:user_id"),
+        auth_at=float(auth_at) if auth_at is not None else None,
+        remember=fields.get("m:remember") == "1",
+        user_agent=fields.get("m:user_agent"),
+        ip=fields.get("m:ip"),
+        meta=json.loads(fields.get("m:meta", "{}")),
+    )
+
+
+def _escape_glob(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class _Hints:
+    """Per-process memory of the (handle, user) of records this process just loaded or
+    wrote, so that a rename or delete on a single node can name every key it touches in
+    one script. Only ever a hint: the scripts verify it and a stale one costs a round trip."""
+
+    def __init__(self, size: int = 8192) -> None:
+        self._size = size
+        self._items: dict[str, tuple[str, str | None]] = {}
+        self._lock = threading.Lock()
+
+    def remember(self, key: str, handle: str, user_id: str | None) -> None:
+        if not self._size:
+            return
+        with self._lock:
+            self._items.pop(key, None)
+            self._items[key] = (handle, user_id)
+            if len(self._items) > self._size:
+                del self._items[next(iter(self._items))]
+
+    def pop(self, key: str) -> tuple[str, str | None] | None:
+        with self._lock:
+            return self._items.pop(key, None)
+
+
+# -- connection settings -----------------------------------------------------------------
+Mode = Literal["standalone", "sentinel", "cluster"]
+
+_SSL_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "ssl_ca_certs": str,
+    "ssl_certfile": str,
+    "ssl_keyfile": str,
+    "ssl_cert_reqs": str,
+    "ssl_check_hostname": lambda v: v.lower() in ("1", "true", "yes", "on"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RedisOptions:
+    """Where and how to connect, parsed from a URL by ``RedisOptions.from_url``.
+
+    ``timeout`` bounds each operation (socket reads and writes, and the wait for a free
+    connection); ``connect_timeout`` bounds opening a connection; ``max_connections`` caps
+    operations in flight per process and path (sync and async each have their own pool).
+    """
+
+    mode: Mode
+    hosts: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    db: int = 0
+    tls: bool = False
+    service_name: str | None = None
+    sentinel_username: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
+    prefix: str = DEFAULT_PREFIX
+    timeout: float = 2.0
+    connect_timeout: float = 1.0
+    max_connections: int = 50
+    ssl: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.hosts:
+            raise ValueError("a Redis URL needs at least one host")
+        if "{" in self.prefix or "}" in self.prefix:
+            raise ValueError("the key prefix must not contain { or } (they pick cluster slots)")
+        if self.timeout <= 0 or self.connect_timeout <= 0:
+            raise ValueError("timeouts must be positive")
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        if self.mode == "cluster" and self.db != 0:
+            raise ValueError("Redis Cluster has only database 0")
+        if self.mode == "sentinel" and not self.service_name:
+            raise ValueError("a redis+sentinel URL names the master: redis+sentinel://h:p/name")
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisOptions:
+        """Parse ``redis://``, ``rediss://``, ``redis+sentinel://`` or ``redis+cluster://``.
+
+        Forms: ``redis://[user:password@]host[:port][/db]``,
+        ``redis+sentinel://[user:password@]h1:26379,h2:26379/master[/db]``,
+        ``redis+cluster://[user:password@]h1:7000,h2:7001``. Query options: ``prefix``,
+        ``timeout``, ``connect_timeout``, ``max_connections``, ``db``, ``ssl`` (TLS for
+        Sentinel and Cluster; ``rediss://`` for a single server), ``ssl_ca_certs``,
+        ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs``, ``ssl_check_hostname``,
+        ``sentinel_username``, ``sentinel_password`` (when the Sentinels have their own).
+        """
+        scheme, sep, rest = url.partition("://")
+        if not sep:
+            raise ValueError(f"not a URL: {url!r}")
+        scheme = scheme.lower()
+        modes: dict[str, tuple[Mode, bool, int]] = {
+            "redis": ("standalone", False, 6379),
+            "rediss": ("standalone", True, 6379),
+            "redis+sentinel": ("sentinel", False, 26379),
+            "redis+cluster": ("cluster", False, 6379),
+        }
+        if scheme not in modes:
+            raise ValueError(f"not a Redis URL: {url!r}")
+        mode, tls, default_port = modes[scheme]
+        parts = urlsplit("redis://" + rest)
+        netloc = parts.netloc
+        userinfo, at, hostlist = netloc.rpartition("@")
+        if not at:
+            userinfo, hostlist = "", netloc
+        username: str | None = None
+        password: str | None = None
+        if userinfo:
+            user, colon, secret = userinfo.partition(":")
+            username = unquote(user) or None
+            password = unquote(secret) if colon else None
+        hosts = tuple(_parse_host(h, default_port) for h in hostlist.split(",") if h)
+        path = [unquote(p) for p in parts.path.split("/") if p]
+        kwargs: dict[str, Any] = {}
+        if mode == "sentinel" and path:
+            kwargs["service_name"] = path.pop(0)
+        if path:
+            if len(path) > 1 or not path[0].isdigit():
+                raise ValueError(f"unexpected path in Redis URL: {parts.path!r}")
+            kwargs["db"] = int(path[0])
+        ssl: dict[str, Any] = {}
+        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+            if name == "prefix":
+                kwargs["prefix"] = value
+            elif name in ("timeout", "connect_timeout"):
+                kwargs[name] = float(value)
+            elif name in ("max_connections", "db"):
+                kwargs[name] = int(value)
+            elif name == "ssl":
+                tls = value.lower() in ("1", "true", "yes", "on")
+            elif name in ("sentinel_username", "sentinel_password") and mode == "sentinel":
+                kwargs[name] = value
+            elif name in _SSL_OPTIONS:
+                ssl[name] = _SSL_OPTIONS[name](value)
+            else:
+                raise ValueError(f"unknown Redis URL option {name!r}")
+        return cls(
+            mode=mode,
+            hosts=hosts,
+            username=username,
+            password=password,
+            tls=tls,
+            ssl=ssl,
+            **kwargs,
+        )
+
+
+def _parse_host(text: str, default_port: int) -> tuple[str, int]:
+    if text.startswith("["):
+        host, _, port = text[1:].partition("]")
+        port = port.lstrip(":")
+    else:
+        host, _, port = text.partition(":")
+    if not host:
+        raise ValueError(f"empty host in Redis URL: {text!r}")
+    return host, int(port) if port else default_port
+
+
+def _connection_kwargs(o: RedisOptions, retry: Any) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "username": o.username,
+        "password": o.password,
+        "socket_timeout": o.timeout,
+        "socket_connect_timeout": o.connect_timeout,
+        "decode_responses": True,
+        "retry": retry,
+        "protocol": 2,
+    }
+    if o.tls:
+        kwargs.update(o.ssl)
+    return kwargs
+
+
+def _sentinel_kwargs(o: RedisOptions) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "socket_timeout": o.timeout,
+        "socket_connect_timeout": o.connect_timeout,
+        "username": o.sentinel_username,
+        "password": o.sentinel_password,
+    }
+    if o.tls:
+        kwargs.update(o.ssl, ssl=True)
+    return kwargs
+
+
+# redis-py leaves a few constructors unannotated; go through Any rather than silence mypy.
+_SyncClusterNode: Any = redis.cluster.ClusterNode
+_SyncSentinel: Any = redis.sentinel.Sentinel
+_AsyncClusterNode: Any = redis.asyncio.cluster.ClusterNode
+_AsyncSentinel: Any = redis.asyncio.sentinel.Sentinel
+
+
+def _sync_client(o: RedisOptions) -> Any:
+    """A redis-py client: one pool, at most ``max_connections`` connections (per node)."""
+    retry = redis.retry.Retry(NoBackoff(), 1, (RedisConnectionError,))
+    kwargs = _connection_kwargs(o, retry)
+    if o.mode == "cluster":
+        return redis.cluster.RedisCluster(
+            startup_nodes=[_SyncClusterNode(h, p) for h, p in o.hosts],
+            max_connections=o.max_connections,
+            ssl=o.tls,
+            **kwargs,
+        )
+    if o.mode == "sentinel":
+        sentinel = _SyncSentinel(
+            list(o.hosts), sentinel_kwargs=_sentinel_kwargs(o), ssl=o.tls, **kwargs
+        )
+        return sentinel.master_for(o.service_name, db=o.db, max_connections=o.max_connections)
+    host, port = o.hosts[0]
+    pool = redis.ConnectionPool(
+        connection_class=redis.SSLConnection if o.tls else redis.Connection,
+        host=host,
+        port=port,
+        db=o.db,
+        max_connections=o.max_connections,
+        **kwargs,
+    )
+    return redis.Redis(connection_pool=pool)
+
+
+def _async_client(o: RedisOptions) -> Any:
+    retry = redis.asyncio.retry.Retry(NoBackoff(), 1, (RedisConnectionError,))
+    kwargs = _connection_kwargs(o, retry)
+    if o.mode == "cluster":
+        return redis.asyncio.cluster.RedisCluster(
+            startup_nodes=[_AsyncClusterNode(h, p) for h, p in o.hosts],
+            max_connections=o.max_connections,
+            ssl=o.tls,
+            **kwargs,
+        )
+    if o.mode == "sentinel":
+        sentinel = _AsyncSentinel(
+            list(o.hosts), sentinel_kwargs=_sentinel_kwargs(o), ssl=o.tls, **kwargs
+        )
+        return sentinel.master_for(o.service_name, db=o.db, max_connections=o.max_connections)
+    host, port = o.hosts[0]
+    pool = redis.asyncio.ConnectionPool(
+        connection_class=redis.asyncio.SSLConnection if o.tls else redis.asyncio.Connection,
+        host=host,
+        port=port,
+        db=o.db,
+        max_connections=o.max_connections,
+        **kwargs,
+    )
+    return redis.asyncio.Redis(connection_pool=pool)
+
+
+_FAILURES = (RedisError, RedisClusterException, OSError)
+"""What a Redis client raises when the server is unreachable, slow or refusing (OSError
+covers socket errors and TimeoutError)."""
+
+
+_NO_SLOT = "Redis store: no free connection within the timeout"
+
+
+def _unavailable(exc: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(f"Redis store: {type(exc).__name__}: {exc}")
+
+
+# -- drivers -----------------------------------------------------------------------------
+class _SyncDriver:
+    """Runs operations with a sync redis-py client; at most ``max_connections`` at once."""
+
+    def __init__(self, options: RedisOptions) -> None:
+        self.options = options
+        self.cluster = options.mode == "cluster"
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(options.max_connections)
+
+    def client(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    # A cluster client fetches the slot map here: errors are mapped by run().
+                    self._client = _sync_client(self.options)
+        return self._client
+
+    def run(self, op: _Op) -> Any:
+        if not self._slots.acquire(timeout=self.options.timeout):
+            raise StoreUnavailable(_NO_SLOT)
+        try:
+            return self._run(self.client(), op)
+        except StoreUnavailable:
+            raise
+        except _FAILURES as exc:
+            raise _unavailable(exc) from exc
+        finally:
+            self._slots.release()
+
+    def _run(self, client: Any, op: _Op) -> Any:
+        if isinstance(op, _Cmd):
+            return client.execute_command(*op.args)
+        if isinstance(op, _Eval):
+            n = len(op.keys)
+            try:
+                return client.execute_command("EVALSHA", op.script.sha, n, *op.keys, *op.args)
+            except NoScriptError:
+                return client.execute_command("EVAL", op.script.text, n, *op.keys, *op.args)
+        if isinstance(op, _Batch):
+            pipe = client.pipeline(transaction=op.atomic and not self.cluster)
+            for step in op.steps:
+                pipe.execute_command(*_batch_args(step))
+            return pipe.execute()
+        return self._scan(client, op)
+
+    def _scan(self, client: Any, op: _ScanPage) -> tuple[Any, list[str]]:
+        if not self.cluster:
+            cursor, keys = client.scan(cursor=op.cursor or 0, match=op.match, count=op.count)
+            return (cursor or None), list(keys)
+        pending = op.cursor or [(node, 0) for node in client.get_primaries()]
+        node, cursor = pending[0]
+        cursors, keys = client.scan(
+            cursor=cursor, match=op.match, count=op.count, target_nodes=node
+        )
+        return _next_pending(pending, cursors[node.name]), list(keys)
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+class _AsyncDriver:
+    """The same with a redis.asyncio client. A client's connections belong to the event
+    loop that opened them, so each loop that uses the store gets its own client (an app
+    served by uvicorn and a test or a CLI calling the same store from another loop)."""
+
+    def __init__(self, options: RedisOptions) -> None:
+        self.options = options
+        self.cluster = options.mode == "cluster"
+        self._per_loop: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[Any, asyncio.Semaphore]
+        ] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def _state(self) -> tuple[Any, asyncio.Semaphore]:
+        loop = asyncio.get_running_loop()
+        state = self._per_loop.get(loop)
+        if state is None:
+            state = (_async_client(self.options), asyncio.Semaphore(self.options.max_connections))
+            with self._lock:
+                self._per_loop[loop] = state
+        return state
+
+    async def run(self, op: _Op) -> Any:
+        try:
+            client, slots = self._state()
+        except _FAILURES as exc:
+            raise _unavailable(exc) from exc
+        if slots.locked():  # only a full pool pays for a timed wait
+            try:
+                await asyncio.wait_for(slots.acquire(), self.options.timeout)
+            except TimeoutError:
+                raise StoreUnavailable(_NO_SLOT) from None
+        else:
+            await slots.acquire()
+        try:
+            return await self._run(client, op)
+        except _FAILURES as exc:
+            raise _unavailable(exc) from exc
+        finally:
+            slots.release()
+
+    async def _run(self, client: Any, op: _Op) -> Any:
+        if isinstance(op, _Cmd):
+            return await client.execute_command(*op.args)
+        if isinstance(op, _Eval):
+            n = len(op.keys)
+            try:
+                return await client.execute_command("EVALSHA", op.script.sha, n, *op.keys, *op.args)
+            except NoScriptError:
+                return await client.execute_command("EVAL", op.script.text, n, *op.keys, *op.args)
+        if isinstance(op, _Batch):
+            pipe = client.pipeline(transaction=op.atomic and not self.cluster)
+            for step in op.steps:
+                pipe.execute_command(*_batch_args(step))
+            return await pipe.execute()
+        return await self._scan(client, op)
+
+    async def _scan(self, client: Any, op: _ScanPage) -> tuple[Any, list[str]]:
+        if not self.cluster:
+            cursor, keys = await client.scan(cursor=op.cursor or 0, match=op.match, count=op.count)
+            return (cursor or None), list(keys)
+        pending = op.cursor or [(node, 0) for node in client.get_primaries()]
+        node, cursor = pending[0]
+        cursors, keys = await client.scan(
+            cursor=cursor, match=op.match, count=op.count, target_nodes=node
+        )
+        return _next_pending(pending, cursors[node.name]), list(keys)
+
+    async def close(self) -> None:
+        """Close the client of the running loop (other loops' clients die with them)."""
+        with self._lock:
+            state = self._per_loop.pop(asyncio.get_running_loop(), None)
+        if state is not None:
+            client = state[0]
+            closer = getattr(client, "aclose", None) or client.close
+            await closer()
+
+
+def _batch_args(step: _Cmd | _Eval) -> tuple[Any, ...]:
+    """Scripts inside a pipeline go as EVAL: a NOSCRIPT error half-way through a MULTI
+    could not be retried without repeating the commands that already ran."""
+    if isinstance(step, _Cmd):
+        return step.args
+    return ("EVAL", step.script.text, len(step.keys), *step.keys, *step.args)
+
+
+def _next_pending(pending: list[tuple[Any, int]], cursor: int) -> list[tuple[Any, int]] | None:
+    node = pending[0][0]
+    rest = pending[1:] if int(cursor) == 0 else [(node, int(cursor)), *pending[1:]]
+    return rest or None
+
+
+# -- the store ---------------------------------------------------------------------------
+class RedisStore(Store):
+    """Sessions in Redis (see the module docstring for the layout and its guarantees).
+
+    Build it from a URL (``RedisStore.from_url("redis://localhost:6379/0")``) or from
+    ``RedisOptions``. Connections open lazily, on first use.
+    """
+
+    def __init__(self, options: RedisOptions) -> None:
+        self.options = options
+        self.prefix = options.prefix
+        self.single_node = options.mode != "cluster"
+        self._sync = _SyncDriver(options)
+        self._async = _AsyncDriver(options)
+        self._hints = _Hints(8192 if self.single_node else 0)  # a cluster cannot use them
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisStore:
+        return cls(RedisOptions.from_url(url))
+
+    def __repr__(self) -> str:
+        hosts = ",".join(f"{h}:{p}" for h, p in self.options.hosts)
+        return f"<RedisStore {self.options.mode} {hosts} prefix={self.prefix!r}>"
+
+    # -- key names -----------------------------------------------------------------------
+    def record_key(self, key: str) -> str:
+        return f"{self.prefix}s:{key}"
+
+    def pointer_key(self, handle: str) -> str:
+        return f"{self.prefix}h:{handle}"
+
+    def user_key(self, user_id: str) -> str:
+        return f"{self.prefix}u:{user_id}"
+
+    # -- drivers -------------------------------------------------------------------------
+    def _drive_sync(self, steps: _Steps[T]) -> T:
+        result: Any = None
+        try:
+            while True:
+                result = self._sync.run(steps.send(result))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def _drive_async(self, steps: _Steps[T]) -> T:
+        result: Any = None
+        try:
+            while True:
+                result = await self._async.run(steps.send(result))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    # -- procedures, each written once -----------------------------------------------------
+    def _index_add(
+        self, user_id: str, handle: str, absolute: float, now: float | None
+    ) -> list[_Cmd]:
+        """Commands that add ``handle`` to the user's index and keep the index's own TTL
+        at its latest deadline (mirrors the Lua ``index_add``)."""
+        idx = self.user_key(user_id)
+        at = _ms(absolute)
+        cmds = [] if now is None else [_Cmd(("ZREMRANGEBYSCORE", idx, "-inf", _num(now)))]
+        cmds += [
+            _Cmd(("ZADD", idx, _num(absolute), handle)),
+            _Cmd(("PEXPIREAT", idx, at, "NX")),
+            _Cmd(("PEXPIREAT", idx, at, "GT")),
+        ]
+        return cmds
+
+    def _put(self, key: str, fields: list[str], meta: Mapping[str, str]) -> list[_Cmd]:
+        """Commands that write a whole record under ``key`` with its pointer and TTL."""
+        rec = self.record_key(key)
+        expires, absolute = float(meta["m:expires_at"]), float(meta["m:absolute_at"])
+        return [
+            _Cmd(("DEL", rec)),
+            _Cmd(("HSET", rec, *fields)),
+            _Cmd(("PEXPIREAT", rec, _ms(min(expires, absolute)))),
+            _Cmd(("SET", self.pointer_key(meta["m:handle"]), key, "PXAT", _ms(absolute))),
+        ]
+
+    def _get(self, key: str) -> _Steps[SessionRecord | None]:
+        fields = yield _Cmd(("HGETALL", self.record_key(key)))
+        record = _decode(key, fields)
+        if record is not None:
+            self._hints.remember(key, record.handle, record.user_id)
+        return record
+
+    def _create(self, record: SessionRecord) -> _Steps[None]:
+        fields = _record_fields(record)
+        steps = self._put(record.key, fields, _pairs(fields))
+        if record.user_id is not None:
+            steps += self._index_add(
+                record.user_id, record.handle, record.absolute_at, record.last_seen_at
+            )
+        yield _Batch(tuple(steps), atomic=True)
+        self._hints.remember(record.key, record.handle, record.user_id)
+
+    def _apply(self, key: str, patch: Patch) -> _Steps[bool]:
+        fields = patch.fields
+        deadline = "expires_at" in fields or "absolute_at" in fields
+        reindex = "user_id" in fields or "absolute_at" in fields
+        result = yield _Eval(
+            _APPLY,
+            (self.record_key(key),),
+            ("1" if deadline else "0", "1" if reindex else "0", *_patch_args(patch)),
+        )
+        if not result:
+            self._hints.pop(key)
+            return False
+        if isinstance(result, list):
+            # Rare (the manager changes users only by renaming): keep the indexes in step.
+            _, handle, before, after, absolute = result
+            if handle:
+                steps: list[_Cmd] = []
+                if before and before != after:
+                    steps.append(_Cmd(("ZREM", self.user_key(before), handle)))
+                if after:
+                    steps += self._index_add(after, handle, float(absolute), None)
+                steps.append(_Cmd(("PEXPIREAT", self.pointer_key(handle), _ms(float(absolute)))))
+                yield _Batch(tuple(steps), atomic=True)
+                self._hints.remember(key, handle, after or None)
+        return True
+
+    def _rename(self, old_key: str, new_key: str, patch: Patch) -> _Steps[bool]:
+        args = _patch_args(patch)
+        now = patch.fields.get("last_seen_at")
+        hint = self._hints.pop(old_key) if self.single_node else None
+        if hint is not None:
+            handle, user = hint
+            new_user = patch.fields.get("user_id", user)
+            keys = [self.record_key(old_key), self.record_key(new_key), self.pointer_key(handle)]
+            if user:
+                keys.append(self.user_key(user))
+            if new_user:
+                keys.append(self.user_key(new_user))
+            result = yield _Eval(
+                _RENAME,
+                tuple(keys),
+                (
+                    handle,
+                    user or "",
+                    new_user or "",
+                    new_key,
+                    _num(now) if now is not None else "-inf",
+                    *args,
+                ),
+            )
+            if result == 1:
+                self._hints.remember(new_key, handle, new_user)
+                return True
+            if result == 0:
+                return False
+        # Two steps (a cluster, or no usable hint): take the record off the old key, then
+        # write it under the new one. See the module docstring for why this is safe.
+        taken = yield _Eval(_TAKE, (self.record_key(old_key),), ("", *args))
+        if taken is None:
+            return False
+        before = taken[0] or None
+        fields = list(taken[1:])
+        meta = _pairs(fields)
+        handle = meta["m:handle"]
+        after = meta.get("m:user_id")
+        steps = self._put(new_key, fields, meta)
+        if before is not None and before != after:
+            steps.append(_Cmd(("ZREM", self.user_key(before), handle)))
+        if after is not None:
+            steps += self._index_add(after, handle, float(meta["m:absolute_at"]), now)
+        yield _Batch(tuple(steps), atomic=True)
+        self._hints.remember(new_key, handle, after)
+        return True
+
+    def _delete(self, key: str) -> _Steps[bool]:
+        hint = self._hints.pop(key) if self.single_node else None
+        if hint is not None:
+            handle, user = hint
+            keys = [self.record_key(key), self.pointer_key(handle)]
+            if user:
+                keys.append(self.user_key(user))
+            result = yield _Eval(_DELETE, tuple(keys), (handle, user or ""))
+            if result != -1:
+                return bool(result == 1)
+        record = yield from self._take(key, "")
+        return record is not None
+
+    def _take(self, key: str, handle: str) -> _Steps[SessionRecord | None]:
+        """Delete the record under ``key`` (if its handle is ``handle``, when given) and
+        clean its pointer and index entry; return it."""
+        taken = yield _Eval(_TAKE, (self.record_key(key),), (handle, *_NO_PATCH))
+        if taken is None:
+            return None
+        record = _decode(key, _pairs(taken[1:]))
+        if record is None:
+            return None
+        steps = [_Cmd(("DEL", self.pointer_key(record.handle)))]
+        if record.user_id is not None:
+            steps.append(_Cmd(("ZREM", self.user_key(record.user_id), record.handle)))
+        yield _Batch(tuple(steps), atomic=True)
+        return record
+
+    def _get_by_handle(self, handle: str) -> _Steps[SessionRecord | None]:
+        key = yield _Cmd(("GET", self.pointer_key(handle)))
+        if not key:
+            return None
+        record = yield from self._get(key)
+        return record if record is not None and record.handle == handle else None
+
+    def _delete_handle(self, handle: str) -> _Steps[SessionRecord | None]:
+        for _ in range(3):  # follow the pointer if a rename moves the record meanwhile
+            key = yield _Cmd(("GET", self.pointer_key(handle)))
+            if not key:
+                return None
+            record = yield from self._take(key, handle)
+            if record is not None:
+                self._hints.pop(key)
+                return record
+            moved = yield _Cmd(("GET", self.pointer_key(handle)))
+            if moved == key:
+                return None
+        return None
+
+    def _list_user(self, user_id: str, now: float) -> _Steps[list[SessionRecord]]:
+        idx = self.user_key(user_id)
+        _, handles = yield _Batch(
+            (_Cmd(("ZREMRANGEBYSCORE", idx, "-inf", _num(now))), _Cmd(("ZRANGE", idx, 0, -1)))
+        )
+        if not handles:
+            return []
+        keys = yield _Batch(tuple(_Cmd(("GET", self.pointer_key(h))) for h in handles))
+        found = [(h, k) for h, k in zip(handles, keys, strict=True) if k]
+        hashes = yield _Batch(tuple(_Cmd(("HGETALL", self.record_key(k))) for _, k in found))
+        records: dict[str, SessionRecord] = {}
+        for (handle, key), fields in zip(found, hashes, strict=True):
+            record = _decode(key, fields)
+            if record is not None and record.handle == handle and record.user_id == user_id:
+                records[handle] = record
+        stale = [(h, keys[i] or "") for i, h in enumerate(handles) if h not in records]
+        if stale and self.single_node:
+            # On a cluster the entry, the pointer and the record live in different slots,
+            # so a stale entry cannot be told atomically from one being moved by a rename:
+            # it stays until its deadline trims it (it is never listed meanwhile).
+            yield _Batch(
+                tuple(
+                    _Eval(
+                        _UNLINK,
+                        (idx, self.pointer_key(h), self.record_key(k or "-")),
+                        (h, k, user_id),
+                    )
+                    for h, k in stale
+                )
+            )
+        live = [r for r in records.values() if r.expires_at > now]
+        return sorted(live, key=lambda r: r.created_at)
+
+    def _delete_user(self, user_id: str, except_handle: str | None) -> _Steps[int]:
+        idx = self.user_key(user_id)
+        handles = yield _Cmd(("ZRANGE", idx, 0, -1))
+        targets = [h for h in handles if h != except_handle]
+        deleted = 0
+        for _ in range(3):  # chase sessions that a concurrent rename moved
+            if not targets:
+                break
+            keys = yield _Batch(tuple(_Cmd(("GET", self.pointer_key(h))) for h in targets))
+            found = [(h, k) for h, k in zip(targets, keys, strict=True) if k]
+            if not found:
+                break
+            results = yield _Batch(
+                tuple(
+                    _Eval(_DROP_IF, (self.record_key(k),), ("user", user_id, h)) for h, k in found
+                )
+            )
+            gone = [h for (h, _), r in zip(found, results, strict=True) if r]
+            for _, k in found:
+                self._hints.pop(k)
+            deleted += len(gone)
+            if gone:
+                cleanup = [_Cmd(("ZREM", idx, *gone))]
+                cleanup += [_Cmd(("DEL", self.pointer_key(h))) for h in gone]
+                yield _Batch(tuple(cleanup), atomic=True)
+            missed = [(h, k) for (h, k), r in zip(found, results, strict=True) if not r]
+            if not missed:
+                break
+            now_keys = yield _Batch(tuple(_Cmd(("GET", self.pointer_key(h))) for h, _ in missed))
+            targets = [h for (h, k), k2 in zip(missed, now_keys, strict=True) if k2 and k2 != k]
+        return deleted
+
+    def _purge(self, now: float, batch_size: int) -> _Steps[int]:
+        match = _escape_glob(self.prefix) + "s:*"
+        cursor: Any = None
+        total = 0
+        while True:
+            cursor, keys = yield _ScanPage(match, batch_size, cursor)
+            if keys:
+                results = yield _Batch(
+                    tuple(_Eval(_DROP_IF, (k,), ("expired", _num(now))) for k in keys)
+                )
+                cleanup: list[_Cmd] = []
+                for result in results:
+                    if result:
+                        handle, user = result
+                        cleanup.append(_Cmd(("DEL", self.pointer_key(handle))))
+                        if user:
+                            cleanup.append(_Cmd(("ZREM", self.user_key(user), handle)))
+                if cleanup:
+                    yield _Batch(tuple(cleanup))
+                    total += sum(1 for r in results if r)
+            if cursor is None:
+                return total
+
+    def _count(self, now: float) -> _Steps[int]:
+        match = _escape_glob(self.prefix) + "s:*"
+        cursor: Any = None
+        total = 0
+        while True:
+            cursor, keys = yield _ScanPage(match, 1000, cursor)
+            if keys:
+                deadlines = yield _Batch(tuple(_Cmd(("HGET", k, "m:expires_at")) for k in keys))
+                total += sum(1 for d in deadlines if d is not None and float(d) > now)
+            if cursor is None:
+                return total
+
+    def _stats(self, now: float, top: int, soon: float) -> _Steps[dict[str, Any]]:
+        """One SCAN over the records: exact counts, no index trusted."""
+        match = _escape_glob(self.prefix) + "s:*"
+        cursor: Any = None
+        active = expiring = 0
+        users: Counter[str] = Counter()
+        while True:
+            cursor, keys = yield _ScanPage(match, 1000, cursor)
+            if keys:
+                rows = yield _Batch(
+                    tuple(_Cmd(("HMGET", k, "m:expires_at", "m:user_id")) for k in keys)
+                )
+                for deadline, user in rows:
+                    if deadline is None or float(deadline) <= now:
+                        continue
+                    active += 1
+                    expiring += float(deadline) <= now + soon
+                    if user is not None:
+                        users[user] += 1
+            if cursor is None:
+                return {
+                    "active": active,
+                    "expiring_soon": expiring,
+                    "top_users": users.most_common(top),
+                }
+
+    def stats_sync(self, now: float, *, top: int = 10, soon: float = 300.0) -> dict[str, Any]:
+        """For ``coatcheck stats``: live sessions, those ending within ``soon`` seconds,
+        and the ``top`` users by number of live sessions."""
+        return self._drive_sync(self._stats(now, top, soon))
+
+    # -- sync path -----------------------------------------------------------------------
+    def get_sync(self, key: str) -> SessionRecord | None:
+        return self._drive_sync(self._get(key))
+
+    def create_sync(self, record: SessionRecord) -> None:
+        self._drive_sync(self._create(record))
+
+    def apply_sync(self, key: str, patch: Patch) -> bool:
+        return self._drive_sync(self._apply(key, patch))
+
+    def rename_sync(self, old_key: str, new_key: str, patch: Patch) -> bool:
+        return self._drive_sync(self._rename(old_key, new_key, patch))
+
+    def delete_sync(self, key: str) -> bool:
+        return self._drive_sync(self._delete(key))
+
+    def get_by_handle_sync(self, handle: str) -> SessionRecord | None:
+        return self._drive_sync(self._get_by_handle(handle))
+
+    def list_user_sync(self, user_id: str, now: float) -> list[SessionRecord]:
+        return self._drive_sync(self._list_user(user_id, now))
+
+    def delete_handle_sync(self, handle: str) -> SessionRecord | None:
+        return self._drive_sync(self._delete_handle(handle))
+
+    def delete_user_sync(self, user_id: str, except_handle: str | None = None) -> int:
+        return self._drive_sync(self._delete_user(user_id, except_handle))
+
+    def purge_expired_sync(self, now: float, batch_size: int) -> int:
+        return self._drive_sync(self._purge(now, batch_size))
+
+    def count_sync(self, now: float) -> int:
+        return self._drive_sync(self._count(now))
+
+    def close_sync(self) -> None:
+        self._sync.close()
+
+    # -- async path ----------------------------------------------------------------------
+    async def get(self, key: str) -> SessionRecord | None:
+        return await self._drive_async(self._get(key))
+
+    async def create(self, record: SessionRecord) -> None:
+        await self._drive_async(self._create(record))
+
+    async def apply(self, key: str, patch: Patch) -> bool:
+        return await self._drive_async(self._apply(key, patch))
+
+    async def rename(self, old_key: str, new_key: str, patch: Patch) -> bool:
+        return await self._drive_async(self._rename(old_key, new_key, patch))
+
+    async def delete(self, key: str) -> bool:
+        return await self._drive_async(self._delete(key))
+
+    async def get_by_handle(self, handle: str) -> SessionRecord | None:
+        return await self._drive_async(self._get_by_handle(handle))
+
+    async def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
+        return await self._drive_async(self._list_user(user_id, now))
+
+    async def delete_handle(self, handle: str) -> SessionRecord | None:
+        return await self._drive_async(self._delete_handle(handle))
+
+    async def delete_user(self, user_id: str, except_handle: str | None = None) -> int:
+        return await self._drive_async(self._delete_user(user_id, except_handle))
+
+    async def purge_expired(self, now: float, batch_size: int) -> int:
+        return await self._drive_async(self._purge(now, batch_size))
+
+    async def count(self, now: float) -> int:
+        return await self._drive_async(self._count(now))
+
+    async def close(self) -> None:
+        await self._async.close()
+        self._sync.close()
+
+
+def from_url(url: str) -> RedisStore:
+    """Scheme-registry entry point for ``redis://``, ``rediss://``, ``redis+sentinel://``
+    and ``redis+cluster://`` URLs."""
+    return RedisStore.from_url(url)
