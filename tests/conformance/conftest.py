@@ -69,3 +69,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 async def store(store_name: str, mode: str, tmp_path: Path) -> AsyncIterator[Driver]:
     with STORE_FACTORIES[store_name](tmp_path) as real:
         yield Driver(real, mode)
+        if mode == "async":
+            # Async pools must be closed on the loop that opened them.
+            await real.close()

@@ -19,6 +19,7 @@ from .sqlite import SQLiteStore
 if TYPE_CHECKING:
     from .cookie import CookieStore as CookieStore
     from .memcached import MemcachedStore as MemcachedStore
+    from .postgres import PostgresStore as PostgresStore
     from .redis import RedisStore as RedisStore
 
 __all__ = [
