@@ -29,6 +29,9 @@ from .harness import (
 
 SCENARIOS: dict[str, str] = {
     "asgi": "bench.asgi_middleware",
+    "flask": "bench.flask_sessions",
+    "django": "bench.django_sessions",
+    "cookie": "bench.cookie_sessions",
 }
 """Scenario name -> module defining ``SCENARIO``. Add new scenarios here."""
 

@@ -1,8 +1,9 @@
 """A small Flask shop on coatcheck: a visit counter, a cart, login / logout and flashes.
 
 Everything is plain Flask (``flask.session``, ``flash``, ``session.permanent``); coatcheck
-adds server-side storage, the token rotation at login, idle and absolute timeouts, and
-``login`` / ``logout`` / ``@login_required`` / ``@require_recent_auth``.
+adds server-side storage, the token rotation at login, idle and absolute timeouts,
+``login`` / ``logout`` / ``@login_required`` / ``@require_recent_auth``, and the CSRF check
+of every POST: each form carries ``{{ csrf_token() }}`` in a hidden ``csrf_token`` field.
 
 Run it::
 
@@ -43,9 +44,13 @@ PAGE = """<!doctype html>
 {% if user %}
   <p>Signed in as <strong id="user">{{ user }}</strong>
     {%- if remembered %} (remembered){% endif %}.</p>
-  <form method="post" action="{{ url_for('logout') }}"><button>Sign out</button></form>
+  <form method="post" action="{{ url_for('logout') }}">
+    <input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
+    <button>Sign out</button>
+  </form>
 {% else %}
   <form method="post" action="{{ url_for('login') }}">
+    <input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
     <input name="username" placeholder="alice"> <input name="password" type="password">
     <label><input type="checkbox" name="remember" value="1"> Remember me</label>
     <button>Sign in</button>
@@ -55,6 +60,7 @@ PAGE = """<!doctype html>
 <ul id="cart">{% for item in cart %}<li>{{ products[item] }}</li>{% endfor %}</ul>
 {% for key, name in products.items() %}
   <form method="post" action="{{ url_for('add_to_cart') }}" style="display:inline">
+    <input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
     <button name="item" value="{{ key }}">Add {{ name }}</button>
   </form>
 {% endfor %}

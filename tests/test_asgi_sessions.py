@@ -82,8 +82,8 @@ def test_1_tokens_are_256_bit_and_never_stored_logged_or_emitted(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     with shop.browser() as b:
-        first = b.post("/set", json={"n": 1})
-        token = token_of(first)
+        token = token_of(b.render())  # a page with a form: its CSRF secret starts the session
+        b.post("/set", json={"n": 1})
         login = b.post("/login?user=alice")
         second = token_of(login)
         b.post("/regenerate")
@@ -114,7 +114,8 @@ def test_1_tokens_are_256_bit_and_never_stored_logged_or_emitted(
 
 def test_1_store_rows_are_keyed_by_sha256(shop: Shop) -> None:
     with shop.browser() as b:
-        token = token_of(b.post("/set", json={"n": 1}))
+        token = token_of(b.render())
+        b.post("/set", json={"n": 1})
     (row,) = shop.rows()
     assert row[0] == hashlib.sha256(token.encode()).hexdigest()
 
@@ -139,7 +140,13 @@ def test_2_strict_mode_never_adopts_a_client_value(shop: Shop, presented: str) -
         assert read.status_code == 200
         assert read.json()["is_new"] is True
         assert read.json()["data"] == {}
-        write = client.post("/set", json={"n": 1}, headers=headers)
+        # A write with this cookie cannot carry a valid CSRF token: it is refused, and
+        # stores nothing either.
+        forged = client.post("/set", json={"n": 1}, headers=headers)
+        assert forged.status_code == 403
+        assert shop.rows() == []
+        # The first write of a session is the render of a form (its CSRF secret).
+        write = client.get("/csrf", headers=headers)
     assert write.status_code == 200
     issued = token_of(write)
     assert issued != presented
@@ -149,7 +156,8 @@ def test_2_strict_mode_never_adopts_a_client_value(shop: Shop, presented: str) -
 
 def test_2_tampered_and_expired_tokens_give_a_fresh_session(shop: Shop) -> None:
     with shop.browser() as b:
-        token = token_of(b.post("/set", json={"secret": "mine"}))
+        token = token_of(b.render())
+        b.post("/set", json={"secret": "mine"})
     tampered = ("A" if token[0] != "A" else "B") + token[1:]
     with httpx.Client(base_url=shop.url) as client:
         r = client.get("/read", headers={"Cookie": f"{COOKIE}={tampered}"})
@@ -212,7 +220,8 @@ def test_3_untouched_requests_write_nothing_and_set_no_cookie(shop: Shop) -> Non
 # 4 -----------------------------------------------------------------------------------------
 def test_4_login_issues_new_token_keeps_data_and_kills_old_token(shop: Shop) -> None:
     with shop.browser() as b:
-        anonymous = token_of(b.post("/cart/add?item=hat"))
+        anonymous = token_of(b.render())
+        b.post("/cart/add?item=hat")
         b.post("/cart/add?item=scarf")
         shop.clock.advance(5)
         login = b.post("/login?user=alice")
@@ -321,8 +330,9 @@ def test_6_absolute_timeout_ends_even_a_busy_session(shop: Shop) -> None:
 # 7 -----------------------------------------------------------------------------------------
 async def test_7_fifty_concurrent_requests_lose_no_key(shop: Shop) -> None:
     with shop.browser() as b:
-        token = token_of(b.post("/set", json={"base": 0}))
-    headers = {"Cookie": f"{COOKIE}={token}"}
+        token = token_of(b.render())
+        b.post("/set", json={"base": 0})
+        headers = {"Cookie": f"{COOKIE}={token}", "X-CSRF-Token": b.csrf_token()}
     limits = httpx.Limits(max_connections=60)
     async with httpx.AsyncClient(base_url=shop.url, limits=limits, timeout=30) as client:
         responses = await asyncio.gather(
@@ -424,10 +434,11 @@ def test_9_locked_file_gives_503_then_recovers(tmp_path: Path, clock: FakeClock)
     manager = SessionManager(store, clock=clock)
     with serve(create_shop(manager)) as url, Browser(url) as b:
         b.post("/set", json={"cart": ["hat"]})
+        csrf = {"X-CSRF-Token": b.csrf_token()}  # the form was open before the lock
         holder = sqlite3.connect(db, isolation_level=None)
         holder.execute("BEGIN EXCLUSIVE")
         try:
-            r = b.post("/set", json={"n": 1})
+            r = b.post("/set", json={"n": 1}, headers=csrf)
             assert r.status_code == 503
             assert r.headers.get("retry-after") == "5"
         finally:
@@ -458,7 +469,7 @@ def test_9_unreadable_store_gives_503_then_recovers(tmp_path: Path, clock: FakeC
 # 10 ----------------------------------------------------------------------------------------
 def test_10_cookie_attributes_and_no_store(shop: Shop) -> None:
     with shop.browser() as b:
-        r = b.post("/set", json={"n": 1})
+        r = b.render()  # the response that starts the session
         (raw,) = r.headers.get_list("set-cookie")
         token = b.cookies[COOKIE]
         assert raw == f"{COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Lax"

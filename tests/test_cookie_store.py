@@ -77,6 +77,9 @@ def make_app(manager: SessionManager) -> Starlette:
             }
         )
 
+    async def csrf(request: Request) -> Response:
+        return PlainTextResponse(request.session.csrf_token())
+
     async def add_to_cart(request: Request) -> Response:
         request.session.setdefault("cart", []).append(request.path_params["item"])
         return JSONResponse({"cart": request.session["cart"]})
@@ -112,6 +115,7 @@ def make_app(manager: SessionManager) -> Starlette:
         routes=[
             Route("/count", count),
             Route("/show", show),
+            Route("/csrf", csrf),
             Route("/cart/{item}", add_to_cart, methods=["POST"]),
             Route("/login/{user}", login, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),
@@ -485,6 +489,7 @@ def test_a_session_over_4096_bytes_fails_at_commit_naming_the_size(clock: FakeCl
     manager = make_manager(clock=clock)
     with browse(manager) as browser:
         browser.get("/count")
+        browser.render()  # the page with the form: its CSRF secret is sealed in now
         before = browser.cookies[COOKIE]
         response = browser.post("/put?size=8000")
         assert response.status_code == 500

@@ -43,7 +43,8 @@ def browsers(base_url: str) -> Iterator[list[Browser]]:
 
 
 def open_browser(base_url: str, opened: list[Browser], user_agent: str) -> Browser:
-    browser = Browser(base_url, headers={"User-Agent": user_agent})
+    # Before each form post it opens the shop page and takes that form's CSRF token.
+    browser = Browser(base_url, csrf_path="/", headers={"User-Agent": user_agent})
     opened.append(browser)
     return browser
 
@@ -296,3 +297,28 @@ def test_user_agent_is_escaped_on_the_sessions_page(base_url: str, browsers: lis
     page = browser.get("/sessions").text
     assert "<script>" not in page
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+
+
+def test_every_form_carries_its_own_csrf_token_and_a_post_without_one_is_refused(
+    base_url: str, browsers: list[Browser]
+) -> None:
+    browser = open_browser(base_url, browsers, "Laptop")
+    page = browser.get("/").text
+    forms = page.count("<form")
+    fields = re.findall(r'<input type=hidden name="csrf_token" value="([^"]+)">', page)
+    assert forms >= 2 and len(fields) == forms  # one per form...
+    assert len(set(fields)) == len(fields)  # ...each masked afresh
+
+    # The same browser, posting without taking the token from a page (a forged form).
+    forger = Browser(base_url, csrf_path=None)
+    browsers.append(forger)
+    forger.cookies = dict(browser.cookies)
+    refused = forger.post("/cart/add", data={"item": "coat"})
+    assert refused.status_code == 403
+    assert refused.text == "CSRF check failed: missing token\n"
+    stale = forger.post("/cart/add", data={"item": "coat", "csrf_token": fields[0][::-1]})
+    assert stale.status_code == 403
+    assert "Your cart is empty." in browser.get("/").text
+    accepted = forger.post("/cart/add", data={"item": "coat", "csrf_token": fields[-1]})
+    assert accepted.status_code == 303
+    assert "Wool coat &times; 1" in browser.get("/").text

@@ -526,6 +526,27 @@ def test_djangos_test_client_can_force_login(site: Site) -> None:
     assert site.record(token).user_id == str(user.pk)
 
 
+def test_coatcheck_testing_logs_a_django_client_in_with_data(site: Site) -> None:
+    from django.test import Client
+
+    from coatcheck.testing import login_client
+
+    user, other = make_user(), make_user()
+    client = Client()
+    token = login_client(client, None, user, data={"cart": ["tea"]})  # get_manager()'s
+    assert client.cookies[COOKIE].value == token
+    assert client.get("/state").json() == {"user": user.username, "data": {"cart": ["tea"]}}
+    record = site.record(token)
+    assert record.user_id == str(user.pk) and record.auth_at == site.clock.now
+    assert [s.handle for s in user_sessions(user.pk)] == [record.handle]
+
+    by_pk = Client()
+    login_client(by_pk, site.manager, other.pk)  # a primary key works too
+    assert by_pk.get("/state").json()["user"] == other.username
+    by_pk.post("/logout")
+    assert by_pk.get("/state").json()["user"] is None
+
+
 # -- a client-side store behind Django -------------------------------------------------------
 def test_the_cookie_store_works_behind_django(site: Site, tmp_path: Path) -> None:
     from coatcheck.sealing import new_key

@@ -31,7 +31,7 @@ from coatcheck.flask import (
     require_recent_auth,
 )
 from coatcheck.stores import SQLiteStore
-from tests.support.browser import Browser
+from tests.support.browser import Browser, token_in
 from tests.support.clock import FakeClock
 from tests.support.wsgi_server import serve_wsgi
 
@@ -388,9 +388,12 @@ def _load_example() -> ModuleType:
 
 
 def _submit(browser: Browser, path: str, data: dict[str, str]) -> str:
-    """POST a form and follow its redirect by hand (httpx drops the Cookie header the
-    Browser sets when it follows redirects itself); returns the page."""
-    response = browser.post(path, data=data)
+    """Open the page, POST one of its forms (with the page's hidden ``csrf_token`` field)
+    and follow the redirect by hand (httpx drops the Cookie header the Browser sets when
+    it follows redirects itself); returns the page."""
+    token = token_in(browser.get("/"))
+    assert token is not None
+    response = browser.post(path, data={**data, "csrf_token": token})
     assert response.status_code == 302
     return browser.get(response.headers["location"]).text
 
@@ -402,7 +405,8 @@ def _flashes(html: str) -> list[str]:
 def test_the_example_app_works(manager: SessionManager, clock: FakeClock) -> None:
     example = _load_example()
     app = example.create_app(manager)
-    with serve_wsgi(app) as url, Browser(url) as browser:
+    # Before each post the browser opens the page and takes its form's CSRF token.
+    with serve_wsgi(app) as url, Browser(url, csrf_path="/") as browser:
         page = browser.get("/").text
         assert '<span id="visits">1</span>' in page
         assert browser.get("/").text.count('<span id="visits">2</span>') == 1

@@ -344,6 +344,7 @@ def test_no_raw_token_in_keys_or_values_after_a_login_logout_cycle(
     seen: list[str] = []
     snapshots: list[str] = []
     with Browser(shop.url) as b:
+        seen += tokens_in(b.render())  # a page with a form: its CSRF secret starts the session
         seen += tokens_in(b.post("/cart/add?item=hat"))
         snapshots.append(cache_text(shop))
         seen += tokens_in(b.post("/login?user=alice"))
@@ -374,7 +375,7 @@ async def test_fifty_concurrent_requests_on_one_session_lose_no_key(shop: Shop) 
     with Browser(shop.url) as b:
         b.post("/set", json={"base": 0})
         token = b.cookies[COOKIE]
-    headers = {"Cookie": f"{COOKIE}={token}"}
+        headers = {"Cookie": f"{COOKIE}={token}", "X-CSRF-Token": b.csrf_token()}
     limits = httpx.Limits(max_connections=60)
     async with httpx.AsyncClient(base_url=shop.url, limits=limits, timeout=30) as client:
         responses = await asyncio.gather(
@@ -394,12 +395,13 @@ async def test_a_stopped_memcached_is_a_503_and_a_restarted_one_serves_again(
     with Browser(shop.url) as b:
         assert b.post("/login?user=alice").status_code == 200
         token = b.cookies[COOKIE]
+        csrf = {"X-CSRF-Token": b.csrf_token()}  # the form was open before the outage
         shop.server.stop()
         started = time.monotonic()
         down = b.get("/read")
         assert down.status_code == 503
         assert down.headers["retry-after"] == "5"
-        assert b.post("/set", json={"a": 1}).status_code == 503
+        assert b.post("/set", json={"a": 1}, headers=csrf).status_code == 503
         assert time.monotonic() - started < 3  # refused at once, never a hang
         with pytest.raises(StoreUnavailable, match=f"127.0.0.1:{shop.server.port}"):
             shop.store.get_sync(tokens.storage_key(token))
@@ -435,11 +437,12 @@ def test_a_frozen_memcached_is_a_503_within_the_timeout(private_shop: Shop) -> N
     assert process is not None
     with Browser(shop.url) as b:
         assert b.post("/set", json={"a": 1}).status_code == 200
+        csrf = {"X-CSRF-Token": b.csrf_token()}  # the form was open before the freeze
         os.kill(process.pid, signal.SIGSTOP)
         try:
             started = time.monotonic()
             assert b.get("/read").status_code == 503
-            assert b.post("/set", json={"a": 2}).status_code == 503
+            assert b.post("/set", json={"a": 2}, headers=csrf).status_code == 503
             elapsed = time.monotonic() - started
             assert 0.3 <= elapsed < 3
             started = time.monotonic()

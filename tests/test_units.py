@@ -140,3 +140,11 @@ def test_session_refuses_changes_after_commit() -> None:
         s["a"] = 1
     with pytest.raises(SessionCommittedError):
         s.login("alice")
+
+
+def test_a_lone_surrogate_is_a_data_error_naming_the_key() -> None:
+    from coatcheck.model import encode_value
+
+    with pytest.raises(SessionDataError, match="'name'"):
+        encode_value("name", "broken \ud800 text")
+    assert encode_value("name", "Zoë") == '"Zoë"'

@@ -7,19 +7,28 @@ commits when the app starts its response, before the headers leave. A store fail
 becomes a 503 with a short plain message; the app never runs with an empty session that
 could later overwrite the real one. The rules shared with the sync edges (which token
 counts, which headers a commit sends, the 503) live in ``coatcheck.edge``.
+
+Unsafe requests (POST, PUT, PATCH, DELETE, ...) pass the CSRF check of ``coatcheck.csrf``
+before the app sees them: ``Sec-Fetch-Site`` and ``Origin`` first, then the token from the
+``X-CSRF-Token`` header or, for forms, the ``csrf_token`` field. To find that field the
+middleware reads the form body (at most ``edge.MAX_FORM_BODY``) and replays it to the app,
+which reads it as if untouched. A refused request is a plain 403 naming the reason; the
+app does not run and nothing is committed. ``csrf_exempt`` path prefixes (webhooks) skip
+the check; ``SessionConfig(csrf=False)`` turns it off.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from . import edge
+from . import csrf, edge
 from .client import ClientInfo
 from .edge import UNAVAILABLE_BODY, RequestToken
 from .errors import StoreUnavailable
 from .manager import SessionManager
+from .model import Session
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -55,12 +64,61 @@ async def send_unavailable(send: Send) -> None:
     await send({"type": "http.response.body", "body": UNAVAILABLE_BODY})
 
 
-class SessionMiddleware:
-    """``Middleware(SessionMiddleware, manager=manager)`` in Starlette or FastAPI."""
+async def send_forbidden(send: Send, body: bytes, headers: Iterable[tuple[str, str]]) -> None:
+    """The CSRF 403 (``edge.forbidden``)."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": edge.FORBIDDEN_STATUS,
+            "headers": [(_latin1(n), _latin1(v)) for n, v in headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
-    def __init__(self, app: ASGIApp, manager: SessionManager) -> None:
+
+async def buffer_body(receive: Receive, limit: int) -> tuple[bytes | None, Receive]:
+    """Read the whole request body (None once it exceeds ``limit`` bytes) and return it
+    with a ``receive`` that replays it, so the app reads the same body. Whatever follows
+    (``http.disconnect``) comes from the server's own ``receive``."""
+    chunks: list[bytes] = []
+    size = 0
+    after: list[Message] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            after.append(message)  # the client went away: the app hears it too
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None, receive
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}, *after]
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return body, replay
+
+
+class SessionMiddleware:
+    """``Middleware(SessionMiddleware, manager=manager)`` in Starlette or FastAPI.
+
+    ``csrf_exempt``: path prefixes (``["/webhooks/"]``) whose unsafe requests skip the
+    CSRF check, for endpoints that authenticate by other means (a signed payload).
+    """
+
+    def __init__(
+        self, app: ASGIApp, manager: SessionManager, *, csrf_exempt: Iterable[str] = ()
+    ) -> None:
         self.app = app
         self.manager = manager
+        self.csrf = edge.CsrfGuard(manager, csrf_exempt)
         config = manager.config
         self._cookie_name = config.cookie_name
         self._allow_bearer = config.allow_bearer
@@ -85,12 +143,22 @@ class SessionMiddleware:
             return
         session._via_bearer = request.bearer
         scope["session"] = session
+        scope["coatcheck.manager"] = manager  # for helpers that need the clock or config
         if kind == "websocket":
             # Read at the handshake; a WebSocket cannot deliver a new cookie afterwards,
             # so writes are refused (SessionCommittedError) rather than silently lost.
             session._committed = True
             await self.app(scope, receive, send)
             return
+
+        guard = self.csrf
+        method: str = scope["method"]
+        if guard.applies(method, scope["path"], request.bearer):
+            rejection, receive = await self._check_csrf(scope, receive, session)
+            if rejection is not None:
+                body, headers = guard.rejected(session, rejection, method, scope["path"])
+                await send_forbidden(send, body, headers)
+                return
 
         failed = False
 
@@ -119,3 +187,23 @@ class SessionMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
+
+    async def _check_csrf(
+        self, scope: Scope, receive: Receive, session: Session
+    ) -> tuple[csrf.Rejection | None, Receive]:
+        """The CSRF verdict, and the ``receive`` the app must use (a replay when the body
+        was read to find the token field)."""
+        guard = self.csrf
+        found = guard.read_header_list(scope["headers"])
+        rejection = guard.screen(scope.get("scheme", "http"), found)
+        if rejection is not None:
+            return rejection, receive
+        token = found.token
+        if guard.wants_body(found):
+            if found.content_length is not None and found.content_length > edge.MAX_FORM_BODY:
+                return csrf.Rejection.BODY_TOO_LARGE, receive
+            body, receive = await buffer_body(receive, edge.MAX_FORM_BODY)
+            if body is None:
+                return csrf.Rejection.BODY_TOO_LARGE, receive
+            token = guard.body_token(found, body)
+        return guard.verify(session, token), receive

@@ -1,5 +1,5 @@
 """The ``coatcheck`` command: run the demo shop, purge expired sessions, list and revoke a
-user's sessions.
+user's sessions, show a store's statistics.
 
 click and rich come with the ``cli`` extra, so they are imported only when ``main`` runs:
 without them the command ends with a one-line hint instead of a traceback, and
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from . import __version__
@@ -148,6 +148,32 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
+def store_stats(manager: SessionManager, *, top: int, soon: float) -> dict[str, Any]:
+    """``active`` live sessions, and where the store offers them (a ``stats_sync`` method),
+    ``expiring_soon`` (within ``soon`` seconds) and ``top_users`` as (user id, sessions)."""
+    now = manager.clock()
+    store = manager.store
+    gather = getattr(store, "stats_sync", None)
+    if gather is not None:
+        return dict(gather(now, top=top, soon=soon))
+    try:
+        return {"active": store.count_sync(now)}
+    except NotImplementedError:
+        raise CommandError("this store cannot count its sessions") from None
+
+
+def stats_lines(stats: dict[str, Any], soon: float) -> list[str]:
+    lines = [f"Active sessions: {stats['active']}"]
+    if "expiring_soon" in stats:
+        lines.append(f"Expiring within {soon:g} s: {stats['expiring_soon']}")
+    if "top_users" in stats:
+        lines.append("Sessions per user (top):" if stats["top_users"] else "No logged-in users.")
+        lines += [f"  {printable(user)}  {count}" for user, count in stats["top_users"]]
+    if len(lines) == 1:
+        lines.append("(this store counts sessions only)")
+    return lines
+
+
 def run_demo(host: str, port: int, store_url: str, console: Console) -> None:
     """Serve the demo shop with uvicorn until interrupted."""
     try:
@@ -214,6 +240,23 @@ def build_cli() -> click.Group:
         with reported(), managed(store_url) as manager:
             count = manager.purge_expired_sync()
         make_console().print(f"Purged {plural(count, 'expired session')}.")
+
+    @cli.command(help="Show live sessions, those expiring soon, and the users with the most.")
+    @click.option("--top", default=10, show_default=True, type=click.IntRange(1, 10_000))
+    @click.option(
+        "--soon",
+        default=300,
+        show_default=True,
+        type=click.IntRange(1),
+        help="Seconds that count as expiring soon.",
+    )
+    @store_option
+    def stats(top: int, soon: int, store_url: str) -> None:
+        with reported(), managed(store_url) as manager:
+            numbers = store_stats(manager, top=top, soon=soon)
+        console = make_console()
+        for line in stats_lines(numbers, soon):
+            console.print(line, markup=False)
 
     @cli.group(help="List and revoke a user's sessions.")
     def sessions() -> None:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .csrf import normalize_origin
 from .errors import ConfigError
 
 SameSite = Literal["lax", "strict", "none"]
@@ -97,6 +98,23 @@ class SessionConfig:
 
     unknown_token_window: float = 60.0
 
+    csrf: bool = True
+    """Check unsafe requests (POST, PUT, PATCH, DELETE, ...) in every coatcheck middleware:
+    ``Sec-Fetch-Site`` and ``Origin`` first, then a token from ``session.csrf_token()``.
+    ``False`` is the named opt-out for apps that protect themselves otherwise."""
+
+    trusted_origins: tuple[str, ...] = ()
+    """Other origins (``https://app.example.com``) allowed to send unsafe requests: a
+    front-end served from another host. The request's own origin (its scheme and Host) is
+    always allowed; behind a TLS-terminating proxy that hides the https scheme, list the
+    public origin here or let the server trust the proxy's headers."""
+
+    csrf_header: str = "X-CSRF-Token"
+    """Request header that carries the CSRF token (JavaScript clients, large uploads)."""
+
+    csrf_field: str = "csrf_token"
+    """Form field that carries the CSRF token (urlencoded and multipart forms)."""
+
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Settings for extensions, kept here so one config object travels through the app."""
 
@@ -126,6 +144,14 @@ class SessionConfig:
             raise ConfigError("unknown_token_limit must be at least 1 (or None)")
         if self.purge_batch_size < 1:
             raise ConfigError("purge_batch_size must be at least 1")
+        object.__setattr__(self, "trusted_origins", tuple(self.trusted_origins))
+        for origin in self.trusted_origins:
+            if not isinstance(origin, str) or normalize_origin(origin) is None:
+                raise ConfigError(
+                    f"trusted_origins: {origin!r} is not an origin (scheme://host[:port])"
+                )
+        if not self.csrf_header or any(c in self.csrf_header for c in ' :;,"\t\r\n'):
+            raise ConfigError(f"invalid csrf_header {self.csrf_header!r}")
         if not self.cookie_name or any(c in self.cookie_name for c in ' ;,="\t\r\n'):
             raise ConfigError(f"invalid cookie_name {self.cookie_name!r}")
         lowered = self.cookie_name.lower()
@@ -193,6 +219,8 @@ def _parse(var: str, raw: str, type_: Any) -> Any:
             return None if text.lower() in ("", "none") else int(text)
         if kind == "str | None":
             return text or None
+        if kind == "tuple[str, ...]":
+            return tuple(part.strip() for part in text.split(",") if part.strip())
         return text
     except ValueError:
         raise ConfigError(f"{var}={raw!r} is not a valid {kind}") from None

@@ -1,21 +1,26 @@
 """What every edge (ASGI, WSGI, Flask, ...) decides the same way, with no framework in sight.
 
-An edge does three things besides calling the manager: it finds the token a request
-presents, it tells the client what a commit changed, and it answers 503 when the store
-fails. The rules for those live here, once, as plain functions over strings, so the async
-and the sync edges cannot drift apart; each edge only converts its framework's header
-representation (ASGI byte pairs, a WSGI environ, a werkzeug ``Headers``) to and from them.
+An edge does four things besides calling the manager: it finds the token a request
+presents, it refuses forged cross-site requests (CSRF), it tells the client what a commit
+changed, and it answers 503 when the store fails. The rules for those live here, once, as
+plain functions over strings, so the async and the sync edges cannot drift apart; each
+edge only converts its framework's header representation (ASGI byte pairs, a WSGI
+environ, a werkzeug ``Headers``) to and from them.
 """
 
 from __future__ import annotations
 
+import re
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from . import csrf
 from .config import SessionConfig
 from .cookies import clear_cookie, read_cookie, set_cookie
-from .manager import CommitResult
+from .manager import CommitResult, SessionManager
+from .model import Session
 
 UNAVAILABLE_STATUS = 503
 UNAVAILABLE_BODY = b"Session store unavailable; please retry shortly.\n"
@@ -184,3 +189,210 @@ def merge_headers(
     if not has_cache_control:
         out.append((cache_control, encode("no-store")))
     return out
+
+
+# -- CSRF ------------------------------------------------------------------------------------
+# The decisions are ``coatcheck.csrf``'s; what every edge shares on top of them is here: which
+# requests are checked, where their token is, and the 403 they get. An edge only gathers a
+# CsrfRequest from its own header representation and, when the token may be in a form body,
+# reads that body (and hands it on to the app unchanged).
+
+FORBIDDEN_STATUS = 403
+
+MAX_FORM_BODY = 1024 * 1024
+"""Largest form body searched for the token field. A larger form (a file upload, say) must
+send the token in the header; bounding the buffer keeps one request from holding an
+unbounded body in memory before the app has even seen it."""
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def forbidden(rejection: csrf.Rejection) -> tuple[bytes, tuple[tuple[str, str], ...]]:
+    """The body and headers of the 403 every edge sends for ``rejection``: short, plain,
+    naming the reason so a developer sees at once what to fix, and never cached."""
+    body = f"CSRF check failed: {rejection.message}\n".encode()
+    headers = (
+        ("content-type", "text/plain; charset=utf-8"),
+        ("content-length", str(len(body))),
+        ("cache-control", "no-store"),
+    )
+    return body, headers
+
+
+@dataclass(frozen=True, slots=True)
+class CsrfRequest:
+    """What the CSRF check reads from an unsafe request, gathered by each edge."""
+
+    origin: str | None
+    sec_fetch_site: str | None
+    host: str | None
+    token: str | None
+    """The token from the header (``SessionConfig.csrf_header``), if sent there."""
+    content_type: str | None
+    content_length: int | None
+
+
+def _content_length(value: str | None) -> int | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return int(value) if value.isdigit() else None
+
+
+def _mime(content_type: str | None) -> str:
+    return (content_type or "").partition(";")[0].strip().lower()
+
+
+_PARAM_RE = re.compile(r';\s*([^\s;=]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
+
+
+def _header_params(value: str) -> dict[str, str]:
+    """The ``name=value`` parameters of a header such as Content-Type or
+    Content-Disposition (quoted strings unescaped; the first of repeated names wins)."""
+    params: dict[str, str] = {}
+    for match in _PARAM_RE.finditer(value):
+        raw = match.group(2)
+        if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        params.setdefault(match.group(1).lower(), raw)
+    return params
+
+
+def form_field(content_type: str | None, body: bytes, name: str) -> str | None:
+    """The value of the plain (non-file) form field ``name`` in a urlencoded or multipart
+    body, or None. Tolerant of any bytes: a malformed body simply has no such field."""
+    mime = _mime(content_type)
+    if mime == "application/x-www-form-urlencoded":
+        text = body.decode("latin-1")
+        for key, value in urllib.parse.parse_qsl(text, keep_blank_values=True, encoding="latin-1"):
+            if key == name:
+                return value
+        return None
+    if mime != "multipart/form-data":
+        return None
+    boundary = _header_params(content_type or "").get("boundary")
+    if not boundary:
+        return None
+    for part in body.split(b"--" + boundary.encode("latin-1"))[1:]:
+        if part.startswith(b"--"):
+            break  # the closing delimiter
+        head, found, content = part.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        if not found:
+            continue
+        for line in head.split(b"\r\n"):
+            key, _, value = line.decode("latin-1").partition(":")
+            if key.strip().lower() != "content-disposition":
+                continue
+            params = _header_params(value)
+            if params.get("name") == name and "filename" not in params:
+                return content.removesuffix(b"\r\n").decode("latin-1")
+    return None
+
+
+class CsrfGuard:
+    """One edge's CSRF settings, resolved once: is a request checked, where is its
+    token, does it pass. Built from the manager's ``SessionConfig`` plus the edge's
+    exempt path prefixes (webhooks and other endpoints that authenticate by other means).
+    """
+
+    __slots__ = ("_environ_key", "enabled", "exempt", "field", "header", "manager", "trusted")
+
+    def __init__(self, manager: SessionManager, exempt: Iterable[str] = ()) -> None:
+        config = manager.config
+        self.manager = manager
+        self.enabled = config.csrf
+        self.header = config.csrf_header.lower()
+        self.field = config.csrf_field
+        self.trusted = csrf.trusted(config.trusted_origins)
+        self.exempt = tuple(exempt)
+        self._environ_key = "HTTP_" + config.csrf_header.upper().replace("-", "_")
+
+    def applies(self, method: str, path: str, bearer: bool) -> bool:
+        """Is this request checked? Only unsafe methods, and never a request that travels
+        by header transport (``Authorization: Bearer``, or a client asking for it without
+        any cookie): a browser does not attach those headers to a forged request, so there
+        is no ambient credential to abuse. Exempt path prefixes are the app's explicit
+        choice."""
+        return (
+            self.enabled
+            and not bearer
+            and csrf.is_unsafe(method)
+            and not (self.exempt and path.startswith(self.exempt))
+        )
+
+    def read_header_list(self, headers: Iterable[tuple[bytes, bytes]]) -> CsrfRequest:
+        """From an ASGI header list. Repeated headers are joined with ", " as HTTP says,
+        so two ``Origin`` headers never pass as one origin."""
+        wanted = {
+            b"origin": "origin",
+            b"sec-fetch-site": "sec_fetch_site",
+            b"host": "host",
+            self.header.encode("latin-1"): "token",
+            b"content-type": "content_type",
+            b"content-length": "content_length",
+        }
+        found: dict[str, str] = {}
+        for name, value in headers:
+            field_name = wanted.get(name)
+            if field_name is not None:
+                text = value.decode("latin-1")
+                found[field_name] = f"{found[field_name]}, {text}" if field_name in found else text
+        return CsrfRequest(
+            origin=found.get("origin"),
+            sec_fetch_site=found.get("sec_fetch_site"),
+            host=found.get("host"),
+            token=found.get("token"),
+            content_type=found.get("content_type"),
+            content_length=_content_length(found.get("content_length")),
+        )
+
+    def read_environ(self, environ: Mapping[str, Any]) -> CsrfRequest:
+        """From a WSGI environ (the server has joined repeated headers already)."""
+        host = environ.get("HTTP_HOST")
+        if not host and environ.get("SERVER_NAME"):
+            host = f"{environ['SERVER_NAME']}:{environ.get('SERVER_PORT', '')}".rstrip(":")
+        return CsrfRequest(
+            origin=environ.get("HTTP_ORIGIN"),
+            sec_fetch_site=environ.get("HTTP_SEC_FETCH_SITE"),
+            host=host,
+            token=environ.get(self._environ_key),
+            content_type=environ.get("CONTENT_TYPE"),
+            content_length=_content_length(environ.get("CONTENT_LENGTH")),
+        )
+
+    def screen(self, scheme: str, request: CsrfRequest) -> csrf.Rejection | None:
+        """The checks that need no token: ``Sec-Fetch-Site`` and ``Origin``."""
+        return csrf.check_origin(
+            sec_fetch_site=request.sec_fetch_site,
+            origin=request.origin,
+            own=csrf.own_origin(scheme, request.host),
+            trusted_origins=self.trusted,
+        )
+
+    def wants_body(self, request: CsrfRequest) -> bool:
+        """Must the edge read the body to find the token? Only for a form without a
+        header token."""
+        return request.token is None and _mime(request.content_type) in _FORM_TYPES
+
+    def body_token(self, request: CsrfRequest, body: bytes) -> str | None:
+        return form_field(request.content_type, body, self.field)
+
+    def verify(self, session: Session, token: str | None) -> csrf.Rejection | None:
+        if token is None or token == "":
+            return csrf.Rejection.MISSING_TOKEN
+        if not csrf.check_token(session, token):
+            return csrf.Rejection.INVALID_TOKEN
+        return None
+
+    def rejected(
+        self, session: Session, rejection: csrf.Rejection, method: str, path: str
+    ) -> tuple[bytes, tuple[tuple[str, str], ...]]:
+        """Emit ``csrf.rejected`` (naming the session by handle) and return the 403."""
+        self.manager.emit(
+            csrf.REJECTED,
+            handle=session.handle,
+            reason=rejection.value,
+            method=method,
+            path=path,
+        )
+        return forbidden(rejection)

@@ -21,6 +21,17 @@ Flask's idioms keep working on top of the coatcheck ``Session``:
   the idle timeout off for visitors. Reading it gives the pending choice, else whether the
   current login is remembered.
 
+CSRF: ``init_app`` checks every unsafe request (POST, PUT, PATCH, DELETE, ...) before the
+view runs, with the rules of ``coatcheck.csrf`` shared by every edge: ``Sec-Fetch-Site``
+and ``Origin`` first, then the token from the ``X-CSRF-Token`` header or the ``csrf_token``
+form field. Templates put it in forms with ``{{ csrf_token() }}``::
+
+    <form method="post"><input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
+
+A refused request raises ``CSRFError`` (a 403 naming the reason; an ``errorhandler(403)``
+may restyle it). Views that authenticate by other means (a signed webhook) opt out with
+``@csrf_exempt``; ``SessionConfig(csrf=False)`` turns the check off.
+
 Flask's ``SESSION_COOKIE_*`` and ``PERMANENT_SESSION_LIFETIME`` settings are not read: the
 cookie and the timeouts come from the manager's ``SessionConfig``, the single source of
 truth for every edge. No ``secret_key`` is needed for sessions (the token is random, not
@@ -38,9 +49,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import flask
 from flask.sessions import NullSession, SessionInterface, SessionMixin
-from werkzeug.exceptions import ServiceUnavailable, Unauthorized
+from werkzeug.exceptions import Forbidden, ServiceUnavailable, Unauthorized
 
-from . import edge
+from . import csrf, edge
 from .client import ClientInfo
 from .errors import StoreUnavailable
 from .manager import CommitResult, SessionManager
@@ -51,9 +62,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuthenticationRequired",
+    "CSRFError",
     "CoatcheckSessionInterface",
     "FlaskSession",
     "UnavailableSession",
+    "csrf_exempt",
+    "csrf_token",
     "current_session",
     "init_app",
     "login_required",
@@ -155,6 +169,10 @@ class FlaskSession(SessionMixin):
         """New token for the same session at commit (privilege change)."""
         self.core.regenerate()
 
+    def csrf_token(self) -> str:
+        """A CSRF token for a form or header, masked afresh at every call."""
+        return self.core.csrf_token()
+
     @property
     def user_id(self) -> str | None:
         return self.core.user_id
@@ -235,6 +253,7 @@ class CoatcheckSessionInterface(SessionInterface):
 
     def __init__(self, manager: SessionManager) -> None:
         self.manager = manager
+        self.csrf = edge.CsrfGuard(manager)
 
     def open_session(self, app: flask.Flask, request: Request) -> SessionMixin | None:
         config = self.manager.config
@@ -293,16 +312,88 @@ def _refuse_unavailable() -> None:
         raise ServiceUnavailable(response=_unavailable_response())
 
 
+_EXEMPT_ATTRIBUTE = "_coatcheck_csrf_exempt"
+
+
+def csrf_exempt(view: F) -> F:
+    """``@csrf_exempt``: unsafe requests to this view skip the CSRF check. Only for views
+    that authenticate by other means (a webhook verifying a signature), since a view
+    that trusts the session cookie is exactly what a forged request abuses."""
+    setattr(view, _EXEMPT_ATTRIBUTE, True)
+    return view
+
+
+class CSRFError(Forbidden):
+    """403 from the CSRF check; ``reason`` is the ``coatcheck.csrf.Rejection``. The body
+    is the short plain text every coatcheck edge sends."""
+
+    def __init__(self, reason: csrf.Rejection, body: bytes, headers: Any) -> None:
+        self.reason = reason
+        response = flask.current_app.response_class(body, status=403, headers=list(headers))
+        super().__init__(description=f"CSRF check failed: {reason.message}", response=response)
+
+
+def _check_csrf() -> None:
+    """before_request hook: refuse a forged unsafe request before any view runs.
+
+    Requests Flask will not route (404, 405) are left to Flask: no view runs for them.
+    The form field comes from ``request.form``, parsed by werkzeug within its own size
+    limits (``MAX_CONTENT_LENGTH``, ``MAX_FORM_MEMORY_SIZE``) and cached for the view.
+    """
+    request = flask.request
+    if not csrf.is_unsafe(request.method) or request.routing_exception is not None:
+        return  # (before flask.session: looking at it marks the response Vary: Cookie)
+    session = flask.session
+    if not isinstance(session, FlaskSession):
+        return  # not ours (UnavailableSession answered 503 in the hook before this one)
+    interface: CoatcheckSessionInterface = flask.current_app.extensions[EXTENSION_KEY]
+    guard = interface.csrf
+    core = session.core
+    if not guard.applies(request.method, request.path, core._via_bearer):
+        return
+    view = flask.current_app.view_functions.get(request.endpoint or "")
+    if view is not None and getattr(view, _EXEMPT_ATTRIBUTE, False):
+        return
+    found = guard.read_environ(request.environ)
+    rejection = guard.screen(request.scheme, found)
+    if rejection is None:
+        token = found.token
+        if guard.wants_body(found):
+            value = request.form.get(guard.field)
+            token = value if isinstance(value, str) else None
+        rejection = guard.verify(core, token)
+    if rejection is not None:
+        body, headers = guard.rejected(core, rejection, request.method, request.path)
+        raise CSRFError(rejection, body, headers)
+
+
+def csrf_token() -> str:
+    """A CSRF token for the current request's session (``{{ csrf_token() }}`` in
+    templates); empty while the store is unavailable (the request is a 503 anyway)."""
+    session = flask.session
+    if isinstance(session, FlaskSession):
+        return session.csrf_token()
+    return ""
+
+
+def _template_globals() -> dict[str, Any]:
+    return {"csrf_token": csrf_token}
+
+
 def init_app(app: flask.Flask, manager: SessionManager) -> CoatcheckSessionInterface:
     """Install coatcheck as ``app``'s session interface (``flask.session`` becomes a
-    FlaskSession) and the 503 guard. When the store fails as the session opens, no view
+    FlaskSession), the 503 guard, the CSRF check of unsafe requests and the
+    ``csrf_token()`` template function. When the store fails as the session opens, no view
     runs and an ``errorhandler(503)`` of the app may restyle the page (without one it is
     the short plain text every edge sends). When it fails at save, the response is
     already built, so it is replaced in place by that plain 503."""
     interface = CoatcheckSessionInterface(manager)
     app.session_interface = interface
     app.extensions[EXTENSION_KEY] = interface
-    app.before_request_funcs.setdefault(None, []).insert(0, _refuse_unavailable)
+    hooks = app.before_request_funcs.setdefault(None, [])
+    hooks.insert(0, _refuse_unavailable)
+    hooks.insert(1, _check_csrf)
+    app.context_processor(_template_globals)
     return interface
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import csrf
 from .client import ClientInfo
 from .errors import SessionCommittedError, SessionDataError
 
@@ -99,7 +100,10 @@ def _is_mutable(value: Any) -> bool:
 def encode_value(key: str, value: Any) -> str:
     """JSON-encode one session value, naming the key when it cannot be stored."""
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        if not text.isascii():
+            text.encode("utf-8")  # a lone surrogate cannot be stored as UTF-8
+        return text
     except (TypeError, ValueError) as exc:
         raise SessionDataError(
             f"session[{key!r}] cannot be stored: {type(value).__name__} is not "
@@ -270,6 +274,12 @@ class Session(MutableMapping[str, Any]):
         self._meta[key] = value
         self._meta_dirty = True
 
+    def csrf_token(self) -> str:
+        """A CSRF token for a form field or header, masked afresh at every call (see
+        ``coatcheck.csrf``). The first call creates the session's secret, so rendering a
+        form starts a session for an anonymous visitor."""
+        return csrf.csrf_token(self)
+
     @property
     def modified(self) -> bool:
         """True when commit would write data (set, removed, or mutated in place)."""
@@ -297,6 +307,7 @@ class Session(MutableMapping[str, Any]):
         if self._meta is None:
             self._meta = dict(self._record.meta) if self._record is not None else {}
         self._meta.pop(REAUTH_KEY, None)
+        self._meta.pop(csrf.SECRET_KEY, None)  # tokens rendered before login stop working
         self._meta[LEVEL_KEY] = int(level)
         self._meta_dirty = True
 

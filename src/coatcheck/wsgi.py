@@ -10,15 +10,21 @@ rules of ``coatcheck.edge``, shared with the ASGI middleware.
 A store failure is a short plain 503, never a traceback and never a request served with an
 empty session. That holds even when the commit fails inside the app's ``start_response``
 call: the real ``start_response`` gets the 503 instead, and the app's body is dropped.
+
+Unsafe requests pass the CSRF check first, as in ``coatcheck.asgi``: ``Sec-Fetch-Site`` and
+``Origin``, then the token from the ``X-CSRF-Token`` header or the ``csrf_token`` field of a
+form, for which the body (at most ``edge.MAX_FORM_BODY``) is read and put back as
+``wsgi.input`` for the app. A refused request is a plain 403; the app does not run.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import edge
+from . import csrf, edge
 from .client import ClientInfo
 from .errors import StoreUnavailable
 from .manager import SessionManager
@@ -129,13 +135,42 @@ class _GuardedBody:
         _close(self.body)
 
 
+def buffer_body(environ: WSGIEnvironment, limit: int) -> bytes | None:
+    """Read the request body (None when it exceeds ``limit`` bytes) and put it back as
+    ``wsgi.input``, so the app reads the same body. Without a Content-Length the body is
+    read only when the server says the stream ends (``wsgi.input_terminated``)."""
+    raw_length = str(environ.get("CONTENT_LENGTH") or "").strip()
+    stream = environ["wsgi.input"]
+    if raw_length.isdigit():
+        length = int(raw_length)
+        if length > limit:
+            return None
+        body: bytes = stream.read(length) if length else b""
+    elif environ.get("wsgi.input_terminated"):
+        body = stream.read(limit + 1)
+        if len(body) > limit:
+            return None
+    else:
+        body = b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    return body
+
+
 class SessionMiddleware:
     """``app = SessionMiddleware(app, manager=manager)``; in Flask prefer
-    ``coatcheck.flask.init_app``, which makes ``flask.session`` the coatcheck session."""
+    ``coatcheck.flask.init_app``, which makes ``flask.session`` the coatcheck session.
 
-    def __init__(self, app: WSGIApplication, manager: SessionManager) -> None:
+    ``csrf_exempt``: path prefixes (``["/webhooks/"]``) whose unsafe requests skip the
+    CSRF check, for endpoints that authenticate by other means (a signed payload).
+    """
+
+    def __init__(
+        self, app: WSGIApplication, manager: SessionManager, *, csrf_exempt: Iterable[str] = ()
+    ) -> None:
         self.app = app
         self.manager = manager
+        self.csrf = edge.CsrfGuard(manager, csrf_exempt)
         self._cookie_name = manager.config.cookie_name
         self._allow_bearer = manager.config.allow_bearer
 
@@ -151,6 +186,15 @@ class SessionMiddleware:
         session._via_bearer = request.bearer
         environ[ENVIRON_KEY] = session
 
+        method = str(environ.get("REQUEST_METHOD", "GET"))
+        path = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
+        if self.csrf.applies(method, path, request.bearer):
+            rejection = self._check_csrf(environ, session)
+            if rejection is not None:
+                refusal, headers = self.csrf.rejected(session, rejection, method, path)
+                start_response("403 Forbidden", list(headers))
+                return [refusal]
+
         response = _Response(self.manager, session, request.bearer, start_response)
         body = self.app(environ, response.start_response)
         if response.failed:
@@ -159,3 +203,17 @@ class SessionMiddleware:
         if response.committed:
             return body  # the common case: no wrapper, file_wrapper and len() stay usable
         return _GuardedBody(body, response)
+
+    def _check_csrf(self, environ: WSGIEnvironment, session: Session) -> csrf.Rejection | None:
+        guard = self.csrf
+        found = guard.read_environ(environ)
+        rejection = guard.screen(str(environ.get("wsgi.url_scheme", "http")), found)
+        if rejection is not None:
+            return rejection
+        token = found.token
+        if guard.wants_body(found):
+            body = buffer_body(environ, edge.MAX_FORM_BODY)
+            if body is None:
+                return csrf.Rejection.BODY_TOO_LARGE
+            token = guard.body_token(found, body)
+        return guard.verify(session, token)

@@ -41,6 +41,10 @@ def create_shop(manager: SessionManager, *, barrier_size: int = 50) -> Starlette
     async def read(request: Request) -> Response:
         return JSONResponse(session_view(request))
 
+    async def csrf(request: Request) -> Response:
+        """The page a form would be on: its CSRF token (creating the session's secret)."""
+        return PlainTextResponse(request.session.csrf_token())  # type: ignore[attr-defined]
+
     async def set_value(request: Request) -> Response:
         body = await request.json()
         for key, value in body.items():
@@ -110,6 +114,7 @@ def create_shop(manager: SessionManager, *, barrier_size: int = 50) -> Starlette
     routes = [
         Route("/noop", noop),
         Route("/read", read),
+        Route("/csrf", csrf),
         Route("/set", set_value, methods=["POST"]),
         Route("/cart/add", cart_add, methods=["POST"]),
         Route("/login", login, methods=["POST"]),

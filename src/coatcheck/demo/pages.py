@@ -3,6 +3,9 @@
 Everything that came from a client (user agents, handles, form values echoed back, even
 the fixed usernames stored in a session) goes through ``html.escape`` here, in one place,
 so a page cannot be turned into a script injection by a crafted User-Agent header.
+
+Every form carries a ``csrf_token`` field, a token masked afresh for each form (so two
+forms of one page differ), which the session middleware checks before any handler runs.
 """
 
 from __future__ import annotations
@@ -71,8 +74,17 @@ def layout(title: str, body: str, session: Session) -> str:
     )
 
 
-def _button(action: str, label: str, fields: Iterable[tuple[str, str]] = ()) -> str:
-    hidden = "".join(f'<input type=hidden name="{e(k)}" value="{e(v)}">' for k, v in fields)
+def _csrf_field(session: Session) -> str:
+    """The hidden field that proves a form came from one of this site's own pages."""
+    return f'<input type=hidden name="csrf_token" value="{e(session.csrf_token())}">'
+
+
+def _button(
+    session: Session, action: str, label: str, fields: Iterable[tuple[str, str]] = ()
+) -> str:
+    hidden = _csrf_field(session) + "".join(
+        f'<input type=hidden name="{e(k)}" value="{e(v)}">' for k, v in fields
+    )
     return (
         f'<form class=inline method=post action="{e(action)}">{hidden}'
         f"<button>{e(label)}</button></form>"
@@ -87,14 +99,14 @@ def _cart(session: Session) -> str:
             f"<li>{e(PRODUCTS.get(item, item))} &times; {count}</li>"
             for item, count in counts.items()
         )
-        contents = f"<ul>{rows}</ul>{_button('/cart/clear', 'Empty the cart')}"
+        contents = f"<ul>{rows}</ul>{_button(session, '/cart/clear', 'Empty the cart')}"
     else:
         contents = "<p>Your cart is empty.</p>"
     options = "".join(
         f'<option value="{e(pid)}">{e(name)}</option>' for pid, name in PRODUCTS.items()
     )
     add = (
-        '<form method=post action="/cart/add"><select name=item>'
+        f'<form method=post action="/cart/add">{_csrf_field(session)}<select name=item>'
         f"{options}</select> <button>Add to cart</button></form>"
     )
     return f"<section><h2>Cart</h2>{contents}{add}</section>"
@@ -108,14 +120,15 @@ def _account(session: Session, error: str | None) -> str:
         return (
             f"<section><h2>Account</h2><p>Logged in as <b>{e(session.user_id)}</b> "
             f"({e(how)}), authenticated at {e(when(session.auth_at))}.</p>"
-            f'<p>{_button("/logout", "Log out")} <a href="/sessions">See your devices</a></p>'
+            f"<p>{_button(session, '/logout', 'Log out')} "
+            '<a href="/sessions">See your devices</a></p>'
             "</section>"
         )
     users = ", ".join(f"<code>{e(u)}</code> / <code>{e(p)}</code>" for u, p in USERS.items())
     problem = f"<p class=error role=alert>{e(error)}</p>" if error else ""
     return (
         f"<section{' class=error' if error else ''}><h2>Log in</h2>{problem}"
-        '<form method=post action="/login">'
+        f'<form method=post action="/login">{_csrf_field(session)}'
         "<label>User <input name=username autocomplete=username required></label> "
         "<label>Password <input name=password type=password autocomplete=current-password "
         "required></label> "
@@ -145,6 +158,9 @@ def _explanation(session: Session, config: SessionConfig, now: float) -> str:
         "leaked database holds nothing a browser could present.</li>"
         "<li>The visit counter and cart are session data on the server; each request "
         "writes only the keys it changed.</li>"
+        "<li>Every form carries a CSRF token, masked afresh for each form; a post from "
+        "another site, or without a valid token, is refused before it can change your "
+        "session.</li>"
         "<li>Logging in issues a new token (no session fixation) and keeps your cart; "
         "logging out deletes the session on the server, not just the cookie.</li>"
         f"<li>Sessions end after {e(duration(config.idle_timeout))} idle or "
@@ -178,12 +194,12 @@ def sessions_page(session: Session, sessions: Sequence[SessionInfo], now: float)
             f"<td>{e(duration(now - info.last_seen_at))} ago</td>"
             f"<td>{e(info.user_agent or 'unknown')}</td>"
             f"<td>{e(info.ip or '-')}</td>"
-            f"<td>{_button('/sessions/revoke', label, [('handle', info.handle)])}</td>"
+            f"<td>{_button(session, '/sessions/revoke', label, [('handle', info.handle)])}</td>"
             "</tr>"
         )
     others = any(info.handle != session.handle for info in sessions)
     revoke_others = (
-        _button("/sessions/revoke-others", "Log out all other devices") if others else ""
+        _button(session, "/sessions/revoke-others", "Log out all other devices") if others else ""
     )
     body = (
         f"<h2>Your devices</h2><p>{len(sessions)} active session(s) for "

@@ -38,6 +38,12 @@ coatcheck token is read once with that engine; its data (logged-in user included
 a coatcheck session at that request, the client gets the new token, and the old session is
 deleted once the new one is saved. Remove the setting when the old sessions have expired.
 
+CSRF: coatcheck's own CSRF check (``coatcheck.csrf``, on in the ASGI, WSGI and Flask
+edges) is not applied here. Django has its own, and it must stay on: keep
+``django.middleware.csrf.CsrfViewMiddleware`` in ``MIDDLEWARE`` and ``{% csrf_token %}`` in
+forms. With ``CSRF_USE_SESSIONS = True`` its secret lives in this session backend (and
+Django rotates it at ``login()``), which is what coatcheck does on the other edges.
+
 Values must be JSON (as with Django's default serializer). Django's ``set_expiry()`` shapes
 only the cookie: the server-side lifetime is coatcheck's idle and absolute timeouts.
 """

@@ -1,0 +1,828 @@
+"""RedisStore against real servers: what it costs on the wire, what it leaves in the
+keyspace, and how it fails.
+
+The contract itself is proven by tests/conformance on standalone, Cluster and Sentinel;
+these tests prove what is particular to Redis: round trips per request, TTLs equal to the
+deadlines, an index that empties itself, no raw token anywhere, 503 (never a hang) when the
+server is gone or frozen, and recovery without restarting the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import redis.asyncio.connection
+import redis.connection
+from click.testing import CliRunner
+
+import coatcheck.stores
+from coatcheck import SessionConfig, SessionManager, tokens
+from coatcheck.cli import build_cli
+from coatcheck.errors import StoreUnavailable
+from coatcheck.manager import CommitResult
+from coatcheck.model import Patch, Session, SessionRecord
+from coatcheck.stores import from_url
+from coatcheck.stores.redis import _APPLY, _DELETE, _RENAME, _TAKE, RedisOptions, RedisStore
+from tests.support.browser import Browser, parse_set_cookie
+from tests.support.clock import FakeClock
+from tests.support.redis_servers import (
+    SHARED,
+    RedisServer,
+    delete_prefix,
+    free_port,
+    shared_redis_url,
+    unique_prefix,
+)
+from tests.support.server import serve
+from tests.support.shop import create_shop
+
+COOKIE = "__Host-session"
+SCRIPTS = (_APPLY, _TAKE, _RENAME, _DELETE)
+NOW = 1_800_000_000.0
+
+
+# -- fixtures ------------------------------------------------------------------------------
+@pytest.fixture
+def shared_url() -> Iterator[str]:
+    """The machine's Redis under a fresh key prefix, removed afterwards."""
+    url = shared_redis_url()
+    prefix = unique_prefix()
+    yield f"{url}?prefix={prefix}&timeout=2"
+    delete_prefix(url, prefix)
+
+
+@pytest.fixture
+def cluster_url() -> Iterator[str]:
+    url = SHARED.cluster()
+    prefix = unique_prefix()
+    yield f"{url}?prefix={prefix}"
+    delete_prefix(url, prefix)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server this test may inspect whole, kill or freeze."""
+    with RedisServer(tmp_path / "redis").start() as private:
+        yield private
+
+
+class RoundTrips:
+    """Counts requests written to a Redis socket: a command, a pipeline or a MULTI block
+    is one write followed by reading its replies, i.e. one round trip per node."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def take(self) -> int:
+        count, self.count = self.count, 0
+        return count
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
+    counter = RoundTrips()
+    sync_send = redis.connection.AbstractConnection.send_packed_command
+    async_send = redis.asyncio.connection.AbstractConnection.send_packed_command
+
+    def counting_sync(self: Any, command: Any, check_health: bool = True) -> None:
+        counter.count += 1
+        sync_send(self, command, check_health)
+
+    async def counting_async(self: Any, command: Any, check_health: bool = True) -> None:
+        counter.count += 1
+        await async_send(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting_sync)
+    monkeypatch.setattr(
+        redis.asyncio.connection.AbstractConnection, "send_packed_command", counting_async
+    )
+    return counter
+
+
+class Paths:
+    """The manager's async or sync API behind one async face."""
+
+    def __init__(self, manager: SessionManager, mode: str) -> None:
+        self.manager = manager
+        self.mode = mode
+
+    async def load(self, token: str | None) -> Session:
+        if self.mode == "async":
+            return await self.manager.load(token)
+        return self.manager.load_sync(token)
+
+    async def commit(self, session: Session) -> CommitResult:
+        if self.mode == "async":
+            return await self.manager.commit(session)
+        return self.manager.commit_sync(session)
+
+    async def get(self, key: str) -> SessionRecord | None:
+        store = self.manager.store
+        return await store.get(key) if self.mode == "async" else store.get_sync(key)
+
+
+def raw(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url.split("?")[0], decode_responses=True)
+
+
+def keyspace(client: redis.Redis) -> dict[str, Any]:
+    """Every key of a server with its whole value."""
+    dump: dict[str, Any] = {}
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key)
+        if kind == "hash":
+            dump[key] = client.hgetall(key)
+        elif kind == "string":
+            dump[key] = client.get(key)
+        elif kind == "zset":
+            dump[key] = client.zrange(key, 0, -1, withscores=True)
+        else:
+            dump[key] = f"<{kind}>"
+    return dump
+
+
+def pexpiretime(client: Any, key: str) -> int:
+    return int(client.execute_command("PEXPIRETIME", key))
+
+
+# -- round trips ---------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["async", "sync"])
+async def test_round_trips_per_request_on_a_single_node(
+    shared_url: str, round_trips: RoundTrips, clock: FakeClock, mode: str
+) -> None:
+    store = RedisStore.from_url(shared_url)
+    config = SessionConfig()
+    paths = Paths(SessionManager(store, config, clock=clock), mode)
+    await paths.get("0" * 64)  # open the connection (its handshake is not a request's cost)
+    round_trips.take()
+    costs: dict[str, int] = {}
+
+    session = await paths.load(None)
+    session["cart"] = ["hat"]
+    token = (await paths.commit(session)).token
+    assert token is not None
+    costs["new session (load + create)"] = round_trips.take()
+
+    session = await paths.load(token)
+    costs["load"] = round_trips.take()
+    assert session["cart"] == ["hat"]
+    await paths.commit(session)
+    costs["read-only commit"] = round_trips.take()
+
+    session = await paths.load(token)
+    round_trips.take()
+    session["cart"].append("scarf")
+    await paths.commit(session)
+    costs["commit of a change"] = round_trips.take()
+
+    clock.advance(config.effective_touch_interval + 1)
+    session = await paths.load(token)
+    round_trips.take()
+    await paths.commit(session)
+    costs["touch"] = round_trips.take()
+
+    session = await paths.load(token)
+    round_trips.take()
+    session.login("alice")
+    token = (await paths.commit(session)).token
+    assert token is not None
+    costs["login (rename)"] = round_trips.take()
+
+    session = await paths.load(token)
+    round_trips.take()
+    session.logout()
+    await paths.commit(session)
+    costs["logout (delete)"] = round_trips.take()
+
+    assert costs == {
+        "new session (load + create)": 1,
+        "load": 1,
+        "read-only commit": 0,
+        "commit of a change": 1,
+        "touch": 1,
+        "login (rename)": 1,
+        "logout (delete)": 1,
+    }
+    if mode == "async":
+        await store.close()
+    store.close_sync()
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+async def test_round_trips_on_a_cluster(
+    cluster_url: str, round_trips: RoundTrips, clock: FakeClock, mode: str
+) -> None:
+    """The hot path is one key in one slot: one round trip, as on a single node."""
+    store = RedisStore.from_url(cluster_url)
+    paths = Paths(SessionManager(store, SessionConfig(), clock=clock), mode)
+    host, port = store.options.hosts[0]
+    cluster = redis.RedisCluster(host=host, port=port, decode_responses=True)
+    for script in SCRIPTS:  # as after any earlier use: every node has every script
+        cluster.script_load(script.text)
+    # Open this client's connection to every node (a handshake is not a request's cost).
+    probes: dict[str, str] = {}
+    while len(probes) < len(cluster.get_primaries()):
+        key = tokens.storage_key(tokens.new_token())
+        probes.setdefault(cluster.get_node_from_key(store.record_key(key)).name, key)
+    for key in probes.values():
+        assert await paths.get(key) is None
+    session = await paths.load(None)
+    session["cart"] = ["hat"]
+    token = (await paths.commit(session)).token
+    assert token is not None
+    round_trips.take()
+
+    session = await paths.load(token)
+    assert round_trips.take() == 1
+    await paths.commit(session)
+    assert round_trips.take() == 0
+    session = await paths.load(token)
+    round_trips.take()
+    session["size"] = "M"
+    await paths.commit(session)
+    assert round_trips.take() == 1
+    session = await paths.load(token)
+    assert session["size"] == "M"
+    round_trips.take()
+    session.login("alice")
+    old_key = tokens.storage_key(token)
+    handle = session.handle
+    token = (await paths.commit(session)).token
+    assert token is not None and handle is not None
+    # Two steps: take (old slot), then one pipeline writing the record, its handle pointer
+    # and the user index, which live in up to three slots: one write per node involved,
+    # all sent before any reply is read (one round trip of latency).
+    nodes = {
+        cluster.get_node_from_key(k).name
+        for k in (
+            store.record_key(tokens.storage_key(token)),
+            store.pointer_key(handle),
+            store.user_key("alice"),
+        )
+    }
+    assert round_trips.take() == 1 + len(nodes)
+    assert cluster.get_node_from_key(store.record_key(old_key)) is not None
+    session = await paths.load(token)
+    assert (session.user_id, session["cart"], session["size"]) == ("alice", ["hat"], "M")
+    cluster.close()
+    if mode == "async":
+        await store.close()
+    store.close_sync()
+
+
+# -- deadlines -----------------------------------------------------------------------------
+def test_ttl_equals_the_deadline_and_follows_touches(shared_url: str, clock: FakeClock) -> None:
+    store = RedisStore.from_url(shared_url)
+    config = SessionConfig(idle_timeout=3600, absolute_timeout=5400)
+    manager = SessionManager(store, config, clock=clock)
+    client = raw(shared_url)
+
+    session = manager.load_sync(None)
+    session.login("alice")
+    token = manager.commit_sync(session).token
+    assert token is not None
+    key = tokens.storage_key(token)
+    record = store.get_sync(key)
+    assert record is not None
+    assert (record.expires_at, record.absolute_at) == (NOW + 3600, NOW + 5400)
+    assert pexpiretime(client, store.record_key(key)) == round(record.expires_at * 1000)
+    assert pexpiretime(client, store.pointer_key(record.handle)) == round(record.absolute_at * 1000)
+    assert pexpiretime(client, store.user_key("alice")) == round(record.absolute_at * 1000)
+
+    clock.advance(config.effective_touch_interval + 1)
+    manager.commit_sync(manager.load_sync(token))  # a touch
+    touched = store.get_sync(key)
+    assert touched is not None and touched.expires_at == clock.now + 3600
+    assert pexpiretime(client, store.record_key(key)) == round(touched.expires_at * 1000)
+
+    # The idle deadline never outruns the absolute one: near the end, the TTL is capped.
+    clock.now = NOW + 3000
+    session = manager.load_sync(token)
+    session["late"] = True
+    manager.commit_sync(session)
+    capped = store.get_sync(key)
+    assert capped is not None and capped.expires_at == record.absolute_at
+    assert pexpiretime(client, store.record_key(key)) == round(record.absolute_at * 1000)
+
+    # Remember-me: no idle limit, the TTL is the absolute deadline.
+    session = manager.load_sync(None)
+    session.login("bob", remember=True)
+    token = manager.commit_sync(session).token
+    assert token is not None
+    remembered = store.get_sync(tokens.storage_key(token))
+    assert remembered is not None and remembered.remember
+    ttl = pexpiretime(client, store.record_key(remembered.key))
+    assert ttl == round((clock.now + config.remember_timeout) * 1000)
+    client.close()
+    store.close_sync()
+
+
+def test_user_index_entries_vanish_without_notifications(
+    server: RedisServer, clock: FakeClock
+) -> None:
+    """Spring Session's leak, tried here: sessions end by TTL (an expiry nobody is told
+    about: CONFIG is disabled on this server, so notifications cannot even be switched on),
+    by logout, and by the absolute deadline; the index forgets every one of them."""
+    client = server.client()
+    with pytest.raises(redis.ResponseError):
+        client.execute_command("CONFIG", "GET", "notify-keyspace-events")
+    store = RedisStore.from_url(server.url)
+    manager = SessionManager(store, SessionConfig(), clock=clock)
+    handles: list[str] = []
+    issued: list[str] = []
+    for _ in range(3):
+        session = manager.load_sync(None)
+        session.login("alice")
+        token = manager.commit_sync(session).token
+        assert token is not None
+        issued.append(token)
+        handles.append(manager.load_sync(token).handle or "")
+    keys = [tokens.storage_key(t) for t in issued]
+    index = store.user_key("alice")
+    assert sorted(client.zrange(index, 0, -1)) == sorted(handles)
+
+    # 1. Redis expires the first record by its TTL (deadline moved into the past).
+    client.execute_command("PEXPIREAT", store.record_key(keys[0]), 1)
+    assert client.exists(store.record_key(keys[0])) == 0
+    # 2. The second is logged out.
+    session = manager.load_sync(issued[1])
+    session.logout()
+    manager.commit_sync(session)
+    assert client.zcard(index) == 2  # the logout removed its entry at once
+
+    listed = manager.list_user_sessions_sync("alice")
+    assert [info.handle for info in listed] == [handles[2]]
+    assert client.zrange(index, 0, -1) == [handles[2]]  # the expired entry went on access
+    assert client.get(store.pointer_key(handles[0])) is None
+
+    # 3. Past the absolute deadline the last entry goes too, and the index with it.
+    assert pexpiretime(client, index) == round((NOW + SessionConfig().absolute_timeout) * 1000)
+    clock.advance(SessionConfig().absolute_timeout + 1)
+    assert manager.list_user_sessions_sync("alice") == []
+    assert client.exists(index) == 0
+    client.close()
+    store.close_sync()
+
+
+# -- what the keyspace holds ---------------------------------------------------------------
+def test_no_raw_token_anywhere_after_a_login_logout_cycle(
+    server: RedisServer, clock: FakeClock
+) -> None:
+    store = RedisStore.from_url(server.url)
+    manager = SessionManager(store, SessionConfig(), clock=clock)
+    issued: list[str] = []
+
+    class Recording(Browser):
+        """A browser that notes every token it is given (pages it renders included)."""
+
+        def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+            response = super().request(method, path, **kwargs)
+            for raw_cookie in response.headers.get_list("set-cookie"):
+                name, value, _ = parse_set_cookie(raw_cookie)
+                if name == COOKIE and tokens.is_well_formed(value):
+                    issued.append(value)
+            return response
+
+    def ok(response: httpx.Response) -> httpx.Response:
+        assert response.status_code == 200, response.text
+        return response
+
+    with serve(create_shop(manager)) as url, Recording(url) as alice, Recording(url) as other:
+        ok(alice.post("/cart/add", params={"item": "hat"}))
+        ok(alice.post("/login", params={"user": "alice"}))
+        ok(alice.post("/cart/add", params={"item": "scarf"}))
+        ok(other.post("/login", params={"user": "alice", "remember": "1"}))
+        assert len(ok(alice.get("/sessions")).json()) == 2
+        ok(alice.post("/regenerate"))
+        ok(alice.post("/logout", params={"flash": "bye"}))
+        dump_mid = keyspace(server.client())
+        ok(alice.post("/logout"))
+        others_token = other.cookies[COOKIE]
+    # first visit, login, the other device, regenerate, the flash after logout (at least)
+    assert len(set(issued)) >= 5
+
+    client = server.client()
+    dump = keyspace(client)
+    for snapshot in (dump_mid, dump):
+        text = json.dumps(snapshot)
+        for token in issued:
+            assert token not in text
+    # Only three shapes of key exist, named by a SHA-256, a public handle or a user id.
+    shape = re.compile(r"coatcheck:(s:[0-9a-f]{64}|h:[A-Za-z0-9_-]{16}|u:alice)")
+    assert dump and all(shape.fullmatch(k) for k in dump), sorted(dump)
+    # The one session left is the other device's, filed under its token's hash.
+    (record_key,) = [k for k in dump if k.startswith("coatcheck:s:")]
+    assert record_key == store.record_key(hashlib.sha256(others_token.encode()).hexdigest())
+    assert dump[record_key]["m:user_id"] == "alice"
+    assert set(dump[record_key]) >= {"m:handle", "m:expires_at", "m:absolute_at"}
+    client.close()
+    store.close_sync()
+
+
+def test_user_data_cannot_collide_with_metadata(shared_url: str) -> None:
+    store = RedisStore.from_url(shared_url)
+    record = SessionRecord(
+        key=tokens.storage_key(tokens.new_token()),
+        handle=tokens.new_handle(),
+        data={"m:user_id": "mallory", "handle": 1, "expires_at": "never"},
+        created_at=NOW,
+        last_seen_at=NOW,
+        expires_at=NOW + 60,
+        absolute_at=NOW + 600,
+    )
+    store.create_sync(record)
+    store.apply_sync(
+        record.key,
+        Patch(set_json={"m:absolute_at": '"x"'}, set_items={"m:absolute_at": "x"}),
+    )
+    loaded = store.get_sync(record.key)
+    assert loaded is not None
+    assert loaded.user_id is None and loaded.absolute_at == NOW + 600
+    assert loaded.data == {**record.data, "m:absolute_at": "x"}
+    store.close_sync()
+
+
+# -- the paths that do not use the per-process hints -----------------------------------------
+def test_rename_and_delete_from_another_process_take_two_steps(
+    shared_url: str, round_trips: RoundTrips
+) -> None:
+    """A store that never loaded the record (another process), or whose memory of it is
+    stale, still renames and deletes correctly: the script refuses the stale hint and the
+    two-step path keeps every index right."""
+    first = RedisStore.from_url(shared_url)
+    second = RedisStore.from_url(shared_url)
+    client = raw(shared_url)
+    record = SessionRecord(
+        key=tokens.storage_key(tokens.new_token()),
+        handle=tokens.new_handle(),
+        data={"cart": ["hat"]},
+        created_at=NOW,
+        last_seen_at=NOW,
+        expires_at=NOW + 60,
+        absolute_at=NOW + 600,
+        user_id="alice",
+    )
+    first.create_sync(record)
+    second.get_sync("0" * 64)
+    round_trips.take()
+
+    moved = tokens.storage_key(tokens.new_token())
+    assert second.rename_sync(record.key, moved, Patch(fields={"user_id": "bob"}))
+    assert round_trips.take() == 2
+    assert client.zrange(first.user_key("alice"), 0, -1) == []
+    assert client.zrange(first.user_key("bob"), 0, -1) == [record.handle]
+    assert client.get(first.pointer_key(record.handle)) == moved
+
+    assert first.get_sync(moved) is not None  # first now remembers (handle, bob)
+    assert second.apply_sync(moved, Patch(fields={"user_id": "carol"}))  # ... stale
+    again = tokens.storage_key(tokens.new_token())
+    round_trips.take()
+    assert first.rename_sync(moved, again, Patch(fields={"last_seen_at": NOW + 1}))
+    assert round_trips.take() == 3  # refused hint, take, write
+    assert client.zrange(first.user_key("carol"), 0, -1) == [record.handle]
+    assert client.zrange(first.user_key("bob"), 0, -1) == []
+    found = first.get_by_handle_sync(record.handle)
+    assert found is not None and found.key == again and found.data == {"cart": ["hat"]}
+
+    assert second.apply_sync(again, Patch(fields={"user_id": "dave"}))  # first's hint stale
+    assert first.delete_sync(again) is True
+    assert client.exists(first.record_key(again), first.pointer_key(record.handle)) == 0
+    assert client.zrange(first.user_key("dave"), 0, -1) == []
+    assert first.delete_sync(again) is False
+    client.close()
+    first.close_sync()
+    second.close_sync()
+
+
+async def test_scripts_reload_after_the_server_forgets_them(server: RedisServer) -> None:
+    store = RedisStore.from_url(server.url)
+    record = SessionRecord(
+        key=tokens.storage_key(tokens.new_token()),
+        handle=tokens.new_handle(),
+        data={},
+        created_at=NOW,
+        last_seen_at=NOW,
+        expires_at=NOW + 60,
+        absolute_at=NOW + 600,
+    )
+    await store.create(record)
+    server.client().script_flush()
+    assert await store.apply(record.key, Patch(set_json={"a": "1"}, set_items={"a": 1}))
+    server.client().script_flush()
+    assert store.apply_sync(record.key, Patch(set_json={"b": "2"}, set_items={"b": 2}))
+    loaded = await store.get(record.key)
+    assert loaded is not None and loaded.data == {"a": 1, "b": 2}
+    await store.close()
+    store.close_sync()
+
+
+# -- failures ------------------------------------------------------------------------------
+def test_store_unavailable_and_503_while_redis_is_down_then_recovery(
+    server: RedisServer, clock: FakeClock
+) -> None:
+    store = RedisStore.from_url(f"{server.url}?timeout=0.5&connect_timeout=0.5")
+    manager = SessionManager(store, SessionConfig(), clock=clock)
+    with serve(create_shop(manager)) as url, Browser(url) as browser:
+        assert browser.post("/cart/add", params={"item": "hat"}).status_code == 200
+        server.kill(signal.SIGKILL)
+
+        started = time.monotonic()
+        response = browser.get("/read")
+        assert response.status_code == 503
+        assert response.headers["retry-after"]
+        response = browser.post("/cart/add", params={"item": "scarf"})
+        assert response.status_code == 503
+        assert "set-cookie" not in response.headers
+        assert time.monotonic() - started < 3
+        with pytest.raises(StoreUnavailable):
+            store.get_sync("0" * 64)
+        with pytest.raises(StoreUnavailable):
+            asyncio.run(store.get("0" * 64))
+        with pytest.raises(StoreUnavailable):
+            store.list_user_sync("alice", NOW)
+
+        server.start()  # same port; no persistence, so the old session is gone
+        response = browser.post("/cart/add", params={"item": "scarf"})
+        assert response.status_code == 200
+        assert response.json()["data"] == {"cart": ["scarf"]}
+        assert browser.get("/read").json()["data"] == {"cart": ["scarf"]}
+    store.close_sync()
+
+
+def test_a_frozen_server_costs_a_bounded_wait_not_a_hang(
+    server: RedisServer, clock: FakeClock
+) -> None:
+    store = RedisStore.from_url(f"{server.url}?timeout=0.5&connect_timeout=0.5")
+    manager = SessionManager(store, SessionConfig(), clock=clock)
+    with serve(create_shop(manager)) as url, Browser(url) as browser:
+        assert browser.post("/cart/add", params={"item": "hat"}).status_code == 200
+        assert server.process is not None
+        server.kill(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            assert browser.get("/read").status_code == 503
+            assert time.monotonic() - started < 2.5
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                store.get_sync("0" * 64)
+            assert time.monotonic() - started < 2.5
+            # A full pool is a bounded wait too: the second caller gives up on the slot.
+            tight = RedisStore.from_url(f"{server.url}?timeout=0.3&max_connections=1")
+            started = time.monotonic()
+            results = asyncio.run(_concurrent_gets(tight, 2))
+            assert all(isinstance(r, StoreUnavailable) for r in results), results
+            assert any("no free connection" in str(r) for r in results)
+            assert time.monotonic() - started < 1.5
+        finally:
+            server.kill(signal.SIGCONT)
+        response = browser.get("/read")
+        assert response.status_code == 200
+        assert response.json()["data"] == {"cart": ["hat"]}
+    store.close_sync()
+
+
+async def _concurrent_gets(store: RedisStore, count: int) -> list[object]:
+    try:
+        return await asyncio.gather(
+            *(store.get("0" * 64) for _ in range(count)), return_exceptions=True
+        )
+    finally:
+        await store.close()
+
+
+def test_wrong_credentials_are_unavailable_not_a_crash(tmp_path: Path) -> None:
+    with RedisServer(
+        tmp_path / "acl",
+        *("--user", "default", "off"),
+        *("--user", "app", "on", ">s3cret", "~*", "&*", "+@all", "-@dangerous"),
+        client_kwargs={"username": "app", "password": "s3cret"},
+    ).start() as private:
+        good = RedisStore.from_url(f"redis://app:s3cret@127.0.0.1:{private.port}/0")
+        record = SessionRecord(
+            key=tokens.storage_key(tokens.new_token()),
+            handle=tokens.new_handle(),
+            data={"a": 1},
+            created_at=NOW,
+            last_seen_at=NOW,
+            expires_at=NOW + 60,
+            absolute_at=NOW + 600,
+            user_id="alice",
+        )
+        # Everything the store does works for a user without the @dangerous commands.
+        good.create_sync(record)
+        new_key = tokens.storage_key(tokens.new_token())
+        assert good.rename_sync(record.key, new_key, Patch(fields={"last_seen_at": NOW + 1}))
+        assert [r.key for r in good.list_user_sync("alice", NOW)] == [new_key]
+        assert good.count_sync(NOW) == 1
+        assert good.purge_expired_sync(NOW + 61, 10) == 1
+        assert good.delete_user_sync("alice") == 0
+        bad = RedisStore.from_url(f"redis://app:wrong@127.0.0.1:{private.port}/0?timeout=1")
+        with pytest.raises(StoreUnavailable):
+            bad.get_sync(new_key)
+        good.close_sync()
+        bad.close_sync()
+
+
+def test_tls_with_rediss(tmp_path: Path) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=certs, check=True, capture_output=True)
+
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj")
+    ec += ("/CN=coatcheck test",)
+    openssl(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=coatcheck test CA",
+    )
+    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr")
+    (certs / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl(
+        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.crt", "-days", "1", "-extfile", "san.ext",
+    )  # fmt: skip
+    port = free_port()
+    ca = str(certs / "ca.crt")
+    with RedisServer(
+        tmp_path / "tls",
+        "--port", "0", "--tls-port", str(port),
+        "--tls-cert-file", str(certs / "server.crt"),
+        "--tls-key-file", str(certs / "server.key"),
+        "--tls-ca-cert-file", ca,
+        "--tls-auth-clients", "no",
+        port=port,
+        client_kwargs={"ssl": True, "ssl_ca_certs": ca},
+    ).start():  # fmt: skip
+        store = RedisStore.from_url(f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}")
+        record = SessionRecord(
+            key=tokens.storage_key(tokens.new_token()),
+            handle=tokens.new_handle(),
+            data={"over": "tls"},
+            created_at=NOW,
+            last_seen_at=NOW,
+            expires_at=NOW + 60,
+            absolute_at=NOW + 600,
+        )
+        store.create_sync(record)
+        loaded = asyncio.run(_get_and_close(store, record.key))
+        assert loaded is not None and loaded.data == {"over": "tls"}
+        # Without the CA the server's certificate is refused: unavailable, not insecure.
+        untrusted = RedisStore.from_url(f"rediss://127.0.0.1:{port}/0?timeout=1")
+        with pytest.raises(StoreUnavailable):
+            untrusted.get_sync(record.key)
+        store.close_sync()
+        untrusted.close_sync()
+
+
+async def _get_and_close(store: RedisStore, key: str) -> SessionRecord | None:
+    try:
+        return await store.get(key)
+    finally:
+        await store.close()
+
+
+# -- concurrency through the middleware ------------------------------------------------------
+@pytest.fixture(params=["redis", "redis-cluster"])
+def any_topology(request: pytest.FixtureRequest) -> Iterator[str]:
+    name = request.param
+    base = shared_redis_url() if name == "redis" else SHARED.cluster()
+    prefix = unique_prefix()
+    yield f"{base}?prefix={prefix}"
+    delete_prefix(base, prefix)
+
+
+async def test_fifty_concurrent_requests_setting_different_keys_all_survive(
+    any_topology: str, clock: FakeClock
+) -> None:
+    store = RedisStore.from_url(any_topology)
+    manager = SessionManager(store, SessionConfig(), clock=clock)
+    with serve(create_shop(manager, barrier_size=50)) as url:
+        with Browser(url) as browser:
+            assert browser.post("/set", json={"start": True}).status_code == 200
+            headers = {"cookie": f"{COOKIE}={browser.cookies[COOKIE]}"}
+            if browser.csrf_path is not None:  # a token, as the page would hold it
+                headers["X-CSRF-Token"] = browser.csrf_token()
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            # Every request loads the session before any of them writes (a barrier).
+            requests = [
+                client.post("/together", params={"key": f"k{i}"}, headers=headers)
+                for i in range(50)
+            ]
+            responses = await asyncio.gather(*requests)
+            assert [r.status_code for r in responses] == [200] * 50
+            data = (await client.get("/read", headers=headers)).json()["data"]
+    assert data == {"start": True, **{f"k{i}": f"k{i}" for i in range(50)}}
+    store.close_sync()
+
+
+# -- URLs ----------------------------------------------------------------------------------
+def test_url_forms() -> None:
+    plain = RedisOptions.from_url(
+        "redis://app:p%40ss@cache.internal:6380/3?timeout=2&connect_timeout=1"
+        "&max_connections=20&prefix=shop:"
+    )
+    assert (plain.mode, plain.hosts, plain.db, plain.tls) == (
+        "standalone",
+        (("cache.internal", 6380),),
+        3,
+        False,
+    )
+    assert (plain.username, plain.password, plain.prefix) == ("app", "p@ss", "shop:")
+    assert (plain.timeout, plain.connect_timeout, plain.max_connections) == (2.0, 1.0, 20)
+    assert "p@ss" not in repr(plain)
+
+    tls = RedisOptions.from_url("rediss://:secret@redis.example.com?ssl_ca_certs=/ca.pem")
+    assert tls.tls and tls.password == "secret" and tls.username is None
+    assert tls.hosts == (("redis.example.com", 6379),) and tls.ssl == {"ssl_ca_certs": "/ca.pem"}
+
+    sentinel = RedisOptions.from_url(
+        "redis+sentinel://h1:26379,h2,[::1]:26380/mymaster?db=2&sentinel_password=s"
+    )
+    assert sentinel.mode == "sentinel" and sentinel.service_name == "mymaster"
+    assert sentinel.hosts == (("h1", 26379), ("h2", 26379), ("::1", 26380))
+    assert (sentinel.db, sentinel.sentinel_password) == (2, "s")
+
+    cluster = RedisOptions.from_url("redis+cluster://n1:7000,n2:7001?ssl=true")
+    assert cluster.mode == "cluster" and cluster.tls
+    assert cluster.hosts == (("n1", 7000), ("n2", 7001))
+
+    assert coatcheck.stores.RedisStore is RedisStore  # exported lazily
+    for scheme in ("redis", "rediss", "redis+sentinel", "redis+cluster"):
+        store = from_url(f"{scheme}://127.0.0.1:1/{'m' if 'sentinel' in scheme else ''}")
+        assert isinstance(store, RedisStore)  # built without connecting
+
+    bad: list[tuple[str, str]] = [
+        ("redis://h?colour=red", "unknown Redis URL option"),
+        ("redis+sentinel://h1:26379", "names the master"),
+        ("redis+cluster://h:7000/2", "only database 0"),
+        ("redis://h?prefix=a{b}", "must not contain"),
+        ("redis://h?timeout=0", "positive"),
+        ("redis://h/x/y", "unexpected path"),
+    ]
+    for url, message in bad:
+        with pytest.raises(ValueError, match=message):
+            RedisOptions.from_url(url)
+
+
+# -- coatcheck stats ------------------------------------------------------------------------
+def test_coatcheck_stats_counts_live_sessions_per_user(server: RedisServer) -> None:
+    store = RedisStore.from_url(server.url)
+    now = time.time()  # the command reads the real clock
+
+    def stored(user_id: str | None, expires_in: float) -> None:
+        store.create_sync(
+            SessionRecord(
+                key=tokens.storage_key(tokens.new_token()),
+                handle=tokens.new_handle(),
+                data={},
+                created_at=now,
+                last_seen_at=now,
+                expires_at=now + expires_in,
+                absolute_at=now + 3600,
+                user_id=user_id,
+            )
+        )
+
+    for user_id, expires_in in [
+        ("alice", 1800),
+        ("alice", 60),  # expiring soon
+        ("alice", 1800),
+        ("bob", 1800),
+        (None, 120),  # anonymous, expiring soon
+    ]:
+        stored(user_id, expires_in)
+    numbers = store.stats_sync(now, top=1, soon=300)
+    assert numbers == {"active": 5, "expiring_soon": 2, "top_users": [("alice", 3)]}
+
+    result = CliRunner().invoke(build_cli(), ["stats", "--store", server.url, "--top", "5"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[:3] == [
+        "Active sessions: 5",
+        "Expiring within 300 s: 2",
+        "Sessions per user (top):",
+    ]
+    assert [line.split() for line in lines[3:]] == [["alice", "3"], ["bob", "1"]]
+    store.close_sync()
