@@ -221,3 +221,94 @@ async def test_data_over_the_size_limit_fails_naming_the_size() -> None:
     assert caught.value.size > 1000
     assert (await manager.load(token))["a"] == "x" * 500
     assert "b" not in await manager.load(token)
+
+
+# -- what the edges answer ----------------------------------------------------------------
+def test_a_probing_client_gets_429_over_http(tmp_path: Path, clock: FakeClock) -> None:
+    _, server = serve_shop(tmp_path, clock, unknown_token_limit=3)
+    with server as url, httpx.Client(base_url=url) as client:
+        for _ in range(3):
+            r = client.get("/read", headers={"Cookie": f"{COOKIE}={tokens.new_token()}"})
+            assert r.status_code == 200
+        r = client.get("/read", headers={"Cookie": f"{COOKIE}={tokens.new_token()}"})
+        assert r.status_code == 429
+        assert int(r.headers["retry-after"]) >= 1
+        assert r.headers["cache-control"] == "no-store"
+        # Without a token the client is an ordinary anonymous visitor.
+        assert client.get("/read").status_code == 200
+
+
+def test_a_login_over_the_limit_is_403_in_deny_mode(tmp_path: Path, clock: FakeClock) -> None:
+    _, server = serve_shop(tmp_path, clock, max_sessions_per_user=1, session_limit_action="deny")
+    with server as url, Browser(url) as first, Browser(url) as second:
+        assert first.post("/login?user=alice").status_code == 200
+        r = second.post("/login?user=alice")
+        assert r.status_code == 403
+        assert "too many active sessions" in r.text
+        assert second.get("/read").json()["user_id"] is None
+        assert first.get("/read").json()["user_id"] == "alice"
+
+
+def test_logout_clears_site_data(tmp_path: Path, clock: FakeClock) -> None:
+    _, server = serve_shop(tmp_path, clock)
+    with server as url, Browser(url) as b:
+        b.post("/login?user=alice")
+        r = b.post("/logout")
+        assert r.headers["clear-site-data"] == '"cache", "cookies", "storage"'
+        assert r.headers["cache-control"] == "no-store"
+        b.post("/login?user=alice")
+        # A logout that leaves a new anonymous session (a flash message) keeps cookies.
+        r = b.post("/logout?flash=bye")
+        assert r.headers["clear-site-data"] == '"cache", "storage"'
+        assert b.get("/read").json()["data"] == {"flash": "bye"}
+        assert "clear-site-data" not in b.get("/read").headers
+
+
+def test_clear_site_data_is_a_named_opt_out(tmp_path: Path, clock: FakeClock) -> None:
+    _, server = serve_shop(tmp_path, clock, clear_site_data=False)
+    with server as url, Browser(url) as b:
+        b.post("/login?user=alice")
+        assert "clear-site-data" not in b.post("/logout").headers
+
+
+def websocket_app(manager: SessionManager) -> object:
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    async def feed(websocket: WebSocket) -> None:
+        await websocket.accept()
+        session = websocket.scope["session"]
+        await websocket.send_text(f"user={session.user_id}")
+        await websocket.receive_text()
+        active = await manager.is_active(session.handle) if session.handle else False
+        await websocket.send_text(f"active={active}")
+        await websocket.close()
+
+    shop = create_shop(manager)
+    shop.router.routes.append(WebSocketRoute("/feed", feed))
+    return shop
+
+
+def test_websockets_get_their_session_and_foreign_origins_are_refused(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    manager = SessionManager(SQLiteStore(tmp_path / "s.db"), clock=clock)
+    with serve(websocket_app(manager)) as url, Browser(url) as b:
+        b.post("/login?user=alice")
+        cookie = f"{COOKIE}={b.cookies[COOKIE]}"
+        ws_url = url.replace("http://", "ws://") + "/feed"
+        own = url  # the page that opens the socket is on the app's own origin
+        with connect(ws_url, additional_headers={"Cookie": cookie, "Origin": own}) as ws:
+            assert ws.recv() == "user=alice"
+            # The session is revoked while the connection is open; a cheap re-check sees it.
+            handle = b.get("/read").json()["handle"]
+            assert b.post(f"/revoke?handle={handle}").status_code == 200
+            ws.send("check")
+            assert ws.recv() == "active=False"
+        for foreign in ("https://evil.example", "null"):
+            with pytest.raises(InvalidStatus) as refused:
+                connect(ws_url, additional_headers={"Cookie": cookie, "Origin": foreign})
+            assert refused.value.response.status_code == 403

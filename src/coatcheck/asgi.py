@@ -43,25 +43,29 @@ __all__ = ["UNAVAILABLE_BODY", "RequestToken", "SessionMiddleware", "read_reques
 read_request = edge.read_header_list
 """Kept under its first name: the token in an ASGI header list (see ``coatcheck.edge``)."""
 
-_UNAVAILABLE_HEADERS = [
-    (n.encode("latin-1"), v.encode("latin-1")) for n, v in edge.UNAVAILABLE_HEADERS
-]
-
 
 def _latin1(value: str) -> bytes:
     return value.encode("latin-1")
 
 
-async def send_unavailable(send: Send) -> None:
-    """A short plain 503: the store failed, the client may retry."""
+async def send_refusal(send: Send, refusal: edge.Refusal) -> None:
+    """Answer with ``refusal`` (503, 429, 403) instead of the app."""
     await send(
         {
             "type": "http.response.start",
-            "status": edge.UNAVAILABLE_STATUS,
-            "headers": list(_UNAVAILABLE_HEADERS),
+            "status": refusal.status,
+            "headers": [(_latin1(n), _latin1(v)) for n, v in refusal.headers],
         }
     )
-    await send({"type": "http.response.body", "body": UNAVAILABLE_BODY})
+    await send({"type": "http.response.body", "body": refusal.body})
+
+
+def _refused(exc: Exception, when: str) -> edge.Refusal:
+    if isinstance(exc, StoreUnavailable):
+        logger.warning("session store unavailable on %s: %s", when, exc)
+    else:
+        logger.info("session request refused on %s: %s", when, exc)
+    return edge.refusal(exc)
 
 
 async def send_forbidden(send: Send, body: bytes, headers: Iterable[tuple[str, str]]) -> None:
@@ -132,14 +136,21 @@ class SessionMiddleware:
         manager = self.manager
         client = scope.get("client")
         info = ClientInfo.from_raw(request.user_agent, client[0] if client else None)
+        if kind == "websocket" and not self._same_origin_handshake(scope):
+            # Cross-site WebSocket hijacking: the browser attaches the cookie to any
+            # site's handshake, so a foreign Origin is refused before the session loads.
+            manager.emit("websocket.rejected", reason="origin mismatch")
+            await send({"type": "websocket.close", "code": 1008})
+            return
         try:
             session = await manager.load(request.token, info)
-        except StoreUnavailable as exc:
-            logger.warning("session store unavailable on load: %s", exc)
+        except edge.REFUSED as exc:
+            refusal = _refused(exc, "load")
             if kind == "websocket":
-                await send({"type": "websocket.close", "code": 1013})
+                code = 1013 if refusal.status == 503 else 1008
+                await send({"type": "websocket.close", "code": code})
             else:
-                await send_unavailable(send)
+                await send_refusal(send, refusal)
             return
         session._via_bearer = request.bearer
         scope["session"] = session
@@ -147,6 +158,7 @@ class SessionMiddleware:
         if kind == "websocket":
             # Read at the handshake; a WebSocket cannot deliver a new cookie afterwards,
             # so writes are refused (SessionCommittedError) rather than silently lost.
+            # A long connection re-checks with ``await manager.is_active(session.handle)``.
             session._committed = True
             await self.app(scope, receive, send)
             return
@@ -167,10 +179,9 @@ class SessionMiddleware:
             if message["type"] == "http.response.start":
                 try:
                     result = await manager.commit(session)
-                except StoreUnavailable as exc:
-                    logger.warning("session store unavailable on commit: %s", exc)
+                except edge.REFUSED as exc:
                     failed = True
-                    await send_unavailable(send)
+                    await send_refusal(send, _refused(exc, "commit"))
                     return
                 update = edge.session_headers(
                     manager.config,
@@ -187,6 +198,28 @@ class SessionMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
+
+    def _same_origin_handshake(self, scope: Scope) -> bool:
+        """Is a WebSocket handshake's ``Origin`` absent (not a browser), the app's own, or
+        trusted? ``ws``/``wss`` pages do not exist: the page that opened it was
+        ``http``/``https`` on the same host."""
+        origin: str | None = None
+        host: str | None = None
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value.decode("latin-1")
+            elif name == b"host":
+                host = value.decode("latin-1")
+        if origin is None:
+            return True
+        scheme = "https" if scope.get("scheme") in ("wss", "https") else "http"
+        rejection = csrf.check_origin(
+            sec_fetch_site=None,
+            origin=origin,
+            own=csrf.own_origin(scheme, host),
+            trusted_origins=self.csrf.trusted,
+        )
+        return rejection is None
 
     async def _check_csrf(
         self, scope: Scope, receive: Receive, session: Session

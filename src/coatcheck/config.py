@@ -98,6 +98,11 @@ class SessionConfig:
 
     unknown_token_window: float = 60.0
 
+    clear_site_data: bool = True
+    """Logout responses carry ``Clear-Site-Data: "cache", "cookies", "storage"`` so the
+    browser also drops what it kept of the session (ASVS 5.0 14.3.1). Note "cookies" covers
+    every cookie of the site's registrable domain."""
+
     csrf: bool = True
     """Check unsafe requests (POST, PUT, PATCH, DELETE, ...) in every coatcheck middleware:
     ``Sec-Fetch-Site`` and ``Origin`` first, then a token from ``session.csrf_token()``.

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from . import csrf
 from .config import SessionConfig
 from .cookies import clear_cookie, read_cookie, set_cookie
+from .errors import SessionLimitExceeded, StoreUnavailable, Throttled
 from .manager import CommitResult, SessionManager
 from .model import Session
 
@@ -32,6 +33,63 @@ UNAVAILABLE_HEADERS: tuple[tuple[str, str], ...] = (
 )
 """The 503 every edge sends when the store fails: short, plain, never a traceback, never
 cached, and with a hint that retrying soon is the right move."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A response an edge sends instead of the app's: the store failed (503), the client
+    is throttled (429), a login is over the session limit (403)."""
+
+    status: int
+    phrase: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
+
+    @property
+    def wsgi_status(self) -> str:
+        return f"{self.status} {self.phrase}"
+
+
+def _plain(status: int, phrase: str, text: str, *extra: tuple[str, str]) -> Refusal:
+    body = text.encode()
+    headers = (
+        ("content-type", "text/plain; charset=utf-8"),
+        ("content-length", str(len(body))),
+        ("cache-control", "no-store"),
+        *extra,
+    )
+    return Refusal(status, phrase, body, headers)
+
+
+UNAVAILABLE = Refusal(503, "Service Unavailable", UNAVAILABLE_BODY, UNAVAILABLE_HEADERS)
+
+REFUSED = (StoreUnavailable, Throttled, SessionLimitExceeded)
+"""The engine errors an edge answers itself, with ``refusal(exc)``; anything else is the
+app's to handle."""
+
+
+def refusal(exc: Exception) -> Refusal:
+    """The response for one of ``REFUSED``: short, plain, never cached, never a trace."""
+    if isinstance(exc, Throttled):
+        return _plain(
+            429,
+            "Too Many Requests",
+            "Too many unknown session tokens from this address; slow down.\n",
+            ("retry-after", str(exc.retry_after)),
+        )
+    if isinstance(exc, SessionLimitExceeded):
+        return _plain(
+            403,
+            "Forbidden",
+            "This account has too many active sessions; log out elsewhere first.\n",
+        )
+    return UNAVAILABLE
+
+
+CLEAR_ALL = '"cache", "cookies", "storage"'
+CLEAR_KEEP_COOKIES = '"cache", "storage"'
+"""After a logout that leaves a new anonymous session (a flash message), clearing cookies
+would drop the new cookie too."""
 
 TRANSPORT_HEADER = "x-session-transport"
 """A client without a token yet sends ``X-Session-Transport: bearer`` to receive its token
@@ -159,6 +217,9 @@ def session_headers(
             header = ("set-cookie", set_cookie(config, result.token, result.max_age))
         else:
             header = ("set-cookie", clear_cookie(config))
+        if result.ended and config.clear_site_data and not bearer:
+            wipe = CLEAR_ALL if result.token is None else CLEAR_KEEP_COOKIES
+            return SessionHeaders((header, ("clear-site-data", wipe)), force_no_store=True)
         return SessionHeaders((header,), force_no_store=True)
     if authenticated:
         return SessionHeaders((), force_no_store=False)

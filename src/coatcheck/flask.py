@@ -100,6 +100,7 @@ class FlaskSession(SessionMixin):
         self._modified = False
         self._saving = False
         self._result: CommitResult | None = None
+        self._refusal: edge.Refusal = edge.UNAVAILABLE
 
     # -- mapping ---------------------------------------------------------------------
     def __getitem__(self, key: str) -> Any:
@@ -226,23 +227,30 @@ class UnavailableSession(NullSession):
     __setitem__ = __delitem__ = clear = update = _ignore  # type: ignore[assignment]
 
 
-def _unavailable_response() -> Response:
+def _refusal_response(refusal: edge.Refusal = edge.UNAVAILABLE) -> Response:
     return flask.current_app.response_class(
-        edge.UNAVAILABLE_BODY,
-        status=edge.UNAVAILABLE_STATUS,
-        headers=list(edge.UNAVAILABLE_HEADERS),
+        refusal.body, status=refusal.status, headers=list(refusal.headers)
     )
 
 
-def _replace_with_unavailable(response: Response) -> None:
-    """Turn the app's response into the plain 503 in place (Flask returns this object)."""
+def _replace_with_refusal(response: Response, refusal: edge.Refusal = edge.UNAVAILABLE) -> None:
+    """Turn the app's response into ``refusal`` (503, 429, 403) in place (Flask returns
+    this object)."""
     close = getattr(response.response, "close", None)
     if close is not None:
         close()  # e.g. the file of send_file: it will never be sent
-    response.status_code = edge.UNAVAILABLE_STATUS
+    response.status_code = refusal.status
     response.headers.clear()
-    response.headers.extend(edge.UNAVAILABLE_HEADERS)
-    response.set_data(edge.UNAVAILABLE_BODY)
+    response.headers.extend(refusal.headers)
+    response.set_data(refusal.body)
+
+
+def _refused(exc: Exception, when: str) -> edge.Refusal:
+    if isinstance(exc, StoreUnavailable):
+        logger.warning("session store unavailable on %s: %s", when, exc)
+    else:
+        logger.info("session request refused on %s: %s", when, exc)
+    return edge.refusal(exc)
 
 
 class CoatcheckSessionInterface(SessionInterface):
@@ -261,11 +269,10 @@ class CoatcheckSessionInterface(SessionInterface):
         info = ClientInfo.from_raw(token.user_agent, request.remote_addr)
         try:
             core = self.manager.load_sync(token.token, info)
-        except StoreUnavailable as exc:
+        except edge.REFUSED as exc:
             # Raising here would become a 500 (Flask opens the session outside its
-            # handlers); the before_request hook of init_app answers 503 instead.
-            logger.warning("session store unavailable on load: %s", exc)
-            request.environ[_UNAVAILABLE_FLAG] = True
+            # handlers); the before_request hook of init_app answers instead.
+            request.environ[_UNAVAILABLE_FLAG] = _refused(exc, "load")
             return UnavailableSession()
         core._via_bearer = token.bearer
         return FlaskSession(core)
@@ -280,14 +287,14 @@ class CoatcheckSessionInterface(SessionInterface):
             if session._saving:
                 # A second save (Flask re-finalizes after an error) after a failed commit:
                 # committing twice could replay a rename, so the answer stays 503.
-                _replace_with_unavailable(response)
+                _replace_with_refusal(response, session._refusal)
                 return
             session._saving = True
             try:
                 result = self.manager.commit_sync(session.core)
-            except StoreUnavailable as exc:
-                logger.warning("session store unavailable on commit: %s", exc)
-                _replace_with_unavailable(response)
+            except edge.REFUSED as exc:
+                session._refusal = _refused(exc, "commit")
+                _replace_with_refusal(response, session._refusal)
                 return
             session._result = result
         core = session.core
@@ -308,8 +315,9 @@ class CoatcheckSessionInterface(SessionInterface):
 def _refuse_unavailable() -> None:
     """First before_request hook: no view runs without its session. (It looks at the
     environ, not at ``flask.session``, which would mark every response ``Vary: Cookie``.)"""
-    if flask.request.environ.get(_UNAVAILABLE_FLAG):
-        raise ServiceUnavailable(response=_unavailable_response())
+    refusal = flask.request.environ.get(_UNAVAILABLE_FLAG)
+    if refusal is not None:
+        raise ServiceUnavailable(response=_refusal_response(refusal))
 
 
 _EXEMPT_ATTRIBUTE = "_coatcheck_csrf_exempt"
@@ -403,7 +411,8 @@ def current_session() -> FlaskSession:
     if isinstance(session, FlaskSession):
         return session
     if isinstance(session, UnavailableSession):
-        raise ServiceUnavailable(response=_unavailable_response())
+        refusal = flask.request.environ.get(_UNAVAILABLE_FLAG, edge.UNAVAILABLE)
+        raise ServiceUnavailable(response=_refusal_response(refusal))
     raise RuntimeError("coatcheck is not this app's session interface: call init_app()")
 
 

@@ -52,6 +52,8 @@ class CommitResult:
     """The client must drop its token (logout, or the session ended meanwhile)."""
     max_age: int | None = None
     """Lifetime of a persistent cookie (remember-me); None for a browser-session cookie."""
+    ended: bool = False
+    """A session ended here (logout): browsers should also drop what they cached for it."""
 
     @property
     def changes_token(self) -> bool:
@@ -290,11 +292,12 @@ class SessionManager:
             session._handle = new.handle
             session._expires_at = new.expires_at
             session._auth_at = new.auth_at
-            result = CommitResult(token=token, max_age=plan.max_age)
+            ended = action is Action.REPLACE and ev.LOGOUT in plan.events
+            result = CommitResult(token=token, max_age=plan.max_age, ended=ended)
         elif action is Action.DELETE:
             assert record is not None
             yield Delete(record.key)
-            result = CommitResult(clear=True)
+            result = CommitResult(clear=True, ended=True)
 
         for name in plan.events:
             if name == ev.LOGOUT and record is not None:

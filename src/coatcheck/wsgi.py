@@ -42,8 +42,6 @@ logger = logging.getLogger("coatcheck")
 ENVIRON_KEY = "coatcheck.session"
 """Where the middleware puts the Session in the WSGI environ."""
 
-_UNAVAILABLE_STATUS = "503 Service Unavailable"
-
 
 def get_session(environ: WSGIEnvironment) -> Session:
     """The request's Session; a clear error when the middleware is not installed."""
@@ -64,6 +62,14 @@ def _close(body: Iterable[bytes]) -> None:
         close()
 
 
+def _refused(exc: Exception, when: str) -> edge.Refusal:
+    if isinstance(exc, StoreUnavailable):
+        logger.warning("session store unavailable on %s: %s", when, exc)
+    else:
+        logger.info("session request refused on %s: %s", when, exc)
+    return edge.refusal(exc)
+
+
 class _Response:
     """One request's response side: commits at the first ``start_response`` call and
     remembers the outcome for any later call (an error page replacing the headers must
@@ -79,7 +85,7 @@ class _Response:
         self.bearer = bearer
         self.start = start
         self.committed = False
-        self.failed = False
+        self.failed: edge.Refusal | None = None
         self.update: edge.SessionHeaders | None = None
 
     def start_response(
@@ -96,10 +102,10 @@ class _Response:
             session = self.session
             try:
                 result = self.manager.commit_sync(session)
-            except StoreUnavailable as exc:
-                logger.warning("session store unavailable on commit: %s", exc)
-                self.failed = True
-                self.start(_UNAVAILABLE_STATUS, list(edge.UNAVAILABLE_HEADERS), exc_info)
+            except edge.REFUSED as exc:
+                refusal = _refused(exc, "commit")
+                self.failed = refusal
+                self.start(refusal.wsgi_status, list(refusal.headers), exc_info)
                 return _discard
             self.update = edge.session_headers(
                 self.manager.config,
@@ -129,7 +135,7 @@ class _GuardedBody:
                 break
             yield chunk
         if response.failed:
-            yield edge.UNAVAILABLE_BODY
+            yield response.failed.body
 
     def close(self) -> None:
         _close(self.body)
@@ -179,10 +185,10 @@ class SessionMiddleware:
         info = ClientInfo.from_raw(request.user_agent, environ.get("REMOTE_ADDR"))
         try:
             session = self.manager.load_sync(request.token, info)
-        except StoreUnavailable as exc:
-            logger.warning("session store unavailable on load: %s", exc)
-            start_response(_UNAVAILABLE_STATUS, list(edge.UNAVAILABLE_HEADERS))
-            return [edge.UNAVAILABLE_BODY]
+        except edge.REFUSED as exc:
+            refusal = _refused(exc, "load")
+            start_response(refusal.wsgi_status, list(refusal.headers))
+            return [refusal.body]
         session._via_bearer = request.bearer
         environ[ENVIRON_KEY] = session
 
@@ -191,15 +197,15 @@ class SessionMiddleware:
         if self.csrf.applies(method, path, request.bearer):
             rejection = self._check_csrf(environ, session)
             if rejection is not None:
-                refusal, headers = self.csrf.rejected(session, rejection, method, path)
+                forbidden, headers = self.csrf.rejected(session, rejection, method, path)
                 start_response("403 Forbidden", list(headers))
-                return [refusal]
+                return [forbidden]
 
         response = _Response(self.manager, session, request.bearer, start_response)
         body = self.app(environ, response.start_response)
         if response.failed:
             _close(body)
-            return [edge.UNAVAILABLE_BODY]
+            return [response.failed.body]
         if response.committed:
             return body  # the common case: no wrapper, file_wrapper and len() stay usable
         return _GuardedBody(body, response)
