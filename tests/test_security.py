@@ -312,3 +312,32 @@ def test_websockets_get_their_session_and_foreign_origins_are_refused(
             with pytest.raises(InvalidStatus) as refused:
                 connect(ws_url, additional_headers={"Cookie": cookie, "Origin": foreign})
             assert refused.value.response.status_code == 403
+
+
+def test_sensitive_actions_demand_recent_authentication_and_levels(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    _, server = serve_shop(tmp_path, clock)
+    with server as url, Browser(url) as b:
+        r = b.get("/account")
+        assert (r.status_code, r.json()) == (401, {"error": "login_required"})
+        assert r.headers["cache-control"] == "no-store"
+        b.post("/login?user=alice")
+        assert b.get("/account").json() == {"user": "alice"}
+        assert b.post("/account/email").json() == {"changed": True}
+        clock.advance(301)
+        r = b.post("/account/email")
+        assert (r.status_code, r.json()) == (
+            401,
+            {"error": "reauthentication_required", "max_age": 300},
+        )
+        r = b.post("/payout")
+        assert (r.status_code, r.json()) == (
+            401,
+            {"error": "insufficient_auth_level", "required": 2, "current": 1},
+        )
+        before = b.cookies[COOKIE]
+        b.post("/reauthenticate?level=2")  # the app verified a second factor
+        assert b.cookies[COOKIE] != before  # privilege change: new token
+        assert b.post("/account/email").json() == {"changed": True}
+        assert b.post("/payout").json() == {"paid": True}

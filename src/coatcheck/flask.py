@@ -51,7 +51,7 @@ import flask
 from flask.sessions import NullSession, SessionInterface, SessionMixin
 from werkzeug.exceptions import Forbidden, ServiceUnavailable, Unauthorized
 
-from . import csrf, edge
+from . import auth, csrf, edge
 from .client import ClientInfo
 from .errors import StoreUnavailable
 from .manager import CommitResult, SessionManager
@@ -71,6 +71,7 @@ __all__ = [
     "current_session",
     "init_app",
     "login_required",
+    "require_level",
     "require_recent_auth",
 ]
 
@@ -462,18 +463,36 @@ def login_required(view: F) -> F:
     return _guard(view, _require_login)
 
 
+def _raise(problem: auth.AuthProblem | None) -> None:
+    if problem is not None:
+        raise AuthenticationRequired(problem.reason, **problem.detail)
+
+
 def require_recent_auth(max_age: float) -> Callable[[F], F]:
     """``@require_recent_auth(300)``: the user must have logged in (or re-authenticated)
     within ``max_age`` seconds, as sensitive actions like a password or e-mail change
     should require (ASVS). Otherwise 401 ``{"error": "reauthentication_required",
     "max_age": ...}``, or ``login_required`` when not logged in at all."""
+    if max_age <= 0:
+        raise ValueError(f"max_age must be positive, got {max_age!r}")
 
     def check() -> None:
-        session = _require_login()
         interface: CoatcheckSessionInterface = flask.current_app.extensions[EXTENSION_KEY]
-        auth_at = session.auth_at
-        if auth_at is None or interface.manager.clock() - auth_at > max_age:
-            raise AuthenticationRequired("reauthentication_required", max_age=max_age)
+        core = current_session().core
+        _raise(auth.recent_auth_problem(core, max_age, interface.manager.clock()))
+
+    def decorator(view: F) -> F:
+        return _guard(view, check)
+
+    return decorator
+
+
+def require_level(level: int) -> Callable[[F], F]:
+    """``@require_level(2)``: the current authentication must be of assurance ``level`` or
+    more (step-up); otherwise 401 ``{"error": "insufficient_auth_level", ...}``."""
+
+    def check() -> None:
+        _raise(auth.level_problem(current_session().core, level))
 
     def decorator(view: F) -> F:
         return _guard(view, check)

@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from coatcheck import SessionManager
 from coatcheck.asgi import SessionMiddleware
+from coatcheck.starlette import require_level, require_recent_auth, require_user
 
 
 def session_view(request: Request) -> dict[str, Any]:
@@ -58,8 +59,26 @@ def create_shop(manager: SessionManager, *, barrier_size: int = 50) -> Starlette
 
     async def login(request: Request) -> Response:
         remember = request.query_params.get("remember") == "1"
-        request.session.login(request.query_params["user"], remember=remember)  # type: ignore[attr-defined]
+        level = int(request.query_params.get("level", "1"))
+        request.session.login(request.query_params["user"], remember=remember, level=level)  # type: ignore[attr-defined]
         return JSONResponse(session_view(request))
+
+    async def reauthenticate(request: Request) -> Response:
+        level = request.query_params.get("level")
+        request.session.reauthenticate(level=int(level) if level else None)  # type: ignore[attr-defined]
+        return JSONResponse(session_view(request))
+
+    @require_recent_auth(300)
+    async def change_email(request: Request) -> Response:
+        return JSONResponse({"changed": True})
+
+    @require_level(2)
+    async def payout(request: Request) -> Response:
+        return JSONResponse({"paid": True})
+
+    @require_user
+    async def account(request: Request) -> Response:
+        return JSONResponse({"user": request.session.user_id})  # type: ignore[attr-defined]
 
     async def logout(request: Request) -> Response:
         request.session.logout()  # type: ignore[attr-defined]
@@ -112,6 +131,10 @@ def create_shop(manager: SessionManager, *, barrier_size: int = 50) -> Starlette
         return StreamingResponse(body())
 
     routes = [
+        Route("/reauthenticate", reauthenticate, methods=["POST"]),
+        Route("/account", account),
+        Route("/account/email", change_email, methods=["POST"]),
+        Route("/payout", payout, methods=["POST"]),
         Route("/noop", noop),
         Route("/read", read),
         Route("/csrf", csrf),
