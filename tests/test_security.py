@@ -341,3 +341,57 @@ def test_sensitive_actions_demand_recent_authentication_and_levels(
         assert b.cookies[COOKIE] != before  # privilege change: new token
         assert b.post("/account/email").json() == {"changed": True}
         assert b.post("/payout").json() == {"paid": True}
+
+
+def test_no_token_or_hash_in_any_log_line_or_event_of_a_full_cycle(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Login, periodic rotation, a grace-window replay, theft detection, a CSRF refusal,
+    logout: every log line (the events' LoggingSink included) and every event names
+    sessions by handle only."""
+    import hashlib
+    import logging
+
+    from coatcheck import LoggingSink
+
+    caplog.set_level(logging.DEBUG)
+    sink = MemorySink()
+    config = SessionConfig(rotation_interval=600, rotation_grace=30)
+    manager = SessionManager(
+        SQLiteStore(tmp_path / "s.db"), config, clock=clock, events=[sink, LoggingSink()]
+    )
+    seen: list[str] = []
+    with serve(create_shop(manager)) as url, Browser(url) as b:
+        b.post("/set", json={"n": 1})
+        b.post("/login?user=alice")
+        seen.append(b.cookies[COOKIE])
+        clock.advance(601)
+        b.get("/read")  # periodic rotation: seen[-1] is now rotated out
+        rotated_out = seen[-1]
+        seen.append(b.cookies[COOKIE])
+        assert rotated_out != seen[-1]
+        with httpx.Client(base_url=url) as other:
+            other.get("/read", headers={"Cookie": f"{COOKIE}={rotated_out}"})  # in grace
+            # No CSRF token: refused, and the refusal is logged by handle.
+            other.post("/set", json={"x": 1}, headers={"Cookie": f"{COOKIE}={seen[-1]}"})
+        b.post("/logout")
+        b.post("/login?user=alice")
+        seen.append(b.cookies[COOKIE])
+        clock.advance(601)
+        b.get("/read")
+        seen.append(b.cookies[COOKIE])
+        clock.advance(60)
+        with httpx.Client(base_url=url) as thief:
+            thief.get("/read", headers={"Cookie": f"{COOKIE}={seen[-2]}"})  # after grace
+    names = sink.names()
+    for expected in ("session.login", "session.rotated", "session.logout", "csrf.rejected"):
+        assert expected in names, expected
+    assert "session.theft_suspected" in names
+    server_lines = "\n".join(
+        r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))
+    )
+    assert "session.rotated" in server_lines  # the LoggingSink did write
+    text = server_lines + repr(sink.events)
+    for token in seen:
+        assert token not in text
+        assert hashlib.sha256(token.encode()).hexdigest() not in text
