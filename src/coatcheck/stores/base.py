@@ -12,8 +12,12 @@ raised as ``StoreUnavailable`` so that edges answer 503.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Generator
+from typing import Any, TypeVar
 
 from ..model import Patch, SessionRecord
+
+T = TypeVar("T")
 
 
 class Store(ABC):
@@ -148,3 +152,127 @@ class InlineStore(Store):
 
     async def purge_expired(self, now: float, batch_size: int) -> int:
         return self.purge_expired_sync(now, batch_size)
+
+
+Procedure = Generator[Any, Any, T]
+"""A store operation written once as a generator of wire calls (SQL statements, Redis
+commands), whose results are sent back in; a sync and an async driver run it."""
+
+
+class ProcedureStore(Store):
+    """A networked store whose operations are written once as procedures and driven twice.
+
+    Subclasses write ``_get``, ``_create``, ``_apply``, ``_rename``, ... as generators of
+    their own wire calls and two drivers, ``_drive_sync`` (the sync client) and
+    ``_drive_async`` (the async client); every method of the contract is defined here on
+    top of them, so the sync and async paths of a backend cannot drift apart.
+    """
+
+    # -- drivers -------------------------------------------------------------------------
+    @abstractmethod
+    def _drive_sync(self, steps: Procedure[T]) -> T: ...
+
+    @abstractmethod
+    async def _drive_async(self, steps: Procedure[T]) -> T: ...
+
+    # -- procedures ----------------------------------------------------------------------
+    @abstractmethod
+    def _get(self, key: str) -> Procedure[SessionRecord | None]: ...
+
+    @abstractmethod
+    def _create(self, record: SessionRecord) -> Procedure[None]: ...
+
+    @abstractmethod
+    def _apply(self, key: str, patch: Patch) -> Procedure[bool]: ...
+
+    @abstractmethod
+    def _rename(self, old_key: str, new_key: str, patch: Patch) -> Procedure[bool]: ...
+
+    @abstractmethod
+    def _delete(self, key: str) -> Procedure[bool]: ...
+
+    @abstractmethod
+    def _get_by_handle(self, handle: str) -> Procedure[SessionRecord | None]: ...
+
+    @abstractmethod
+    def _list_user(self, user_id: str, now: float) -> Procedure[list[SessionRecord]]: ...
+
+    @abstractmethod
+    def _delete_handle(self, handle: str) -> Procedure[SessionRecord | None]: ...
+
+    @abstractmethod
+    def _delete_user(self, user_id: str, except_handle: str | None) -> Procedure[int]: ...
+
+    @abstractmethod
+    def _purge(self, now: float, batch_size: int) -> Procedure[int]: ...
+
+    @abstractmethod
+    def _count(self, now: float) -> Procedure[int]: ...
+
+    # -- sync path -----------------------------------------------------------------------
+    def get_sync(self, key: str) -> SessionRecord | None:
+        return self._drive_sync(self._get(key))
+
+    def create_sync(self, record: SessionRecord) -> None:
+        self._drive_sync(self._create(record))
+
+    def apply_sync(self, key: str, patch: Patch) -> bool:
+        return self._drive_sync(self._apply(key, patch))
+
+    def rename_sync(self, old_key: str, new_key: str, patch: Patch) -> bool:
+        return self._drive_sync(self._rename(old_key, new_key, patch))
+
+    def delete_sync(self, key: str) -> bool:
+        return self._drive_sync(self._delete(key))
+
+    def get_by_handle_sync(self, handle: str) -> SessionRecord | None:
+        return self._drive_sync(self._get_by_handle(handle))
+
+    def list_user_sync(self, user_id: str, now: float) -> list[SessionRecord]:
+        return self._drive_sync(self._list_user(user_id, now))
+
+    def delete_handle_sync(self, handle: str) -> SessionRecord | None:
+        return self._drive_sync(self._delete_handle(handle))
+
+    def delete_user_sync(self, user_id: str, except_handle: str | None = None) -> int:
+        return self._drive_sync(self._delete_user(user_id, except_handle))
+
+    def purge_expired_sync(self, now: float, batch_size: int) -> int:
+        return self._drive_sync(self._purge(now, batch_size))
+
+    def count_sync(self, now: float) -> int:
+        return self._drive_sync(self._count(now))
+
+    # -- async path ----------------------------------------------------------------------
+    async def get(self, key: str) -> SessionRecord | None:
+        return await self._drive_async(self._get(key))
+
+    async def create(self, record: SessionRecord) -> None:
+        await self._drive_async(self._create(record))
+
+    async def apply(self, key: str, patch: Patch) -> bool:
+        return await self._drive_async(self._apply(key, patch))
+
+    async def rename(self, old_key: str, new_key: str, patch: Patch) -> bool:
+        return await self._drive_async(self._rename(old_key, new_key, patch))
+
+    async def delete(self, key: str) -> bool:
+        return await self._drive_async(self._delete(key))
+
+    async def get_by_handle(self, handle: str) -> SessionRecord | None:
+        return await self._drive_async(self._get_by_handle(handle))
+
+    async def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
+        return await self._drive_async(self._list_user(user_id, now))
+
+    async def delete_handle(self, handle: str) -> SessionRecord | None:
+        return await self._drive_async(self._delete_handle(handle))
+
+    async def delete_user(self, user_id: str, except_handle: str | None = None) -> int:
+        return await self._drive_async(self._delete_user(user_id, except_handle))
+
+    async def purge_expired(self, now: float, batch_size: int) -> int:
+        return await self._drive_async(self._purge(now, batch_size))
+
+    async def count(self, now: float) -> int:
+        return await self._drive_async(self._count(now))

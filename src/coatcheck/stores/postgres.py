@@ -54,7 +54,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ..errors import SessionDataError, StoreUnavailable
 from ..model import PATCHABLE_FIELDS, Patch, SessionRecord
-from .base import Store
+from .base import ProcedureStore
 
 T = TypeVar("T")
 
@@ -204,7 +204,7 @@ def _hung_up(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bo
         return True
 
 
-class PostgresStore(Store):
+class PostgresStore(ProcedureStore):
     """Sessions in a PostgreSQL table (``coatcheck_sessions`` by default).
 
     ``conninfo`` is a libpq URL or key/value string. Timeouts are in seconds:
@@ -451,7 +451,9 @@ class PostgresStore(Store):
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
-    async def _drive(self, steps: Steps[T], *, transaction: bool = False, setup: bool = True) -> T:
+    async def _drive_async(
+        self, steps: Steps[T], *, transaction: bool = False, setup: bool = True
+    ) -> T:
         try:
             if setup and not self._ready:
                 await self._migrate_async()
@@ -523,7 +525,7 @@ class PostgresStore(Store):
     async def _migrate_async(self, force: bool = False) -> None:
         async with self._amigrate_lock:
             if force or not self._ready:
-                await self._drive(self._migrate_steps(), transaction=True, setup=False)
+                await self._drive_async(self._migrate_steps(), transaction=True, setup=False)
                 self._ready = True
 
     def migrate_sync(self) -> None:
@@ -560,6 +562,12 @@ class PostgresStore(Store):
             json.dumps(record.meta, separators=(",", ":"), ensure_ascii=False),
         )
         yield _Call(self._sql.insert, params, "nothing")
+
+    def _apply(self, key: str, patch: Patch) -> Steps[bool]:
+        return self._update(key, None, patch)
+
+    def _rename(self, old_key: str, new_key: str, patch: Patch) -> Steps[bool]:
+        return self._update(old_key, new_key, patch)
 
     def _update(self, key: str, new_key: str | None, patch: Patch) -> Steps[bool]:
         """One UPDATE: rename, data delta and metadata together; False if no such row."""
@@ -629,80 +637,13 @@ class PostgresStore(Store):
         row = yield _Call(self._sql.count, (now,), "one")
         return int(row[0])
 
-    # -- sync path ---------------------------------------------------------------------
-    def get_sync(self, key: str) -> SessionRecord | None:
-        return self._drive_sync(self._get(key))
-
-    def create_sync(self, record: SessionRecord) -> None:
-        self._drive_sync(self._create(record))
-
-    def apply_sync(self, key: str, patch: Patch) -> bool:
-        return self._drive_sync(self._update(key, None, patch))
-
-    def rename_sync(self, old_key: str, new_key: str, patch: Patch) -> bool:
-        return self._drive_sync(self._update(old_key, new_key, patch))
-
-    def delete_sync(self, key: str) -> bool:
-        return self._drive_sync(self._delete(key))
-
-    def get_by_handle_sync(self, handle: str) -> SessionRecord | None:
-        return self._drive_sync(self._get_by_handle(handle))
-
-    def list_user_sync(self, user_id: str, now: float) -> list[SessionRecord]:
-        return self._drive_sync(self._list_user(user_id, now))
-
-    def delete_handle_sync(self, handle: str) -> SessionRecord | None:
-        return self._drive_sync(self._delete_handle(handle))
-
-    def delete_user_sync(self, user_id: str, except_handle: str | None = None) -> int:
-        return self._drive_sync(self._delete_user(user_id, except_handle))
-
-    def purge_expired_sync(self, now: float, batch_size: int) -> int:
-        return self._drive_sync(self._purge(now, batch_size))
-
-    def count_sync(self, now: float) -> int:
-        return self._drive_sync(self._count(now))
-
+    # -- lifecycle ---------------------------------------------------------------------
     def close_sync(self) -> None:
         """Close the sync pool. An async pool must be closed with ``await close()``
         from its own event loop."""
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
-
-    # -- async path --------------------------------------------------------------------
-    async def get(self, key: str) -> SessionRecord | None:
-        return await self._drive(self._get(key))
-
-    async def create(self, record: SessionRecord) -> None:
-        await self._drive(self._create(record))
-
-    async def apply(self, key: str, patch: Patch) -> bool:
-        return await self._drive(self._update(key, None, patch))
-
-    async def rename(self, old_key: str, new_key: str, patch: Patch) -> bool:
-        return await self._drive(self._update(old_key, new_key, patch))
-
-    async def delete(self, key: str) -> bool:
-        return await self._drive(self._delete(key))
-
-    async def get_by_handle(self, handle: str) -> SessionRecord | None:
-        return await self._drive(self._get_by_handle(handle))
-
-    async def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
-        return await self._drive(self._list_user(user_id, now))
-
-    async def delete_handle(self, handle: str) -> SessionRecord | None:
-        return await self._drive(self._delete_handle(handle))
-
-    async def delete_user(self, user_id: str, except_handle: str | None = None) -> int:
-        return await self._drive(self._delete_user(user_id, except_handle))
-
-    async def purge_expired(self, now: float, batch_size: int) -> int:
-        return await self._drive(self._purge(now, batch_size))
-
-    async def count(self, now: float) -> int:
-        return await self._drive(self._count(now))
 
     async def close(self) -> None:
         apool, self._apool, self._apool_loop = self._apool, None, None

@@ -95,7 +95,7 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from ..errors import StoreUnavailable
 from ..model import PATCHABLE_FIELDS, Patch, SessionRecord
-from .base import Store
+from .base import ProcedureStore
 
 __all__ = ["DEFAULT_PREFIX", "RedisOptions", "RedisStore", "from_url"]
 
@@ -817,7 +817,7 @@ def _next_pending(pending: list[tuple[Any, int]], cursor: int) -> list[tuple[Any
 
 
 # -- the store ---------------------------------------------------------------------------
-class RedisStore(Store):
+class RedisStore(ProcedureStore):
     """Sessions in Redis (see the module docstring for the layout and its guarantees).
 
     Build it from a URL (``RedisStore.from_url("redis://localhost:6379/0")``) or from
@@ -1165,76 +1165,9 @@ class RedisStore(Store):
         and the ``top`` users by number of live sessions."""
         return self._drive_sync(self._stats(now, top, soon))
 
-    # -- sync path -----------------------------------------------------------------------
-    def get_sync(self, key: str) -> SessionRecord | None:
-        return self._drive_sync(self._get(key))
-
-    def create_sync(self, record: SessionRecord) -> None:
-        self._drive_sync(self._create(record))
-
-    def apply_sync(self, key: str, patch: Patch) -> bool:
-        return self._drive_sync(self._apply(key, patch))
-
-    def rename_sync(self, old_key: str, new_key: str, patch: Patch) -> bool:
-        return self._drive_sync(self._rename(old_key, new_key, patch))
-
-    def delete_sync(self, key: str) -> bool:
-        return self._drive_sync(self._delete(key))
-
-    def get_by_handle_sync(self, handle: str) -> SessionRecord | None:
-        return self._drive_sync(self._get_by_handle(handle))
-
-    def list_user_sync(self, user_id: str, now: float) -> list[SessionRecord]:
-        return self._drive_sync(self._list_user(user_id, now))
-
-    def delete_handle_sync(self, handle: str) -> SessionRecord | None:
-        return self._drive_sync(self._delete_handle(handle))
-
-    def delete_user_sync(self, user_id: str, except_handle: str | None = None) -> int:
-        return self._drive_sync(self._delete_user(user_id, except_handle))
-
-    def purge_expired_sync(self, now: float, batch_size: int) -> int:
-        return self._drive_sync(self._purge(now, batch_size))
-
-    def count_sync(self, now: float) -> int:
-        return self._drive_sync(self._count(now))
-
+    # -- lifecycle -----------------------------------------------------------------------
     def close_sync(self) -> None:
         self._sync.close()
-
-    # -- async path ----------------------------------------------------------------------
-    async def get(self, key: str) -> SessionRecord | None:
-        return await self._drive_async(self._get(key))
-
-    async def create(self, record: SessionRecord) -> None:
-        await self._drive_async(self._create(record))
-
-    async def apply(self, key: str, patch: Patch) -> bool:
-        return await self._drive_async(self._apply(key, patch))
-
-    async def rename(self, old_key: str, new_key: str, patch: Patch) -> bool:
-        return await self._drive_async(self._rename(old_key, new_key, patch))
-
-    async def delete(self, key: str) -> bool:
-        return await self._drive_async(self._delete(key))
-
-    async def get_by_handle(self, handle: str) -> SessionRecord | None:
-        return await self._drive_async(self._get_by_handle(handle))
-
-    async def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
-        return await self._drive_async(self._list_user(user_id, now))
-
-    async def delete_handle(self, handle: str) -> SessionRecord | None:
-        return await self._drive_async(self._delete_handle(handle))
-
-    async def delete_user(self, user_id: str, except_handle: str | None = None) -> int:
-        return await self._drive_async(self._delete_user(user_id, except_handle))
-
-    async def purge_expired(self, now: float, batch_size: int) -> int:
-        return await self._drive_async(self._purge(now, batch_size))
-
-    async def count(self, now: float) -> int:
-        return await self._drive_async(self._count(now))
 
     async def close(self) -> None:
         await self._async.close()
