@@ -26,7 +26,6 @@ from typing import Any
 from . import csrf, edge
 from .client import ClientInfo
 from .edge import UNAVAILABLE_BODY, RequestToken
-from .errors import StoreUnavailable
 from .manager import SessionManager
 from .model import Session
 
@@ -58,14 +57,6 @@ async def send_refusal(send: Send, refusal: edge.Refusal) -> None:
         }
     )
     await send({"type": "http.response.body", "body": refusal.body})
-
-
-def _refused(exc: Exception, when: str) -> edge.Refusal:
-    if isinstance(exc, StoreUnavailable):
-        logger.warning("session store unavailable on %s: %s", when, exc)
-    else:
-        logger.info("session request refused on %s: %s", when, exc)
-    return edge.refusal(exc)
 
 
 async def send_forbidden(send: Send, body: bytes, headers: Iterable[tuple[str, str]]) -> None:
@@ -145,7 +136,7 @@ class SessionMiddleware:
         try:
             session = await manager.load(request.token, info)
         except edge.REFUSED as exc:
-            refusal = _refused(exc, "load")
+            refusal = edge.refused(exc, "load")
             if kind == "websocket":
                 code = 1013 if refusal.status == 503 else 1008
                 await send({"type": "websocket.close", "code": code})
@@ -181,7 +172,7 @@ class SessionMiddleware:
                     result = await manager.commit(session)
                 except edge.REFUSED as exc:
                     failed = True
-                    await send_refusal(send, _refused(exc, "commit"))
+                    await send_refusal(send, edge.refused(exc, "commit"))
                     return
                 update = edge.session_headers(
                     manager.config,

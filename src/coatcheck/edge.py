@@ -10,6 +10,7 @@ environ, a werkzeug ``Headers``) to and from them.
 
 from __future__ import annotations
 
+import logging
 import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
@@ -22,6 +23,8 @@ from .cookies import clear_cookie, read_cookie, set_cookie
 from .errors import SessionLimitExceeded, StoreUnavailable, Throttled
 from .manager import CommitResult, SessionManager
 from .model import Session
+
+logger = logging.getLogger("coatcheck")
 
 UNAVAILABLE_STATUS = 503
 UNAVAILABLE_BODY = b"Session store unavailable; please retry shortly.\n"
@@ -66,6 +69,16 @@ UNAVAILABLE = Refusal(503, "Service Unavailable", UNAVAILABLE_BODY, UNAVAILABLE_
 REFUSED = (StoreUnavailable, Throttled, SessionLimitExceeded)
 """The engine errors an edge answers itself, with ``refusal(exc)``; anything else is the
 app's to handle."""
+
+
+def refused(exc: Exception, when: str) -> Refusal:
+    """``refusal(exc)``, logged once for every edge: a store failure as a warning (an
+    operator must look), a throttled or limited client as information."""
+    if isinstance(exc, StoreUnavailable):
+        logger.warning("session store unavailable on %s: %s", when, exc)
+    else:
+        logger.info("session request refused on %s: %s", when, exc)
+    return refusal(exc)
 
 
 def refusal(exc: Exception) -> Refusal:

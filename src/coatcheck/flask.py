@@ -53,7 +53,6 @@ from werkzeug.exceptions import Forbidden, ServiceUnavailable, Unauthorized
 
 from . import auth, csrf, edge
 from .client import ClientInfo
-from .errors import StoreUnavailable
 from .manager import CommitResult, SessionManager
 from .model import Session
 
@@ -246,14 +245,6 @@ def _replace_with_refusal(response: Response, refusal: edge.Refusal = edge.UNAVA
     response.set_data(refusal.body)
 
 
-def _refused(exc: Exception, when: str) -> edge.Refusal:
-    if isinstance(exc, StoreUnavailable):
-        logger.warning("session store unavailable on %s: %s", when, exc)
-    else:
-        logger.info("session request refused on %s: %s", when, exc)
-    return edge.refusal(exc)
-
-
 class CoatcheckSessionInterface(SessionInterface):
     """Opens with ``manager.load_sync`` and saves with ``manager.commit_sync``."""
 
@@ -273,7 +264,7 @@ class CoatcheckSessionInterface(SessionInterface):
         except edge.REFUSED as exc:
             # Raising here would become a 500 (Flask opens the session outside its
             # handlers); the before_request hook of init_app answers instead.
-            request.environ[_UNAVAILABLE_FLAG] = _refused(exc, "load")
+            request.environ[_UNAVAILABLE_FLAG] = edge.refused(exc, "load")
             return UnavailableSession()
         core._via_bearer = token.bearer
         return FlaskSession(core)
@@ -294,7 +285,7 @@ class CoatcheckSessionInterface(SessionInterface):
             try:
                 result = self.manager.commit_sync(session.core)
             except edge.REFUSED as exc:
-                session._refusal = _refused(exc, "commit")
+                session._refusal = edge.refused(exc, "commit")
                 _replace_with_refusal(response, session._refusal)
                 return
             session._result = result

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 from . import csrf, edge
 from .client import ClientInfo
-from .errors import StoreUnavailable
 from .manager import SessionManager
 from .model import Session
 
@@ -62,14 +61,6 @@ def _close(body: Iterable[bytes]) -> None:
         close()
 
 
-def _refused(exc: Exception, when: str) -> edge.Refusal:
-    if isinstance(exc, StoreUnavailable):
-        logger.warning("session store unavailable on %s: %s", when, exc)
-    else:
-        logger.info("session request refused on %s: %s", when, exc)
-    return edge.refusal(exc)
-
-
 class _Response:
     """One request's response side: commits at the first ``start_response`` call and
     remembers the outcome for any later call (an error page replacing the headers must
@@ -103,7 +94,7 @@ class _Response:
             try:
                 result = self.manager.commit_sync(session)
             except edge.REFUSED as exc:
-                refusal = _refused(exc, "commit")
+                refusal = edge.refused(exc, "commit")
                 self.failed = refusal
                 self.start(refusal.wsgi_status, list(refusal.headers), exc_info)
                 return _discard
@@ -186,7 +177,7 @@ class SessionMiddleware:
         try:
             session = self.manager.load_sync(request.token, info)
         except edge.REFUSED as exc:
-            refusal = _refused(exc, "load")
+            refusal = edge.refused(exc, "load")
             start_response(refusal.wsgi_status, list(refusal.headers))
             return [refusal.body]
         session._via_bearer = request.bearer
