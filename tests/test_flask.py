@@ -28,6 +28,7 @@ from coatcheck.flask import (
     current_session,
     init_app,
     login_required,
+    require_level,
     require_recent_auth,
 )
 from coatcheck.stores import SQLiteStore
@@ -121,6 +122,16 @@ def make_app(manager: SessionManager) -> tuple[Flask, list[str]]:
     @require_recent_auth(300)
     def sensitive() -> Any:
         return jsonify(ok=True)
+
+    @app.get("/payout")
+    @require_level(2)
+    def payout() -> Any:
+        return jsonify(paid=True)
+
+    @app.get("/second-factor")
+    def second_factor() -> Any:
+        current_session().reauthenticate(level=2)
+        return jsonify(level=current_session().core.auth_level)
 
     @app.get("/error")
     def error() -> Any:
@@ -286,6 +297,18 @@ def test_login_required_and_recent_auth(browser: Browser, clock: FakeClock) -> N
     assert browser.get("/account").status_code == 200  # still logged in
     browser.get("/login?user=alice")  # re-authenticate
     assert browser.get("/sensitive").status_code == 200
+
+
+def test_require_level_and_step_up(browser: Browser) -> None:
+    assert browser.get("/payout").json() == {"error": "login_required"}
+    browser.get("/login?user=alice")
+    response = browser.get("/payout")
+    assert response.status_code == 401
+    assert response.json() == {"error": "insufficient_auth_level", "required": 2, "current": 1}
+    before = browser.cookies[COOKIE]
+    assert browser.get("/second-factor").json() == {"level": 2}
+    assert browser.cookies[COOKIE] != before
+    assert browser.get("/payout").json() == {"paid": True}
 
 
 def test_bearer_clients(browser: Browser) -> None:

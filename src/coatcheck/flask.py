@@ -153,12 +153,17 @@ class FlaskSession(SessionMixin):
             core.login(core.user_id, remember=self._permanent)
 
     # -- coatcheck intents and facts ---------------------------------------------------
-    def login(self, user_id: str | int, *, remember: bool | None = None) -> None:
-        """Authenticate as ``user_id`` (new token at commit). ``remember`` defaults to
-        ``permanent`` when set in this request, else False."""
+    def login(self, user_id: str | int, *, remember: bool | None = None, level: int = 1) -> None:
+        """Authenticate as ``user_id`` (new token at commit) at assurance ``level``.
+        ``remember`` defaults to ``permanent`` when set in this request, else False."""
         if remember is None:
             remember = bool(self._permanent)
-        self.core.login(user_id, remember=remember)
+        self.core.login(user_id, remember=remember, level=level)
+
+    def reauthenticate(self, *, level: int | None = None) -> None:
+        """A fresh authentication of the current user (step-up): new token and
+        ``auth_at``, and ``level`` if given."""
+        self.core.reauthenticate(level=level)
 
     def logout(self) -> None:
         """End the session (record deleted, cookie cleared); later writes start a new
