@@ -32,8 +32,15 @@ SCENARIOS: dict[str, str] = {
     "flask": "bench.flask_sessions",
     "django": "bench.django_sessions",
     "cookie": "bench.cookie_sessions",
+    "redis": "bench.redis_sessions",
+    "postgres": "bench.postgres_sessions",
+    "load": "bench.load",
+    "scale": "bench.scale",
 }
 """Scenario name -> module defining ``SCENARIO``. Add new scenarios here."""
+
+OPT_IN: frozenset[str] = frozenset({"scale"})
+"""Scenarios too slow for a default run (minutes): they run only when named."""
 
 
 def load(name: str) -> Scenario:
@@ -59,7 +66,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "scenarios",
         nargs="*",
         metavar="scenario",
-        help=f"scenarios to run (default: all): {', '.join(SCENARIOS)}",
+        help=f"scenarios to run (default: all but {', '.join(sorted(OPT_IN))}): "
+        f"{', '.join(SCENARIOS)}",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results as JSON")
     parser.add_argument("--list", action="store_true", help="list scenarios and exit")
@@ -92,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             for name in SCENARIOS:
                 console.print(f"{name}: {load(name).description}")
             return 0
-        scenarios = [load(name) for name in (args.scenarios or SCENARIOS)]
+        default = [name for name in SCENARIOS if name not in OPT_IN]
+        scenarios = [load(name) for name in (args.scenarios or default)]
         settings = Settings.from_env()
         env = environment(p for s in scenarios for p in s.packages)
         render_header(console, env, settings)

@@ -39,6 +39,10 @@ from rich.table import Table
 Runner = Callable[[int], Awaitable[None]]
 """Performs ``n`` requests against one configuration; raises BenchError on a bad answer."""
 
+WireCounter = Callable[[], contextlib.AbstractContextManager[dict[str, int]]]
+"""Counts traffic to a server (round trips, statements, ...) while its context is open;
+the dict it yields is filled as the counted requests run."""
+
 
 class BenchError(RuntimeError):
     """A configuration failed a self-check: its timings must not be reported."""
@@ -163,6 +167,11 @@ class Case:
     expect_writes: float | None = None
     """Store writes per request the design promises (e.g. 0 for coatcheck reads)."""
     note: str = ""
+    wire: WireCounter | None = None
+    """Counts what crosses the wire to a server in the audit pass (never while timing);
+    each key it counts becomes a column of the table, per request."""
+    expect_wire: dict[str, float] = field(default_factory=dict)
+    """Wire counts per request the design promises, e.g. ``{"round trips": 1}``."""
 
 
 @dataclass(slots=True)
@@ -174,6 +183,8 @@ class CaseResult:
     reads_per_request: float | None = None
     writes_per_request: float | None = None
     note: str = ""
+    wire_per_request: dict[str, float] = field(default_factory=dict)
+    """Round trips, statements, ... per request (see ``Case.wire``)."""
 
     @property
     def median(self) -> float:
@@ -253,6 +264,7 @@ class WorkloadResult:
                     "ratio_to_baseline": round(self.ratio(row), 4),
                     "store_reads_per_request": row.reads_per_request,
                     "store_writes_per_request": row.writes_per_request,
+                    "wire_per_request": row.wire_per_request,
                     "note": row.note,
                 }
                 for row in self.rows
@@ -323,17 +335,29 @@ async def _verify(case: Case, samples: list[float], settings: Settings) -> CaseR
     if case.check is not None:
         await case.check()
     row = CaseResult(case.name, case.role, samples, note=case.note)
-    if case.probe is None:
+    if case.probe is None and case.wire is None:
         return row
-    with case.probe.counting() as counts:
+    with contextlib.ExitStack() as stack:
+        counts = stack.enter_context(case.probe.counting()) if case.probe is not None else None
+        wire = stack.enter_context(case.wire()) if case.wire is not None else None
         await case.run(settings.audit)
-    row.reads_per_request = counts["reads"] / settings.audit
-    row.writes_per_request = counts["writes"] / settings.audit
-    if case.expect_writes is not None and row.writes_per_request != case.expect_writes:
-        raise BenchError(
-            f"{row.writes_per_request:g} store writes per request; "
-            f"the design promises {case.expect_writes:g}"
-        )
+    if counts is not None:
+        row.reads_per_request = counts["reads"] / settings.audit
+        row.writes_per_request = counts["writes"] / settings.audit
+        if case.expect_writes is not None and row.writes_per_request != case.expect_writes:
+            raise BenchError(
+                f"{row.writes_per_request:g} store writes per request; "
+                f"the design promises {case.expect_writes:g}"
+            )
+    if wire is not None:
+        row.wire_per_request = {name: n / settings.audit for name, n in wire.items()}
+    for name, expected in case.expect_wire.items():
+        got = row.wire_per_request.get(name)
+        if got != expected:
+            raise BenchError(
+                f"{'no' if got is None else f'{got:g}'} {name} per request; "
+                f"the design promises {expected:g}"
+            )
     return row
 
 
@@ -390,6 +414,11 @@ def _per_request(value: float | None) -> str:
 
 
 def render(console: Console, result: WorkloadResult) -> None:
+    custom = getattr(result, "render", None)
+    if custom is not None:  # a workload measured in other units (e.g. requests per second)
+        custom(console)
+        return
+    wire_columns = list(dict.fromkeys(name for row in result.rows for name in row.wire_per_request))
     table = Table(
         title=result.title,
         title_justify="left",
@@ -403,6 +432,8 @@ def render(console: Console, result: WorkloadResult) -> None:
         table.add_column(heading, justify="right")
     table.add_column("store reads", justify="right")
     table.add_column("store writes", justify="right")
+    for name in wire_columns:
+        table.add_column(name, justify="right")
     for row in result.rows:
         baseline = row.role is Role.BASELINE
         style = "bold green" if row.role is Role.COATCHECK else ("dim" if baseline else "")
@@ -415,9 +446,12 @@ def render(console: Console, result: WorkloadResult) -> None:
             "1.00x" if baseline else f"{result.ratio(row):.2f}x",
             _per_request(row.reads_per_request),
             _per_request(row.writes_per_request),
+            *(_per_request(row.wire_per_request.get(name)) for name in wire_columns),
             style=style,
         )
     console.print(table)
+    for note in result.notes:
+        console.print(f"[dim]note:[/] {note}")
     noisy = [row.name for row in result.rows if (row.max - row.min) > NOISY_SPREAD * row.median]
     if noisy:
         console.print(

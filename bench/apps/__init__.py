@@ -1,0 +1,1 @@
+"""Small apps the benchmarks run as separate server processes (``python -m bench.apps.NAME``)."""
