@@ -396,16 +396,16 @@ class FillableStore(SQLiteStore):
 
     full = False
 
-    def _run(self, operation):  # type: ignore[no-untyped-def]
-        def limited(conn):  # type: ignore[no-untyped-def]
+    def _run(self, operation, *args):  # type: ignore[no-untyped-def]
+        def limited(conn, *inner):  # type: ignore[no-untyped-def]
             if self.full:
                 pages = conn.execute("PRAGMA page_count").fetchone()[0]
                 conn.execute(f"PRAGMA max_page_count = {pages}")
             else:
                 conn.execute("PRAGMA max_page_count = 1073741823")
-            return operation(conn)
+            return operation(conn, *inner)
 
-        return super()._run(limited)
+        return super()._run(limited, *args)
 
 
 def test_9_full_disk_gives_503_and_keeps_the_stored_session(

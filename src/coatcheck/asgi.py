@@ -26,7 +26,7 @@ from typing import Any
 from . import csrf, edge
 from .client import ClientInfo
 from .edge import UNAVAILABLE_BODY, RequestToken
-from .manager import SessionManager
+from .manager import NO_CHANGE, SessionManager
 from .model import Session
 
 Scope = MutableMapping[str, Any]
@@ -38,6 +38,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 logger = logging.getLogger("coatcheck")
 
 __all__ = ["UNAVAILABLE_BODY", "RequestToken", "SessionMiddleware", "read_request"]
+
+_SAFE_METHODS = csrf.SAFE_METHODS
+"""Never CSRF-checked (``CsrfGuard.applies``), tested here first: most requests are GETs."""
 
 read_request = edge.read_header_list
 """Kept under its first name: the token in an ASGI header list (see ``coatcheck.edge``)."""
@@ -120,43 +123,31 @@ class SessionMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind != "http" and kind != "websocket":
-            await self.app(scope, receive, send)
+        if kind != "http":
+            if kind == "websocket":
+                await self._websocket(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
-        request = edge.read_header_list(scope["headers"], self._cookie_name, self._allow_bearer)
+        # Runs on every request: one pass over the headers, locals rather than objects.
+        token, bearer, user_agent = edge.scan_header_list(
+            scope["headers"], self._cookie_name, self._allow_bearer
+        )
         manager = self.manager
         client = scope.get("client")
-        info = ClientInfo.from_raw(request.user_agent, client[0] if client else None)
-        if kind == "websocket" and not self._same_origin_handshake(scope):
-            # Cross-site WebSocket hijacking: the browser attaches the cookie to any
-            # site's handshake, so a foreign Origin is refused before the session loads.
-            manager.emit("websocket.rejected", reason="origin mismatch")
-            await send({"type": "websocket.close", "code": 1008})
-            return
+        info = ClientInfo(user_agent, client[0] if client else None)
         try:
-            session = await manager.load(request.token, info)
+            session = await manager.load(token, info)
         except edge.REFUSED as exc:
-            refusal = edge.refused(exc, "load")
-            if kind == "websocket":
-                code = 1013 if refusal.status == 503 else 1008
-                await send({"type": "websocket.close", "code": code})
-            else:
-                await send_refusal(send, refusal)
+            await send_refusal(send, edge.refused(exc, "load"))
             return
-        session._via_bearer = request.bearer
+        session._via_bearer = bearer
         scope["session"] = session
         scope["coatcheck.manager"] = manager  # for helpers that need the clock or config
-        if kind == "websocket":
-            # Read at the handshake; a WebSocket cannot deliver a new cookie afterwards,
-            # so writes are refused (SessionCommittedError) rather than silently lost.
-            # A long connection re-checks with ``await manager.is_active(session.handle)``.
-            session._committed = True
-            await self.app(scope, receive, send)
-            return
 
-        guard = self.csrf
         method: str = scope["method"]
-        if guard.applies(method, scope["path"], request.bearer):
+        if method not in _SAFE_METHODS and self.csrf.applies(method, scope["path"], bearer):
+            guard = self.csrf
             rejection, receive = await self._check_csrf(scope, receive, session)
             if rejection is not None:
                 body, headers = guard.rejected(session, rejection, method, scope["path"])
@@ -174,21 +165,52 @@ class SessionMiddleware:
                     failed = True
                     await send_refusal(send, edge.refused(exc, "commit"))
                     return
-                update = edge.session_headers(
-                    manager.config,
-                    result,
-                    bearer=request.bearer,
-                    authenticated=session._user_id is not None,
-                )
-                if update is not None:
-                    message["headers"] = edge.merge_headers(
-                        message.get("headers", ()), update, b"cache-control", _latin1
+                if result is not NO_CHANGE or session._user_id is not None:
+                    update = edge.session_headers(
+                        manager.config,
+                        result,
+                        bearer=bearer,
+                        authenticated=session._user_id is not None,
                     )
+                    if update is not None:
+                        message["headers"] = edge.merge_headers(
+                            message.get("headers", ()), update, b"cache-control", _latin1
+                        )
             elif failed:
                 return  # the 503 is already out; drop the app's body
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket handshake: the session is read, never written."""
+        token, bearer, user_agent = edge.scan_header_list(
+            scope["headers"], self._cookie_name, self._allow_bearer
+        )
+        manager = self.manager
+        client = scope.get("client")
+        info = ClientInfo(user_agent, client[0] if client else None)
+        if not self._same_origin_handshake(scope):
+            # Cross-site WebSocket hijacking: the browser attaches the cookie to any
+            # site's handshake, so a foreign Origin is refused before the session loads.
+            manager.emit("websocket.rejected", reason="origin mismatch")
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        try:
+            session = await manager.load(token, info)
+        except edge.REFUSED as exc:
+            refusal = edge.refused(exc, "load")
+            code = 1013 if refusal.status == 503 else 1008
+            await send({"type": "websocket.close", "code": code})
+            return
+        session._via_bearer = bearer
+        scope["session"] = session
+        scope["coatcheck.manager"] = manager
+        # Read at the handshake; a WebSocket cannot deliver a new cookie afterwards, so
+        # writes are refused (SessionCommittedError) rather than silently lost. A long
+        # connection re-checks with ``await manager.is_active(session.handle)``.
+        session._committed = True
+        await self.app(scope, receive, send)
 
     def _same_origin_handshake(self, scope: Scope) -> bool:
         """Is a WebSocket handshake's ``Origin`` absent (not a browser), the app's own, or

@@ -44,22 +44,19 @@ class ClientInfo:
     request pays nothing for it. Reads are always bounded and truncated.
     """
 
-    __slots__ = ("_ip", "_raw_ip", "_raw_user_agent")
+    __slots__ = ("_ip", "_raw_user_agent", "address")
 
     def __init__(self, user_agent: str | None = None, ip: str | None = None) -> None:
         self._raw_user_agent = user_agent
-        self._raw_ip = ip
+        self.address = ip
+        """The full client address, for rate limits only: never stored. (A plain
+        attribute, not a property: the throttle reads it on every load.)"""
         self._ip: object = _UNSET
 
     @classmethod
     def from_raw(cls, user_agent: str | None, ip: str | None) -> ClientInfo:
         """Build from untrusted request values (kept raw until read)."""
         return cls(user_agent, ip)
-
-    @property
-    def address(self) -> str | None:
-        """The full client address, for rate limits only: never stored."""
-        return self._raw_ip
 
     @property
     def user_agent(self) -> str | None:
@@ -69,8 +66,28 @@ class ClientInfo:
     @property
     def ip(self) -> str | None:
         if self._ip is _UNSET:
-            self._ip = truncate_ip(self._raw_ip)
+            self._ip = truncate_ip(self.address)
         return self._ip  # type: ignore[return-value]
+
+    def changes(self, user_agent: str | None, ip: str | None) -> str:
+        """Which recorded facts (None: not recorded) this client no longer matches:
+        "user_agent", "ip_network", both joined by a comma, or "" for none. Runs on every
+        load of a recorded session, so it reads the slots directly."""
+        ua_changed = False
+        if user_agent is not None:
+            raw = self._raw_user_agent
+            ua_changed = user_agent != (raw[:MAX_USER_AGENT] if raw else None)
+        ip_changed = False
+        if ip is not None:
+            seen = self._ip
+            if seen is _UNSET:
+                seen = self._ip = truncate_ip(self.address)
+            ip_changed = ip != seen
+        if not (ua_changed or ip_changed):
+            return ""
+        if ua_changed and ip_changed:
+            return "user_agent,ip_network"
+        return "user_agent" if ua_changed else "ip_network"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ClientInfo):

@@ -143,44 +143,66 @@ def choose_token(
 ) -> RequestToken:
     """Bearer wins over the cookie: it is explicit. A client that asks for header transport
     gets it only while it has no cookie token, so a browser cannot be switched over."""
+    return RequestToken(*_choose(cookie_header, bearer, wants_header, user_agent, cookie_name))
+
+
+def _choose(
+    cookie_header: str | None,
+    bearer: str | None,
+    wants_header: bool,
+    user_agent: str | None,
+    cookie_name: str,
+) -> tuple[str | None, bool, str | None]:
+    """``choose_token`` as a plain tuple (token, bearer, user agent)."""
     if bearer is not None:
-        return RequestToken(bearer, True, user_agent)
+        return bearer, True, user_agent
     token = read_cookie(cookie_header, cookie_name) if cookie_header else None
-    return RequestToken(token, wants_header and token is None, user_agent)
+    return token, wants_header and token is None, user_agent
 
 
 _TRANSPORT_BYTES = TRANSPORT_HEADER.encode("latin-1")
 
 
-def read_header_list(
+def scan_header_list(
     headers: Iterable[tuple[bytes, bytes]], cookie_name: str, allow_bearer: bool
-) -> RequestToken:
-    """The token in an ASGI header list (lower-case byte names, possibly repeated).
+) -> tuple[str | None, bool, str | None]:
+    """``read_header_list`` as a plain tuple (token, bearer, user agent): what the ASGI
+    middleware calls on every request, without building a RequestToken.
 
     Several Cookie headers (HTTP/2 splits them) are joined; only the headers that matter
-    are decoded, since this runs on every request.
+    are decoded, in one pass over the list.
     """
-    cookie_parts: list[str] = []
+    cookie: str | None = None
     bearer: str | None = None
     wants_header = False
     user_agent: str | None = None
     for name, value in headers:
         if name == b"cookie":
-            cookie_parts.append(value.decode("latin-1"))
+            text = value.decode("latin-1")
+            cookie = text if cookie is None else f"{cookie}; {text}"
+        elif name == b"user-agent":
+            user_agent = value.decode("latin-1")
         elif name == b"authorization" and allow_bearer:
             found = bearer_credentials(value.decode("latin-1"))
             if found is not None:
                 bearer = found
-        elif name == b"user-agent":
-            user_agent = value.decode("latin-1")
         elif name == _TRANSPORT_BYTES and allow_bearer:
             wants_header = wants_bearer(value.decode("latin-1"))
-    cookie = "; ".join(cookie_parts) if cookie_parts else None
-    return choose_token(cookie, bearer, wants_header, user_agent, cookie_name)
+    return _choose(cookie, bearer, wants_header, user_agent, cookie_name)
 
 
-def read_environ(environ: Mapping[str, Any], cookie_name: str, allow_bearer: bool) -> RequestToken:
-    """The token in a WSGI environ (the server has already joined repeated headers)."""
+def read_header_list(
+    headers: Iterable[tuple[bytes, bytes]], cookie_name: str, allow_bearer: bool
+) -> RequestToken:
+    """The token in an ASGI header list (lower-case byte names, possibly repeated)."""
+    return RequestToken(*scan_header_list(headers, cookie_name, allow_bearer))
+
+
+def scan_environ(
+    environ: Mapping[str, Any], cookie_name: str, allow_bearer: bool
+) -> tuple[str | None, bool, str | None]:
+    """``read_environ`` as a plain tuple (token, bearer, user agent), for the WSGI
+    middleware's every request."""
     bearer: str | None = None
     wants_header = False
     if allow_bearer:
@@ -190,13 +212,18 @@ def read_environ(environ: Mapping[str, Any], cookie_name: str, allow_bearer: boo
         transport = environ.get("HTTP_X_SESSION_TRANSPORT")
         if transport:
             wants_header = wants_bearer(transport)
-    return choose_token(
+    return _choose(
         environ.get("HTTP_COOKIE") or None,
         bearer,
         wants_header,
         environ.get("HTTP_USER_AGENT"),
         cookie_name,
     )
+
+
+def read_environ(environ: Mapping[str, Any], cookie_name: str, allow_bearer: bool) -> RequestToken:
+    """The token in a WSGI environ (the server has already joined repeated headers)."""
+    return RequestToken(*scan_environ(environ, cookie_name, allow_bearer))
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,8 +262,11 @@ def session_headers(
             return SessionHeaders((header, ("clear-site-data", wipe)), force_no_store=True)
         return SessionHeaders((header,), force_no_store=True)
     if authenticated:
-        return SessionHeaders((), force_no_store=False)
+        return _NO_STORE_UNLESS_SET
     return None
+
+
+_NO_STORE_UNLESS_SET = SessionHeaders((), force_no_store=False)
 
 
 H = TypeVar("H", str, bytes)
@@ -387,6 +417,8 @@ class CsrfGuard:
         any cookie): a browser does not attach those headers to a forged request, so there
         is no ambient credential to abuse. Exempt path prefixes are the app's explicit
         choice."""
+        if method in csrf.SAFE_METHODS:  # most requests: decided by one set lookup
+            return False
         return (
             self.enabled
             and not bearer

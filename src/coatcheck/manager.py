@@ -24,7 +24,6 @@ from .operations import (
     Create,
     Delete,
     DeleteHandle,
-    Get,
     GetByHandle,
     ListUser,
     Rename,
@@ -32,7 +31,7 @@ from .operations import (
     run_async,
     run_sync,
 )
-from .policy import Action
+from .policy import Action, Plan
 from .stores.base import Store
 from .throttle import UnknownTokenThrottle
 
@@ -61,6 +60,11 @@ class CommitResult:
 
 
 NO_CHANGE = CommitResult()
+
+_NOTHING, _TOUCH, _UPDATE = Action.NOTHING, Action.TOUCH, Action.UPDATE
+_VALID = policy.Verdict.VALID
+"""Enum members read on every request, as module constants: on Python 3.11 reading an
+attribute of an Enum class takes ``EnumType.__getattr__``'s slow lookup every time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +122,10 @@ class SessionManager:
             else None
         )
         # How a session travels, chosen once here rather than tested per request: by
-        # default the client holds a token naming a record in ``store`` (``_load`` and
-        # ``_commit`` below). A client-side store (``client_side`` true: CookieStore)
-        # carries the session itself in the cookie; its procedures send their few store
-        # operations to its revocation store instead.
-        self._load_steps: Callable[[str | None, ClientInfo | None], Steps[Session]]
-        self._commit_steps: Callable[[Session], Steps[CommitResult]]
+        # default the client holds a token naming a record in ``store`` (the procedures
+        # below). A client-side store (``client_side`` true: CookieStore) carries the
+        # session itself in the cookie; its procedures (``ClientSideSessions``) send their
+        # few store operations to its revocation store instead.
         self._client_side: ClientSideSessions | None = None
         self._op_store: Store = store
         if getattr(store, "client_side", False):
@@ -131,10 +133,7 @@ class SessionManager:
 
             side = ClientSideSessions(self, cast("ClientSideStore", store))
             self._client_side = side
-            self._load_steps, self._commit_steps = side.load, side.commit
             self._op_store = side.revocations or store
-        else:
-            self._load_steps, self._commit_steps = self._load, self._commit
 
     # -- events ------------------------------------------------------------------------
     def emit(
@@ -152,22 +151,54 @@ class SessionManager:
             sink(event)
 
     # -- procedures (written once, driven twice) ---------------------------------------
-    def _load(self, token: str | None, client: ClientInfo | None) -> Steps[Session]:
-        now = self.clock()
+    # A load is one read and a commit at most one write on almost every request, so each
+    # procedure is cut where that one store operation happens: the decisions before and
+    # after it are plain methods both drivers call (``load`` and ``load_sync``, ``commit``
+    # and ``commit_sync``), and only the rare continuations that need more operations
+    # (revocation, rotation markers, logins, session limits) are generators of steps run
+    # by ``run_async`` / ``run_sync``. The common request thus pays for no generator, no
+    # operation object and no extra coroutine, and each rule still exists once.
+
+    def _load_key(self, token: str | None, client: ClientInfo | None, now: float) -> str | None:
+        """The storage key a load reads, or None when no read is worth making (no token,
+        or a malformed one). Raises Throttled for a client that keeps guessing."""
         if token is None:
-            return Session(None, now=now, client=client)
+            return None
         throttle = self._throttle
         address = client.address if client is not None else None
         if throttle is not None and address is not None:
             wait = throttle.retry_after(address, now)
             if wait is not None:
                 raise Throttled(wait)
-        if not tokens.is_well_formed(token):
+        key = tokens.checked_storage_key(token)
+        if key is None:
             self.emit(ev.REJECTED, reason="malformed")
             if throttle is not None and address is not None:
                 throttle.miss(address, now)
-            return Session(None, now=now, client=client)
-        record = yield Get(tokens.storage_key(token))
+        return key
+
+    def _loaded(
+        self, record: SessionRecord | None, now: float, client: ClientInfo | None
+    ) -> Session | None:
+        """The session of the common load: a live record, no rotation marker, the same
+        client as before. None for anything else, which ``_load_found`` decides."""
+        if (
+            record is None
+            or ROTATED_TO_KEY in record.meta
+            or policy.check(record, now) is not _VALID
+            or (client is not None and client.changes(record.user_agent, record.ip))
+        ):
+            return None
+        session = Session(record, now, client)  # _admitted, inline: every request
+        config = self.config
+        if config.rotation_interval is not None and policy.rotation_due(record, now, config):
+            session._rotate = True
+        return session
+
+    def _load_found(
+        self, record: SessionRecord | None, now: float, client: ClientInfo | None
+    ) -> Steps[Session]:
+        """What a load makes of the record it read, in every case."""
         if record is not None and ROTATED_TO_KEY in record.meta:
             return (yield from self._load_rotated(record, now, client))
         verdict = policy.check(record, now)
@@ -180,45 +211,44 @@ class SessionManager:
             )
         else:
             self.emit(ev.REJECTED, reason="unknown")
+            throttle = self._throttle
+            address = client.address if client is not None else None
             if throttle is not None and address is not None:
                 throttle.miss(address, now)
-        return Session(None, now=now, client=client)
+        return Session(None, now, client)
+
+    def _admitted(self, record: SessionRecord, now: float, client: ClientInfo | None) -> Session:
+        """A valid record becomes this request's session, with a periodic rotation
+        scheduled when due."""
+        session = Session(record, now, client)
+        config = self.config
+        if config.rotation_interval is not None and policy.rotation_due(record, now, config):
+            session._rotate = True
+        return session
 
     def _admit(
         self, record: SessionRecord, now: float, client: ClientInfo | None
     ) -> Steps[Session]:
-        """A valid record becomes this request's session, after the client check and with
-        a periodic rotation scheduled when due."""
-        if client is not None and (record.user_agent is not None or record.ip is not None):
-            changed = [
-                name
-                for name, stored, seen in (
-                    ("user_agent", record.user_agent, client.user_agent),
-                    ("ip_network", record.ip, client.ip),
-                )
-                if stored is not None and stored != seen
-            ]
-            if changed:
-                action = self.config.client_change_action
-                self.emit(
-                    ev.CLIENT_CHANGED,
-                    handle=record.handle,
-                    user_id=record.user_id,
-                    changed=",".join(changed),
-                    action=action,
-                )
-                if action == "end":
-                    yield Delete(record.key)
-                    self.emit(ev.REVOKED, handle=record.handle, user_id=record.user_id)
-                    return Session(None, now=now, client=client)
-                if action == "reauthenticate" and record.user_id is not None:
-                    session = Session(record, now=now, client=client)
-                    session.set_meta(REAUTH_KEY, True)
-                    return session
-        session = Session(record, now=now, client=client)
-        if policy.rotation_due(record, now, self.config):
-            session._rotate = True
-        return session
+        """A valid record becomes this request's session, after the client check."""
+        changed = client.changes(record.user_agent, record.ip) if client is not None else ""
+        if changed:
+            action = self.config.client_change_action
+            self.emit(
+                ev.CLIENT_CHANGED,
+                handle=record.handle,
+                user_id=record.user_id,
+                changed=changed,
+                action=action,
+            )
+            if action == "end":
+                yield Delete(record.key)
+                self.emit(ev.REVOKED, handle=record.handle, user_id=record.user_id)
+                return Session(None, now, client)
+            if action == "reauthenticate" and record.user_id is not None:
+                session = Session(record, now, client)
+                session.set_meta(REAUTH_KEY, True)
+                return session
+        return self._admitted(record, now, client)
 
     def _load_rotated(
         self, marker: SessionRecord, now: float, client: ClientInfo | None
@@ -231,8 +261,8 @@ class SessionManager:
         if now - rotated_at <= self.config.rotation_grace:
             live = yield GetByHandle(handle)
             if live is not None and policy.check(live, now) is policy.Verdict.VALID:
-                return Session(live, now=now, client=client)
-            return Session(None, now=now, client=client)
+                return Session(live, now, client)
+            return Session(None, now, client)
         ended = yield DeleteHandle(handle)
         yield Delete(marker.key)
         self.emit(
@@ -241,12 +271,24 @@ class SessionManager:
             user_id=ended.user_id if ended is not None else None,
             rotated_at=rotated_at,
         )
-        return Session(None, now=now, client=client)
+        return Session(None, now, client)
 
-    def _commit(self, session: Session) -> Steps[CommitResult]:
-        now = self.clock()
-        plan = policy.plan_commit(session, self.config, now)
-        session._committed = True
+    def _applied(self, session: Session, plan: Plan, applied: bool) -> CommitResult:
+        """The outcome of a TOUCH or UPDATE once its ``Apply`` ran."""
+        assert plan.patch is not None
+        if not applied:
+            # Revoked or purged while this request ran: never resurrect it.
+            record = session._record
+            assert record is not None
+            self.emit(ev.EXPIRED, handle=record.handle, user_id=record.user_id, reason="gone")
+            return CommitResult(clear=True)
+        session._expires_at = plan.patch.fields.get("expires_at", session._expires_at)
+        return NO_CHANGE
+
+    def _commit_plan(self, session: Session, plan: Plan, now: float) -> Steps[CommitResult]:
+        """Run ``plan`` (``policy.plan_commit`` of ``session``) in every case. The drivers
+        run a plan that is one ``Apply`` and nothing after it (a touch or a data write:
+        no events, no login) themselves, then ``_applied``."""
         record = session._record
         action = plan.action
         if action is Action.NOTHING:
@@ -255,11 +297,9 @@ class SessionManager:
         result = NO_CHANGE
         if action is Action.TOUCH or action is Action.UPDATE:
             assert record is not None and plan.patch is not None
-            if not (yield Apply(record.key, plan.patch)):
-                # Revoked or purged while this request ran: never resurrect it.
-                self.emit(ev.EXPIRED, handle=record.handle, user_id=record.user_id, reason="gone")
-                return CommitResult(clear=True)
-            session._expires_at = plan.patch.fields.get("expires_at", session._expires_at)
+            result = self._applied(session, plan, (yield Apply(record.key, plan.patch)))
+            if result is not NO_CHANGE:
+                return result
         elif action is Action.RENAME:
             assert record is not None and plan.patch is not None
             token = tokens.new_token()
@@ -344,12 +384,36 @@ class SessionManager:
     async def load(self, token: str | None, client: ClientInfo | None = None) -> Session:
         """The session ``token`` names, or a fresh anonymous one (never adopting the
         client's value). One store read at most."""
-        return await run_async(self._load_steps(token, client), self._op_store)
+        store = self._op_store
+        if self._client_side is not None:
+            return await run_async(self._client_side.load(token, client), store)
+        now = self.clock()
+        key = self._load_key(token, client, now)
+        if key is None:
+            return Session(None, now, client)
+        record = await store.get(key)
+        session = self._loaded(record, now, client)
+        if session is not None:
+            return session
+        return await run_async(self._load_found(record, now, client), store)
 
     async def commit(self, session: Session) -> CommitResult:
         """Persist what the request did to ``session`` in as few store calls as the plan
         needs (none for an untouched session between touches)."""
-        return await run_async(self._commit_steps(session), self._op_store)
+        store = self._op_store
+        if self._client_side is not None:
+            return await run_async(self._client_side.commit(session), store)
+        now = self.clock()
+        plan = policy.plan_commit(session, self.config, now)
+        session._committed = True
+        action = plan.action
+        if action is _NOTHING:
+            return NO_CHANGE
+        if (action is _TOUCH or action is _UPDATE) and not plan.events and not session._login:
+            assert session._record is not None and plan.patch is not None
+            applied = await store.apply(session._record.key, plan.patch)
+            return self._applied(session, plan, applied)
+        return await run_async(self._commit_plan(session, plan, now), store)
 
     async def list_user_sessions(self, user_id: str) -> list[SessionInfo]:
         records = await self.store.list_user(str(user_id), self.clock())
@@ -383,10 +447,34 @@ class SessionManager:
 
     # -- sync API (WSGI and friends): same procedures, sync driver ------------------------
     def load_sync(self, token: str | None, client: ClientInfo | None = None) -> Session:
-        return run_sync(self._load_steps(token, client), self._op_store)
+        store = self._op_store
+        if self._client_side is not None:
+            return run_sync(self._client_side.load(token, client), store)
+        now = self.clock()
+        key = self._load_key(token, client, now)
+        if key is None:
+            return Session(None, now, client)
+        record = store.get_sync(key)
+        session = self._loaded(record, now, client)
+        if session is not None:
+            return session
+        return run_sync(self._load_found(record, now, client), store)
 
     def commit_sync(self, session: Session) -> CommitResult:
-        return run_sync(self._commit_steps(session), self._op_store)
+        store = self._op_store
+        if self._client_side is not None:
+            return run_sync(self._client_side.commit(session), store)
+        now = self.clock()
+        plan = policy.plan_commit(session, self.config, now)
+        session._committed = True
+        action = plan.action
+        if action is _NOTHING:
+            return NO_CHANGE
+        if (action is _TOUCH or action is _UPDATE) and not plan.events and not session._login:
+            assert session._record is not None and plan.patch is not None
+            applied = store.apply_sync(session._record.key, plan.patch)
+            return self._applied(session, plan, applied)
+        return run_sync(self._commit_plan(session, plan, now), store)
 
     def list_user_sessions_sync(self, user_id: str) -> list[SessionInfo]:
         records = self.store.list_user_sync(str(user_id), self.clock())

@@ -55,13 +55,16 @@ class SessionRecord:
     """Engine-owned metadata for extensions (assurance level, CSRF secret, ...)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Patch:
     """A delta to apply atomically to one stored record.
 
     ``set_json`` holds the changed keys already encoded as JSON text (stores that keep
     one field per key, like a Redis hash, use it as is); ``set_items`` holds the same values
     decoded, for stores that merge objects. ``fields`` overwrites record metadata.
+
+    A value: nothing changes a Patch once built. It is not a frozen dataclass only because
+    building a frozen one costs three times as much, on every writing request.
     """
 
     set_json: dict[str, str] = field(default_factory=dict)
@@ -93,14 +96,30 @@ ROTATED_TO_KEY = "rotated_to"
 """Set on a rotation marker: the handle of the live session the old token now points to."""
 
 
-def _is_mutable(value: Any) -> bool:
-    return isinstance(value, (list, dict))
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+"""Built once: ``json.dumps`` with keyword arguments builds an encoder on every call, which
+costs more than encoding a small session value."""
+
+encode_key = json.encoder.encode_basestring
+"""JSON text of a str (quoted, escaped, non-ASCII kept): what ``json.dumps`` writes for a
+dict key or a str value with ``ensure_ascii=False``."""
 
 
 def encode_value(key: str, value: Any) -> str:
-    """JSON-encode one session value, naming the key when it cannot be stored."""
+    """JSON-encode one session value, naming the key when it cannot be stored.
+
+    The output is exactly ``json.dumps(value, separators=(",", ":"), ensure_ascii=False,
+    allow_nan=False)``; the scalar types a session mostly holds (exact ``str`` and ``int``,
+    not subclasses, whose JSON form could differ) skip the general encoder.
+    """
     try:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        kind = type(value)
+        if kind is str:
+            text = encode_key(value)
+        elif kind is int:
+            return int.__repr__(value)  # what json writes (ValueError past the digit limit)
+        else:
+            text = _ENCODER.encode(value)
         if not text.isascii():
             text.encode("utf-8")  # a lone surrogate cannot be stored as UTF-8
         return text
@@ -145,46 +164,65 @@ class Session(MutableMapping[str, Any]):
     def __init__(
         self,
         record: SessionRecord | None,
-        *,
         now: float,
         client: ClientInfo | None = None,
+        *,
         handle: str | None = None,
     ) -> None:
+        # ``now`` and ``client`` may be passed by position: the engine builds a Session on
+        # every request, and a class called with keywords pays for a keyword dict.
+        # Built on every request: one test of ``record``, no work deferred to properties.
         self._record = record
-        self._data: dict[str, Any] = dict(record.data) if record is not None else {}
+        if record is not None:
+            self._data: dict[str, Any] = dict(record.data)
+            self._user_id = record.user_id
+            self._remember = record.remember
+            self._auth_at = record.auth_at
+            self._handle: str | None = record.handle
+            self._expires_at: float | None = record.expires_at
+        else:
+            self._data = {}
+            self._user_id = None
+            self._remember = False
+            self._auth_at = None
+            self._handle = handle
+            self._expires_at = None
         self._set: set[str] = set()
         self._removed: set[str] = set()
         self._snapshots: dict[str, str] = {}
         self._client = client
         self._now = now
-        self._user_id = record.user_id if record is not None else None
-        self._remember = record.remember if record is not None else False
-        self._auth_at = record.auth_at if record is not None else None
-        self._login = False
-        self._logout = False
-        self._regenerate = False
-        self._committed = False
-        self._handle = record.handle if record is not None else handle
-        self._expires_at = record.expires_at if record is not None else None
-        self._via_bearer = False
         self._meta: dict[str, Any] | None = None
-        self._rotate = False
-        self._meta_dirty = False
+        self._login = self._logout = self._regenerate = self._rotate = False
+        self._committed = self._via_bearer = self._meta_dirty = False
 
     # -- mapping -----------------------------------------------------------------------
     def __getitem__(self, key: str) -> Any:
         value = self._data[key]
-        if (
-            not self._committed
-            and key not in self._snapshots
-            and key not in self._set
-            and _is_mutable(value)
-        ):
-            self._snapshots[key] = encode_value(key, value)
+        if isinstance(value, (list, dict)):
+            self._snapshot(key, value)
         return value
 
+    def get(self, key: str, default: Any = None) -> Any:
+        """``Mapping.get`` without its try/except and second lookup: handlers call it on
+        every request. Reads exactly as ``self[key]`` does."""
+        data = self._data
+        if key not in data:
+            return default
+        value = data[key]
+        if isinstance(value, (list, dict)):
+            self._snapshot(key, value)
+        return value
+
+    def _snapshot(self, key: str, value: Any) -> None:
+        """Remember how a mutable value read from the session looked, so commit can tell
+        whether the handler changed it in place."""
+        if not self._committed and key not in self._snapshots and key not in self._set:
+            self._snapshots[key] = encode_value(key, value)
+
     def __setitem__(self, key: str, value: Any) -> None:
-        self._check_open()
+        if self._committed:
+            self._check_open()
         if not isinstance(key, str):
             raise SessionDataError(f"session keys must be str, got {type(key).__name__}")
         self._data[key] = value

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import csrf, edge
 from .client import ClientInfo
-from .manager import SessionManager
+from .manager import NO_CHANGE, SessionManager
 from .model import Session
 
 if TYPE_CHECKING:
@@ -98,12 +98,13 @@ class _Response:
                 self.failed = refusal
                 self.start(refusal.wsgi_status, list(refusal.headers), exc_info)
                 return _discard
-            self.update = edge.session_headers(
-                self.manager.config,
-                result,
-                bearer=self.bearer,
-                authenticated=session._user_id is not None,
-            )
+            if result is not NO_CHANGE or session._user_id is not None:
+                self.update = edge.session_headers(
+                    self.manager.config,
+                    result,
+                    bearer=self.bearer,
+                    authenticated=session._user_id is not None,
+                )
         if self.update is not None:
             headers = edge.merge_headers(headers, self.update, "cache-control", str)
         return self.start(status, headers, exc_info)
@@ -172,27 +173,31 @@ class SessionMiddleware:
         self._allow_bearer = manager.config.allow_bearer
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        request = edge.read_environ(environ, self._cookie_name, self._allow_bearer)
-        info = ClientInfo.from_raw(request.user_agent, environ.get("REMOTE_ADDR"))
+        # Runs on every request: locals rather than objects where the edge allows.
+        token, bearer, user_agent = edge.scan_environ(
+            environ, self._cookie_name, self._allow_bearer
+        )
+        info = ClientInfo(user_agent, environ.get("REMOTE_ADDR"))
         try:
-            session = self.manager.load_sync(request.token, info)
+            session = self.manager.load_sync(token, info)
         except edge.REFUSED as exc:
             refusal = edge.refused(exc, "load")
             start_response(refusal.wsgi_status, list(refusal.headers))
             return [refusal.body]
-        session._via_bearer = request.bearer
+        session._via_bearer = bearer
         environ[ENVIRON_KEY] = session
 
         method = str(environ.get("REQUEST_METHOD", "GET"))
-        path = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
-        if self.csrf.applies(method, path, request.bearer):
-            rejection = self._check_csrf(environ, session)
-            if rejection is not None:
-                forbidden, headers = self.csrf.rejected(session, rejection, method, path)
-                start_response("403 Forbidden", list(headers))
-                return [forbidden]
+        if method not in csrf.SAFE_METHODS:  # a safe method is never checked
+            path = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
+            if self.csrf.applies(method, path, bearer):
+                rejection = self._check_csrf(environ, session)
+                if rejection is not None:
+                    forbidden, headers = self.csrf.rejected(session, rejection, method, path)
+                    start_response("403 Forbidden", list(headers))
+                    return [forbidden]
 
-        response = _Response(self.manager, session, request.bearer, start_response)
+        response = _Response(self.manager, session, bearer, start_response)
         body = self.app(environ, response.start_response)
         if response.failed:
             _close(body)

@@ -9,10 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import threading
+from typing import Any
 
 from ..model import Patch, SessionRecord
 from .base import InlineStore
+
+_SCALARS = frozenset({str, int, bool, type(None)})
+"""Exact types whose decoded value is immutable and equal to what its JSON text decodes
+to (JSON round-trips these exactly), so a copy handed out may share the object. Finite
+floats qualify too (``_is_scalar``); NaN does not, as no decoded NaN equals another."""
+
+
+def _is_scalar(value: Any) -> bool:
+    kind = type(value)  # (inlined in ``_patch``)
+    return kind in _SCALARS or (kind is float and math.isfinite(value))
 
 
 @dataclasses.dataclass(slots=True)
@@ -23,16 +35,32 @@ class _Entry:
     """Session data as key -> JSON text."""
     meta: str
     """Engine metadata as JSON text."""
+    plain: dict[str, Any] | None
+    """The decoded data when every value is a scalar (``_SCALARS``), else None: a read
+    then copies this dict instead of decoding each value again (the JSON text above stays
+    the truth; this is what decoding it gives)."""
+    plain_meta: dict[str, Any] | None
+    """The same for ``meta``."""
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any] | None:
+    """``values`` copied, if every one is a scalar; None otherwise."""
+    for value in values.values():
+        if not _is_scalar(value):
+            return None
+    return dict(values)
 
 
 def _copy_out(entry: _Entry) -> SessionRecord:
     """A fresh record the caller may mutate freely (built directly: this is the hot path)."""
     r = entry.record
     loads = json.loads
+    plain = entry.plain
+    meta = entry.plain_meta
     return SessionRecord(
         r.key,
         r.handle,
-        {k: loads(v) for k, v in entry.data.items()},
+        dict(plain) if plain is not None else {k: loads(v) for k, v in entry.data.items()},
         r.created_at,
         r.last_seen_at,
         r.expires_at,
@@ -42,7 +70,7 @@ def _copy_out(entry: _Entry) -> SessionRecord:
         r.remember,
         r.user_agent,
         r.ip,
-        loads(entry.meta) if entry.meta != "{}" else {},
+        dict(meta) if meta is not None else loads(entry.meta),
     )
 
 
@@ -87,28 +115,52 @@ class MemoryStore(InlineStore):
         data = {k: json.dumps(v) for k, v in record.data.items()}
         meta = json.dumps(record.meta)
         bare = dataclasses.replace(record, data={}, meta={})
+        entry = _Entry(bare, data, meta, _plain(record.data), _plain(record.meta))
         with self._lock:
-            self._entries[record.key] = _Entry(bare, data, meta)
+            self._entries[record.key] = entry
             self._index(record.key, bare)
 
     def _patch(self, entry: _Entry, patch: Patch) -> None:
-        for k in patch.removed:
-            entry.data.pop(k, None)
-        entry.data.update(patch.set_json)
+        data = entry.data
+        if patch.removed:
+            plain = entry.plain
+            for k in patch.removed:
+                data.pop(k, None)
+                if plain is not None:
+                    plain.pop(k, None)
+        set_json = patch.set_json
+        if set_json:
+            data.update(set_json)
+            plain = entry.plain
+            if plain is not None:
+                items = patch.set_items
+                for k in set_json:
+                    value = items.get(k, plain)  # ``plain`` stands for "not given"
+                    kind = type(value)
+                    if kind not in _SCALARS and not (kind is float and math.isfinite(value)):
+                        entry.plain = None  # decode from the JSON text from now on
+                        break
+                    plain[k] = value
+        record = entry.record
         for name, value in patch.fields.items():
             if name == "meta":
                 entry.meta = json.dumps(value)
+                entry.plain_meta = _plain(value)
             else:
-                setattr(entry.record, name, value)
+                setattr(record, name, value)
 
     def apply_sync(self, key: str, patch: Patch) -> bool:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
                 return False
-            self._unindex(key, entry.record)
-            self._patch(entry, patch)
-            self._index(key, entry.record)
+            fields = patch.fields
+            if "user_id" in fields or "handle" in fields:  # indexed: re-index only then
+                self._unindex(key, entry.record)
+                self._patch(entry, patch)
+                self._index(key, entry.record)
+            else:
+                self._patch(entry, patch)
             return True
 
     def rename_sync(self, old_key: str, new_key: str, patch: Patch) -> bool:

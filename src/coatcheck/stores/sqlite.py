@@ -15,13 +15,14 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple
 
 from ..errors import StoreUnavailable
 from ..model import PATCHABLE_FIELDS, Patch, SessionRecord
 from .base import InlineStore
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 TABLE = "coatcheck_sessions"
 
@@ -56,26 +57,50 @@ _COLUMNS = (
     "auth_at, remember, user_agent, ip, meta"
 )
 
+_GET_SQL = f"SELECT {_COLUMNS} FROM {TABLE} WHERE key = ?"
+
+
+def _fetch_one(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Any:
+    return conn.execute(sql, params).fetchone()
+
+
 _SIMPLE_KEY = re.compile(r'[^"\\]*')
 """Keys SQLite's JSON path syntax can quote as ``$."key"`` (no quote or backslash)."""
 
+_pid = os.getpid()
+"""This process's id, kept current by an at-fork hook: the pool checks it on every
+borrow and return, and ``os.getpid()`` is a system call each time."""
+
+
+def _after_fork_in_child() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 def _row_to_record(row: Sequence[Any]) -> SessionRecord:
+    key, handle, user_id, data, created, seen, expires, absolute, auth, remember, ua, ip, meta = row
     return SessionRecord(
-        key=row[0],
-        handle=row[1],
-        user_id=row[2],
-        data=json.loads(row[3]),
-        created_at=row[4],
-        last_seen_at=row[5],
-        expires_at=row[6],
-        absolute_at=row[7],
-        auth_at=row[8],
-        remember=bool(row[9]),
-        user_agent=row[10],
-        ip=row[11],
-        meta=json.loads(row[12]),
+        key,
+        handle,
+        _loads(data),
+        created,
+        seen,
+        expires,
+        absolute,
+        user_id,
+        auth,
+        bool(remember),
+        ua,
+        ip,
+        _loads(meta) if meta != "{}" else {},
     )
+
+
+_loads = json.JSONDecoder().decode
+"""``json.loads`` for the text this store wrote (always a str), without its type checks."""
 
 
 def _field_value(name: str, value: Any) -> Any:
@@ -84,6 +109,38 @@ def _field_value(name: str, value: Any) -> Any:
     if name == "remember":
         return int(bool(value))
     return value
+
+
+_CONVERTED_FIELDS = frozenset({"meta", "remember"})
+"""Fields whose column value is not the field's value (``_field_value``)."""
+
+_UPDATE_SQL: dict[tuple[int, int, tuple[str, ...], bool], str] = {}
+"""UPDATE statements by the shape of their patch (removed keys, set keys, field names,
+rename): a commit reuses the text instead of formatting it again (SQLite's statement
+cache is keyed by that text too)."""
+
+
+def _update_sql(removed: int, set_keys: int, fields: tuple[str, ...], rename: bool) -> str:
+    shape = (removed, set_keys, fields, rename)
+    sql = _UPDATE_SQL.get(shape)
+    if sql is not None:
+        return sql
+    for name in fields:
+        if name not in PATCHABLE_FIELDS:
+            raise ValueError(f"field {name!r} cannot be patched")
+    sets: list[str] = ["key = ?"] if rename else []
+    if removed or set_keys:
+        expr = "data"
+        if removed:
+            expr = f"json_remove({expr}{', ?' * removed})"
+        if set_keys:
+            expr = f"json_set({expr}{', ?, json(?)' * set_keys})"
+        sets.append(f"data = {expr}")
+    sets.extend(f"{name} = ?" for name in fields)
+    sql = f"UPDATE {TABLE} SET {', '.join(sets) or 'key = key'} WHERE key = ?"
+    if len(_UPDATE_SQL) < 4096:  # shapes are few; never let odd callers grow it
+        _UPDATE_SQL[shape] = sql
+    return sql
 
 
 class SQLiteStore(InlineStore):
@@ -111,7 +168,7 @@ class SQLiteStore(InlineStore):
         self.synchronous = synchronous.upper()
         self.max_idle = max_idle
         self._idle: list[sqlite3.Connection] = []
-        self._pid = os.getpid()
+        self._pid = _pid
         self._ready = False
         self._ready_lock = threading.Lock()
 
@@ -133,9 +190,9 @@ class SQLiteStore(InlineStore):
         would otherwise leave one open file per finished thread. A connection is used by
         one caller at a time, in any thread; after a fork the parent's are abandoned.
         """
-        if self._pid != os.getpid():
+        if self._pid != _pid:
             self._idle = []
-            self._pid = os.getpid()
+            self._pid = _pid
         try:
             return self._idle.pop()  # atomic under the GIL
         except IndexError:
@@ -156,7 +213,7 @@ class SQLiteStore(InlineStore):
         if conn.in_transaction:
             with suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-        if len(self._idle) < self.max_idle and self._pid == os.getpid():
+        if len(self._idle) < self.max_idle and self._pid == _pid:
             self._idle.append(conn)
         else:
             conn.close()
@@ -189,7 +246,10 @@ class SQLiteStore(InlineStore):
             conn.execute("ROLLBACK")
             raise
 
-    def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+    def _run(self, operation: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts) -> T:
+        """``operation(conn, *args)`` on a pooled connection, SQLite errors as
+        StoreUnavailable. (Arguments are passed on rather than closed over: the hot
+        operations then build no closure per call.)"""
         try:
             conn = self._acquire()
         except StoreUnavailable:
@@ -197,7 +257,7 @@ class SQLiteStore(InlineStore):
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite store {self.path!r}: {exc}") from exc
         try:
-            return operation(conn)
+            return operation(conn, *args)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite store {self.path!r}: {exc}") from exc
         finally:
@@ -244,17 +304,29 @@ class SQLiteStore(InlineStore):
         self, conn: sqlite3.Connection, key: str, new_key: str | None, patch: Patch
     ) -> bool:
         rename = ("key = ?, ", [new_key]) if new_key is not None else ("", [])
-        compiled = self._patch_sql(patch)
-        if compiled is not None:
-            clause, params = compiled
-            if not clause and new_key is None:
+        removed = patch.removed
+        set_json = patch.set_json
+        fields = patch.fields
+        if (not removed or all(_SIMPLE_KEY.fullmatch(k) for k in removed)) and (
+            not set_json or all(_SIMPLE_KEY.fullmatch(k) for k in set_json)
+        ):
+            if not (removed or set_json or fields) and new_key is None:
                 return (
                     conn.execute(f"SELECT 1 FROM {TABLE} WHERE key = ?", (key,)).fetchone()
                     is not None
                 )
-            sql = f"UPDATE {TABLE} SET {rename[0]}{clause or 'key = key'} WHERE key = ?"
-            cur = conn.execute(sql, [*rename[1], *params, key])
-            return cur.rowcount == 1
+            names = tuple(fields)
+            sql = _update_sql(len(removed), len(set_json), names, new_key is not None)
+            params: list[Any] = [new_key] if new_key is not None else []
+            if removed:
+                params.extend(f'$."{k}"' for k in removed)
+            for k, v in set_json.items():
+                params.append(f'$."{k}"')
+                params.append(v)
+            for name, value in fields.items():
+                params.append(_field_value(name, value) if name in _CONVERTED_FIELDS else value)
+            params.append(key)
+            return conn.execute(sql, params).rowcount == 1
         # Keys with quotes: merge in Python under the write lock (still atomic).
         with self._write(conn):
             row = conn.execute(f"SELECT data FROM {TABLE} WHERE key = ?", (key,)).fetchone()
@@ -264,22 +336,18 @@ class SQLiteStore(InlineStore):
             for k in patch.removed:
                 data.pop(k, None)
             data.update(patch.set_items)
-            fields = Patch(fields=patch.fields)
-            clause, params = self._patch_sql(fields) or ("", [])
+            clause, merged = self._patch_sql(Patch(fields=patch.fields)) or ("", [])
             sets = ", ".join(filter(None, [rename[0].rstrip(", "), "data = ?", clause]))
             conn.execute(
                 f"UPDATE {TABLE} SET {sets} WHERE key = ?",
-                [*rename[1], json.dumps(data, separators=(",", ":")), *params, key],
+                [*rename[1], json.dumps(data, separators=(",", ":")), *merged, key],
             )
             return True
 
     # -- contract ----------------------------------------------------------------------
     def get_sync(self, key: str) -> SessionRecord | None:
-        def op(conn: sqlite3.Connection) -> SessionRecord | None:
-            row = conn.execute(f"SELECT {_COLUMNS} FROM {TABLE} WHERE key = ?", (key,)).fetchone()
-            return _row_to_record(row) if row is not None else None
-
-        return self._run(op)
+        row = self._run(_fetch_one, _GET_SQL, (key,))
+        return _row_to_record(row) if row is not None else None
 
     def create_sync(self, record: SessionRecord) -> None:
         values = (
@@ -304,10 +372,10 @@ class SQLiteStore(InlineStore):
         )
 
     def apply_sync(self, key: str, patch: Patch) -> bool:
-        return self._run(lambda conn: self._update(conn, key, None, patch))
+        return self._run(self._update, key, None, patch)
 
     def rename_sync(self, old_key: str, new_key: str, patch: Patch) -> bool:
-        return self._run(lambda conn: self._update(conn, old_key, new_key, patch))
+        return self._run(self._update, old_key, new_key, patch)
 
     def delete_sync(self, key: str) -> bool:
         return self._run(
