@@ -460,6 +460,10 @@ async def test_connections_the_server_dropped_are_replaced_without_an_error(
         s.create_sync(r)
         assert await s.get(r.key) == r
         for _ in range(3):
+            # Both pools fill to pool_min in the background: wait for them, so all four
+            # connections exist when the server side ends them.
+            s._pool.wait(10)  # type: ignore[union-attr]
+            await s._apool.wait(10)  # type: ignore[union-attr]
             assert terminate(admin, table) == 4  # two sync and two async connections
             loaded = s.get_sync(r.key)
             assert loaded is not None and loaded.handle == r.handle
