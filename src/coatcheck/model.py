@@ -117,7 +117,7 @@ def encode_value(key: str, value: Any) -> str:
         if kind is str:
             text = encode_key(value)
         elif kind is int:
-            return int.__repr__(value)  # what json writes (ValueError past the digit limit)
+            return repr(value)  # what json writes for an exact int (ValueError past the limit)
         else:
             text = _ENCODER.encode(value)
         if not text.isascii():

@@ -58,7 +58,8 @@ def deadline(config: SessionConfig, *, now: float, absolute_at: float, remember:
     """
     if remember:
         return absolute_at
-    return min(now + config.idle_timeout, absolute_at)
+    idle_at = now + config.idle_timeout
+    return absolute_at if absolute_at < idle_at else idle_at  # min(), without its tuple
 
 
 def absolute_deadline(config: SessionConfig, *, now: float, remember: bool) -> float:
@@ -211,7 +212,8 @@ def _touch_fields(record: SessionRecord, config: SessionConfig, now: float) -> d
     absolute_at = record.absolute_at
     if record.remember:
         return {"last_seen_at": now, "expires_at": absolute_at}
-    return {"last_seen_at": now, "expires_at": min(now + config.idle_timeout, absolute_at)}
+    idle_at = now + config.idle_timeout
+    return {"last_seen_at": now, "expires_at": absolute_at if absolute_at < idle_at else idle_at}
 
 
 def plan_commit(session: Session, config: SessionConfig, now: float, new_handle: str = "") -> Plan:

@@ -106,10 +106,16 @@ class MemoryStore(InlineStore):
         self._unindex(key, entry.record)
         return entry.record
 
+    # The two operations of every request take the lock by hand: a ``with`` block costs
+    # twice as much as acquire() and release().
     def get_sync(self, key: str) -> SessionRecord | None:
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             entry = self._entries.get(key)
             return _copy_out(entry) if entry is not None else None
+        finally:
+            lock.release()
 
     def create_sync(self, record: SessionRecord) -> None:
         data = {k: json.dumps(v) for k, v in record.data.items()}
@@ -130,7 +136,7 @@ class MemoryStore(InlineStore):
                     plain.pop(k, None)
         set_json = patch.set_json
         if set_json:
-            data.update(set_json)
+            data |= set_json  # (dict.update takes its arguments the slow way)
             plain = entry.plain
             if plain is not None:
                 items = patch.set_items
@@ -150,7 +156,9 @@ class MemoryStore(InlineStore):
                 setattr(record, name, value)
 
     def apply_sync(self, key: str, patch: Patch) -> bool:
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             entry = self._entries.get(key)
             if entry is None:
                 return False
@@ -162,6 +170,8 @@ class MemoryStore(InlineStore):
             else:
                 self._patch(entry, patch)
             return True
+        finally:
+            lock.release()
 
     def rename_sync(self, old_key: str, new_key: str, patch: Patch) -> bool:
         with self._lock:

@@ -99,8 +99,21 @@ def _row_to_record(row: Sequence[Any]) -> SessionRecord:
     )
 
 
-_loads = json.JSONDecoder().decode
-"""``json.loads`` for the text this store wrote (always a str), without its type checks."""
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+"""The decoder's scanner (C when available): what ``json.loads`` ends up calling."""
+
+
+def _loads(text: str) -> Any:
+    """``json.loads(text)``, calling the C scanner directly for the minified JSON this
+    store writes (``json.loads`` is two Python layers around it); anything else (spaces
+    around the value, garbage) goes to ``json.loads`` for its answer or its error."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    if end != len(text):
+        return json.loads(text)
+    return value
 
 
 def _field_value(name: str, value: Any) -> Any:
@@ -303,13 +316,17 @@ class SQLiteStore(InlineStore):
     def _update(
         self, conn: sqlite3.Connection, key: str, new_key: str | None, patch: Patch
     ) -> bool:
-        rename = ("key = ?, ", [new_key]) if new_key is not None else ("", [])
         removed = patch.removed
         set_json = patch.set_json
         fields = patch.fields
-        if (not removed or all(_SIMPLE_KEY.fullmatch(k) for k in removed)) and (
-            not set_json or all(_SIMPLE_KEY.fullmatch(k) for k in set_json)
-        ):
+        simple = True  # every key quotable as a JSON path (``_SIMPLE_KEY``), tested inline
+        for k in removed:
+            if '"' in k or "\\" in k:
+                simple = False
+        for k in set_json:
+            if '"' in k or "\\" in k:
+                simple = False
+        if simple:
             if not (removed or set_json or fields) and new_key is None:
                 return (
                     conn.execute(f"SELECT 1 FROM {TABLE} WHERE key = ?", (key,)).fetchone()
@@ -328,6 +345,7 @@ class SQLiteStore(InlineStore):
             params.append(key)
             return conn.execute(sql, params).rowcount == 1
         # Keys with quotes: merge in Python under the write lock (still atomic).
+        rename = ("key = ?, ", [new_key]) if new_key is not None else ("", [])
         with self._write(conn):
             row = conn.execute(f"SELECT data FROM {TABLE} WHERE key = ?", (key,)).fetchone()
             if row is None:
