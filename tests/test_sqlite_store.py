@@ -3,10 +3,12 @@ batched purge over the expiry index, and one file shared by several processes.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import multiprocessing
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -71,14 +73,10 @@ def test_purge_deletes_in_batches_over_the_expiry_index(tmp_path: Path) -> None:
     store.close_sync()
 
 
-def test_readers_keep_reading_while_a_big_purge_runs(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    store = SQLiteStore(path)
-    live = make_record(expires_at=NOW + 60)
-    store.create_sync(live)
+def _add_expired(store: SQLiteStore, count: int) -> None:
+    """``count`` bare expired rows, inserted in one transaction (fast)."""
     rows = [
-        (tokens.storage_key(tokens.new_token()), tokens.new_handle(), NOW - 1)
-        for _ in range(30_000)
+        (tokens.storage_key(tokens.new_token()), tokens.new_handle(), NOW - 1) for _ in range(count)
     ]
     with store.connection() as conn:
         conn.execute("BEGIN")
@@ -88,6 +86,14 @@ def test_readers_keep_reading_while_a_big_purge_runs(tmp_path: Path) -> None:
             [(k, h, e, e) for k, h, e in rows],
         )
         conn.execute("COMMIT")
+
+
+def test_readers_keep_reading_while_a_big_purge_runs(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path)
+    live = make_record(expires_at=NOW + 60)
+    store.create_sync(live)
+    _add_expired(store, 30_000)
     reader = SQLiteStore(path, timeout=0.5)
     done = threading.Event()
     reads: list[bool] = []
@@ -112,6 +118,66 @@ def test_readers_keep_reading_while_a_big_purge_runs(tmp_path: Path) -> None:
     assert all(reads)
     store.close_sync()
     reader.close_sync()
+
+
+async def test_async_purge_leaves_the_event_loop_responsive(tmp_path: Path) -> None:
+    """``await store.purge_expired()`` runs its batches off the loop: other tasks keep
+    running while it works (inline, the loop would stall for the whole purge)."""
+    store = SQLiteStore(tmp_path / "s.db")
+    live = [make_record(expires_at=NOW + 60) for _ in range(3)]
+    for record in live:
+        store.create_sync(record)
+    _add_expired(store, 30_000)
+    purging = True
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        last = time.perf_counter()
+        while purging:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0)  # the ticker is running before the purge starts
+    started = time.perf_counter()
+    try:
+        deleted = await store.purge_expired(NOW, 500)
+        elapsed = time.perf_counter() - started
+    finally:
+        purging = False
+        await ticker
+    assert deleted == 30_000
+    for record in live:
+        assert store.get_sync(record.key) == record
+    assert store.count_sync(NOW) == 3
+    assert store.count_sync(0) == 3  # no expired row left either
+    assert max(gaps) < elapsed / 4, (max(gaps), elapsed)
+    store.close_sync()
+
+
+async def test_async_purge_of_a_memory_database_stays_on_its_one_connection() -> None:
+    """Every connection to ``:memory:`` is a database of its own: the purge runs inline
+    there, so requests served meanwhile never open a second (empty) one."""
+    store = SQLiteStore(":memory:")
+    live = make_record(expires_at=NOW + 60)
+    store.create_sync(live)
+    for _ in range(2_000):
+        store.create_sync(make_record(expires_at=NOW - 1))
+
+    async def read() -> list[bool]:
+        found = []
+        for _ in range(20):
+            found.append(await store.get(live.key) is not None)
+            await asyncio.sleep(0)
+        return found
+
+    deleted, found = await asyncio.gather(store.purge_expired(NOW, 10), read())
+    assert deleted == 2_000
+    assert all(found)
+    assert len(store._idle) == 1
+    store.close_sync()
 
 
 def _writer(path: str, worker: int, key: str) -> None:

@@ -3,7 +3,8 @@
 The contract is small on purpose (compare starsessions' three methods): one read to load,
 one atomic write per commit. Keys are SHA-256 hex digests of tokens, never tokens. Each
 backend answers both paths with its native client; backends whose I/O is local and short
-(memory, SQLite) implement the sync methods and inherit async ones that call them inline.
+(memory, SQLite) implement the sync methods and inherit async ones that call them inline,
+except ``purge_expired``, which may run for minutes and so runs on a worker thread.
 
 Failures of the backend itself (connection lost, timeout, disk full, locked file) must be
 raised as ``StoreUnavailable`` so that edges answer 503.
@@ -11,6 +12,7 @@ raised as ``StoreUnavailable`` so that edges answer 503.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Generator
 from typing import Any, TypeVar
@@ -121,7 +123,14 @@ class Store(ABC):
 
 class InlineStore(Store):
     """A store whose operations are local and short: async methods call the sync ones
-    inline, without a thread hop (which would cost more than the operation itself)."""
+    inline, without a thread hop (which would cost more than the operation itself).
+
+    The exception is ``purge_expired``: its length grows with the number of expired
+    records (minutes for a million SQLite rows), so it runs on a worker thread and the
+    event loop keeps serving requests meanwhile. Subclasses must therefore make
+    ``purge_expired_sync`` safe to run in another thread while the loop calls the other
+    methods, and release whatever they lock between batches.
+    """
 
     async def get(self, key: str) -> SessionRecord | None:
         return self.get_sync(key)
@@ -151,7 +160,10 @@ class InlineStore(Store):
         return self.delete_user_sync(user_id, except_handle)
 
     async def purge_expired(self, now: float, batch_size: int) -> int:
-        return self.purge_expired_sync(now, batch_size)
+        """``purge_expired_sync`` on a worker thread (see the class docstring): a long
+        purge must not stall the event loop. Cancelling the await does not stop the purge
+        already under way; it finishes its batches in the background."""
+        return await asyncio.to_thread(self.purge_expired_sync, now, batch_size)
 
 
 Procedure = Generator[Any, Any, T]

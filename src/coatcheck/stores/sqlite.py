@@ -64,6 +64,21 @@ def _fetch_one(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Any
     return conn.execute(sql, params).fetchone()
 
 
+_PURGE_SQL = (
+    f"DELETE FROM {TABLE} WHERE rowid IN (SELECT rowid FROM {TABLE} WHERE expires_at <= ? LIMIT ?)"
+)
+
+
+def _purge_batch(conn: sqlite3.Connection, now: float, batch_size: int) -> int:
+    """Delete up to ``batch_size`` expired rows in one (autocommit) transaction."""
+    return int(conn.execute(_PURGE_SQL, (now, batch_size)).rowcount)
+
+
+_PRIVATE_PATHS = frozenset({":memory:", ""})
+"""Paths that give every connection a database of its own (in memory, or a temporary
+file): such a store works only while it never has two connections open at once."""
+
+
 _SIMPLE_KEY = re.compile(r'[^"\\]*')
 """Keys SQLite's JSON path syntax can quote as ``$."key"`` (no quote or backslash)."""
 
@@ -440,21 +455,24 @@ class SQLiteStore(InlineStore):
         )
 
     def purge_expired_sync(self, now: float, batch_size: int) -> int:
-        def op(conn: sqlite3.Connection) -> int:
-            total = 0
-            while True:
-                # One short transaction per batch: readers (WAL) never wait, and other
-                # writers wait at most one batch.
-                deleted = conn.execute(
-                    f"DELETE FROM {TABLE} WHERE rowid IN (SELECT rowid FROM {TABLE} "
-                    "WHERE expires_at <= ? LIMIT ?)",
-                    (now, batch_size),
-                ).rowcount
-                total += deleted
-                if deleted < batch_size:
-                    return total
+        """One short transaction per batch: readers (WAL) never wait, and other writers
+        wait at most one batch. The connection goes back to the pool between batches, so
+        a long purge never keeps one from other callers for more than a batch (the async
+        path runs this on a worker thread while request handlers borrow connections)."""
+        total = 0
+        while True:
+            deleted = self._run(_purge_batch, now, batch_size)
+            total += deleted
+            if deleted < batch_size:
+                return total
 
-        return self._run(op)
+    async def purge_expired(self, now: float, batch_size: int) -> int:
+        if self.path in _PRIVATE_PATHS:
+            # Each connection to such a path opens its own, empty database: a request
+            # served while the purge held the one connection would open a second one.
+            # Inline, as the other async methods, only one connection is ever open.
+            return self.purge_expired_sync(now, batch_size)
+        return await super().purge_expired(now, batch_size)
 
     def count_sync(self, now: float) -> int:
         def op(conn: sqlite3.Connection) -> int:
