@@ -11,6 +11,7 @@ store's own ``create``: the same records written both ways must read back identi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -440,31 +441,7 @@ class RedisBackend(Backend):
         at the absolute deadline. The store's create also sends DEL and ZREMRANGEBYSCORE
         (no-ops on fresh keys) and two PEXPIREAT (NX, GT) that set the same time on a new
         index: the keys written here are checked to be identical to the store's."""
-        assert template.user_agent is not None and template.ip is not None
-        fields: list[bytes | str] = [
-            b"m:handle",
-            "handle",
-            b"m:user_id",
-            "user",
-            b"m:created_at",
-            "created",
-            b"m:last_seen_at",
-            "last_seen",
-            b"m:expires_at",
-            "expires",
-            b"m:absolute_at",
-            "absolute",
-            b"m:auth_at",
-            "created",
-            b"m:remember",
-            b"1" if template.remember else b"0",
-            b"m:user_agent",
-            template.user_agent.encode(),
-            b"m:ip",
-            template.ip.encode(),
-            b"m:meta",
-            json.dumps(template.meta, separators=(",", ":"), ensure_ascii=False).encode(),
-        ]
+        fields: list[bytes | str] = [b"m", "meta"]  # the packed metadata, one per record
         for name, value in template.data.items():
             fields += (
                 b"d:" + name.encode(),
@@ -482,7 +459,11 @@ class RedisBackend(Backend):
             ]
         )
 
-    def chunks(self, pop: Population, resp: _Resp, per_chunk: int = 2000) -> Iterator[bytes]:
+    def chunks(
+        self, pop: Population, resp: _Resp, template: SessionRecord, per_chunk: int = 2000
+    ) -> Iterator[bytes]:
+        from coatcheck.stores.redis import _meta_text
+
         prefix = self.prefix.encode()
         ident, times, render = pop.ident, pop.times, resp.render
         buffer: list[bytes] = []
@@ -503,6 +484,18 @@ class RedisBackend(Backend):
                         "last_seen": _num(last_seen),
                         "expires": _num(expires),
                         "absolute": _num(absolute),
+                        "meta": _meta_text(
+                            dataclasses.replace(
+                                template,
+                                handle=handle,
+                                user_id=user,
+                                created_at=created,
+                                last_seen_at=last_seen,
+                                expires_at=expires,
+                                absolute_at=absolute,
+                                auth_at=created,
+                            )
+                        ).encode(),
                         "ttl_ms": _ms(min(expires, absolute)),
                         "abs_ms": _ms(absolute),
                     }
@@ -516,7 +509,7 @@ class RedisBackend(Backend):
 
     def fill(self, label: str, pop: Population, template: SessionRecord) -> None:
         resp = self.template(template)
-        replies = self.server(label).pipe(self.chunks(pop, resp))
+        replies = self.server(label).pipe(self.chunks(pop, resp, template))
         if replies != pop.count * resp.commands:
             raise BenchError(f"redis: {replies} replies for {pop.count} sessions")
 

@@ -166,6 +166,9 @@ async def test_round_trips_per_request_on_a_single_node(
     config = SessionConfig()
     paths = Paths(SessionManager(store, config, clock=clock), mode)
     await paths.get("0" * 64)  # open the connection (its handshake is not a request's cost)
+    with raw(shared_url) as client:  # a server's first EVALSHA of a script costs one more
+        for script in (_APPLY, _DELETE, _RENAME, _TAKE):
+            client.script_load(script.text)
     round_trips.take()
     costs: dict[str, int] = {}
 
@@ -425,8 +428,10 @@ def test_no_raw_token_anywhere_after_a_login_logout_cycle(
     # The one session left is the other device's, filed under its token's hash.
     (record_key,) = [k for k in dump if k.startswith("coatcheck:s:")]
     assert record_key == store.record_key(hashlib.sha256(others_token.encode()).hexdigest())
-    assert dump[record_key]["m:user_id"] == "alice"
-    assert set(dump[record_key]) >= {"m:handle", "m:expires_at", "m:absolute_at"}
+    packed = json.loads(dump[record_key]["m"])  # the metadata, packed in one field
+    assert packed["u"] == "alice"
+    assert set(packed) >= {"h", "e", "a"}
+    assert all(name.startswith("d:") for name in set(dump[record_key]) - {"m"})
     client.close()
     store.close_sync()
 
@@ -436,7 +441,7 @@ def test_user_data_cannot_collide_with_metadata(shared_url: str) -> None:
     record = SessionRecord(
         key=tokens.storage_key(tokens.new_token()),
         handle=tokens.new_handle(),
-        data={"m:user_id": "mallory", "handle": 1, "expires_at": "never"},
+        data={"m": {"u": "mallory"}, "m:user_id": "mallory", "handle": 1, "u": "x"},
         created_at=NOW,
         last_seen_at=NOW,
         expires_at=NOW + 60,
@@ -445,12 +450,12 @@ def test_user_data_cannot_collide_with_metadata(shared_url: str) -> None:
     store.create_sync(record)
     store.apply_sync(
         record.key,
-        Patch(set_json={"m:absolute_at": '"x"'}, set_items={"m:absolute_at": "x"}),
+        Patch(set_json={"m": '"x"', "a": '"y"'}, set_items={"m": "x", "a": "y"}),
     )
     loaded = store.get_sync(record.key)
     assert loaded is not None
     assert loaded.user_id is None and loaded.absolute_at == NOW + 600
-    assert loaded.data == {**record.data, "m:absolute_at": "x"}
+    assert loaded.data == {**record.data, "m": "x", "a": "y"}
     store.close_sync()
 
 

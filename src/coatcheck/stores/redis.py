@@ -3,11 +3,15 @@
 Layout (``P`` is the key prefix, ``coatcheck:`` by default)::
 
     P s:<key>      hash, the whole session: "d:<name>" holds the JSON text of one session
-                   value, "m:<field>" one field of record metadata. The two prefixes keep a
-                   user's keys from ever colliding with metadata, and a commit is HSET/HDEL
-                   of exactly the fields that changed. The key's TTL is the record's
-                   deadline (PEXPIREAT min(expires_at, absolute_at)), so Redis drops a
-                   session by itself when it ends.
+                   value, "m" the record's metadata as one JSON object of strings (short
+                   names: h handle, u user_id, c created_at, l last_seen_at, e expires_at,
+                   a absolute_at, t auth_at, r remember, ua user_agent, ip, x meta; absent
+                   means None, False or empty). No data field is named "m", so a user's
+                   keys never collide with metadata. A commit is HSET/HDEL of exactly the
+                   data fields that changed, and the script merges metadata changes into
+                   "m" (cjson, strings only, so no number loses a digit). The key's TTL is
+                   the record's deadline (PEXPIREAT min(expires_at, absolute_at)), so Redis
+                   drops a session by itself when it ends.
     P h:<handle>   string: the storage key of the session with that public handle (revoke,
                    ``is_active``). Expires at the session's absolute deadline.
     P u:<user_id>  sorted set: the handles of a user's sessions, scored by absolute deadline.
@@ -17,7 +21,9 @@ raw token. The only other identifiers are public handles and user ids.
 
 Round trips (what an operation costs on the wire; each line is one request/response):
 
-- load: HGETALL. One.
+- load: HGETALL. One. (Metadata packed in one field keeps the reply short: a session with
+  one value is four bulk strings, not twenty-odd, which the profile showed costing more
+  than the rest of the load; it also keeps a small session's hash small in memory.)
 - commit of a data change, or a touch: one Lua script that checks the record exists
   (never resurrecting it), applies the delta and resets the TTL. One, on every topology.
   (Scripts run by EVALSHA; the first call on a node whose script cache is empty, after a
@@ -108,7 +114,16 @@ DEFAULT_PREFIX = "coatcheck:"
 # ``i``: a count and the fields to delete, then a count and field/value pairs to set.
 # ``unpack`` is chunked because Lua's C stack caps the number of arguments.
 _LUA_LIB = """
-local function patch(key, argv, i)
+local function meta(key)
+  local text = redis.call('HGET', key, 'm')
+  if not text then return nil end
+  return cjson.decode(text)
+end
+
+-- Applies a delta read from ARGV at i: data fields to delete, data field/value pairs,
+-- metadata names to delete, metadata name/value pairs. ``m`` is the record's metadata as
+-- ``meta`` returned it: changed in place and written back when the delta touches it.
+local function patch(key, m, argv, i)
   local n = tonumber(argv[i])
   local first, last = i + 1, i + n
   while first <= last do
@@ -124,17 +139,23 @@ local function patch(key, argv, i)
     redis.call('HSET', key, unpack(argv, first, stop))
     first = stop + 1
   end
-  return last + 1
+  i = last + 1
+  n = tonumber(argv[i])
+  local changed = n > 0
+  for j = i + 1, i + n do m[argv[j]] = nil end
+  i = i + n + 1
+  n = tonumber(argv[i])
+  for j = i + 1, i + 2 * n, 2 do m[argv[j]] = argv[j + 1] end
+  if changed or n > 0 then redis.call('HSET', key, 'm', cjson.encode(m)) end
+  return i + 2 * n + 1
 end
 
 local function ms(seconds)
   return string.format('%.0f', math.max(tonumber(seconds) * 1000, 1))
 end
 
-local function expire(key)
-  local e = tonumber(redis.call('HGET', key, 'm:expires_at'))
-  local a = tonumber(redis.call('HGET', key, 'm:absolute_at'))
-  redis.call('PEXPIREAT', key, ms(math.min(e, a)))
+local function expire(key, m)
+  redis.call('PEXPIREAT', key, ms(math.min(tonumber(m.e), tonumber(m.a))))
 end
 
 local function index_add(idx, handle, score, now)
@@ -160,15 +181,12 @@ _APPLY = _Script(
     """
 -- KEYS[1] record. ARGV[1] '1': a deadline changed, reset the TTL. ARGV[2] '1': the user or
 -- the absolute deadline changed, return what the caller needs to re-index. Then the patch.
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local before = redis.call('HGET', KEYS[1], 'm:user_id') or ''
-patch(KEYS[1], ARGV, 3)
-if ARGV[1] == '1' then expire(KEYS[1]) end
-if ARGV[2] == '1' then
-  return {1, redis.call('HGET', KEYS[1], 'm:handle') or '', before,
-          redis.call('HGET', KEYS[1], 'm:user_id') or '',
-          redis.call('HGET', KEYS[1], 'm:absolute_at') or '0'}
-end
+local m = meta(KEYS[1])
+if not m then return 0 end
+local before = m.u or ''
+patch(KEYS[1], m, ARGV, 3)
+if ARGV[1] == '1' then expire(KEYS[1], m) end
+if ARGV[2] == '1' then return {1, m.h or '', before, m.u or '', m.a or '0'} end
 return 1
 """
 )
@@ -177,10 +195,11 @@ _TAKE = _Script(
     """
 -- KEYS[1] record. ARGV[1] the expected handle ('' for any), then a patch. Applies the
 -- patch, deletes the record and returns {user before the patch, field, value, ...}.
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'm:handle') ~= ARGV[1] then return false end
-local before = redis.call('HGET', KEYS[1], 'm:user_id') or ''
-patch(KEYS[1], ARGV, 2)
+local m = meta(KEYS[1])
+if not m then return false end
+if ARGV[1] ~= '' and m.h ~= ARGV[1] then return false end
+local before = m.u or ''
+patch(KEYS[1], m, ARGV, 2)
 local fields = redis.call('HGETALL', KEYS[1])
 redis.call('DEL', KEYS[1])
 table.insert(fields, 1, before)
@@ -194,15 +213,13 @@ _RENAME = _Script(
 -- (when ARGV[2] ~= '') and the new user's index (when ARGV[3] ~= '', always last).
 -- ARGV[1] handle, [2] old user, [3] new user, [4] new key, [5] now, then the patch.
 -- Returns 1, 0 (no such record) or -1 (the caller's handle/user hint is stale).
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if redis.call('HGET', KEYS[1], 'm:handle') ~= ARGV[1]
-   or (redis.call('HGET', KEYS[1], 'm:user_id') or '') ~= ARGV[2] then
-  return -1
-end
+local m = meta(KEYS[1])
+if not m then return 0 end
+if m.h ~= ARGV[1] or (m.u or '') ~= ARGV[2] then return -1 end
 redis.call('RENAME', KEYS[1], KEYS[2])
-patch(KEYS[2], ARGV, 6)
-local absolute = redis.call('HGET', KEYS[2], 'm:absolute_at')
-expire(KEYS[2])
+patch(KEYS[2], m, ARGV, 6)
+local absolute = m.a
+expire(KEYS[2], m)
 redis.call('SET', KEYS[3], ARGV[4], 'PXAT', ms(absolute))
 if ARGV[2] ~= '' and ARGV[2] ~= ARGV[3] then redis.call('ZREM', KEYS[4], ARGV[1]) end
 if ARGV[3] ~= '' then index_add(KEYS[#KEYS], ARGV[1], absolute, ARGV[5]) end
@@ -214,11 +231,9 @@ _DELETE = _Script(
     """
 -- Single node only. KEYS: record, handle pointer, [user index]. ARGV[1] handle, [2] user.
 -- Returns 1, 0 (no such record) or -1 (stale hint: nothing changed).
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if redis.call('HGET', KEYS[1], 'm:handle') ~= ARGV[1]
-   or (redis.call('HGET', KEYS[1], 'm:user_id') or '') ~= ARGV[2] then
-  return -1
-end
+local m = meta(KEYS[1])
+if not m then return 0 end
+if m.h ~= ARGV[1] or (m.u or '') ~= ARGV[2] then return -1 end
 redis.call('DEL', KEYS[1], KEYS[2])
 if ARGV[2] ~= '' then redis.call('ZREM', KEYS[3], ARGV[1]) end
 return 1
@@ -229,15 +244,13 @@ _DROP_IF = _Script(
     """
 -- KEYS[1] record. ARGV[1] 'user': delete if its user is ARGV[2] and its handle ARGV[3];
 -- 'expired': delete if its deadline is at or before ARGV[2]. Returns {handle, user} or nil.
-local h = redis.call('HGET', KEYS[1], 'm:handle')
-if not h then return false end
-local u = redis.call('HGET', KEYS[1], 'm:user_id') or ''
+local m = meta(KEYS[1])
+if not m or not m.h then return false end
+local h, u = m.h, m.u or ''
 if ARGV[1] == 'user' then
   if u ~= ARGV[2] or h ~= ARGV[3] then return false end
-else
-  local e = tonumber(redis.call('HGET', KEYS[1], 'm:expires_at'))
-  local a = tonumber(redis.call('HGET', KEYS[1], 'm:absolute_at'))
-  if math.min(e, a) > tonumber(ARGV[2]) then return false end
+elseif math.min(tonumber(m.e), tonumber(m.a)) > tonumber(ARGV[2]) then
+  return false
 end
 redis.call('DEL', KEYS[1])
 return {h, u}
@@ -253,11 +266,9 @@ _UNLINK = _Script(
 local key = redis.call('GET', KEYS[2])
 if (key or '') ~= ARGV[2] then return 0 end
 if key then
-  if redis.call('EXISTS', KEYS[3]) == 1
-     and (redis.call('HGET', KEYS[3], 'm:user_id') or '') == ARGV[3] then
-    return 0
-  end
-  if redis.call('EXISTS', KEYS[3]) == 0 then redis.call('DEL', KEYS[2]) end
+  local m = meta(KEYS[3])
+  if m and (m.u or '') == ARGV[3] then return 0 end
+  if not m then redis.call('DEL', KEYS[2]) end
 end
 return redis.call('ZREM', KEYS[1], ARGV[1])
 """
@@ -300,7 +311,27 @@ _Steps = Generator[_Op, Any, T]
 
 
 # -- encoding ----------------------------------------------------------------------------
-_REQUIRED = ("m:handle", "m:created_at", "m:last_seen_at", "m:expires_at", "m:absolute_at")
+_SHORT = {
+    "handle": "h",
+    "user_id": "u",
+    "created_at": "c",
+    "last_seen_at": "l",
+    "expires_at": "e",
+    "absolute_at": "a",
+    "auth_at": "t",
+    "remember": "r",
+    "user_agent": "ua",
+    "ip": "ip",
+    "meta": "x",
+}
+"""Record field -> its name inside the packed metadata field "m" (short: it is stored
+once per session and read on every request)."""
+
+_REQUIRED = ("h", "c", "l", "e", "a")
+
+_json_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_value_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_json_value = json.JSONDecoder().decode
 
 
 def _num(value: float) -> str:
@@ -314,41 +345,34 @@ def _ms(seconds: float) -> int:
 
 
 def _encode_field(name: str, value: Any) -> str | None:
+    """One metadata value as the string kept in "m"; None when it is left out (None,
+    False, an empty ``meta``), which reads back as the same value."""
     if value is None:
         return None
     if name == "remember":
-        return "1" if value else "0"
+        return "1" if value else None
     if name == "meta":
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    if name in ("user_id", "user_agent", "ip"):
+        return _json_text(value) if value else None
+    if name in ("handle", "user_id", "user_agent", "ip"):
         return str(value)
     return _num(value)
 
 
+def _meta_text(record: SessionRecord) -> str:
+    """The packed metadata field of a whole record."""
+    packed: dict[str, str] = {}
+    for name, short in _SHORT.items():
+        encoded = _encode_field(name, getattr(record, name))
+        if encoded is not None:
+            packed[short] = encoded
+    return _json_text(packed)
+
+
 def _record_fields(record: SessionRecord) -> list[str]:
     """Flat field/value list of a whole record, for HSET."""
-    out: list[str] = []
-    for name in (
-        "handle",
-        "user_id",
-        "created_at",
-        "last_seen_at",
-        "expires_at",
-        "absolute_at",
-        "auth_at",
-        "remember",
-        "user_agent",
-        "ip",
-        "meta",
-    ):
-        encoded = record.handle if name == "handle" else _encode_field(name, getattr(record, name))
-        if encoded is not None:
-            out += ("m:" + name, encoded)
+    out = ["m", _meta_text(record)]
     for key, value in record.data.items():
-        out += (
-            "d:" + key,
-            json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False),
-        )
+        out += ("d:" + key, _value_text(value))
     return out
 
 
@@ -358,43 +382,71 @@ def _patch_args(patch: Patch) -> list[str]:
     pairs: list[str] = []
     for k, v in patch.set_json.items():
         pairs += ("d:" + k, v)
+    meta_deletes: list[str] = []
+    meta_pairs: list[str] = []
     for name, value in patch.fields.items():
         if name not in PATCHABLE_FIELDS:
             raise ValueError(f"field {name!r} cannot be patched")
         encoded = _encode_field(name, value)
         if encoded is None:
-            deletes.append("m:" + name)
+            meta_deletes.append(_SHORT[name])
         else:
-            pairs += ("m:" + name, encoded)
-    return [str(len(deletes)), *deletes, str(len(pairs) // 2), *pairs]
+            meta_pairs += (_SHORT[name], encoded)
+    return [
+        str(len(deletes)),
+        *deletes,
+        str(len(pairs) // 2),
+        *pairs,
+        str(len(meta_deletes)),
+        *meta_deletes,
+        str(len(meta_pairs) // 2),
+        *meta_pairs,
+    ]
 
 
-_NO_PATCH = ("0", "0")
+_NO_PATCH = ("0", "0", "0", "0")
 
 
 def _pairs(flat: Sequence[str]) -> dict[str, str]:
     return dict(zip(flat[0::2], flat[1::2], strict=True))
 
 
+def _unpack(fields: Mapping[str, str]) -> dict[str, str] | None:
+    """The packed metadata of a hash, or None when it is missing or incomplete."""
+    text = fields.get("m")
+    if text is None:
+        return None
+    try:
+        packed = _json_value(text)
+    except ValueError:
+        return None
+    if not isinstance(packed, dict) or any(name not in packed for name in _REQUIRED):
+        return None
+    return packed
+
+
 def _decode(key: str, fields: Mapping[str, str]) -> SessionRecord | None:
     """A record from its hash, or None when the hash is missing or incomplete."""
-    if not fields or any(name not in fields for name in _REQUIRED):
+    m = _unpack(fields)
+    if m is None:
         return None
-    auth_at = fields.get("m:auth_at")
+    get = m.get
+    auth_at = get("t")
+    meta = get("x")
     return SessionRecord(
         key=key,
-        handle=fields["m:handle"],
-        data={name[2:]: json.loads(v) for name, v in fields.items() if name.startswith("d:")},
-        created_at=float(fields["m:created_at"]),
-        last_seen_at=float(fields["m:last_seen_at"]),
-        expires_at=float(fields["m:expires_at"]),
-        absolute_at=float(fields["m:absolute_at"]),
-        user_id=fields.get("m:user_id"),
+        handle=m["h"],
+        data={name[2:]: _json_value(v) for name, v in fields.items() if name[:2] == "d:"},
+        created_at=float(m["c"]),
+        last_seen_at=float(m["l"]),
+        expires_at=float(m["e"]),
+        absolute_at=float(m["a"]),
+        user_id=get("u"),
         auth_at=float(auth_at) if auth_at is not None else None,
-        remember=fields.get("m:remember") == "1",
-        user_agent=fields.get("m:user_agent"),
-        ip=fields.get("m:ip"),
-        meta=json.loads(fields.get("m:meta", "{}")),
+        remember=get("r") == "1",
+        user_agent=get("ua"),
+        ip=get("ip"),
+        meta=_json_value(meta) if meta is not None else {},
     )
 
 
@@ -883,15 +935,16 @@ class RedisStore(ProcedureStore):
         ]
         return cmds
 
-    def _put(self, key: str, fields: list[str], meta: Mapping[str, str]) -> list[_Cmd]:
+    def _put(
+        self, key: str, fields: list[str], handle: str, expires: float, absolute: float
+    ) -> list[_Cmd]:
         """Commands that write a whole record under ``key`` with its pointer and TTL."""
         rec = self.record_key(key)
-        expires, absolute = float(meta["m:expires_at"]), float(meta["m:absolute_at"])
         return [
             _Cmd(("DEL", rec)),
             _Cmd(("HSET", rec, *fields)),
             _Cmd(("PEXPIREAT", rec, _ms(min(expires, absolute)))),
-            _Cmd(("SET", self.pointer_key(meta["m:handle"]), key, "PXAT", _ms(absolute))),
+            _Cmd(("SET", self.pointer_key(handle), key, "PXAT", _ms(absolute))),
         ]
 
     def _get(self, key: str) -> _Steps[SessionRecord | None]:
@@ -902,8 +955,13 @@ class RedisStore(ProcedureStore):
         return record
 
     def _create(self, record: SessionRecord) -> _Steps[None]:
-        fields = _record_fields(record)
-        steps = self._put(record.key, fields, _pairs(fields))
+        steps = self._put(
+            record.key,
+            _record_fields(record),
+            record.handle,
+            record.expires_at,
+            record.absolute_at,
+        )
         if record.user_id is not None:
             steps += self._index_add(
                 record.user_id, record.handle, record.absolute_at, record.last_seen_at
@@ -973,14 +1031,17 @@ class RedisStore(ProcedureStore):
             return False
         before = taken[0] or None
         fields = list(taken[1:])
-        meta = _pairs(fields)
-        handle = meta["m:handle"]
-        after = meta.get("m:user_id")
-        steps = self._put(new_key, fields, meta)
+        meta = _unpack(_pairs(fields))
+        if meta is None:  # not a record this store wrote: gone, like a missing one
+            return False
+        handle = meta["h"]
+        after = meta.get("u")
+        absolute = float(meta["a"])
+        steps = self._put(new_key, fields, handle, float(meta["e"]), absolute)
         if before is not None and before != after:
             steps.append(_Cmd(("ZREM", self.user_key(before), handle)))
         if after is not None:
-            steps += self._index_add(after, handle, float(meta["m:absolute_at"]), now)
+            steps += self._index_add(after, handle, absolute, now)
         yield _Batch(tuple(steps), atomic=True)
         self._hints.remember(new_key, handle, after)
         return True
@@ -1129,8 +1190,10 @@ class RedisStore(ProcedureStore):
         while True:
             cursor, keys = yield _ScanPage(match, 1000, cursor)
             if keys:
-                deadlines = yield _Batch(tuple(_Cmd(("HGET", k, "m:expires_at")) for k in keys))
-                total += sum(1 for d in deadlines if d is not None and float(d) > now)
+                packed = yield _Batch(tuple(_Cmd(("HGET", k, "m")) for k in keys))
+                for text in packed:
+                    m = _unpack({"m": text}) if text is not None else None
+                    total += m is not None and float(m["e"]) > now
             if cursor is None:
                 return total
 
@@ -1143,12 +1206,12 @@ class RedisStore(ProcedureStore):
         while True:
             cursor, keys = yield _ScanPage(match, 1000, cursor)
             if keys:
-                rows = yield _Batch(
-                    tuple(_Cmd(("HMGET", k, "m:expires_at", "m:user_id")) for k in keys)
-                )
-                for deadline, user in rows:
-                    if deadline is None or float(deadline) <= now:
+                packed = yield _Batch(tuple(_Cmd(("HGET", k, "m")) for k in keys))
+                for text in packed:
+                    m = _unpack({"m": text}) if text is not None else None
+                    if m is None or float(m["e"]) <= now:
                         continue
+                    deadline, user = float(m["e"]), m.get("u")
                     active += 1
                     expiring += float(deadline) <= now + soon
                     if user is not None:
