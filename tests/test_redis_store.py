@@ -132,6 +132,12 @@ class Paths:
         store = self.manager.store
         return await store.get(key) if self.mode == "async" else store.get_sync(key)
 
+    async def store_purge(self, now: float, batch_size: int) -> int:
+        store = self.manager.store
+        if self.mode == "async":
+            return await store.purge_expired(now, batch_size)
+        return store.purge_expired_sync(now, batch_size)
+
 
 def raw(url: str) -> redis.Redis:
     return redis.Redis.from_url(url.split("?")[0], decode_responses=True)
@@ -831,3 +837,55 @@ def test_coatcheck_stats_counts_live_sessions_per_user(server: RedisServer) -> N
     ]
     assert [line.split() for line in lines[3:]] == [["alice", "3"], ["bob", "1"]]
     store.close_sync()
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+async def test_purge_reads_first_and_survives_an_empty_script_cache(
+    tmp_path: Path, round_trips: RoundTrips, mode: str
+) -> None:
+    """A purge page reads the records' deadlines and runs its script only on those past
+    them, by EVALSHA; after a restart (an empty script cache) the NOSCRIPT answers are
+    sent again by EVAL and the purge still deletes exactly the expired records."""
+    with RedisServer(tmp_path / "purge").start() as private:
+        store = RedisStore.from_url(f"redis://127.0.0.1:{private.port}/0")
+        paths = Paths(SessionManager(store), mode)
+        records = [
+            SessionRecord(
+                key=tokens.storage_key(tokens.new_token()),
+                handle=tokens.new_handle(),
+                data={"i": i},
+                created_at=NOW,
+                last_seen_at=NOW,
+                expires_at=NOW + (60 if i % 3 == 0 else 6000),
+                absolute_at=NOW + 9000,
+                user_id=f"user{i % 4}",
+            )
+            for i in range(30)
+        ]
+        for record in records:
+            store.create_sync(record)
+        expired = [r for r in records if r.expires_at == NOW + 60]
+        await paths.get("0" * 64)  # open the connection (its handshake is not counted)
+        client = private.client()
+        client.script_flush()
+        round_trips.take()
+        # The clock of the purge is ahead of the records' TTLs (which Redis has not
+        # reached), so the script deletes them here.
+        assert await paths.store_purge(NOW + 61, 1000) == len(expired)
+        # SCAN, the reads, the scripts, their retry by EVAL, the pointer/index cleanup.
+        assert round_trips.take() == 5
+        assert await paths.store_purge(NOW + 61, 1000) == 0
+        assert round_trips.take() == 2  # SCAN and the reads: nothing is due, no script
+        for record in records:
+            kept = store.get_sync(record.key)
+            assert (kept is None) == (record in expired)
+            pointer = client.get(store.pointer_key(record.handle))
+            assert (pointer is None) == (record in expired)
+        for user in {r.user_id for r in records}:
+            assert user is not None
+            left = {h for h in client.zrange(store.user_key(user), 0, -1)}
+            assert left == {r.handle for r in records if r.user_id == user} - {
+                r.handle for r in expired
+            }
+        store.close_sync()
+        await store.close()

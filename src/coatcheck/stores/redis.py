@@ -450,6 +450,12 @@ def _decode(key: str, fields: Mapping[str, str]) -> SessionRecord | None:
     )
 
 
+def _due(packed: str | None, now: float) -> bool:
+    """Whether a record's packed metadata puts its deadline at or before ``now``."""
+    m = _unpack({"m": packed}) if packed is not None else None
+    return m is not None and min(float(m["e"]), float(m["a"])) <= now
+
+
 def _escape_glob(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
@@ -755,8 +761,18 @@ class _SyncDriver:
         if isinstance(op, _Batch):
             pipe = client.pipeline(transaction=op.atomic and not self.cluster)
             for step in op.steps:
-                pipe.execute_command(*_batch_args(step))
-            return pipe.execute()
+                pipe.execute_command(*_batch_args(step, cached=not op.atomic))
+            if op.atomic:
+                return pipe.execute()
+            results = pipe.execute(raise_on_error=False)
+            missing = _unknown_scripts(results)
+            if missing:
+                pipe = client.pipeline(transaction=False)
+                for i in missing:
+                    pipe.execute_command(*_batch_args(op.steps[i], cached=False))
+                for i, result in zip(missing, pipe.execute(raise_on_error=False), strict=True):
+                    results[i] = result
+            return _raise_errors(results)
         return self._scan(client, op)
 
     def _scan(self, client: Any, op: _ScanPage) -> tuple[Any, list[str]]:
@@ -829,8 +845,19 @@ class _AsyncDriver:
         if isinstance(op, _Batch):
             pipe = client.pipeline(transaction=op.atomic and not self.cluster)
             for step in op.steps:
-                pipe.execute_command(*_batch_args(step))
-            return await pipe.execute()
+                pipe.execute_command(*_batch_args(step, cached=not op.atomic))
+            if op.atomic:
+                return await pipe.execute()
+            results = await pipe.execute(raise_on_error=False)
+            missing = _unknown_scripts(results)
+            if missing:
+                pipe = client.pipeline(transaction=False)
+                for i in missing:
+                    pipe.execute_command(*_batch_args(op.steps[i], cached=False))
+                again = await pipe.execute(raise_on_error=False)
+                for i, result in zip(missing, again, strict=True):
+                    results[i] = result
+            return _raise_errors(results)
         return await self._scan(client, op)
 
     async def _scan(self, client: Any, op: _ScanPage) -> tuple[Any, list[str]]:
@@ -854,12 +881,31 @@ class _AsyncDriver:
             await closer()
 
 
-def _batch_args(step: _Cmd | _Eval) -> tuple[Any, ...]:
-    """Scripts inside a pipeline go as EVAL: a NOSCRIPT error half-way through a MULTI
+def _batch_args(step: _Cmd | _Eval, *, cached: bool) -> tuple[Any, ...]:
+    """A step as a pipelined command. Scripts go by EVALSHA (``cached``) in a batch that is
+    not a transaction: a page of a purge runs one script per record, and EVAL would send
+    the script's whole text each time; the steps the server answers NOSCRIPT did not run
+    and are sent again by EVAL. Inside a MULTI they go as EVAL: a NOSCRIPT error half-way
     could not be retried without repeating the commands that already ran."""
     if isinstance(step, _Cmd):
         return step.args
+    if cached:
+        return ("EVALSHA", step.script.sha, len(step.keys), *step.keys, *step.args)
     return ("EVAL", step.script.text, len(step.keys), *step.keys, *step.args)
+
+
+def _unknown_scripts(results: Sequence[Any]) -> list[int]:
+    """Positions of the pipelined scripts the server did not have cached."""
+    return [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+
+
+def _raise_errors(results: list[Any]) -> list[Any]:
+    """Results of a pipeline run with ``raise_on_error=False``, raising the first error
+    (as a pipeline run with the default would have)."""
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    return results
 
 
 def _next_pending(pending: list[tuple[Any, int]], cursor: int) -> list[tuple[Any, int]] | None:
@@ -1166,6 +1212,12 @@ class RedisStore(ProcedureStore):
         total = 0
         while True:
             cursor, keys = yield _ScanPage(match, batch_size, cursor)
+            if keys:
+                # Read first, script only the records past their deadline: Redis' own TTL
+                # has usually removed them already, so a page costs the server a read per
+                # key, not a script run (the script checks again, atomically).
+                packed = yield _Batch(tuple(_Cmd(("HGET", k, "m")) for k in keys))
+                keys = [k for k, text in zip(keys, packed, strict=True) if _due(text, now)]
             if keys:
                 results = yield _Batch(
                     tuple(_Eval(_DROP_IF, (k,), ("expired", _num(now))) for k in keys)
