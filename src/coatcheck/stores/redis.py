@@ -80,6 +80,7 @@ import asyncio
 import hashlib
 import json
 import threading
+import time
 import weakref
 from collections import Counter
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -306,7 +307,20 @@ class _ScanPage:
     cursor: Any = None
 
 
-_Op = _Cmd | _Eval | _Batch | _ScanPage
+@dataclass(frozen=True, slots=True)
+class _Pause:
+    """Sleep this long (a background job leaving the server and the CPU to requests)."""
+
+    seconds: float
+
+
+_Wire = _Cmd | _Eval | _Batch | _ScanPage
+_Op = _Wire | _Pause
+
+_PURGE_PAGE = 100
+"""Keys per purge page at most. A page is one SCAN and one pipeline, whose packing and
+replies take the client's CPU in one go: small pages keep each stall of an app's event
+loop (a purge run as an in-app task) well under a request's latency."""
 _Steps = Generator[_Op, Any, T]
 
 
@@ -448,12 +462,6 @@ def _decode(key: str, fields: Mapping[str, str]) -> SessionRecord | None:
         ip=get("ip"),
         meta=_json_value(meta) if meta is not None else {},
     )
-
-
-def _due(packed: str | None, now: float) -> bool:
-    """Whether a record's packed metadata puts its deadline at or before ``now``."""
-    m = _unpack({"m": packed}) if packed is not None else None
-    return m is not None and min(float(m["e"]), float(m["a"])) <= now
 
 
 def _escape_glob(text: str) -> str:
@@ -738,6 +746,9 @@ class _SyncDriver:
         return self._client
 
     def run(self, op: _Op) -> Any:
+        if isinstance(op, _Pause):  # holds no connection
+            time.sleep(op.seconds)
+            return None
         if not self._slots.acquire(timeout=self.options.timeout):
             raise StoreUnavailable(_NO_SLOT)
         try:
@@ -749,7 +760,7 @@ class _SyncDriver:
         finally:
             self._slots.release()
 
-    def _run(self, client: Any, op: _Op) -> Any:
+    def _run(self, client: Any, op: _Wire) -> Any:
         if isinstance(op, _Cmd):
             return client.execute_command(*op.args)
         if isinstance(op, _Eval):
@@ -815,6 +826,9 @@ class _AsyncDriver:
         return state
 
     async def run(self, op: _Op) -> Any:
+        if isinstance(op, _Pause):  # holds no connection
+            await asyncio.sleep(op.seconds)
+            return None
         try:
             client, slots = self._state()
         except _FAILURES as exc:
@@ -833,7 +847,7 @@ class _AsyncDriver:
         finally:
             slots.release()
 
-    async def _run(self, client: Any, op: _Op) -> Any:
+    async def _run(self, client: Any, op: _Wire) -> Any:
         if isinstance(op, _Cmd):
             return await client.execute_command(*op.args)
         if isinstance(op, _Eval):
@@ -1207,17 +1221,25 @@ class RedisStore(ProcedureStore):
         return deleted
 
     def _purge(self, now: float, batch_size: int) -> _Steps[int]:
+        """SCAN the records in small pages, resting between pages as long as the page
+        took: a purge uses at most half of a core and of the server, and requests that run
+        meanwhile keep their latency (Redis' TTLs already reclaim ended sessions, so a
+        purge is housekeeping, never urgent)."""
         match = _escape_glob(self.prefix) + "s:*"
         cursor: Any = None
         total = 0
+        page = min(batch_size, _PURGE_PAGE)
         while True:
-            cursor, keys = yield _ScanPage(match, batch_size, cursor)
+            started = time.monotonic()
+            cursor, keys = yield _ScanPage(match, page, cursor)
             if keys:
                 # Read first, script only the records past their deadline: Redis' own TTL
-                # has usually removed them already, so a page costs the server a read per
-                # key, not a script run (the script checks again, atomically).
-                packed = yield _Batch(tuple(_Cmd(("HGET", k, "m")) for k in keys))
-                keys = [k for k, text in zip(keys, packed, strict=True) if _due(text, now)]
+                # has usually removed them already, so a page costs the server a TTL read
+                # per key (an integer, as the TTL is the deadline), not a script run; the
+                # script checks the deadline itself, atomically.
+                ends = yield _Batch(tuple(_Cmd(("PEXPIRETIME", k)) for k in keys))
+                due = _ms(now) + 1  # the TTL is the deadline rounded to a millisecond
+                keys = [k for k, end in zip(keys, ends, strict=True) if 0 < int(end) <= due]
             if keys:
                 results = yield _Batch(
                     tuple(_Eval(_DROP_IF, (k,), ("expired", _num(now))) for k in keys)
@@ -1234,6 +1256,7 @@ class RedisStore(ProcedureStore):
                     total += sum(1 for r in results if r)
             if cursor is None:
                 return total
+            yield _Pause(time.monotonic() - started)
 
     def _count(self, now: float) -> _Steps[int]:
         match = _escape_glob(self.prefix) + "s:*"
