@@ -441,7 +441,9 @@ class RedisBackend(Backend):
         at the absolute deadline. The store's create also sends DEL and ZREMRANGEBYSCORE
         (no-ops on fresh keys) and two PEXPIREAT (NX, GT) that set the same time on a new
         index: the keys written here are checked to be identical to the store's."""
-        fields: list[bytes | str] = [b"m", "meta"]  # the packed metadata, one per record
+        # The packed metadata (one per record), then the deadlines as fields of their own.
+        fields: list[bytes | str] = [b"m", "meta", b"l", "last_seen", b"e", "expires"]
+        fields += [b"a", "absolute"]
         for name, value in template.data.items():
             fields += (
                 b"d:" + name.encode(),
