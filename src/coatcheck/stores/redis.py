@@ -457,20 +457,39 @@ def _unpack(fields: Mapping[str, str]) -> dict[str, str] | None:
         packed = _json_value(text)
     except ValueError:
         return None
-    if not isinstance(packed, dict) or any(name not in packed for name in _REQUIRED):
+    if not isinstance(packed, dict) or "h" not in packed or "c" not in packed:
         return None
     return packed
 
 
-def _decode(key: str, fields: Mapping[str, str]) -> SessionRecord | None:
-    """A record from its hash, or None when the hash is missing or incomplete."""
-    m = _unpack(fields)
+def _decode(key: str, fields: Mapping[str, str] | Sequence[str]) -> SessionRecord | None:
+    """A record from its hash (a mapping, or the flat field/value list of a reply that no
+    client callback turned into one), or None when it is missing or incomplete. Runs on
+    every load: one pass, no intermediate dict."""
+    flat = [x for kv in fields.items() for x in kv] if isinstance(fields, Mapping) else fields
+    loads = _json_value
+    data: dict[str, Any] = {}
+    text = last_seen = expires = absolute = None
+    for i in range(0, len(flat) - 1, 2):
+        name = flat[i]
+        if name[:2] == "d:":
+            data[name[2:]] = loads(flat[i + 1])
+        elif name == "m":
+            text = flat[i + 1]
+        elif name == "l":
+            last_seen = flat[i + 1]
+        elif name == "e":
+            expires = flat[i + 1]
+        elif name == "a":
+            absolute = flat[i + 1]
+    if text is None or last_seen is None or expires is None or absolute is None:
+        return None
+    m = _unpack({"m": text})
     if m is None:
         return None
     try:
-        last_seen_at, expires_at = float(fields["l"]), float(fields["e"])
-        absolute_at = float(fields["a"])
-    except (KeyError, ValueError):
+        last_seen_at, expires_at, absolute_at = float(last_seen), float(expires), float(absolute)
+    except ValueError:
         return None
     get = m.get
     auth_at = get("t")
@@ -478,7 +497,7 @@ def _decode(key: str, fields: Mapping[str, str]) -> SessionRecord | None:
     return SessionRecord(
         key=key,
         handle=m["h"],
-        data={name[2:]: _json_value(v) for name, v in fields.items() if name[:2] == "d:"},
+        data=data,
         created_at=float(m["c"]),
         last_seen_at=last_seen_at,
         expires_at=expires_at,
@@ -488,7 +507,7 @@ def _decode(key: str, fields: Mapping[str, str]) -> SessionRecord | None:
         remember=get("r") == "1",
         user_agent=get("ua"),
         ip=get("ip"),
-        meta=_json_value(meta) if meta is not None else {},
+        meta=loads(meta) if meta is not None else {},
     )
 
 
@@ -1151,8 +1170,6 @@ class RedisStore(ProcedureStore):
 
     def _get(self, key: str) -> _Steps[SessionRecord | None]:
         fields = yield _Cmd(("HGETALL", self.record_key(key)))
-        if isinstance(fields, list):  # sent directly: no client response callback made a dict
-            fields = _pairs(fields)
         record = _decode(key, fields)
         if record is not None:
             self._hints.remember(key, record.handle, record.user_id)
