@@ -15,8 +15,10 @@ import json
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -609,12 +611,27 @@ def test_a_frozen_server_costs_a_bounded_wait_not_a_hang(
             assert all(isinstance(r, StoreUnavailable) for r in results), results
             assert any("no free connection" in str(r) for r in results)
             assert time.monotonic() - started < 1.5
+            started = time.monotonic()  # the same on the sync path, from threads
+            start = threading.Barrier(3)  # all three ask for the one slot at once
+            with ThreadPoolExecutor(3) as pool:
+                outcomes = list(pool.map(lambda _: _sync_get(tight, start), range(3)))
+            assert all(isinstance(r, StoreUnavailable) for r in outcomes), outcomes
+            assert any("no free connection" in str(r) for r in outcomes), outcomes
+            assert time.monotonic() - started < 1.5
         finally:
             server.kill(signal.SIGCONT)
         response = browser.get("/read")
         assert response.status_code == 200
         assert response.json()["data"] == {"cart": ["hat"]}
     store.close_sync()
+
+
+def _sync_get(store: RedisStore, start: threading.Barrier) -> object:
+    start.wait()
+    try:
+        return store.get_sync("0" * 64)
+    except StoreUnavailable as exc:
+        return exc
 
 
 async def _concurrent_gets(store: RedisStore, count: int) -> list[object]:
