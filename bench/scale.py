@@ -16,8 +16,8 @@ Three questions, each answered for SQLite, PostgreSQL and Redis:
    Redis needs no purge to reclaim memory: a record's TTL is its deadline, so Redis deletes
    it by itself. What applies there is measured instead: a million sessions reaching their
    deadline together while the reader runs (Redis' own active expiry), and the cost of
-   ``coatcheck purge`` on a Redis store (a SCAN of every record with a script per record,
-   which, with clocks in sync, finds nothing to delete).
+   ``coatcheck purge`` on a Redis store (a SCAN of every record reading its TTL, which,
+   with clocks in sync, finds nothing to delete and runs no script).
 3. **How much Redis memory does a small session take** (a user id and a 3-item cart), for
    coatcheck's RedisStore, Flask-Session's Redis backend and starsessions' Redis store?
    Each library is driven through its own middleware or extension, one request per session,
@@ -488,8 +488,8 @@ async def redis_purges(
         if run.deleted != 0:
             raise BenchError(f"redis: the purge deleted {run.deleted:,} live sessions")
         how = "none due, " + ("process" if mode == "process" else "in-app")
-        note = f"coatcheck purge over {many.count:,} live sessions (clocks in sync): SCAN + a "
-        note += "script per record, nothing to delete"
+        note = f"coatcheck purge over {many.count:,} live sessions (clocks in sync): SCAN + "
+        note += "PEXPIRETIME per record, nothing due, no script run"
         _record(console, results, run.result("redis", how, note))
 
     # The readers' sessions of the first part end 29 minutes after they were filled, which
