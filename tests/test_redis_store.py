@@ -919,3 +919,66 @@ async def test_purge_reads_first_and_survives_an_empty_script_cache(
             }
         store.close_sync()
         await store.close()
+
+
+def _two_records(store: RedisStore) -> tuple[SessionRecord, SessionRecord]:
+    records = tuple(
+        SessionRecord(
+            key=tokens.storage_key(tokens.new_token()),
+            handle=tokens.new_handle(),
+            data={"owner": owner},
+            created_at=NOW,
+            last_seen_at=NOW,
+            expires_at=NOW + 600,
+            absolute_at=NOW + 6000,
+            user_id=owner,
+        )
+        for owner in ("alice", "bob")
+    )
+    for record in records:
+        store.create_sync(record)
+    return records[0], records[1]
+
+
+async def test_a_cancelled_load_never_hands_its_late_reply_to_the_next(
+    server: RedisServer,
+) -> None:
+    """A request cancelled while its load waits (the client went away) leaves a reply on
+    its way. The kept connection must not serve it to the next request, which would get
+    another user's session: with one connection, the next load still reads its own."""
+    store = RedisStore.from_url(f"{server.url}?max_connections=1&timeout=5")
+    alice, bob = _two_records(store)
+    assert (await store.get(alice.key)) == alice  # the kept connection is open
+    assert server.process is not None
+    server.kill(signal.SIGSTOP)
+    try:
+        waiting = asyncio.create_task(store.get(alice.key))
+        await asyncio.sleep(0.2)  # the command is sent; its reply is not
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    finally:
+        server.kill(signal.SIGCONT)
+    await asyncio.sleep(0.1)  # alice's reply arrives (on a connection now closed)
+    assert (await store.get(bob.key)) == bob
+    assert (await store.get(alice.key)) == alice
+    await store.close()
+    store.close_sync()
+
+
+def test_a_timed_out_load_never_hands_its_late_reply_to_the_next(server: RedisServer) -> None:
+    """The same on the sync path, where the caller gives up by its timeout."""
+    store = RedisStore.from_url(f"{server.url}?max_connections=1&timeout=0.3")
+    alice, bob = _two_records(store)
+    assert store.get_sync(alice.key) == alice
+    assert server.process is not None
+    server.kill(signal.SIGSTOP)
+    try:
+        with pytest.raises(StoreUnavailable):
+            store.get_sync(alice.key)
+    finally:
+        server.kill(signal.SIGCONT)
+    time.sleep(0.1)
+    assert store.get_sync(bob.key) == bob
+    assert store.get_sync(alice.key) == alice
+    store.close_sync()
