@@ -148,6 +148,26 @@ class Paths:
         return store.purge_expired_sync(now, batch_size)
 
 
+def new_record(
+    data: dict[str, Any],
+    *,
+    user_id: str | None = None,
+    expires_in: float = 600,
+    absolute_in: float = 9000,
+) -> SessionRecord:
+    """A fresh record created at NOW, for tests that write records directly."""
+    return SessionRecord(
+        key=tokens.storage_key(tokens.new_token()),
+        handle=tokens.new_handle(),
+        data=data,
+        created_at=NOW,
+        last_seen_at=NOW,
+        expires_at=NOW + expires_in,
+        absolute_at=NOW + absolute_in,
+        user_id=user_id,
+    )
+
+
 def raw(url: str) -> redis.Redis:
     return redis.Redis.from_url(url.split("?")[0], decode_responses=True)
 
@@ -880,21 +900,12 @@ async def test_purge_reads_first_and_survives_an_empty_script_cache(
         store = RedisStore.from_url(f"redis://127.0.0.1:{private.port}/0")
         paths = Paths(SessionManager(store), mode)
         records = [
-            SessionRecord(
-                key=tokens.storage_key(tokens.new_token()),
-                handle=tokens.new_handle(),
-                data={"i": i},
-                created_at=NOW,
-                last_seen_at=NOW,
-                expires_at=NOW + (60 if i % 3 == 0 else 6000),
-                absolute_at=NOW + 9000,
-                user_id=f"user{i % 4}",
-            )
+            new_record({"i": i}, user_id=f"user{i % 4}", expires_in=60 if i % 3 == 0 else 6000)
             for i in range(30)
         ]
         for record in records:
             store.create_sync(record)
-        expired = [r for r in records if r.expires_at == NOW + 60]
+        expired = [r for r in records if r.expires_at == NOW + 60]  # a third of them
         await paths.get("0" * 64)  # open the connection (its handshake is not counted)
         client = private.client()
         client.script_flush()
@@ -922,19 +933,7 @@ async def test_purge_reads_first_and_survives_an_empty_script_cache(
 
 
 def _two_records(store: RedisStore) -> tuple[SessionRecord, SessionRecord]:
-    records = tuple(
-        SessionRecord(
-            key=tokens.storage_key(tokens.new_token()),
-            handle=tokens.new_handle(),
-            data={"owner": owner},
-            created_at=NOW,
-            last_seen_at=NOW,
-            expires_at=NOW + 600,
-            absolute_at=NOW + 6000,
-            user_id=owner,
-        )
-        for owner in ("alice", "bob")
-    )
+    records = tuple(new_record({"owner": owner}, user_id=owner) for owner in ("alice", "bob"))
     for record in records:
         store.create_sync(record)
     return records[0], records[1]
