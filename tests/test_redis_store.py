@@ -36,7 +36,17 @@ from coatcheck.errors import StoreUnavailable
 from coatcheck.manager import CommitResult
 from coatcheck.model import Patch, Session, SessionRecord
 from coatcheck.stores import from_url
-from coatcheck.stores.redis import _APPLY, _DELETE, _RENAME, _TAKE, RedisOptions, RedisStore
+from coatcheck.stores.redis import (
+    _APPLY,
+    _DELETE,
+    _DROP_IF,
+    _LUA_HELPERS,
+    _RENAME,
+    _TAKE,
+    _UNLINK,
+    RedisOptions,
+    RedisStore,
+)
 from tests.support.browser import Browser, parse_set_cookie
 from tests.support.clock import FakeClock
 from tests.support.redis_servers import (
@@ -981,3 +991,14 @@ def test_a_timed_out_load_never_hands_its_late_reply_to_the_next(server: RedisSe
     assert store.get_sync(bob.key) == bob
     assert store.get_sync(alice.key) == alice
     store.close_sync()
+
+
+def test_every_script_compiles_and_carries_the_helpers_it_calls(shared_url: str) -> None:
+    """Scripts include only the Lua helpers they name; one calling a helper it left out
+    would fail only when that branch runs (a rare re-index, say)."""
+    with raw(shared_url) as client:
+        for script in (_APPLY, _TAKE, _RENAME, _DELETE, _DROP_IF, _UNLINK):
+            for name in _LUA_HELPERS:
+                if re.search(rf"(?<!function )\b{name}\(", script.text):
+                    assert f"local function {name}(" in script.text, (name, script.text)
+            assert client.script_load(script.text) == script.sha

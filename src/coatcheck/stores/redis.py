@@ -117,13 +117,15 @@ DEFAULT_PREFIX = "coatcheck:"
 # Shared helpers, prepended to every script. ``patch`` reads a delta from ARGV starting at
 # ``i``: a count and the fields to delete, then a count and field/value pairs to set.
 # ``unpack`` is chunked because Lua's C stack caps the number of arguments.
-_LUA_LIB = """
+_LUA_HELPERS = {
+    "meta": """
 local function meta(key)
   local text = redis.call('HGET', key, 'm')
   if not text then return nil end
   return cjson.decode(text)
 end
-
+""",
+    "patch": """
 -- Applies a delta read from ARGV at i: plain fields to delete, plain field/value pairs (data
 -- and the deadlines), packed metadata names to delete, packed name/value pairs. Only a
 -- delta that touches the packed metadata decodes it (cjson; its values are strings).
@@ -156,23 +158,30 @@ local function patch(key, argv, i)
   end
   return i + 2 * set + 1
 end
-
+""",
+    "ms": """
 local function ms(seconds)
   return string.format('%.0f', math.max(tonumber(seconds) * 1000, 1))
 end
-
+""",
+    "expire": """
 local function expire(key)
   local ea = redis.call('HMGET', key, 'e', 'a')
   redis.call('PEXPIREAT', key, ms(math.min(tonumber(ea[1]), tonumber(ea[2]))))
 end
-
+""",
+    "index_add": """
 local function index_add(idx, handle, score, now)
   redis.call('ZREMRANGEBYSCORE', idx, '-inf', now)
   redis.call('ZADD', idx, score, handle)
   redis.call('PEXPIREAT', idx, ms(score), 'NX')
   redis.call('PEXPIREAT', idx, ms(score), 'GT')
 end
-"""
+""",
+}
+"""Helpers a script may use, in an order where each comes after those it calls. A script
+includes only those it names: every ``local function`` is a closure made anew on each call,
+which measured 3-4 µs of a commit's 10 µs of server time when all came with every script."""
 
 
 class _Script:
@@ -180,8 +189,12 @@ class _Script:
 
     __slots__ = ("sha", "text")
 
-    def __init__(self, body: str) -> None:
-        self.text = _LUA_LIB + body
+    def __init__(self, body: str, *uses: str) -> None:
+        unknown = set(uses) - set(_LUA_HELPERS)
+        if unknown:
+            raise ValueError(f"unknown Lua helpers: {sorted(unknown)}")
+        helpers = "".join(text for name, text in _LUA_HELPERS.items() if name in uses)
+        self.text = helpers + body
         self.sha = hashlib.sha1(self.text.encode(), usedforsecurity=False).hexdigest()
 
 
@@ -205,7 +218,11 @@ if ARGV[2] == '1' then
   return {1, m.h or '', before, m.u or '', redis.call('HGET', KEYS[1], 'a') or '0'}
 end
 return 1
-"""
+""",
+    "meta",
+    "patch",
+    "ms",
+    "expire",
 )
 
 _TAKE = _Script(
@@ -221,7 +238,9 @@ local fields = redis.call('HGETALL', KEYS[1])
 redis.call('DEL', KEYS[1])
 table.insert(fields, 1, before)
 return fields
-"""
+""",
+    "meta",
+    "patch",
 )
 
 _RENAME = _Script(
@@ -241,7 +260,12 @@ redis.call('SET', KEYS[3], ARGV[4], 'PXAT', ms(absolute))
 if ARGV[2] ~= '' and ARGV[2] ~= ARGV[3] then redis.call('ZREM', KEYS[4], ARGV[1]) end
 if ARGV[3] ~= '' then index_add(KEYS[#KEYS], ARGV[1], absolute, ARGV[5]) end
 return 1
-"""
+""",
+    "meta",
+    "patch",
+    "ms",
+    "expire",
+    "index_add",
 )
 
 _DELETE = _Script(
@@ -254,7 +278,8 @@ if m.h ~= ARGV[1] or (m.u or '') ~= ARGV[2] then return -1 end
 redis.call('DEL', KEYS[1], KEYS[2])
 if ARGV[2] ~= '' then redis.call('ZREM', KEYS[3], ARGV[1]) end
 return 1
-"""
+""",
+    "meta",
 )
 
 _DROP_IF = _Script(
@@ -272,7 +297,8 @@ else
 end
 redis.call('DEL', KEYS[1])
 return {h, u}
-"""
+""",
+    "meta",
 )
 
 _UNLINK = _Script(
@@ -289,7 +315,8 @@ if key then
   if not m then redis.call('DEL', KEYS[2]) end
 end
 return redis.call('ZREM', KEYS[1], ARGV[1])
-"""
+""",
+    "meta",
 )
 
 
