@@ -480,15 +480,9 @@ def _patch_args(patch: Patch) -> list[str]:
 _NO_PATCH = ("0", "0", "0", "0")
 
 
-def _pairs(flat: Sequence[str]) -> dict[str, str]:
-    return dict(zip(flat[0::2], flat[1::2], strict=True))
-
-
-def _unpack(fields: Mapping[str, str]) -> dict[str, str] | None:
-    """The packed metadata of a hash, or None when it is missing or incomplete."""
-    text = fields.get("m")
-    if text is None:
-        return None
+def _unpack(text: str) -> dict[str, str] | None:
+    """The packed metadata field's content, or None when it is not what this store wrote
+    (not JSON, or without the handle and creation time)."""
     try:
         packed = _json_value(text)
     except ValueError:
@@ -520,7 +514,7 @@ def _decode(key: str, fields: Mapping[str, str] | Sequence[str]) -> SessionRecor
             absolute = flat[i + 1]
     if text is None or last_seen is None or expires is None or absolute is None:
         return None
-    m = _unpack({"m": text})
+    m = _unpack(text)
     if m is None:
         return None
     try:
@@ -1312,7 +1306,7 @@ class RedisStore(ProcedureStore):
             return False
         before = taken[0] or None
         fields = list(taken[1:])
-        moved = _decode(new_key, _pairs(fields))
+        moved = _decode(new_key, fields)
         if moved is None:  # not a record this store wrote: gone, like a missing one
             return False
         handle, after, absolute = moved.handle, moved.user_id, moved.absolute_at
@@ -1344,7 +1338,7 @@ class RedisStore(ProcedureStore):
         taken = yield _Eval(_TAKE, (self.record_key(key),), (handle, *_NO_PATCH))
         if taken is None:
             return None
-        record = _decode(key, _pairs(taken[1:]))
+        record = _decode(key, list(taken[1:]))
         if record is None:
             return None
         steps = [_Cmd(("DEL", self.pointer_key(record.handle)))]
@@ -1505,7 +1499,7 @@ class RedisStore(ProcedureStore):
             if keys:
                 rows = yield _Batch(tuple(_Cmd(("HMGET", k, "e", "m")) for k in keys))
                 for deadline_text, text in rows:
-                    m = _unpack({"m": text}) if text is not None else None
+                    m = _unpack(text) if text is not None else None
                     if m is None or deadline_text is None or float(deadline_text) <= now:
                         continue
                     deadline, user = float(deadline_text), m.get("u")
