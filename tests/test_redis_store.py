@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import re
 import signal
 import subprocess
@@ -1002,3 +1003,23 @@ def test_every_script_compiles_and_carries_the_helpers_it_calls(shared_url: str)
                 if re.search(rf"(?<!function )\b{name}\(", script.text):
                     assert f"local function {name}(" in script.text, (name, script.text)
             assert client.script_load(script.text) == script.sha
+
+
+def test_a_forked_worker_never_talks_on_its_parents_connections(shared_url: str) -> None:
+    """A pre-forking server (gunicorn --preload) forks after the app has used the store:
+    parent and child each read their own replies, so each gets its own session."""
+    store = RedisStore.from_url(f"{shared_url}&max_connections=1")  # always the same one
+    alice, bob = _two_records(store)
+    assert store.get_sync(alice.key) == alice  # the parent's kept connection is open
+    child = os.fork()
+    if child == 0:  # pragma: no cover (runs in the child, which reports by exit code)
+        code = 1
+        try:
+            code = 0 if all(store.get_sync(bob.key) == bob for _ in range(300)) else 2
+        finally:
+            os._exit(code)
+    mine = [store.get_sync(alice.key) == alice for _ in range(300)]
+    _, status = os.waitpid(child, 0)
+    assert all(mine)
+    assert os.waitstatus_to_exitcode(status) == 0
+    store.close_sync()

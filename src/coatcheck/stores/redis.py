@@ -81,6 +81,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import queue
 import threading
 import time
@@ -812,12 +813,30 @@ class _SyncDriver:
         self.cluster = options.mode == "cluster"
         self._client: Any = None
         self._lock = threading.Lock()
-        # One token per operation allowed in flight: a direct connection once one was
-        # opened for it, None before. SimpleQueue is C: taking and returning a token costs
-        # a fraction of a threading.Semaphore, whose Condition is Python.
-        self._slots: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        for _ in range(options.max_connections):
-            self._slots.put(None)
+        # One token per operation allowed in flight; SimpleQueue is C, so taking and
+        # returning one costs a fraction of a threading.Semaphore (whose Condition is
+        # Python). Idle direct connections wait in a list, last in first out, so that
+        # sequential traffic keeps reusing one (list.pop and append are atomic).
+        self._slots = self._new_slots()
+        self._idle: list[Any] = []
+        self._pid = os.getpid()
+
+    def _new_slots(self) -> queue.SimpleQueue[None]:
+        slots: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(self.options.max_connections):
+            slots.put(None)
+        return slots
+
+    def _after_fork(self) -> None:
+        """A child process (a pre-forking server's worker) must never talk on sockets it
+        inherited: its parent reads replies from them too, and a reply read by the wrong
+        process is another user's session. The child drops them unclosed (closing could
+        shut the parent's connection down) and opens its own."""
+        with self._lock:
+            if self._pid != os.getpid():
+                self._slots = self._new_slots()
+                self._idle = []
+                self._pid = os.getpid()
 
     def client(self) -> Any:
         if self._client is None:
@@ -831,26 +850,35 @@ class _SyncDriver:
         if isinstance(op, _Pause):  # holds no connection
             time.sleep(op.seconds)
             return None
+        if self._pid != os.getpid():
+            self._after_fork()
+        slots = self._slots
         try:
-            conn = self._slots.get(timeout=self.options.timeout)
+            slots.get(timeout=self.options.timeout)
         except queue.Empty:
             raise StoreUnavailable(_NO_SLOT) from None
         try:
             client = self.client()
             if not self.cluster and isinstance(op, _Cmd | _Eval):
-                if conn is None:
+                idle = self._idle
+                try:
+                    conn = idle.pop()
+                except IndexError:
                     conn = _new_connection(client)
                 try:
-                    return _call_sync(conn, _direct_args(op, cached=True))
-                except NoScriptError:
-                    return _call_sync(conn, _direct_args(op, cached=False))
+                    try:
+                        return _call_sync(conn, _direct_args(op, cached=True))
+                    except NoScriptError:
+                        return _call_sync(conn, _direct_args(op, cached=False))
+                finally:
+                    idle.append(conn)
             return self._run(client, op)
         except StoreUnavailable:
             raise
         except _FAILURES as exc:
             raise _unavailable(exc) from exc
         finally:
-            self._slots.put(conn)
+            slots.put(None)
 
     def _run(self, client: Any, op: _Wire) -> Any:
         if isinstance(op, _Cmd):
@@ -891,17 +919,9 @@ class _SyncDriver:
 
     def close(self) -> None:
         client, self._client = self._client, None
-        drained = 0  # close the idle direct connections; tokens in use come back later
-        for _ in range(self.options.max_connections):
-            try:
-                conn = self._slots.get_nowait()
-            except queue.Empty:
-                break
-            drained += 1
-            if conn is not None:
-                conn.disconnect()
-        for _ in range(drained):
-            self._slots.put(None)
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.disconnect()
         if client is not None:
             client.close()
 
@@ -920,15 +940,18 @@ class _AsyncDriver:
         self._lock = threading.Lock()
         # The last loop's state, checked first (an app runs on one loop): a weak reference
         # to the loop and the state, swapped as one tuple so threads never see a mix.
-        self._last: tuple[Any, tuple[Any, asyncio.Semaphore, list[Any]]] | None = None
+        self._last: tuple[Any, tuple[Any, asyncio.Semaphore, list[Any]], int] | None = None
 
     def _state(self) -> tuple[Any, asyncio.Semaphore, list[Any]]:
         loop = asyncio.get_running_loop()
         last = self._last
-        if last is not None and last[0]() is loop:
+        pid = os.getpid()
+        if last is not None and last[0]() is loop and last[2] == pid:
             return last[1]
         state = self._per_loop.get(loop)
-        if state is None:
+        if state is None or (last is not None and last[2] != pid):
+            # (A loop inherited through fork() keeps its state object: its sockets are the
+            # parent's, never to be used here; see _SyncDriver._after_fork.)
             state = (
                 _async_client(self.options),
                 asyncio.Semaphore(self.options.max_connections),
@@ -936,7 +959,7 @@ class _AsyncDriver:
             )
             with self._lock:
                 self._per_loop[loop] = state
-        self._last = (weakref.ref(loop), state)
+        self._last = (weakref.ref(loop), state, pid)
         return state
 
     async def run(self, op: _Op) -> Any:
