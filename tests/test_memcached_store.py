@@ -452,3 +452,26 @@ def test_a_frozen_memcached_is_a_503_within_the_timeout(private_shop: Shop) -> N
         finally:
             os.kill(process.pid, signal.SIGCONT)
         assert b.get("/read").json()["data"] == {"a": 1}  # nothing was lost meanwhile
+
+
+def test_a_forked_worker_never_talks_on_its_parents_connections(server: MemcachedServer) -> None:
+    """A pre-forking server (gunicorn --preload) forks after the app has used the store:
+    parent and child each read their own replies, so each gets its own session."""
+    store = from_url(f"{server.url}?prefix={fresh_prefix()}&pool_size=1")
+    assert isinstance(store, MemcachedStore)
+    alice, bob = record(user_id="alice"), record(user_id="bob")
+    store.create_sync(alice)
+    store.create_sync(bob)
+    assert store.get_sync(alice.key) == alice  # the parent's kept connection is open
+    child = os.fork()
+    if child == 0:  # pragma: no cover (runs in the child, which reports by exit code)
+        code = 1
+        try:
+            code = 0 if all(store.get_sync(bob.key) == bob for _ in range(300)) else 2
+        finally:
+            os._exit(code)
+    mine = [store.get_sync(alice.key) == alice for _ in range(300)]
+    _, status = os.waitpid(child, 0)
+    assert all(mine)
+    assert os.waitstatus_to_exitcode(status) == 0
+    store.close_sync()

@@ -105,6 +105,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 import re
 import threading
 import time
@@ -228,6 +229,18 @@ class _Connections:
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(size)
         self._closed = False
+        self._pid = os.getpid()
+
+    def _after_fork(self) -> None:
+        """A child process (a pre-forking server's worker) must never talk on sockets it
+        inherited: its parent reads replies from them too, and a reply read by the wrong
+        process is another user's session. The child drops them unclosed and opens its
+        own."""
+        with self._lock:
+            if self._pid != os.getpid():
+                self._idle = []
+                self._slots = threading.BoundedSemaphore(self.size)
+                self._pid = os.getpid()
 
     def _new(self) -> Any:
         return Client(
@@ -260,7 +273,10 @@ class _Connections:
     def run(self, operation: Callable[[Any], T]) -> T:
         """Run ``operation(client)``; every failure of memcached is StoreUnavailable."""
         where = f"memcached {self.server[0]}:{self.server[1]}"
-        if not self._slots.acquire(timeout=self.connect_timeout + self.timeout):
+        if self._pid != os.getpid():
+            self._after_fork()
+        slots = self._slots
+        if not slots.acquire(timeout=self.connect_timeout + self.timeout):
             raise StoreUnavailable(f"{where}: all {self.size} connections stayed busy")
         try:
             client = self._take()
@@ -283,7 +299,7 @@ class _Connections:
             self._give_back(client)
             return result
         finally:
-            self._slots.release()
+            slots.release()
 
     def close(self) -> None:
         with self._lock:
