@@ -475,3 +475,34 @@ def test_a_forked_worker_never_talks_on_its_parents_connections(server: Memcache
     assert all(mine)
     assert os.waitstatus_to_exitcode(status) == 0
     store.close_sync()
+
+
+async def test_a_forked_worker_serves_the_async_path_with_threads_of_its_own(
+    server: MemcachedServer,
+) -> None:
+    """The async path runs on a thread pool; a child inherits the pool but not its threads."""
+    store = from_url(f"{server.url}?prefix={fresh_prefix()}&pool_size=2")
+    assert isinstance(store, MemcachedStore)
+    alice = record(user_id="alice")
+    await store.create(alice)
+    assert (await store.get(alice.key)) == alice  # the parent's pool threads now exist
+    child = os.fork()
+    if child == 0:  # pragma: no cover (runs in the child, which reports by exit code)
+        code = 1
+        try:
+            found = asyncio.run(asyncio.wait_for(store.get(alice.key), 5))
+            code = 0 if found == alice else 2
+        finally:
+            os._exit(code)
+    status = 0
+    for _ in range(100):  # the child answers within its own 5 s, or this fails
+        pid, status = os.waitpid(child, os.WNOHANG)
+        if pid:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        pytest.fail("the forked child's async load hung")
+    assert os.waitstatus_to_exitcode(status) == 0
+    store.close_sync()

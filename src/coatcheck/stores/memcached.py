@@ -344,8 +344,12 @@ class MemcachedStore(Store):
         self.max_ttl = max_ttl
         self.max_cas_attempts = max_cas_attempts
         self._pool = _Connections((host, port), pool_size, connect_timeout, timeout)
-        self._executor = ThreadPoolExecutor(
-            max_workers=pool_size, thread_name_prefix="coatcheck-memcached"
+        self._executor = self._new_executor()
+        self._executor_pid = os.getpid()
+
+    def _new_executor(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(
+            max_workers=self.pool_size, thread_name_prefix="coatcheck-memcached"
         )
 
     # -- names and expiry --------------------------------------------------------------
@@ -720,6 +724,11 @@ class MemcachedStore(Store):
 
     # -- contract: async path (the sync code on a dedicated thread pool) ---------------
     async def _offload(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        if self._executor_pid != os.getpid():
+            # A forked child inherits the pool object but none of its threads: work sent
+            # to it could wait forever for an "idle" thread that only exists in the parent.
+            self._executor = self._new_executor()
+            self._executor_pid = os.getpid()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
