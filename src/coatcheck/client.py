@@ -72,17 +72,9 @@ class ClientInfo:
     def changes(self, user_agent: str | None, ip: str | None) -> str:
         """Which recorded facts (None: not recorded) this client no longer matches:
         "user_agent", "ip_network", both joined by a comma, or "" for none. Runs on every
-        load of a recorded session, so it reads the slots directly."""
-        ua_changed = False
-        if user_agent is not None:
-            raw = self._raw_user_agent
-            ua_changed = user_agent != (raw[:MAX_USER_AGENT] if raw else None)
-        ip_changed = False
-        if ip is not None:
-            seen = self._ip
-            if seen is _UNSET:
-                seen = self._ip = truncate_ip(self.address)
-            ip_changed = ip != seen
+        load of a recorded session; the IP is truncated only when one was recorded."""
+        ua_changed = user_agent is not None and user_agent != self.user_agent
+        ip_changed = ip is not None and ip != self.ip
         if not (ua_changed or ip_changed):
             return ""
         if ua_changed and ip_changed:

@@ -134,18 +134,6 @@ def wants_bearer(transport: str) -> bool:
     return transport.strip().lower() == "bearer"
 
 
-def choose_token(
-    cookie_header: str | None,
-    bearer: str | None,
-    wants_header: bool,
-    user_agent: str | None,
-    cookie_name: str,
-) -> RequestToken:
-    """Bearer wins over the cookie: it is explicit. A client that asks for header transport
-    gets it only while it has no cookie token, so a browser cannot be switched over."""
-    return RequestToken(*_choose(cookie_header, bearer, wants_header, user_agent, cookie_name))
-
-
 def _choose(
     cookie_header: str | None,
     bearer: str | None,
@@ -153,7 +141,9 @@ def _choose(
     user_agent: str | None,
     cookie_name: str,
 ) -> tuple[str | None, bool, str | None]:
-    """``choose_token`` as a plain tuple (token, bearer, user agent)."""
+    """(token, bearer, user agent). Bearer wins over the cookie: it is explicit. A client
+    that asks for header transport gets it only while it has no cookie token, so a browser
+    cannot be switched over."""
     if bearer is not None:
         return bearer, True, user_agent
     token = read_cookie(cookie_header, cookie_name) if cookie_header else None
@@ -166,8 +156,8 @@ _TRANSPORT_BYTES = TRANSPORT_HEADER.encode("latin-1")
 def scan_header_list(
     headers: Iterable[tuple[bytes, bytes]], cookie_name: str, allow_bearer: bool
 ) -> tuple[str | None, bool, str | None]:
-    """``read_header_list`` as a plain tuple (token, bearer, user agent): what the ASGI
-    middleware calls on every request, without building a RequestToken.
+    """The token in an ASGI header list, as a plain tuple (token, bearer, user agent): what
+    the ASGI middleware calls on every request, without building a RequestToken.
 
     Several Cookie headers (HTTP/2 splits them) are joined; only the headers that matter
     are decoded, in one pass over the list.
@@ -194,15 +184,15 @@ def scan_header_list(
 def read_header_list(
     headers: Iterable[tuple[bytes, bytes]], cookie_name: str, allow_bearer: bool
 ) -> RequestToken:
-    """The token in an ASGI header list (lower-case byte names, possibly repeated)."""
+    """``scan_header_list`` as a RequestToken (``coatcheck.asgi.read_request``)."""
     return RequestToken(*scan_header_list(headers, cookie_name, allow_bearer))
 
 
 def scan_environ(
     environ: Mapping[str, Any], cookie_name: str, allow_bearer: bool
 ) -> tuple[str | None, bool, str | None]:
-    """``read_environ`` as a plain tuple (token, bearer, user agent), for the WSGI
-    middleware's every request."""
+    """The token in a WSGI environ (the server has already joined repeated headers), as a
+    plain tuple (token, bearer, user agent)."""
     bearer: str | None = None
     wants_header = False
     if allow_bearer:
@@ -219,11 +209,6 @@ def scan_environ(
         environ.get("HTTP_USER_AGENT"),
         cookie_name,
     )
-
-
-def read_environ(environ: Mapping[str, Any], cookie_name: str, allow_bearer: bool) -> RequestToken:
-    """The token in a WSGI environ (the server has already joined repeated headers)."""
-    return RequestToken(*scan_environ(environ, cookie_name, allow_bearer))
 
 
 @dataclass(frozen=True, slots=True)

@@ -262,16 +262,18 @@ class CoatcheckSessionInterface(SessionInterface):
 
     def open_session(self, app: flask.Flask, request: Request) -> SessionMixin | None:
         config = self.manager.config
-        token = edge.read_environ(request.environ, config.cookie_name, config.allow_bearer)
-        info = ClientInfo.from_raw(token.user_agent, request.remote_addr)
+        token, bearer, user_agent = edge.scan_environ(
+            request.environ, config.cookie_name, config.allow_bearer
+        )
+        info = ClientInfo.from_raw(user_agent, request.remote_addr)
         try:
-            core = self.manager.load_sync(token.token, info)
+            core = self.manager.load_sync(token, info)
         except edge.REFUSED as exc:
             # Raising here would become a 500 (Flask opens the session outside its
             # handlers); the before_request hook of init_app answers instead.
             request.environ[_UNAVAILABLE_FLAG] = edge.refused(exc, "load")
             return UnavailableSession()
-        core._via_bearer = token.bearer
+        core._via_bearer = bearer
         return FlaskSession(core)
 
     def save_session(self, app: flask.Flask, session: SessionMixin, response: Response) -> None:

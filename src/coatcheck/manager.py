@@ -189,11 +189,7 @@ class SessionManager:
             or (client is not None and client.changes(record.user_agent, record.ip))
         ):
             return None
-        session = Session(record, now, client)  # _admitted, inline: every request
-        config = self.config
-        if config.rotation_interval is not None and policy.rotation_due(record, now, config):
-            session._rotate = True
-        return session
+        return self._admitted(record, now, client)
 
     def _load_found(
         self, record: SessionRecord | None, now: float, client: ClientInfo | None
@@ -284,6 +280,20 @@ class SessionManager:
             return CommitResult(clear=True)
         session._expires_at = plan.patch.fields.get("expires_at", session._expires_at)
         return NO_CHANGE
+
+    def _plan(self, session: Session) -> tuple[Plan, float, str | None]:
+        """The commit plan for ``session`` at the current time, and the key to patch when
+        the whole plan is that one ``Apply`` (a touch or a data write: no events, no
+        login), which the drivers run themselves and hand to ``_applied``; otherwise None,
+        and ``_commit_plan`` runs the plan."""
+        now = self.clock()
+        plan = policy.plan_commit(session, self.config, now)
+        session._committed = True
+        action = plan.action
+        if (action is _TOUCH or action is _UPDATE) and not plan.events and not session._login:
+            assert session._record is not None and plan.patch is not None
+            return plan, now, session._record.key
+        return plan, now, None
 
     def _commit_plan(self, session: Session, plan: Plan, now: float) -> Steps[CommitResult]:
         """Run ``plan`` (``policy.plan_commit`` of ``session``) in every case. The drivers
@@ -403,16 +413,12 @@ class SessionManager:
         store = self._op_store
         if self._client_side is not None:
             return await run_async(self._client_side.commit(session), store)
-        now = self.clock()
-        plan = policy.plan_commit(session, self.config, now)
-        session._committed = True
-        action = plan.action
-        if action is _NOTHING:
+        plan, now, key = self._plan(session)
+        if plan.action is _NOTHING:
             return NO_CHANGE
-        if (action is _TOUCH or action is _UPDATE) and not plan.events and not session._login:
-            assert session._record is not None and plan.patch is not None
-            applied = await store.apply(session._record.key, plan.patch)
-            return self._applied(session, plan, applied)
+        if key is not None:
+            assert plan.patch is not None
+            return self._applied(session, plan, await store.apply(key, plan.patch))
         return await run_async(self._commit_plan(session, plan, now), store)
 
     async def list_user_sessions(self, user_id: str) -> list[SessionInfo]:
@@ -464,16 +470,12 @@ class SessionManager:
         store = self._op_store
         if self._client_side is not None:
             return run_sync(self._client_side.commit(session), store)
-        now = self.clock()
-        plan = policy.plan_commit(session, self.config, now)
-        session._committed = True
-        action = plan.action
-        if action is _NOTHING:
+        plan, now, key = self._plan(session)
+        if plan.action is _NOTHING:
             return NO_CHANGE
-        if (action is _TOUCH or action is _UPDATE) and not plan.events and not session._login:
-            assert session._record is not None and plan.patch is not None
-            applied = store.apply_sync(session._record.key, plan.patch)
-            return self._applied(session, plan, applied)
+        if key is not None:
+            assert plan.patch is not None
+            return self._applied(session, plan, store.apply_sync(key, plan.patch))
         return run_sync(self._commit_plan(session, plan, now), store)
 
     def list_user_sessions_sync(self, user_id: str) -> list[SessionInfo]:

@@ -207,13 +207,9 @@ def cookie_max_age(remember: bool, absolute_at: float, now: float) -> int | None
 
 
 def _touch_fields(record: SessionRecord, config: SessionConfig, now: float) -> dict[str, Any]:
-    """The record fields every commit of a live session refreshes: activity and deadline
-    (``deadline()``, inline: this runs on every write)."""
-    absolute_at = record.absolute_at
-    if record.remember:
-        return {"last_seen_at": now, "expires_at": absolute_at}
-    idle_at = now + config.idle_timeout
-    return {"last_seen_at": now, "expires_at": absolute_at if absolute_at < idle_at else idle_at}
+    """The record fields every commit of a live session refreshes: activity and deadline."""
+    expires_at = deadline(config, now=now, absolute_at=record.absolute_at, remember=record.remember)
+    return {"last_seen_at": now, "expires_at": expires_at}
 
 
 def plan_commit(session: Session, config: SessionConfig, now: float, new_handle: str = "") -> Plan:
@@ -276,9 +272,7 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
         set_items[key] = value
     removed = frozenset(session._removed) if session._removed else _NO_KEYS
     if set_json:
-        size = data_size(session, set_json)  # check_size, inline: every data write
-        if size > config.max_data_bytes:
-            raise SessionTooLarge(size, config.max_data_bytes)
+        check_size(session, config, set_json)
 
     if session._login and record.user_id is not None and record.user_id != session._user_id:
         # Another user logs in on this device: a new session (new handle, fresh data), so

@@ -56,9 +56,7 @@ def storage_key(token: str) -> str:
 def checked_storage_key(token: str) -> str | None:
     """``storage_key(token)`` when ``is_well_formed(token)``, else None: the two checks a
     load makes on every request, in one call."""
-    if len(token) != TOKEN_LENGTH or _TOKEN_RE.fullmatch(token) is None:
-        return None
-    return hashlib.sha256(token.encode("ascii")).hexdigest()
+    return storage_key(token) if is_well_formed(token) else None
 
 
 def constant_time_equal(a: str | bytes, b: str | bytes) -> bool:

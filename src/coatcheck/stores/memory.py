@@ -23,7 +23,7 @@ floats qualify too (``_is_scalar``); NaN does not, as no decoded NaN equals anot
 
 
 def _is_scalar(value: Any) -> bool:
-    kind = type(value)  # (inlined in ``_patch``)
+    kind = type(value)
     return kind in _SCALARS or (kind is float and math.isfinite(value))
 
 
@@ -106,16 +106,10 @@ class MemoryStore(InlineStore):
         self._unindex(key, entry.record)
         return entry.record
 
-    # The two operations of every request take the lock by hand: a ``with`` block costs
-    # twice as much as acquire() and release().
     def get_sync(self, key: str) -> SessionRecord | None:
-        lock = self._lock
-        lock.acquire()
-        try:
+        with self._lock:
             entry = self._entries.get(key)
             return _copy_out(entry) if entry is not None else None
-        finally:
-            lock.release()
 
     def create_sync(self, record: SessionRecord) -> None:
         data = {k: json.dumps(v) for k, v in record.data.items()}
@@ -142,8 +136,7 @@ class MemoryStore(InlineStore):
                 items = patch.set_items
                 for k in set_json:
                     value = items.get(k, plain)  # ``plain`` stands for "not given"
-                    kind = type(value)
-                    if kind not in _SCALARS and not (kind is float and math.isfinite(value)):
+                    if value is plain or not _is_scalar(value):
                         entry.plain = None  # decode from the JSON text from now on
                         break
                     plain[k] = value
@@ -156,9 +149,7 @@ class MemoryStore(InlineStore):
                 setattr(record, name, value)
 
     def apply_sync(self, key: str, patch: Patch) -> bool:
-        lock = self._lock
-        lock.acquire()
-        try:
+        with self._lock:
             entry = self._entries.get(key)
             if entry is None:
                 return False
@@ -170,8 +161,6 @@ class MemoryStore(InlineStore):
             else:
                 self._patch(entry, patch)
             return True
-        finally:
-            lock.release()
 
     def rename_sync(self, old_key: str, new_key: str, patch: Patch) -> bool:
         with self._lock:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -79,8 +78,10 @@ _PRIVATE_PATHS = frozenset({":memory:", ""})
 file): such a store works only while it never has two connections open at once."""
 
 
-_SIMPLE_KEY = re.compile(r'[^"\\]*')
-"""Keys SQLite's JSON path syntax can quote as ``$."key"`` (no quote or backslash)."""
+def _quotable(key: str) -> bool:
+    """Can SQLite's JSON path syntax quote ``key`` as ``$."key"`` (no quote, no backslash)?"""
+    return '"' not in key and "\\" not in key
+
 
 _pid = os.getpid()
 """This process's id, kept current by an at-fork hook: the pool checks it on every
@@ -142,14 +143,19 @@ def _field_value(name: str, value: Any) -> Any:
 _CONVERTED_FIELDS = frozenset({"meta", "remember"})
 """Fields whose column value is not the field's value (``_field_value``)."""
 
-_UPDATE_SQL: dict[tuple[int, int, tuple[str, ...], bool], str] = {}
+_UPDATE_SQL: dict[tuple[int, int, tuple[str, ...], bool, bool], str] = {}
 """UPDATE statements by the shape of their patch (removed keys, set keys, field names,
-rename): a commit reuses the text instead of formatting it again (SQLite's statement
-cache is keyed by that text too)."""
+rename, whole data): a commit reuses the text instead of formatting it again (SQLite's
+statement cache is keyed by that text too)."""
 
 
-def _update_sql(removed: int, set_keys: int, fields: tuple[str, ...], rename: bool) -> str:
-    shape = (removed, set_keys, fields, rename)
+def _update_sql(
+    removed: int, set_keys: int, fields: tuple[str, ...], rename: bool, whole_data: bool
+) -> str:
+    """``UPDATE ... WHERE key = ?`` whose parameters are, in order: the new key (``rename``),
+    the data (the whole JSON text when ``whole_data``; else the JSON paths of ``removed``
+    keys, then a path and a JSON value per set key), each field's column value, the key."""
+    shape = (removed, set_keys, fields, rename, whole_data)
     sql = _UPDATE_SQL.get(shape)
     if sql is not None:
         return sql
@@ -157,7 +163,9 @@ def _update_sql(removed: int, set_keys: int, fields: tuple[str, ...], rename: bo
         if name not in PATCHABLE_FIELDS:
             raise ValueError(f"field {name!r} cannot be patched")
     sets: list[str] = ["key = ?"] if rename else []
-    if removed or set_keys:
+    if whole_data:
+        sets.append("data = ?")
+    elif removed or set_keys:
         expr = "data"
         if removed:
             expr = f"json_remove({expr}{', ?' * removed})"
@@ -302,79 +310,36 @@ class SQLiteStore(InlineStore):
         conn.execute("COMMIT")
 
     # -- statements --------------------------------------------------------------------
-    @staticmethod
-    def _patch_sql(patch: Patch) -> tuple[str, list[Any]] | None:
-        """SET clause for ``patch`` as one statement, or None if a key cannot be written
-        as a JSON path (then the caller merges in Python inside a write transaction)."""
-        sets: list[str] = []
-        params: list[Any] = []
-        if patch.touches_data:
-            keys = list(patch.removed) + list(patch.set_json)
-            if not all(_SIMPLE_KEY.fullmatch(k) for k in keys):
-                return None
-            expr = "data"
-            if patch.removed:
-                expr = f"json_remove({expr}{', ?' * len(patch.removed)})"
-                params.extend(f'$."{k}"' for k in patch.removed)
-            if patch.set_json:
-                expr = f"json_set({expr}{', ?, json(?)' * len(patch.set_json)})"
-                for k, v in patch.set_json.items():
-                    params.extend((f'$."{k}"', v))
-            sets.append(f"data = {expr}")
-        for name, value in patch.fields.items():
-            if name not in PATCHABLE_FIELDS:
-                raise ValueError(f"field {name!r} cannot be patched")
-            sets.append(f"{name} = ?")
-            params.append(_field_value(name, value))
-        return ", ".join(sets), params
-
     def _update(
         self, conn: sqlite3.Connection, key: str, new_key: str | None, patch: Patch
     ) -> bool:
-        removed = patch.removed
-        set_json = patch.set_json
-        fields = patch.fields
-        simple = True  # every key quotable as a JSON path (``_SIMPLE_KEY``), tested inline
-        for k in removed:
-            if '"' in k or "\\" in k:
-                simple = False
-        for k in set_json:
-            if '"' in k or "\\" in k:
-                simple = False
-        if simple:
-            if not (removed or set_json or fields) and new_key is None:
+        removed, set_json, fields = patch.removed, patch.set_json, patch.fields
+        rename = new_key is not None
+        head: list[Any] = [new_key] if rename else []
+        tail = [_field_value(n, v) if n in _CONVERTED_FIELDS else v for n, v in fields.items()]
+        tail.append(key)
+        if all(map(_quotable, removed)) and all(map(_quotable, set_json)):
+            if not (removed or set_json or fields or rename):
                 return (
                     conn.execute(f"SELECT 1 FROM {TABLE} WHERE key = ?", (key,)).fetchone()
                     is not None
                 )
-            names = tuple(fields)
-            sql = _update_sql(len(removed), len(set_json), names, new_key is not None)
-            params: list[Any] = [new_key] if new_key is not None else []
-            if removed:
-                params.extend(f'$."{k}"' for k in removed)
+            sql = _update_sql(len(removed), len(set_json), tuple(fields), rename, False)
+            params = head + [f'$."{k}"' for k in removed]
             for k, v in set_json.items():
-                params.append(f'$."{k}"')
-                params.append(v)
-            for name, value in fields.items():
-                params.append(_field_value(name, value) if name in _CONVERTED_FIELDS else value)
-            params.append(key)
-            return conn.execute(sql, params).rowcount == 1
+                params += (f'$."{k}"', v)
+            return conn.execute(sql, params + tail).rowcount == 1
         # Keys with quotes: merge in Python under the write lock (still atomic).
-        rename = ("key = ?, ", [new_key]) if new_key is not None else ("", [])
         with self._write(conn):
             row = conn.execute(f"SELECT data FROM {TABLE} WHERE key = ?", (key,)).fetchone()
             if row is None:
                 return False
             data = json.loads(row[0])
-            for k in patch.removed:
+            for k in removed:
                 data.pop(k, None)
             data.update(patch.set_items)
-            clause, merged = self._patch_sql(Patch(fields=patch.fields)) or ("", [])
-            sets = ", ".join(filter(None, [rename[0].rstrip(", "), "data = ?", clause]))
-            conn.execute(
-                f"UPDATE {TABLE} SET {sets} WHERE key = ?",
-                [*rename[1], json.dumps(data, separators=(",", ":")), *merged, key],
-            )
+            sql = _update_sql(0, 0, tuple(fields), rename, True)
+            conn.execute(sql, [*head, json.dumps(data, separators=(",", ":")), *tail])
             return True
 
     # -- contract ----------------------------------------------------------------------
