@@ -26,7 +26,7 @@ from typing import Any
 from . import csrf, edge
 from .client import ClientInfo
 from .edge import UNAVAILABLE_BODY, RequestToken
-from .manager import NO_CHANGE, SessionManager
+from .manager import SessionManager
 from .model import Session
 
 Scope = MutableMapping[str, Any]
@@ -38,9 +38,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 logger = logging.getLogger("coatcheck")
 
 __all__ = ["UNAVAILABLE_BODY", "RequestToken", "SessionMiddleware", "read_request"]
-
-_SAFE_METHODS = csrf.SAFE_METHODS
-"""Never CSRF-checked (``CsrfGuard.applies``), tested here first: most requests are GETs."""
 
 read_request = edge.read_header_list
 """Kept under its first name: the token in an ASGI header list (see ``coatcheck.edge``)."""
@@ -146,8 +143,8 @@ class SessionMiddleware:
         scope["coatcheck.manager"] = manager  # for helpers that need the clock or config
 
         method: str = scope["method"]
-        if method not in _SAFE_METHODS and self.csrf.applies(method, scope["path"], bearer):
-            guard = self.csrf
+        guard = self.csrf
+        if guard.applies(method, scope["path"], bearer):
             rejection, receive = await self._check_csrf(scope, receive, session)
             if rejection is not None:
                 body, headers = guard.rejected(session, rejection, method, scope["path"])
@@ -165,17 +162,16 @@ class SessionMiddleware:
                     failed = True
                     await send_refusal(send, edge.refused(exc, "commit"))
                     return
-                if result is not NO_CHANGE or session._user_id is not None:
-                    update = edge.session_headers(
-                        manager.config,
-                        result,
-                        bearer=bearer,
-                        authenticated=session._user_id is not None,
+                update = edge.session_headers(
+                    manager.config,
+                    result,
+                    bearer=bearer,
+                    authenticated=session._user_id is not None,
+                )
+                if update is not None:
+                    message["headers"] = edge.merge_headers(
+                        message.get("headers", ()), update, b"cache-control", _latin1
                     )
-                    if update is not None:
-                        message["headers"] = edge.merge_headers(
-                            message.get("headers", ()), update, b"cache-control", _latin1
-                        )
             elif failed:
                 return  # the 503 is already out; drop the app's body
             await send(message)

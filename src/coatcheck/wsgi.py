@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import csrf, edge
 from .client import ClientInfo
-from .manager import NO_CHANGE, SessionManager
+from .manager import SessionManager
 from .model import Session
 
 if TYPE_CHECKING:
@@ -98,13 +98,12 @@ class _Response:
                 self.failed = refusal
                 self.start(refusal.wsgi_status, list(refusal.headers), exc_info)
                 return _discard
-            if result is not NO_CHANGE or session._user_id is not None:
-                self.update = edge.session_headers(
-                    self.manager.config,
-                    result,
-                    bearer=self.bearer,
-                    authenticated=session._user_id is not None,
-                )
+            self.update = edge.session_headers(
+                self.manager.config,
+                result,
+                bearer=self.bearer,
+                authenticated=session._user_id is not None,
+            )
         if self.update is not None:
             headers = edge.merge_headers(headers, self.update, "cache-control", str)
         return self.start(status, headers, exc_info)
