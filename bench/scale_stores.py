@@ -113,25 +113,7 @@ class SQLiteBackend(Backend):
         ua, ip, remember = template.user_agent, template.ip, int(template.remember)
 
         def rows() -> Iterator[tuple[Any, ...]]:
-            ident, times = pop.ident, pop.times
-            for i in range(pop.count):
-                _, key, handle, user = ident(i)
-                created, last_seen, expires, absolute = times(i)
-                yield (
-                    key,
-                    handle,
-                    user,
-                    data,
-                    created,
-                    last_seen,
-                    expires,
-                    absolute,
-                    created,
-                    remember,
-                    ua,
-                    ip,
-                    meta,
-                )
+            return _sql_rows(pop, data, remember, ua, ip, meta)
 
         import sqlite3
 
@@ -215,29 +197,10 @@ class PostgresBackend(Backend):
             sql.Identifier(self.schema, label),
             sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS),
         )
-        ident, times = pop.ident, pop.times
         with self._admin() as conn:
             with conn.transaction(), conn.cursor() as cur, cur.copy(query) as copy:
-                for i in range(pop.count):
-                    _, key, handle, user = ident(i)
-                    created, last_seen, expires, absolute = times(i)
-                    copy.write_row(
-                        (
-                            key,
-                            handle,
-                            user,
-                            data,
-                            created,
-                            last_seen,
-                            expires,
-                            absolute,
-                            created,
-                            remember,
-                            ua,
-                            ip,
-                            meta,
-                        )
-                    )
+                for row in _sql_rows(pop, data, remember, ua, ip, meta):
+                    copy.write_row(row)
             # What autovacuum would have done to a table that grew over hours (it is off on
             # some servers, this one included): visibility map, hint bits, statistics.
             conn.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(self.schema, label)))
@@ -370,6 +333,20 @@ class RedisServer:
         if code != 0 or match is None or match.group(1) != "0":
             raise BenchError(f"redis-cli --pipe failed ({code}): {output.strip()[-500:]}")
         return int(match.group(2))
+
+
+def _sql_rows(
+    pop: Population, data: str, remember: Any, ua: str | None, ip: str | None, meta: str
+) -> Iterator[tuple[Any, ...]]:
+    """One row per session of ``pop`` in the SQL stores' column order (their ``_COLUMNS``:
+    key, handle, user_id, data, created_at, last_seen_at, expires_at, absolute_at, auth_at,
+    remember, user_agent, ip, meta), the template's values encoded by the caller."""
+    ident, times = pop.ident, pop.times
+    for i in range(pop.count):
+        _, key, handle, user = ident(i)
+        created, last_seen, expires, absolute = times(i)
+        row = (key, handle, user, data, created, last_seen, expires, absolute, created)
+        yield (*row, remember, ua, ip, meta)
 
 
 class _Resp:
