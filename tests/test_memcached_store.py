@@ -28,6 +28,7 @@ from coatcheck.stores import from_url
 from coatcheck.stores.memcached import MemcachedStore
 from tests.support.browser import Browser, parse_set_cookie
 from tests.support.clock import FakeClock
+from tests.support.forking import assert_each_process_reads_its_own
 from tests.support.memcached_server import MemcachedServer, fresh_prefix, shared_memcached
 from tests.support.server import serve
 from tests.support.shop import create_shop
@@ -462,18 +463,7 @@ def test_a_forked_worker_never_talks_on_its_parents_connections(server: Memcache
     alice, bob = record(user_id="alice"), record(user_id="bob")
     store.create_sync(alice)
     store.create_sync(bob)
-    assert store.get_sync(alice.key) == alice  # the parent's kept connection is open
-    child = os.fork()
-    if child == 0:  # pragma: no cover (runs in the child, which reports by exit code)
-        code = 1
-        try:
-            code = 0 if all(store.get_sync(bob.key) == bob for _ in range(300)) else 2
-        finally:
-            os._exit(code)
-    mine = [store.get_sync(alice.key) == alice for _ in range(300)]
-    _, status = os.waitpid(child, 0)
-    assert all(mine)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert_each_process_reads_its_own(store, alice, bob)
     store.close_sync()
 
 

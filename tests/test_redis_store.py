@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import re
 import signal
 import subprocess
@@ -50,6 +49,7 @@ from coatcheck.stores.redis import (
 )
 from tests.support.browser import Browser, parse_set_cookie
 from tests.support.clock import FakeClock
+from tests.support.forking import assert_each_process_reads_its_own
 from tests.support.redis_servers import (
     SHARED,
     RedisServer,
@@ -1010,16 +1010,5 @@ def test_a_forked_worker_never_talks_on_its_parents_connections(shared_url: str)
     parent and child each read their own replies, so each gets its own session."""
     store = RedisStore.from_url(f"{shared_url}&max_connections=1")  # always the same one
     alice, bob = _two_records(store)
-    assert store.get_sync(alice.key) == alice  # the parent's kept connection is open
-    child = os.fork()
-    if child == 0:  # pragma: no cover (runs in the child, which reports by exit code)
-        code = 1
-        try:
-            code = 0 if all(store.get_sync(bob.key) == bob for _ in range(300)) else 2
-        finally:
-            os._exit(code)
-    mine = [store.get_sync(alice.key) == alice for _ in range(300)]
-    _, status = os.waitpid(child, 0)
-    assert all(mine)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert_each_process_reads_its_own(store, alice, bob)
     store.close_sync()
