@@ -25,25 +25,18 @@ from starlette.middleware import Middleware
 from coatcheck import SessionManager
 from coatcheck.asgi import SessionMiddleware as CoatcheckMiddleware
 
-from .asgi_middleware import (
-    ROUTES,
-    Built,
-    Config,
-    _bare,
-    _read_case,
-    _starlette_cookie,
-    _write_case,
-)
-from .harness import Role, Scenario, Settings, WorkloadResult, blame, measure
+from .asgi_middleware import ROUTES, _bare, _starlette_cookie
+from .harness import Role, Scenario, Settings, WorkloadResult
+from .store_workloads import Built, Config, run_workloads
 
 
-def _coatcheck_cookie(stack: contextlib.ExitStack) -> Built:
+async def _coatcheck_cookie(stack: contextlib.AsyncExitStack, slug: str) -> Built:
     from coatcheck.sealing import new_key
     from coatcheck.stores import CookieStore
 
     manager = SessionManager(CookieStore([new_key()]))
     app = Starlette(routes=ROUTES, middleware=[Middleware(CoatcheckMiddleware, manager=manager)])
-    return Built(app, "__Host-session")
+    return Built(app, "session", "__Host-session")
 
 
 CONFIGS = [
@@ -54,19 +47,17 @@ CONFIGS = [
 
 
 async def run(settings: Settings, console: Console) -> list[WorkloadResult]:
-    results = []
-    for key, title, make in (
-        ("cookie.read", "Cookie sessions, read-only request (GET /read)", _read_case),
-        ("cookie.write", "Cookie sessions, writing request (GET /write)", _write_case),
-    ):
-        with contextlib.ExitStack() as stack:
-            cases = []
-            for config in CONFIGS:
-                with blame(key, f"setting up {config.name}"):
-                    cases.append(await make(config, stack))
-            result = await measure(key, title, cases, settings, console)
-        results.append(result)
-    return results
+    return await run_workloads(
+        "cookie",
+        "Cookie sessions",
+        CONFIGS,
+        settings,
+        console,
+        wire=None,
+        notes=[],
+        targets=[],
+        fit_budget=False,
+    )
 
 
 SCENARIO = Scenario(

@@ -284,8 +284,11 @@ async def run_workloads(
     wire: WireCounter | None,
     notes: list[str],
     targets: list[Target],
+    fit_budget: bool = True,
 ) -> list[WorkloadResult]:
-    """Measure every configuration on read-only, then writing, requests."""
+    """Measure every configuration on read-only, then writing, requests. ``fit_budget``
+    (server stores) fits the requests and repetitions to ``BUDGET_SECONDS`` per workload;
+    in-process scenarios keep the settings as given."""
     results = []
     for workload, title, make in (
         ("read", f"{label}, read-only request (GET /read)", read_case),
@@ -298,7 +301,7 @@ async def run_workloads(
                 with blame(key, f"setting up {config.name}"):
                     built = await config.build(stack, f"{workload}_{config.slug}")
                     cases.append(await make(config, built, wire))
-            budgeted = await budget(cases, settings, console, title)
+            budgeted = await budget(cases, settings, console, title) if fit_budget else settings
             result = await measure(key, title, cases, budgeted, console)
         if budgeted.n != settings.n:
             result.notes.append(

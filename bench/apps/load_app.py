@@ -31,38 +31,11 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bench.asgi_middleware import ROUTES, PlainDictSession
 from coatcheck import SessionManager
 from coatcheck.asgi import SessionMiddleware
 from coatcheck.stores import from_url
-
-
-async def read(request: Request) -> PlainTextResponse:
-    return PlainTextResponse(str(request.session.get("n", 0)))
-
-
-async def write(request: Request) -> PlainTextResponse:
-    n = request.session.get("n", 0) + 1
-    request.session["n"] = n
-    return PlainTextResponse(str(n))
-
-
-ROUTES = [Route("/read", read), Route("/write", write)]
-
-
-class PlainDictSession:
-    """The bare configuration: a fresh dict per request, nothing kept."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope["session"] = {}
-        await self.app(scope, receive, send)
 
 
 def build_app(store_url: str | None) -> Starlette:
