@@ -59,13 +59,15 @@ class Role(enum.Enum):
 
 
 def _env_int(name: str, default: int, minimum: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
+    """An integer setting from the environment; ``1_000_000``, ``1,000,000`` and ``1e6``
+    are read as a million."""
+    raw = os.environ.get(name, "").replace("_", "").replace(",", "").strip()
+    if not raw:
         return default
     try:
-        value = int(raw)
+        value = int(float(raw)) if "e" in raw.lower() else int(raw)
     except ValueError:
-        raise BenchError(f"{name}={raw!r} is not an integer") from None
+        raise BenchError(f"{name}={os.environ[name]!r} is not an integer") from None
     if value < minimum:
         raise BenchError(f"{name} must be at least {minimum}, got {value}")
     return value

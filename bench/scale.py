@@ -70,7 +70,7 @@ from coatcheck import SessionManager
 from coatcheck.model import SessionRecord
 from coatcheck.stores import Store
 
-from .harness import BenchError, Scenario, Settings, WorkloadResult
+from .harness import BenchError, Scenario, Settings, WorkloadResult, _env_int
 from .scale_memory import MemoryResult, measure_memory
 from .scale_sessions import (
     CONFIG,
@@ -99,19 +99,6 @@ PURGE_TARGET = 3.0
 
 
 # -- settings ------------------------------------------------------------------------------
-
-
-def _env_int(name: str, default: int, minimum: int) -> int:
-    raw = os.environ.get(name, "").replace("_", "").replace(",", "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(float(raw)) if "e" in raw.lower() else int(raw)
-    except ValueError:
-        raise BenchError(f"{name}={os.environ[name]!r} is not an integer") from None
-    if value < minimum:
-        raise BenchError(f"{name} must be at least {minimum}, got {value}")
-    return value
 
 
 def _names(variable: str, known: tuple[str, ...]) -> tuple[str, ...]:

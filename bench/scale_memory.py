@@ -56,8 +56,6 @@ async def _coatcheck_sessions(server: RedisServer, count: int, start: int) -> No
     from coatcheck.asgi import SessionMiddleware
     from coatcheck.stores.redis import RedisStore
 
-    from .asgi_client import AsgiClient
-
     async def login(request: Request) -> PlainTextResponse:
         request.session.login(f"user-{request.path_params['n']}")
         request.session["cart"] = CART
@@ -68,12 +66,19 @@ async def _coatcheck_sessions(server: RedisServer, count: int, start: int) -> No
         Starlette(routes=[Route("/login/{n:int}", login)]), manager=SessionManager(store, CONFIG)
     )
     try:
-        for n in range(start, start + count):
-            response = await AsgiClient(app).get(f"/login/{n}")
-            if response.status != 200 or not response.header(b"set-cookie"):
-                raise BenchError(f"coatcheck login answered {response.status}")
+        await _log_in_each(app, start, count, "coatcheck")
     finally:
         await store.close()
+
+
+async def _log_in_each(app: Any, start: int, count: int, library: str) -> None:
+    """One new browser per session, each logging in once (``GET /login/<n>``)."""
+    from .asgi_client import AsgiClient
+
+    for n in range(start, start + count):
+        response = await AsgiClient(app).get(f"/login/{n}")
+        if response.status != 200 or not response.header(b"set-cookie"):
+            raise BenchError(f"{library} login answered {response.status}")
 
 
 async def _starsessions_sessions(server: RedisServer, count: int, start: int) -> None:
@@ -85,8 +90,6 @@ async def _starsessions_sessions(server: RedisServer, count: int, start: int) ->
     from starlette.routing import Route
     from starsessions import SessionAutoloadMiddleware, SessionMiddleware
     from starsessions.stores.redis import RedisStore
-
-    from .asgi_client import AsgiClient
 
     async def login(request: Request) -> PlainTextResponse:
         request.session["user_id"] = f"user-{request.path_params['n']}"
@@ -102,10 +105,7 @@ async def _starsessions_sessions(server: RedisServer, count: int, start: int) ->
         ],
     )
     try:
-        for n in range(start, start + count):
-            response = await AsgiClient(app).get(f"/login/{n}")
-            if response.status != 200 or not response.header(b"set-cookie"):
-                raise BenchError(f"starsessions login answered {response.status}")
+        await _log_in_each(app, start, count, "starsessions")
     finally:
         await connection.aclose()
 
