@@ -13,6 +13,7 @@ raised as ``StoreUnavailable`` so that edges answer 503.
 from __future__ import annotations
 
 import asyncio
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Generator
 from typing import Any, TypeVar
@@ -20,6 +21,25 @@ from typing import Any, TypeVar
 from ..model import Patch, SessionRecord
 
 T = TypeVar("T")
+
+_pid = os.getpid()
+
+
+def _after_fork_in_child() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def process_id() -> int:
+    """This process's id, kept current by an at-fork hook (``os.getpid()`` is a system
+    call each time). Every store that keeps connections records it with them and, when it
+    differs, drops what it inherited through ``fork()``: a pre-forking server's worker must
+    never talk on its parent's sockets, where a reply read by the wrong process is another
+    user's session."""
+    return _pid
 
 
 class Store(ABC):

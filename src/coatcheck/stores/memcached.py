@@ -105,7 +105,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 import re
 import threading
 import time
@@ -122,7 +121,7 @@ from pymemcache.exceptions import (  # type: ignore[import-untyped]
 
 from ..errors import StoreUnavailable
 from ..model import PATCHABLE_FIELDS, Patch, SessionRecord
-from .base import Store
+from .base import Store, process_id
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -229,7 +228,7 @@ class _Connections:
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(size)
         self._closed = False
-        self._pid = os.getpid()
+        self._pid = process_id()
 
     def _after_fork(self) -> None:
         """A child process (a pre-forking server's worker) must never talk on sockets it
@@ -237,10 +236,10 @@ class _Connections:
         process is another user's session. The child drops them unclosed and opens its
         own."""
         with self._lock:
-            if self._pid != os.getpid():
+            if self._pid != process_id():
                 self._idle = []
                 self._slots = threading.BoundedSemaphore(self.size)
-                self._pid = os.getpid()
+                self._pid = process_id()
 
     def _new(self) -> Any:
         return Client(
@@ -273,7 +272,7 @@ class _Connections:
     def run(self, operation: Callable[[Any], T]) -> T:
         """Run ``operation(client)``; every failure of memcached is StoreUnavailable."""
         where = f"memcached {self.server[0]}:{self.server[1]}"
-        if self._pid != os.getpid():
+        if self._pid != process_id():
             self._after_fork()
         slots = self._slots
         if not slots.acquire(timeout=self.connect_timeout + self.timeout):
@@ -345,7 +344,7 @@ class MemcachedStore(Store):
         self.max_cas_attempts = max_cas_attempts
         self._pool = _Connections((host, port), pool_size, connect_timeout, timeout)
         self._executor = self._new_executor()
-        self._executor_pid = os.getpid()
+        self._executor_pid = process_id()
 
     def _new_executor(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(
@@ -724,11 +723,11 @@ class MemcachedStore(Store):
 
     # -- contract: async path (the sync code on a dedicated thread pool) ---------------
     async def _offload(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        if self._executor_pid != os.getpid():
+        if self._executor_pid != process_id():
             # A forked child inherits the pool object but none of its threads: work sent
             # to it could wait forever for an "idle" thread that only exists in the parent.
             self._executor = self._new_executor()
-            self._executor_pid = os.getpid()
+            self._executor_pid = process_id()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 

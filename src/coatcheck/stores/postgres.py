@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import re
 import select
 import threading
@@ -54,7 +53,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ..errors import SessionDataError, StoreUnavailable
 from ..model import PATCHABLE_FIELDS, Patch, SessionRecord
-from .base import ProcedureStore
+from .base import ProcedureStore, process_id
 
 T = TypeVar("T")
 
@@ -266,7 +265,7 @@ class PostgresStore(ProcedureStore):
             "prepare_threshold": prepare_threshold,
         }
         self._sql = _Statements(parts)
-        self._pid = os.getpid()
+        self._pid = process_id()
         self._new_locks()
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._apool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
@@ -316,9 +315,9 @@ class PostgresStore(ProcedureStore):
 
     def _forked(self) -> bool:
         """A forked child must not touch its parent's sockets: start afresh."""
-        if self._pid == os.getpid():
+        if self._pid == process_id():
             return False
-        self._pid = os.getpid()
+        self._pid = process_id()
         self._pool = self._apool = None
         self._apool_loop = None
         self._new_locks()

@@ -81,7 +81,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import queue
 import threading
 import time
@@ -106,7 +105,7 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError, R
 
 from ..errors import StoreUnavailable
 from ..model import PATCHABLE_FIELDS, Patch, SessionRecord
-from .base import ProcedureStore
+from .base import ProcedureStore, process_id
 
 __all__ = ["DEFAULT_PREFIX", "RedisOptions", "RedisStore", "from_url"]
 
@@ -819,7 +818,7 @@ class _SyncDriver:
         # sequential traffic keeps reusing one (list.pop and append are atomic).
         self._slots = self._new_slots()
         self._idle: list[Any] = []
-        self._pid = os.getpid()
+        self._pid = process_id()
 
     def _new_slots(self) -> queue.SimpleQueue[None]:
         slots: queue.SimpleQueue[None] = queue.SimpleQueue()
@@ -833,10 +832,10 @@ class _SyncDriver:
         process is another user's session. The child drops them unclosed (closing could
         shut the parent's connection down) and opens its own."""
         with self._lock:
-            if self._pid != os.getpid():
+            if self._pid != process_id():
                 self._slots = self._new_slots()
                 self._idle = []
-                self._pid = os.getpid()
+                self._pid = process_id()
 
     def client(self) -> Any:
         if self._client is None:
@@ -850,7 +849,7 @@ class _SyncDriver:
         if isinstance(op, _Pause):  # holds no connection
             time.sleep(op.seconds)
             return None
-        if self._pid != os.getpid():
+        if self._pid != process_id():
             self._after_fork()
         slots = self._slots
         try:
@@ -945,7 +944,7 @@ class _AsyncDriver:
     def _state(self) -> tuple[Any, asyncio.Semaphore, list[Any]]:
         loop = asyncio.get_running_loop()
         last = self._last
-        pid = os.getpid()
+        pid = process_id()
         if last is not None and last[0]() is loop and last[2] == pid:
             return last[1]
         state = self._per_loop.get(loop)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar, TypeVarTuple
 
 from ..errors import StoreUnavailable
 from ..model import PATCHABLE_FIELDS, Patch, SessionRecord
-from .base import InlineStore
+from .base import InlineStore, process_id
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -81,19 +81,6 @@ file): such a store works only while it never has two connections open at once."
 def _quotable(key: str) -> bool:
     """Can SQLite's JSON path syntax quote ``key`` as ``$."key"`` (no quote, no backslash)?"""
     return '"' not in key and "\\" not in key
-
-
-_pid = os.getpid()
-"""This process's id, kept current by an at-fork hook: the pool checks it on every
-borrow and return, and ``os.getpid()`` is a system call each time."""
-
-
-def _after_fork_in_child() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _row_to_record(row: Sequence[Any]) -> SessionRecord:
@@ -204,7 +191,7 @@ class SQLiteStore(InlineStore):
         self.synchronous = synchronous.upper()
         self.max_idle = max_idle
         self._idle: list[sqlite3.Connection] = []
-        self._pid = _pid
+        self._pid = process_id()
         self._ready = False
         self._ready_lock = threading.Lock()
 
@@ -226,9 +213,9 @@ class SQLiteStore(InlineStore):
         would otherwise leave one open file per finished thread. A connection is used by
         one caller at a time, in any thread; after a fork the parent's are abandoned.
         """
-        if self._pid != _pid:
+        if self._pid != process_id():
             self._idle = []
-            self._pid = _pid
+            self._pid = process_id()
         try:
             return self._idle.pop()  # atomic under the GIL
         except IndexError:
@@ -249,7 +236,7 @@ class SQLiteStore(InlineStore):
         if conn.in_transaction:
             with suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-        if len(self._idle) < self.max_idle and self._pid == _pid:
+        if len(self._idle) < self.max_idle and self._pid == process_id():
             self._idle.append(conn)
         else:
             conn.close()
