@@ -860,10 +860,7 @@ class _SyncDriver:
             client = self.client()
             if not self.cluster and isinstance(op, _Cmd | _Eval):
                 idle = self._idle
-                try:
-                    conn = idle.pop()
-                except IndexError:
-                    conn = _new_connection(client)
+                conn = _idle_or_new(idle, client)
                 try:
                     try:
                         return _call_sync(conn, _direct_args(op, cached=True))
@@ -978,10 +975,7 @@ class _AsyncDriver:
             await slots.acquire()
         try:
             if not self.cluster and isinstance(op, _Cmd | _Eval):
-                try:
-                    conn = idle.pop()
-                except IndexError:
-                    conn = _new_connection(client)
+                conn = _idle_or_new(idle, client)
                 try:
                     try:
                         return await _call_async(conn, _direct_args(op, cached=True))
@@ -1064,6 +1058,15 @@ def _new_connection(client: Any) -> Any:
     finds the current master), outside its pool."""
     pool = client.connection_pool
     return pool.connection_class(**pool.connection_kwargs)
+
+
+def _idle_or_new(idle: list[Any], client: Any) -> Any:
+    """The most recently used idle connection (``list.pop`` is atomic, so threads may share
+    the list), or a new one; the caller appends it back when done."""
+    try:
+        return idle.pop()
+    except IndexError:
+        return _new_connection(client)
 
 
 def _direct_args(op: _Cmd | _Eval, cached: bool) -> tuple[Any, ...]:
