@@ -1012,3 +1012,27 @@ def test_a_forked_worker_never_talks_on_its_parents_connections(shared_url: str)
     alice, bob = _two_records(store)
     assert_each_process_reads_its_own(store, alice, bob)
     store.close_sync()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("d:cart", "{not json"), ("m", "[1, 2]"), ("m", '{"h": "x", "c": "soon"}'), ("e", "later")],
+)
+async def test_a_record_damaged_in_redis_is_a_fresh_session_not_an_error(
+    shared_url: str, field: str, value: str
+) -> None:
+    """Bad data in the store (an operator's edit, another program's key under the prefix)
+    gives a fresh session, as an unknown token does: never a traceback."""
+    store = RedisStore.from_url(shared_url)
+    manager = SessionManager(store)
+    session = await manager.load(None)
+    session["cart"] = ["hat"]
+    token = (await manager.commit(session)).token
+    assert token is not None
+    with raw(shared_url) as client:
+        client.hset(store.record_key(tokens.storage_key(token)), field, value)
+    assert await store.get(tokens.storage_key(token)) is None
+    again = await manager.load(token)
+    assert again.is_new and dict(again) == {}
+    await store.close()
+    store.close_sync()

@@ -494,9 +494,17 @@ def _unpack(text: str) -> dict[str, str] | None:
 
 def _decode(key: str, fields: Mapping[str, str] | Sequence[str]) -> SessionRecord | None:
     """A record from its hash (a mapping, or the flat field/value list of a reply that no
-    client callback turned into one), or None when it is missing or incomplete. Runs on
-    every load: one pass, no intermediate dict."""
+    client callback turned into one), or None when it is missing, incomplete or not what
+    this store writes (a load then starts a fresh session, never a 500). Runs on every
+    load: one pass, no intermediate dict."""
     flat = [x for kv in fields.items() for x in kv] if isinstance(fields, Mapping) else fields
+    try:
+        return _decoded(key, flat)
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def _decoded(key: str, flat: Sequence[str]) -> SessionRecord | None:
     loads = _json_value
     data: dict[str, Any] = {}
     text = last_seen = expires = absolute = None
@@ -517,10 +525,6 @@ def _decode(key: str, fields: Mapping[str, str] | Sequence[str]) -> SessionRecor
     m = _unpack(text)
     if m is None:
         return None
-    try:
-        last_seen_at, expires_at, absolute_at = float(last_seen), float(expires), float(absolute)
-    except ValueError:
-        return None
     get = m.get
     auth_at = get("t")
     meta = get("x")
@@ -529,9 +533,9 @@ def _decode(key: str, fields: Mapping[str, str] | Sequence[str]) -> SessionRecor
         handle=m["h"],
         data=data,
         created_at=float(m["c"]),
-        last_seen_at=last_seen_at,
-        expires_at=expires_at,
-        absolute_at=absolute_at,
+        last_seen_at=float(last_seen),
+        expires_at=float(expires),
+        absolute_at=float(absolute),
         user_id=get("u"),
         auth_at=float(auth_at) if auth_at is not None else None,
         remember=get("r") == "1",
