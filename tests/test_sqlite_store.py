@@ -256,3 +256,25 @@ def test_connections_are_pooled_not_leaked_per_thread(tmp_path: Path) -> None:
     assert len(store._idle) <= 4
     store.close_sync()
     assert store._idle == []
+
+
+def test_a_row_damaged_in_the_file_is_a_fresh_session_not_an_error(tmp_path: Path) -> None:
+    """Bad JSON in the file (an edit outside coatcheck) loads as no record: the request
+    gets a fresh session, as with an unknown token, never a traceback."""
+    from coatcheck import SessionManager
+
+    store = SQLiteStore(tmp_path / "s.db")
+    manager = SessionManager(store)
+    session = manager.load_sync(None)
+    session["cart"] = ["hat"]
+    token = manager.commit_sync(session).token
+    assert token is not None
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        conn.execute(
+            "UPDATE coatcheck_sessions SET data = '{not json' WHERE key = ?",
+            (tokens.storage_key(token),),
+        )
+    assert store.get_sync(tokens.storage_key(token)) is None
+    again = manager.load_sync(token)
+    assert again.is_new and dict(again) == {}
+    store.close_sync()

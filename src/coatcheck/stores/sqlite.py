@@ -332,7 +332,12 @@ class SQLiteStore(InlineStore):
     # -- contract ----------------------------------------------------------------------
     def get_sync(self, key: str) -> SessionRecord | None:
         row = self._run(_fetch_one, _GET_SQL, (key,))
-        return _row_to_record(row) if row is not None else None
+        if row is None:
+            return None
+        try:
+            return _row_to_record(row)
+        except ValueError:  # a row damaged outside the store: a fresh session, not a 500
+            return None
 
     def create_sync(self, record: SessionRecord) -> None:
         values = (
