@@ -38,6 +38,7 @@ from coatcheck.model import Patch, Session, SessionRecord
 from coatcheck.stores import from_url
 from coatcheck.stores.redis import (
     _APPLY,
+    _APPLY_IF_HANDLE,
     _DELETE,
     _DROP_IF,
     _LUA_HELPERS,
@@ -998,7 +999,7 @@ def test_every_script_compiles_and_carries_the_helpers_it_calls(shared_url: str)
     """Scripts include only the Lua helpers they name; one calling a helper it left out
     would fail only when that branch runs (a rare re-index, say)."""
     with raw(shared_url) as client:
-        for script in (_APPLY, _TAKE, _RENAME, _DELETE, _DROP_IF, _UNLINK):
+        for script in (_APPLY, _APPLY_IF_HANDLE, _TAKE, _RENAME, _DELETE, _DROP_IF, _UNLINK):
             for name in _LUA_HELPERS:
                 if re.search(rf"(?<!function )\b{name}\(", script.text):
                     assert f"local function {name}(" in script.text, (name, script.text)

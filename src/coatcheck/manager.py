@@ -24,6 +24,7 @@ from .operations import (
     Create,
     Delete,
     DeleteHandle,
+    Get,
     GetByHandle,
     ListUser,
     Rename,
@@ -257,7 +258,7 @@ class SessionManager:
         if now - rotated_at <= self.config.rotation_grace:
             live = yield GetByHandle(handle)
             if live is not None and policy.check(live, now) is policy.Verdict.VALID:
-                return Session(live, now, client)
+                return (yield from self._admit(live, now, client))
             return Session(None, now, client)
         ended = yield DeleteHandle(handle)
         yield Delete(marker.key)
@@ -292,7 +293,8 @@ class SessionManager:
         action = plan.action
         if (action is _TOUCH or action is _UPDATE) and not plan.events and not session._login:
             assert session._record is not None and plan.patch is not None
-            return plan, now, session._record.key
+            if plan.patch.expect_handle is None:  # (with rotation on, ``_moved`` may follow)
+                return plan, now, session._record.key
         return plan, now, None
 
     def _commit_plan(self, session: Session, plan: Plan, now: float) -> Steps[CommitResult]:
@@ -307,7 +309,11 @@ class SessionManager:
         result = NO_CHANGE
         if action is Action.TOUCH or action is Action.UPDATE:
             assert record is not None and plan.patch is not None
-            result = self._applied(session, plan, (yield Apply(record.key, plan.patch)))
+            applied = yield Apply(record.key, plan.patch)
+            if not applied and plan.patch.expect_handle is not None:
+                live = yield from self._moved(record, now)
+                applied = live is not None and (yield Apply(live.key, plan.patch))
+            result = self._applied(session, plan, applied)
             if result is not NO_CHANGE:
                 return result
         elif action is Action.RENAME:
@@ -316,9 +322,21 @@ class SessionManager:
             key = tokens.storage_key(token)
             if self._limit_denies(session):
                 yield from self._deny_over_limit(session, now)
-            if not (yield Rename(record.key, key, plan.patch)):
-                # The old record vanished meanwhile (revoked elsewhere): a login still
-                # deserves a session, so store the session's whole state afresh.
+            renamed = yield Rename(record.key, key, plan.patch)
+            if not renamed and plan.patch.expect_handle is not None:
+                live = yield from self._moved(record, now)
+                if live is not None and plan.rotation and not session._login:
+                    # A concurrent request rotated the token first: keep its token (the
+                    # client gets it from that response) and apply this request's changes.
+                    return self._applied(session, plan, (yield Apply(live.key, plan.patch)))
+                if live is not None:  # a login or regenerate() still moves it to a new token
+                    renamed = yield Rename(live.key, key, plan.patch)
+            if not renamed:
+                if not session._login:
+                    # Revoked meanwhile (logout elsewhere, "sign out other devices", theft
+                    # detection): a rotation or regenerate() must not bring it back.
+                    return self._applied(session, plan, False)
+                # A login still deserves a session: store the session's state afresh.
                 fresh = policy.new_record(session, self.config, now, tokens.new_handle())
                 fresh.key = key
                 yield Create(fresh)
@@ -329,15 +347,15 @@ class SessionManager:
             result = CommitResult(token=token, max_age=plan.max_age)
         elif action is Action.CREATE or action is Action.REPLACE:
             assert plan.record is not None
+            if self._limit_denies(session):  # before anything is deleted: a refusal keeps all
+                yield from self._deny_over_limit(session, now)
             if action is Action.REPLACE:
                 assert record is not None
-                yield Delete(record.key)
+                yield from self._end(record)
             token = tokens.new_token()
             new = plan.record
             new.key = tokens.storage_key(token)
             new.handle = tokens.new_handle()  # minted only now: most commits create nothing
-            if self._limit_denies(session):
-                yield from self._deny_over_limit(session, now)
             yield Create(new)
             session._handle = new.handle
             session._expires_at = new.expires_at
@@ -346,7 +364,7 @@ class SessionManager:
             result = CommitResult(token=token, max_age=plan.max_age, ended=ended)
         elif action is Action.DELETE:
             assert record is not None
-            yield Delete(record.key)
+            yield from self._end(record)
             result = CommitResult(clear=True, ended=True)
 
         for name in plan.events:
@@ -358,6 +376,29 @@ class SessionManager:
         if limit is not None and session._login and session._user_id is not None:
             yield from self._evict_over_limit(session._user_id, session._handle, limit, now)
         return result
+
+    def _moved(self, record: SessionRecord, now: float) -> Steps[SessionRecord | None]:
+        """Where the session went when a concurrent request rotated its token after this
+        one loaded it: its old key now holds a rotation marker naming its handle. The live
+        record, or None when the session ended instead (then nothing may revive it)."""
+        marker = yield Get(record.key)
+        if marker is None or marker.meta.get(ROTATED_TO_KEY) != record.handle:
+            return None
+        live: SessionRecord | None = yield GetByHandle(record.handle)
+        if live is None or policy.check(live, now) is not _VALID:
+            return None
+        return live
+
+    def _end(self, record: SessionRecord) -> Steps[None]:
+        """Delete the session ``record`` was loaded from (logout, a switch of user). With
+        rotation on, a concurrent request may have moved it to a new key, so it is ended
+        by its handle, and a rotation marker left under its old key goes too."""
+        if self.config.rotation_interval is None:
+            yield Delete(record.key)
+            return
+        ended = yield DeleteHandle(record.handle)
+        if ended is None or ended.key != record.key:
+            yield Delete(record.key)
 
     def _limit_denies(self, session: Session) -> bool:
         return (

@@ -71,6 +71,15 @@ class Patch:
     set_items: dict[str, Any] = field(default_factory=dict)
     removed: frozenset[str] = frozenset()
     fields: dict[str, Any] = field(default_factory=dict)
+    expect_handle: str | None = None
+    """When set, the store applies the patch only if the record under the key has this
+    handle. With rotation on, a concurrent request may have moved the session to a new
+    key and left a rotation marker (another handle) under the old one: a patch meant for
+    the session must not land on the marker (see ``SessionManager._moved``)."""
+
+    def fits(self, handle: str) -> bool:
+        """May this patch be applied to a record with ``handle``?"""
+        return self.expect_handle is None or self.expect_handle == handle
 
     @property
     def touches_data(self) -> bool:

@@ -157,6 +157,12 @@ def check_size(
         raise SessionTooLarge(size, config.max_data_bytes)
 
 
+def _guard(record: SessionRecord, config: SessionConfig) -> str | None:
+    """The handle a patch must find under the record's key: only with rotation on, the one
+    case where something else (a rotation marker) can come to sit under a live key."""
+    return record.handle if config.rotation_interval is not None else None
+
+
 def rotation_marker(
     record: SessionRecord, now: float, config: SessionConfig, handle: str
 ) -> SessionRecord:
@@ -258,7 +264,8 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
         # Untouched by the handler (most requests): at most a touch of the deadline.
         if now - record.last_seen_at >= config.effective_touch_interval:
             touched = _touch_fields(record, config, now)
-            return Plan(_TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, touched))
+            guard = _guard(record, config)
+            return Plan(_TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, touched, guard))
         return NOTHING
 
     # The delta of the data: the keys set (or changed in place) and removed.
@@ -306,7 +313,7 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
                 fields.update(user_agent=client.user_agent, ip=client.ip)
             names = ("session.login",)
         fields["expires_at"] = deadline(config, now=now, absolute_at=absolute_at, remember=remember)
-        patch = Patch(set_json, set_items, removed, fields)
+        patch = Patch(set_json, set_items, removed, fields, _guard(record, config))
         periodic = not session._regenerate
         return Plan(
             Action.RENAME,
@@ -321,7 +328,8 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
     if set_json or removed or session._meta_dirty:
         if session._meta_dirty:
             fields["meta"] = dict(session._meta or {})
-        return Plan(_UPDATE, _NO_COOKIE, Patch(set_json, set_items, removed, fields))
+        guard = _guard(record, config)
+        return Plan(_UPDATE, _NO_COOKIE, Patch(set_json, set_items, removed, fields, guard))
     if now - record.last_seen_at >= config.effective_touch_interval:
-        return Plan(_TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, fields))
+        return Plan(_TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, fields, _guard(record, config)))
     return NOTHING

@@ -174,6 +174,35 @@ async def test_rename_moves_record_and_applies_patch(store: Driver) -> None:
     assert [r.key for r in await store.list_user("alice", NOW)] == [new_key]
 
 
+async def test_a_patch_for_another_handle_changes_nothing(store: Driver) -> None:
+    """``Patch.expect_handle``: with rotation on, a rotation marker (another handle) can
+    come to sit under the key a request loaded; its patch must not land there."""
+    record = make_record(data={"cart": ["hat"]})
+    await store.create(record)
+    stranger = tokens.new_handle()
+
+    def guarded(handle: str, items: dict[str, Any] | None = None, **fields: Any) -> Patch:
+        p = patch(items, **fields)
+        p.expect_handle = handle
+        return p
+
+    new_key = tokens.storage_key(tokens.new_token())
+    assert await store.apply(record.key, guarded(stranger, {"n": 2})) is False
+    assert await store.apply(record.key, guarded(stranger, last_seen_at=NOW + 5)) is False
+    assert await store.apply(record.key, guarded(stranger)) is False
+    assert await store.rename(record.key, new_key, guarded(stranger, {"n": 3})) is False
+    unchanged = await store.get(record.key)
+    assert unchanged is not None
+    assert (unchanged.data, unchanged.last_seen_at) == ({"cart": ["hat"]}, NOW)
+    assert await store.get(new_key) is None
+
+    assert await store.apply(record.key, guarded(record.handle, {"n": 2})) is True
+    assert await store.apply(record.key, guarded(record.handle)) is True
+    assert await store.rename(record.key, new_key, guarded(record.handle, {"n": 3})) is True
+    moved = await store.get(new_key)
+    assert moved is not None and moved.data == {"cart": ["hat"], "n": 3}
+
+
 async def test_rename_of_unknown_key_fails_without_creating(store: Driver) -> None:
     old = tokens.storage_key(tokens.new_token())
     new = tokens.storage_key(tokens.new_token())

@@ -184,6 +184,26 @@ def _to_doc(record: SessionRecord) -> Doc:
     return doc
 
 
+_NUMBERS = ("created_at", "last_seen_at", "expires_at", "absolute_at")
+
+
+def _live_doc(raw: bytes) -> Doc | None:
+    """A record's document; None for a tombstone or an item damaged outside the store
+    (not JSON, fields missing or of the wrong type), which counts as no record: a fresh
+    session, as for an unknown token, rather than an error for as long as the item lives."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or "moved_to" in doc:
+        return None
+    if not all(name in doc for name in _RECORD_FIELDS) or not isinstance(doc["data"], dict):
+        return None
+    if not all(isinstance(doc[n], int | float) for n in _NUMBERS):
+        return None
+    return doc
+
+
 def _to_record(key: str, doc: Doc) -> SessionRecord:
     return SessionRecord(key=key, **{name: doc[name] for name in _RECORD_FIELDS})
 
@@ -391,7 +411,8 @@ class MemcachedStore(Store):
         try:
             return json.loads(raw)
         except ValueError as exc:
-            raise StoreUnavailable(f"memcached item {name!r} is not coatcheck JSON") from exc
+            # Not named: a record's name holds a token's SHA-256, and messages reach logs.
+            raise StoreUnavailable("a memcached item is not coatcheck JSON") from exc
 
     def _load_doc(self, key: str) -> Doc | None:
         """The record's document, a tombstone document, or None."""
@@ -496,10 +517,9 @@ class MemcachedStore(Store):
     def get_sync(self, key: str) -> SessionRecord | None:
         if not _NAME_PART.fullmatch(key):
             return None
-        doc = self._load_doc(key)
-        if doc is None or "moved_to" in doc:
-            return None
-        return _to_record(key, doc)
+        raw = self._call("get", self._record_name(key))
+        doc = None if raw is None else _live_doc(raw)
+        return None if doc is None else _to_record(key, doc)
 
     def create_sync(self, record: SessionRecord) -> None:
         if not (_NAME_PART.fullmatch(record.key) and _NAME_PART.fullmatch(record.handle)):
@@ -522,8 +542,8 @@ class MemcachedStore(Store):
             raw, token = self._call("gets", name)
             if raw is None:
                 return False
-            doc = self._decode(name, raw)
-            if "moved_to" in doc:
+            doc = _live_doc(raw)
+            if doc is None or not patch.fits(doc["handle"]):
                 return False
             new = _patched(doc, patch)
             moved = (new["user_id"], new["absolute_at"]) != (doc["user_id"], doc["absolute_at"])
@@ -540,7 +560,7 @@ class MemcachedStore(Store):
             if stored:
                 break
         else:
-            raise StoreUnavailable(f"memcached record {name!r}: too much write contention")
+            raise StoreUnavailable("memcached record: too much write contention")
         if moved:
             if doc["user_id"] is not None and doc["user_id"] != new["user_id"]:
                 self._remove(self._user_name(doc["user_id"]), {key})
@@ -558,8 +578,8 @@ class MemcachedStore(Store):
             raw, token = self._call("gets", old_name)
             if raw is None:
                 return False
-            doc = self._decode(old_name, raw)
-            if "moved_to" in doc:
+            doc = _live_doc(raw)
+            if doc is None or not patch.fits(doc["handle"]):
                 return False
             new = _patched(doc, patch)
             if (new["user_id"], new["absolute_at"]) not in indexed:
@@ -579,7 +599,7 @@ class MemcachedStore(Store):
                 return False
         else:
             self._delete_item(new_name)
-            raise StoreUnavailable(f"memcached record {old_name!r}: too much write contention")
+            raise StoreUnavailable("memcached record: too much write contention")
         self._point_handle(new_key, new)
         if doc["user_id"] is not None:
             self._remove(self._user_name(doc["user_id"]), {old_key})

@@ -151,7 +151,7 @@ class MemoryStore(InlineStore):
     def apply_sync(self, key: str, patch: Patch) -> bool:
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None:
+            if entry is None or not patch.fits(entry.record.handle):
                 return False
             fields = patch.fields
             if "user_id" in fields or "handle" in fields:  # indexed: re-index only then
@@ -164,9 +164,10 @@ class MemoryStore(InlineStore):
 
     def rename_sync(self, old_key: str, new_key: str, patch: Patch) -> bool:
         with self._lock:
-            entry = self._entries.pop(old_key, None)
-            if entry is None:
+            entry = self._entries.get(old_key)
+            if entry is None or not patch.fits(entry.record.handle):
                 return False
+            del self._entries[old_key]
             self._unindex(old_key, entry.record)
             self._patch(entry, patch)
             entry.record.key = new_key

@@ -574,9 +574,10 @@ class PostgresStore(ProcedureStore):
         for name in names:
             if name not in PATCHABLE_FIELDS:
                 raise ValueError(f"field {name!r} cannot be patched")
+        guard = patch.expect_handle
         if not patch.touches_data and not names and new_key is None:
-            row = yield _Call(self._sql.exists, (key,), "one")
-            return row is not None
+            row = yield _Call(self._sql.handle_of, (key,), "one")
+            return row is not None and patch.fits(row[0])
         params: list[Any] = []
         if new_key is not None:
             params.append(new_key)
@@ -593,7 +594,9 @@ class PostgresStore(ProcedureStore):
             )
         params.extend(_field_value(name, patch.fields[name]) for name in names)
         params.append(key)
-        query = self._sql.update(new_key is not None, patch.touches_data, names)
+        if guard is not None:
+            params.append(guard)
+        query = self._sql.update(new_key is not None, patch.touches_data, names, guard is not None)
         count = yield _Call(query, params, "rowcount")
         return bool(count == 1)
 
@@ -685,7 +688,7 @@ class _Statements:
             return composed.as_bytes(None)
 
         self.get = q("SELECT {cols} FROM {table} WHERE key = %s")
-        self.exists = q("SELECT 1 FROM {table} WHERE key = %s")
+        self.handle_of = q("SELECT handle FROM {table} WHERE key = %s")
         self.insert = q(
             "INSERT INTO {table} ({cols}) VALUES "
             "(%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
@@ -716,7 +719,7 @@ class _Statements:
             "INSERT INTO {vt} (name, version) VALUES (%s, %s) ON CONFLICT (name) "
             "DO UPDATE SET version = EXCLUDED.version, applied_at = now()"
         )
-        self._updates: dict[tuple[bool, bool, tuple[str, ...]], bytes] = {}
+        self._updates: dict[tuple[bool, bool, tuple[str, ...], bool], bytes] = {}
 
     def migration(self, number: int) -> list[bytes]:
         names = {
@@ -726,8 +729,9 @@ class _Statements:
         }
         return [sql.SQL(s).format(**names).as_bytes(None) for s in MIGRATIONS[number]]
 
-    def update(self, rename: bool, data: bool, fields: tuple[str, ...]) -> bytes:
-        shape = (rename, data, fields)
+    def update(self, rename: bool, data: bool, fields: tuple[str, ...], guarded: bool) -> bytes:
+        """``UPDATE ... WHERE key = %s`` (``AND handle = %s`` when ``guarded``)."""
+        shape = (rename, data, fields, guarded)
         query = self._updates.get(shape)
         if query is None:
             sets: list[sql.Composable] = []
@@ -738,8 +742,9 @@ class _Statements:
             for name in fields:
                 cast = "::jsonb" if name == "meta" else ""
                 sets.append(sql.SQL("{} = %s" + cast).format(sql.Identifier(name)))
+            where = "key = %s AND handle = %s" if guarded else "key = %s"
             query = (
-                sql.SQL("UPDATE {} SET {} WHERE key = %s")
+                sql.SQL("UPDATE {} SET {} WHERE " + where)
                 .format(self.table, sql.SQL(", ").join(sets))
                 .as_bytes(None)
             )

@@ -198,14 +198,16 @@ class _Script:
         self.sha = hashlib.sha1(self.text.encode(), usedforsecurity=False).hexdigest()
 
 
-_APPLY = _Script(
+_APPLY_EXISTS = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+_APPLY_BODY = (
     """
 -- KEYS[1] record. ARGV[1] the record's new deadline in Unix ms when a deadline changed
 -- ('' when not; '*' to compute it from the stored deadlines): its TTL. ARGV[2] '1': the
 -- user or the absolute deadline changed, return what the caller needs to re-index. Then
 -- the patch. The common commit (data and a touch) is three commands and decodes no JSON.
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local before = ''
+"""
+    + _APPLY_EXISTS
+    + """local before = ''
 if ARGV[2] == '1' then before = meta(KEYS[1]).u or '' end
 patch(KEYS[1], ARGV, 3)
 if ARGV[1] == '*' then
@@ -218,7 +220,16 @@ if ARGV[2] == '1' then
   return {1, m.h or '', before, m.u or '', redis.call('HGET', KEYS[1], 'a') or '0'}
 end
 return 1
-""",
+"""
+)
+_APPLY = _Script(_APPLY_BODY, "meta", "patch", "ms", "expire")
+_APPLY_IF_HANDLE = _Script(
+    _APPLY_BODY.replace(
+        _APPLY_EXISTS,
+        "-- Guarded (Patch.expect_handle): the record's handle is the last ARGV.\n"
+        "local g = meta(KEYS[1])\n"
+        "if not g or g.h ~= ARGV[#ARGV] then return 0 end\n",
+    ),
     "meta",
     "patch",
     "ms",
@@ -1273,15 +1284,12 @@ class RedisStore(ProcedureStore):
         elif absolute is not None:
             ttl = "*"
         reindex = "user_id" in fields or absolute is not None
-        result = yield _Eval(
-            _APPLY,
-            (self.record_key(key),),
-            (
-                ttl,
-                "1" if reindex else "0",
-                *_patch_args(patch),
-            ),
-        )
+        args = (ttl, "1" if reindex else "0", *_patch_args(patch))
+        guard = patch.expect_handle
+        if guard is None:
+            result = yield _Eval(_APPLY, (self.record_key(key),), args)
+        else:
+            result = yield _Eval(_APPLY_IF_HANDLE, (self.record_key(key),), (*args, guard))
         if not result:
             self._hints.pop(key)
             return False
@@ -1303,6 +1311,9 @@ class RedisStore(ProcedureStore):
         args = _patch_args(patch)
         now = patch.fields.get("last_seen_at")
         hint = self._hints.pop(old_key) if self.single_node else None
+        guard = patch.expect_handle
+        if hint is not None and guard is not None and hint[0] != guard:
+            hint = None  # the script would rename whatever has the hinted handle
         if hint is not None:
             handle, user = hint
             new_user = patch.fields.get("user_id", user)
@@ -1330,7 +1341,7 @@ class RedisStore(ProcedureStore):
                 return False
         # Two steps (a cluster, or no usable hint): take the record off the old key, then
         # write it under the new one. See the module docstring for why this is safe.
-        taken = yield _Eval(_TAKE, (self.record_key(old_key),), ("", *args))
+        taken = yield _Eval(_TAKE, (self.record_key(old_key),), (guard or "", *args))
         if taken is None:
             return False
         before = taken[0] or None

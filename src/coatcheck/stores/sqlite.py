@@ -130,19 +130,25 @@ def _field_value(name: str, value: Any) -> Any:
 _CONVERTED_FIELDS = frozenset({"meta", "remember"})
 """Fields whose column value is not the field's value (``_field_value``)."""
 
-_UPDATE_SQL: dict[tuple[int, int, tuple[str, ...], bool, bool], str] = {}
+_UPDATE_SQL: dict[tuple[int, int, tuple[str, ...], bool, bool, bool], str] = {}
 """UPDATE statements by the shape of their patch (removed keys, set keys, field names,
 rename, whole data): a commit reuses the text instead of formatting it again (SQLite's
 statement cache is keyed by that text too)."""
 
 
 def _update_sql(
-    removed: int, set_keys: int, fields: tuple[str, ...], rename: bool, whole_data: bool
+    removed: int,
+    set_keys: int,
+    fields: tuple[str, ...],
+    rename: bool,
+    whole_data: bool,
+    guarded: bool,
 ) -> str:
     """``UPDATE ... WHERE key = ?`` whose parameters are, in order: the new key (``rename``),
     the data (the whole JSON text when ``whole_data``; else the JSON paths of ``removed``
-    keys, then a path and a JSON value per set key), each field's column value, the key."""
-    shape = (removed, set_keys, fields, rename, whole_data)
+    keys, then a path and a JSON value per set key), each field's column value, the key,
+    and the expected handle when ``guarded``."""
+    shape = (removed, set_keys, fields, rename, whole_data, guarded)
     sql = _UPDATE_SQL.get(shape)
     if sql is not None:
         return sql
@@ -160,7 +166,8 @@ def _update_sql(
             expr = f"json_set({expr}{', ?, json(?)' * set_keys})"
         sets.append(f"data = {expr}")
     sets.extend(f"{name} = ?" for name in fields)
-    sql = f"UPDATE {TABLE} SET {', '.join(sets) or 'key = key'} WHERE key = ?"
+    where = "key = ? AND handle = ?" if guarded else "key = ?"
+    sql = f"UPDATE {TABLE} SET {', '.join(sets) or 'key = key'} WHERE {where}"
     if len(_UPDATE_SQL) < 4096:  # shapes are few; never let odd callers grow it
         _UPDATE_SQL[shape] = sql
     return sql
@@ -304,28 +311,31 @@ class SQLiteStore(InlineStore):
         rename = new_key is not None
         head: list[Any] = [new_key] if rename else []
         tail = [_field_value(n, v) if n in _CONVERTED_FIELDS else v for n, v in fields.items()]
+        guard = patch.expect_handle
         tail.append(key)
+        if guard is not None:
+            tail.append(guard)
         if all(map(_quotable, removed)) and all(map(_quotable, set_json)):
             if not (removed or set_json or fields or rename):
-                return (
-                    conn.execute(f"SELECT 1 FROM {TABLE} WHERE key = ?", (key,)).fetchone()
-                    is not None
-                )
-            sql = _update_sql(len(removed), len(set_json), tuple(fields), rename, False)
+                row = conn.execute(f"SELECT handle FROM {TABLE} WHERE key = ?", (key,)).fetchone()
+                return row is not None and patch.fits(row[0])
+            sql = _update_sql(
+                len(removed), len(set_json), tuple(fields), rename, False, guard is not None
+            )
             params = head + [f'$."{k}"' for k in removed]
             for k, v in set_json.items():
                 params += (f'$."{k}"', v)
             return conn.execute(sql, params + tail).rowcount == 1
         # Keys with quotes: merge in Python under the write lock (still atomic).
         with self._write(conn):
-            row = conn.execute(f"SELECT data FROM {TABLE} WHERE key = ?", (key,)).fetchone()
-            if row is None:
+            row = conn.execute(f"SELECT data, handle FROM {TABLE} WHERE key = ?", (key,)).fetchone()
+            if row is None or not patch.fits(row[1]):
                 return False
             data = json.loads(row[0])
             for k in removed:
                 data.pop(k, None)
             data.update(patch.set_items)
-            sql = _update_sql(0, 0, tuple(fields), rename, True)
+            sql = _update_sql(0, 0, tuple(fields), rename, True, guard is not None)
             conn.execute(sql, [*head, json.dumps(data, separators=(",", ":")), *tail])
             return True
 
