@@ -436,3 +436,28 @@ def test_wsgi_sends_the_same_session_headers_as_asgi(both: tuple[Browser, Browse
         b = asgi.get(path, headers=headers)
         assert (a.status_code, _normalise(a)) == (b.status_code, _normalise(b)), path
         assert a.json()["data"] == b.json()["data"], path
+
+
+@pytest.mark.parametrize("length", [b"\xb2", b"1\xb9", b"-1", b"1e3"])
+def test_an_odd_content_length_is_not_a_500(manager: SessionManager, length: bytes) -> None:
+    """ "\xb2" (superscript two) passes ``str.isdigit`` but not ``int``; over a real socket."""
+    import socket
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ran"]
+
+    with serve_wsgi(SessionMiddleware(app, manager=manager)) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(
+                b"POST /act HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n"
+                b"Content-Length: " + length + b"\r\nConnection: close\r\n\r\nab"
+            )
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+    status = reply.split(b"\r\n", 1)[0]
+    # No token, a cross-site-less POST: refused by CSRF (403), never a crash (500).
+    assert status.split()[1] == b"403", reply[:200]

@@ -321,11 +321,13 @@ class CsrfRequest:
     content_length: int | None
 
 
-def _content_length(value: str | None) -> int | None:
+def content_length(value: str | None) -> int | None:
+    """A Content-Length header's value, or None when absent or not a plain decimal
+    (``str.isdigit`` alone also accepts digits like "²" that ``int`` refuses)."""
     if value is None:
         return None
     value = value.strip()
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def _mime(content_type: str | None) -> str:
@@ -434,7 +436,7 @@ class CsrfGuard:
             host=found.get("host"),
             token=found.get("token"),
             content_type=found.get("content_type"),
-            content_length=_content_length(found.get("content_length")),
+            content_length=content_length(found.get("content_length")),
         )
 
     def read_environ(self, environ: Mapping[str, Any]) -> CsrfRequest:
@@ -448,7 +450,7 @@ class CsrfGuard:
             host=host,
             token=environ.get(self._environ_key),
             content_type=environ.get("CONTENT_TYPE"),
-            content_length=_content_length(environ.get("CONTENT_LENGTH")),
+            content_length=content_length(environ.get("CONTENT_LENGTH")),
         )
 
     def screen(self, scheme: str, request: CsrfRequest) -> csrf.Rejection | None:

@@ -136,10 +136,9 @@ def buffer_body(environ: WSGIEnvironment, limit: int) -> bytes | None:
     """Read the request body (None when it exceeds ``limit`` bytes) and put it back as
     ``wsgi.input``, so the app reads the same body. Without a Content-Length the body is
     read only when the server says the stream ends (``wsgi.input_terminated``)."""
-    raw_length = str(environ.get("CONTENT_LENGTH") or "").strip()
+    length = edge.content_length(environ.get("CONTENT_LENGTH"))
     stream = environ["wsgi.input"]
-    if raw_length.isdigit():
-        length = int(raw_length)
+    if length is not None:
         if length > limit:
             return None
         body: bytes = stream.read(length) if length else b""
