@@ -496,3 +496,27 @@ async def test_a_forked_worker_serves_the_async_path_with_threads_of_its_own(
         pytest.fail("the forked child's async load hung")
     assert os.waitstatus_to_exitcode(status) == 0
     store.close_sync()
+
+
+@pytest.mark.parametrize("value", [b"not json", b"[1, 2]", b'{"v": 1}', b'{"handle": 1}'])
+def test_an_item_damaged_in_memcached_is_a_fresh_session_not_an_error(
+    server: MemcachedServer, store: MemcachedStore, value: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bad data under a record's name (another program, an operator) is no record, as an
+    unknown token is: a fresh session, not a 503 for as long as the item lives; and no
+    log line names the item (its name holds the token's SHA-256)."""
+    manager = SessionManager(store)
+    session = manager.load_sync(None)
+    session["cart"] = ["hat"]
+    token = manager.commit_sync(session).token
+    assert token is not None
+    key = tokens.storage_key(token)
+    host, port = server.url.removeprefix("memcached://").split(":")
+    raw_client = Client((host, int(port)), default_noreply=False)
+    raw_client.set(f"{store.prefix}s:{key}", value)
+    again = manager.load_sync(token)
+    assert again.is_new and dict(again) == {}
+    assert store.apply_sync(key, set_patch(n=1)) is False  # no record: nothing to patch
+    assert raw_client.get(f"{store.prefix}s:{key}") == value
+    assert key not in caplog.text
+    raw_client.close()

@@ -149,6 +149,30 @@ async def test_deny_refuses_a_login_over_the_limit_and_writes_nothing() -> None:
     assert store.count_sync(clock.now) == 1
 
 
+async def test_a_refused_switch_of_user_keeps_the_current_session() -> None:
+    """Bob logging in over Alice's session on a shared device, refused by Bob's limit:
+    Alice's session (and her draft) is untouched, not deleted before the refusal."""
+    clock = FakeClock()
+    manager = SessionManager(
+        MemoryStore(),
+        SessionConfig(max_sessions_per_user=1, session_limit_action="deny"),
+        clock=clock,
+    )
+    elsewhere = await manager.load(None)
+    elsewhere.login("bob")
+    await manager.commit(elsewhere)
+    alice = await manager.load(None)
+    alice["draft"] = "long text"
+    alice.login("alice")
+    token = (await manager.commit(alice)).token
+    switch = await manager.load(token)
+    switch.login("bob")
+    with pytest.raises(SessionLimitExceeded):
+        await manager.commit(switch)
+    kept = await manager.load(token)
+    assert (kept.user_id, dict(kept)) == ("alice", {"draft": "long text"})
+
+
 # -- client changes -----------------------------------------------------------------------
 @pytest.mark.parametrize("action", ["log", "reauthenticate", "end"])
 async def test_client_change(action: str) -> None:
@@ -187,6 +211,26 @@ async def test_client_change(action: str) -> None:
     else:
         assert elsewhere.is_new
         assert (await manager.load(token, home)).is_new
+
+
+async def test_a_rotated_out_token_in_grace_gets_the_client_check_too() -> None:
+    """The grace window of a rotation opens the live session to the old token; a copy of
+    that token used from another client must meet the same client check as the current
+    token, or a thief could skip ``client_change_action="end"`` for ``rotation_grace``."""
+    clock = FakeClock()
+    config = SessionConfig(rotation_interval=600, client_change_action="end")
+    manager = SessionManager(MemoryStore(), config, clock=clock)
+    home = ClientInfo.from_raw("Firefox/140", "203.0.113.7")
+    session = await manager.load(None, home)
+    session.login("alice")
+    old = (await manager.commit(session)).token
+    clock.advance(601)
+    rotated = await manager.commit(await manager.load(old, home))
+    assert rotated.token is not None
+    assert (await manager.load(old, home)).user_id == "alice"  # the owner, in grace
+    thief = ClientInfo.from_raw("curl/8", "198.51.100.1")
+    assert (await manager.load(old, thief)).user_id is None
+    assert (await manager.load(rotated.token, home)).user_id is None  # ended, as configured
 
 
 # -- guessing -------------------------------------------------------------------------------
