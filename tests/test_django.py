@@ -9,6 +9,7 @@ Time comes from a FakeClock handed to the manager, so expiry is tested without s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import sqlite3
@@ -297,6 +298,50 @@ def test_logout_deletes_the_session_and_later_data_starts_a_new_one(site: Site) 
     with site.browser() as replay:
         replay.cookies[COOKIE] = token
         assert replay.get("/state").json()["user"] is None
+
+
+def test_responses_carry_the_headers_of_every_coatcheck_edge(site: Site) -> None:
+    """no-store on credentials and personal pages, Clear-Site-Data at logout (keeping
+    cookies when the logout leaves a new anonymous session, such as a flash message)."""
+    user = make_user()
+    with site.browser() as browser:
+        anonymous = browser.get("/state")
+        assert "no-store" not in anonymous.headers.get("cache-control", "")
+        login = browser.post(
+            "/login", data={"username": user.username, "password": "correct horse"}
+        )
+        assert login.headers["cache-control"] == "no-store"
+        assert browser.get("/state").headers["cache-control"] == "no-store"  # logged in
+        logout = browser.post("/logout")
+        assert logout.headers["clear-site-data"] == '"cache", "cookies", "storage"'
+        assert logout.headers["cache-control"] == "no-store"
+        log_in_as(browser, user)
+        flash = browser.post("/logout", data={"flash": "bye"})
+        assert flash.headers["clear-site-data"] == '"cache", "storage"'
+        assert browser.get("/state").json()["data"] == {"flash": "bye"}
+
+
+def test_a_rotated_out_token_in_grace_is_never_sent_back(site: Site) -> None:
+    """Two requests racing a periodic rotation: the one that loaded the session through
+    the old token (its grace window) must not set that token again as the cookie."""
+    config = dataclasses.replace(site.manager.config, rotation_interval=60)
+    configure(SessionManager(site.store, config, clock=site.clock, events=[site.sink]))
+    with site.browser() as browser:
+        browser.post("/set", data={"a": "1"})
+        old = browser.cookies[COOKIE]
+        site.clock.advance(61)
+        rotated = browser.get("/state")
+        new, _ = session_cookie(rotated)
+        assert new != old
+        browser.cookies[COOKIE] = old  # a request that left before the new cookie arrived
+        late = browser.post("/set", data={"b": "2"})
+        assert late.status_code == 200
+        assert COOKIE not in {parse_set_cookie(v)[0] for v in late.headers.get_list("set-cookie")}
+        browser.cookies[COOKIE] = new
+        assert browser.get("/state").json()["data"] == {"a": "1", "b": "2"}
+        site.clock.advance(31)
+        assert browser.get("/state").json()["data"] == {"a": "1", "b": "2"}
+        assert "session.theft_suspected" not in site.sink.names()
 
 
 def test_password_change_keeps_this_session_and_revokes_the_others(site: Site) -> None:
@@ -614,6 +659,38 @@ def test_a_db_backend_session_moves_into_coatcheck_at_its_next_request(site: Sit
     with site.browser() as replay:
         replay.cookies[COOKIE] = old_key
         assert replay.get("/state").json() == {"user": None, "data": {}}
+
+
+# -- the engine's refusals: 429 and 403 as on every edge, never a 500 ---------------------------
+def test_a_client_guessing_tokens_is_throttled_with_a_429(site: Site) -> None:
+    config = dataclasses.replace(site.manager.config, unknown_token_limit=3)
+    configure(SessionManager(site.store, config, clock=site.clock))
+    with site.browser() as browser:
+        statuses = []
+        for _ in range(5):
+            browser.cookies[COOKIE] = tokens.new_token()
+            statuses.append(browser.get("/state").status_code)
+        response = browser.get("/state")
+    assert statuses == [200, 200, 200, 429, 429]
+    assert response.status_code == 429 and int(response.headers["retry-after"]) >= 1
+
+
+def test_a_login_over_the_session_limit_is_a_403_in_deny_mode(site: Site) -> None:
+    config = dataclasses.replace(
+        site.manager.config, max_sessions_per_user=1, session_limit_action="deny"
+    )
+    configure(SessionManager(site.store, config, clock=site.clock))
+    user = make_user()
+    with site.browser() as first, site.browser() as second:
+        log_in_as(first, user)
+        second.post("/set", data={"draft": "kept"})
+        refused = second.post(
+            "/login", data={"username": user.username, "password": "correct horse"}
+        )
+        assert refused.status_code == 403
+        assert b"too many active sessions" in refused.content
+        assert second.get("/state").json() == {"user": None, "data": {"draft": "kept"}}
+        assert first.get("/state").json()["user"] == user.username
 
 
 # -- a store failure is a 503, never a traceback -----------------------------------------------

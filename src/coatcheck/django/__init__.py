@@ -10,9 +10,10 @@ on the server, and a user's sessions can be listed and revoked. Settings::
     COATCHECK_CONFIG = {"idle_timeout": 1800, "absolute_timeout": 43200}  # SessionConfig
 
     MIDDLEWARE = [
-        "coatcheck.django.StoreUnavailableMiddleware",   # first: store failure -> 503
+        "coatcheck.django.StoreUnavailableMiddleware",   # first: 503 / 429 / 403, never 500
         "django.middleware.security.SecurityMiddleware",
-        "coatcheck.django.SessionMiddleware",  # or Django's own (then no device info)
+        "coatcheck.django.SessionMiddleware",  # Django's, plus device info, no-store,
+                                               # Clear-Site-Data at logout, rotation-safe
         ...
         "django.contrib.auth.middleware.AuthenticationMiddleware",
         ...

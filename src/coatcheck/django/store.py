@@ -73,6 +73,12 @@ class SessionStore(SessionBase):
         """Set by ``coatcheck.django.SessionMiddleware`` so the record keeps the device."""
         self._legacy: SessionBase | None = None
         """An old engine's session being moved into coatcheck (deleted once saved here)."""
+        self.ended = False
+        """``flush()`` ended a stored session (a logout): the response clears site data."""
+        self.stale_token = False
+        """The session was reached through a token a concurrent request rotated out (its
+        grace window): the response must not send that token back as the cookie, or it
+        would replace the new one and count as stolen once the window closes."""
 
     # -- what Django reads -------------------------------------------------------------
     def _validate_session_key(self, key: str | None) -> bool:
@@ -262,6 +268,14 @@ class SessionStore(SessionBase):
         self._modified = False
         if result.token is not None:
             self._session_key = result.token
+        elif (
+            not result.clear
+            and session._record is not None
+            and self._session_key is not None
+            and not _client_side()
+            and session._record.key != tokens.storage_key(self._session_key)
+        ):
+            self.stale_token = True
         elif result.clear:
             self._session_key = None
             if not ending:
@@ -312,6 +326,7 @@ class SessionStore(SessionBase):
         if not session.is_new:
             session.logout()
             yield call(manager.commit_sync, manager.commit, session)
+            self.ended = True
         legacy = self._legacy
         if legacy is not None:
             yield call(legacy.delete, legacy.adelete)
