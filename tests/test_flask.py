@@ -82,7 +82,7 @@ def make_app(manager: SessionManager) -> tuple[Flask, list[str]]:
         s = current_session()
         if request.args.get("permanent") == "before":
             session.permanent = True
-        s.login(request.args["user"])
+        s.login(request.args["user"], level=int(request.args.get("level", 1)))
         if request.args.get("permanent") == "after":
             session.permanent = True
         return state()
@@ -309,6 +309,15 @@ def test_require_level_and_step_up(browser: Browser) -> None:
     assert browser.get("/second-factor").json() == {"level": 2}
     assert browser.cookies[COOKIE] != before
     assert browser.get("/payout").json() == {"paid": True}
+
+
+def test_permanent_after_a_login_keeps_its_level(browser: Browser) -> None:
+    """``session.permanent = True`` after ``login(level=2)`` only adds remember-me: the
+    level of the pending login stays (it once logged in again at level 1)."""
+    login = browser.get("/login?user=alice&level=2&permanent=after")
+    assert "Max-Age" in login.headers["set-cookie"]
+    assert browser.get("/payout").json() == {"paid": True}
+    assert browser.get("/").json()["permanent"] is True
 
 
 def test_bearer_clients(browser: Browser) -> None:

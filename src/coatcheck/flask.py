@@ -150,7 +150,9 @@ class FlaskSession(SessionMixin):
         self._permanent = bool(value)
         core = self.core
         if core._login and core.user_id is not None:
-            core.login(core.user_id, remember=self._permanent)
+            # Only the remember choice changes: logging in again would reset the level
+            # (and the CSRF secret) that the pending login set.
+            core._remember = self._permanent
 
     # -- coatcheck intents and facts ---------------------------------------------------
     def login(self, user_id: str | int, *, remember: bool | None = None, level: int = 1) -> None:
