@@ -21,9 +21,10 @@ from coatcheck.cli import build_cli
 from coatcheck.client import ClientInfo
 from coatcheck.config import DAY
 from coatcheck.manager import SessionManager
-from coatcheck.stores import SQLiteStore
+from coatcheck.stores import MemoryStore, SQLiteStore
 from coatcheck.tokens import storage_key
 from tests.support.clock import FakeClock
+from tests.support.stats import check_stats
 
 MakeManager = Callable[[float], SessionManager]
 
@@ -280,3 +281,15 @@ def test_demo_command_serves_the_shop(tmp_path: Path, store_url: str) -> None:
     assert f"http://127.0.0.1:{port}/" in output
     assert "Traceback" not in output
     assert (tmp_path / "sessions.db").exists()
+
+
+def test_stats_reports_live_expiring_and_top_users(db: Path, store_url: str) -> None:
+    store = SQLiteStore(db)
+    try:
+        check_stats(store, store_url)
+    finally:
+        store.close_sync()
+
+
+def test_the_memory_store_has_stats_too() -> None:
+    check_stats(MemoryStore(), None)  # (a memory:// URL would be a new, empty store)

@@ -37,6 +37,7 @@ from tests.support.postgres_server import (
 )
 from tests.support.server import serve
 from tests.support.shop import create_shop
+from tests.support.stats import check_stats
 
 NOW = 1_800_000_000.0
 COOKIE = "__Host-session"
@@ -537,3 +538,7 @@ def test_load_is_one_statement_and_a_commit_is_one_statement(clock: FakeClock) -
             reads = statements_of("GET", "/read")
             assert [w.split()[0] for w in reads] == ["SELECT"], reads
             close_everywhere(s)
+
+
+def test_coatcheck_stats_counts_live_sessions_per_user(store: PostgresStore, table: str) -> None:
+    check_stats(store, store_url(table))

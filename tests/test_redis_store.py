@@ -27,11 +27,9 @@ import pytest
 import redis
 import redis.asyncio.connection
 import redis.connection
-from click.testing import CliRunner
 
 import coatcheck.stores
 from coatcheck import SessionConfig, SessionManager, tokens
-from coatcheck.cli import build_cli
 from coatcheck.errors import StoreUnavailable
 from coatcheck.manager import CommitResult
 from coatcheck.model import Patch, Session, SessionRecord
@@ -61,6 +59,7 @@ from tests.support.redis_servers import (
 )
 from tests.support.server import serve
 from tests.support.shop import create_shop
+from tests.support.stats import check_stats
 
 COOKIE = "__Host-session"
 SCRIPTS = (_APPLY, _TAKE, _RENAME, _DELETE)
@@ -862,42 +861,7 @@ def test_url_forms() -> None:
 # -- coatcheck stats ------------------------------------------------------------------------
 def test_coatcheck_stats_counts_live_sessions_per_user(server: RedisServer) -> None:
     store = RedisStore.from_url(server.url)
-    now = time.time()  # the command reads the real clock
-
-    def stored(user_id: str | None, expires_in: float) -> None:
-        store.create_sync(
-            SessionRecord(
-                key=tokens.storage_key(tokens.new_token()),
-                handle=tokens.new_handle(),
-                data={},
-                created_at=now,
-                last_seen_at=now,
-                expires_at=now + expires_in,
-                absolute_at=now + 3600,
-                user_id=user_id,
-            )
-        )
-
-    for user_id, expires_in in [
-        ("alice", 1800),
-        ("alice", 60),  # expiring soon
-        ("alice", 1800),
-        ("bob", 1800),
-        (None, 120),  # anonymous, expiring soon
-    ]:
-        stored(user_id, expires_in)
-    numbers = store.stats_sync(now, top=1, soon=300)
-    assert numbers == {"active": 5, "expiring_soon": 2, "top_users": [("alice", 3)]}
-
-    result = CliRunner().invoke(build_cli(), ["stats", "--store", server.url, "--top", "5"])
-    assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    assert lines[:3] == [
-        "Active sessions: 5",
-        "Expiring within 300 s: 2",
-        "Sessions per user (top):",
-    ]
-    assert [line.split() for line in lines[3:]] == [["alice", "3"], ["bob", "1"]]
+    check_stats(store, server.url)
     store.close_sync()
 
 

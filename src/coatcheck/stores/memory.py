@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import threading
+from collections import Counter
 from typing import Any
 
 from ..model import Patch, SessionRecord
@@ -223,3 +224,15 @@ class MemoryStore(InlineStore):
     def count_sync(self, now: float) -> int:
         with self._lock:
             return sum(1 for e in self._entries.values() if e.record.expires_at > now)
+
+    def stats_sync(self, now: float, *, top: int = 10, soon: float = 300.0) -> dict[str, Any]:
+        """For ``coatcheck stats``: live sessions, those ending within ``soon`` seconds,
+        and the ``top`` users by number of live sessions."""
+        with self._lock:
+            live = [e.record for e in self._entries.values() if e.record.expires_at > now]
+        users = Counter(r.user_id for r in live if r.user_id is not None)
+        return {
+            "active": len(live),
+            "expiring_soon": sum(1 for r in live if r.expires_at <= now + soon),
+            "top_users": sorted(users.items(), key=lambda item: (-item[1], item[0]))[:top],
+        }

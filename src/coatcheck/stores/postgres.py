@@ -639,6 +639,21 @@ class PostgresStore(ProcedureStore):
         row = yield _Call(self._sql.count, (now,), "one")
         return int(row[0])
 
+    def _stats(self, now: float, top: int, soon: float) -> Steps[dict[str, Any]]:
+        active, expiring = yield _Call(self._sql.count_soon, (now + soon, now), "one")
+        users = yield _Call(self._sql.top_users, (now, top), "all")
+        return {
+            "active": int(active),
+            "expiring_soon": int(expiring),
+            "top_users": [(str(u), int(n)) for u, n in users],
+        }
+
+    def stats_sync(self, now: float, *, top: int = 10, soon: float = 300.0) -> dict[str, Any]:
+        """For ``coatcheck stats``: live sessions, those ending within ``soon`` seconds,
+        and the ``top`` users by number of live sessions (index scans on the deadline and
+        the user)."""
+        return self._drive_sync(self._stats(now, top, soon))
+
     # -- lifecycle ---------------------------------------------------------------------
     def close_sync(self) -> None:
         """Close the sync pool. An async pool must be closed with ``await close()``
@@ -708,6 +723,15 @@ class _Statements:
             "DELETE FROM {table} AS t USING doomed WHERE t.key = doomed.key"
         )
         self.count = q("SELECT count(*) FROM {table} WHERE expires_at > %s")
+        self.count_soon = q(
+            "SELECT count(*), count(*) FILTER (WHERE expires_at <= %s) FROM {table} "
+            "WHERE expires_at > %s"
+        )
+        self.top_users = q(
+            "SELECT user_id, count(*) AS n FROM {table} "
+            "WHERE user_id IS NOT NULL AND expires_at > %s "
+            "GROUP BY user_id ORDER BY n DESC, user_id LIMIT %s"
+        )
         self.version_table_exists = b"SELECT to_regclass(%s) IS NOT NULL"
         self.lock = b"SELECT pg_advisory_xact_lock(%s)"
         self.create_version_table = q(

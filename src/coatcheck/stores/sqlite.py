@@ -448,6 +448,30 @@ class SQLiteStore(InlineStore):
 
         return self._run(op)
 
+    def stats_sync(self, now: float, *, top: int = 10, soon: float = 300.0) -> dict[str, Any]:
+        """For ``coatcheck stats``: live sessions, those ending within ``soon`` seconds,
+        and the ``top`` users by number of live sessions."""
+
+        def op(conn: sqlite3.Connection) -> dict[str, Any]:
+            active, expiring = conn.execute(
+                f"SELECT count(*), count(CASE WHEN expires_at <= ? THEN 1 END) FROM {TABLE} "
+                "WHERE expires_at > ?",
+                (now + soon, now),
+            ).fetchone()
+            users = conn.execute(
+                f"SELECT user_id, count(*) AS n FROM {TABLE} "
+                "WHERE user_id IS NOT NULL AND expires_at > ? "
+                "GROUP BY user_id ORDER BY n DESC, user_id LIMIT ?",
+                (now, top),
+            ).fetchall()
+            return {
+                "active": int(active),
+                "expiring_soon": int(expiring),
+                "top_users": [(str(u), int(n)) for u, n in users],
+            }
+
+        return self._run(op)
+
     def close_sync(self) -> None:
         idle, self._idle = self._idle, []
         for conn in idle:
