@@ -28,6 +28,7 @@ from coatcheck.fastapi import (
     CurrentUser,
     get_session,
     install,
+    require_level,
     require_recent_auth,
 )
 from coatcheck.model import Session
@@ -195,6 +196,38 @@ def test_require_recent_auth_uses_the_managers_clock(site: Site) -> None:
         log_in(browser)  # signing in again counts as re-authentication
         again = browser.post("/account/email", json={"email": "b@example.org"})
         assert again.status_code == 200
+
+
+def test_require_level_answers_401_until_a_step_up(tmp_path: Path, clock: FakeClock) -> None:
+    app = FastAPI()
+    store = SQLiteStore(tmp_path / "sessions.db")
+    manager = SessionManager(store, clock=clock)
+    install(app, manager)
+
+    @app.get("/login")
+    async def login(session: CurrentSession, level: int = 1) -> dict[str, str]:
+        session.login("alice", level=level)
+        return {}
+
+    @app.get("/payout")
+    async def payout(user_id: CurrentUser, _: str = Depends(require_level(2))) -> dict[str, str]:
+        return {"paid": user_id}
+
+    try:
+        with serve(app) as url, Browser(url) as browser:
+            assert browser.get("/payout").json() == {"error": "login_required"}
+            browser.get("/login")
+            low = browser.get("/payout")
+            assert low.status_code == 401
+            assert low.json() == {"error": "insufficient_auth_level", "required": 2, "current": 1}
+            browser.get("/login?level=2")
+            assert browser.get("/payout").json() == {"paid": "alice"}
+            handle = manager.list_user_sessions_sync("alice")[0].handle
+            assert manager.is_active_sync(handle)
+            assert manager.revoke_sync(handle)
+            assert not manager.is_active_sync(handle)
+    finally:
+        store.close_sync()
 
 
 def test_require_recent_auth_refuses_a_nonpositive_age() -> None:

@@ -30,6 +30,9 @@ dependencies only hand its results to path operations in FastAPI's own idiom::
   manager's clock, or the answer is 401 ``{"error": "reauthentication_required",
   "max_age": N}`` (``login_required`` when not logged in at all). The bodies are the ones
   ``coatcheck.flask`` sends, so a front end handles both the same way.
+- ``require_level(n)``: the current authentication is of assurance level ``n`` or more
+  (``session.login(user, level=n)`` or ``session.reauthenticate(level=n)``), or 401
+  ``{"error": "insufficient_auth_level", "required": n, "current": m}``.
 
 Why ``install``: FastAPI's handler for ``HTTPException`` nests every detail under
 ``"detail"``. ``install(app, manager)`` adds the middleware and a handler for
@@ -54,6 +57,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
+from . import auth
 from .asgi import SessionMiddleware
 from .manager import SessionManager
 from .model import Session
@@ -69,6 +73,7 @@ __all__ = [
     "get_manager",
     "get_session",
     "install",
+    "require_level",
     "require_recent_auth",
     "require_user",
 ]
@@ -193,3 +198,17 @@ def require_recent_auth(max_age: float) -> Callable[..., Awaitable[str]]:
         return user_id
 
     return recent_auth
+
+
+def require_level(level: int) -> Callable[..., Awaitable[str]]:
+    """A dependency: the current authentication is of assurance ``level`` or more (step-up,
+    ASVS 7.5.3). Returns the user id; otherwise 401 ``{"error": "insufficient_auth_level",
+    "required": N, "current": M}``, or ``{"error": "login_required"}`` when anonymous."""
+
+    async def has_level(user_id: CurrentUser, session: CurrentSession) -> str:
+        problem = auth.level_problem(session, level)
+        if problem is not None:
+            raise AuthenticationRequired(problem.reason, **problem.detail)
+        return user_id
+
+    return has_level

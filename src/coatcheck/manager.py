@@ -540,3 +540,7 @@ class SessionManager:
 
     def purge_expired_sync(self) -> int:
         return self.store.purge_expired_sync(self.clock(), self.config.purge_batch_size)
+
+    def is_active_sync(self, handle: str) -> bool:
+        record = self.store.get_by_handle_sync(handle)
+        return policy.check(record, self.clock()) is policy.Verdict.VALID
