@@ -184,8 +184,10 @@ class SessionConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> SessionConfig:
         """Read ``COATCHECK_<SETTING>`` variables (e.g. ``COATCHECK_IDLE_TIMEOUT=900``).
 
-        Unknown or unparsable values raise ConfigError naming the variable, so a typo in a
-        deployment fails loudly instead of silently keeping a default.
+        An unparsable or invalid value raises ConfigError naming the variable, so a typo in
+        a value fails loudly instead of silently keeping a default. (A misspelled variable
+        *name* is simply not read: other ``COATCHECK_*`` variables exist, such as
+        ``COATCHECK_STORE``, so unknown names cannot be told from them.)
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
