@@ -464,7 +464,7 @@ async def test_connections_the_server_dropped_are_replaced_without_an_error(
             # Both pools fill to pool_min in the background: wait for them, so all four
             # connections exist when the server side ends them.
             s._pool.wait(10)  # type: ignore[union-attr]
-            await s._apool.wait(10)  # type: ignore[union-attr]
+            await (await s._async_pool()).wait(10)
             assert terminate(admin, table) == 4  # two sync and two async connections
             loaded = s.get_sync(r.key)
             assert loaded is not None and loaded.handle == r.handle
@@ -542,3 +542,31 @@ def test_load_is_one_statement_and_a_commit_is_one_statement(clock: FakeClock) -
 
 def test_coatcheck_stats_counts_live_sessions_per_user(store: PostgresStore, table: str) -> None:
     check_stats(store, store_url(table))
+
+
+def test_each_event_loop_gets_its_own_async_pool(store: PostgresStore) -> None:
+    """Django's async views under WSGI run every request on a new event loop (asgiref's
+    ``async_to_sync``), one after another and in several threads at once: each loop gets
+    a pool of its own instead of an error about the first loop's pool."""
+    from asgiref.sync import async_to_sync
+
+    r = record()
+    store.create_sync(r)
+
+    async def request(n: int) -> bool:
+        assert await store.get(r.key) is not None
+        return await store.apply(r.key, set_patch(**{f"k{n}": n}))
+
+    assert all(async_to_sync(request)(n) for n in range(3))
+    results: list[bool] = []
+    threads = [
+        threading.Thread(target=lambda n=n: results.append(async_to_sync(request)(n)))
+        for n in range(3, 7)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [True] * 4
+    loaded = store.get_sync(r.key)
+    assert loaded is not None and loaded.data == {"n": 1} | {f"k{n}": n for n in range(7)}

@@ -81,11 +81,11 @@ def scratch_table() -> Iterator[str]:
 
 
 def close_everywhere(store: PostgresStore) -> None:
-    """Close both pools of ``store`` from a test thread: the async pool on the event loop
-    that owns it (a uvicorn thread's, say), which must still be running."""
-    loop = store._apool_loop
-    if loop is not None and loop.is_running():
-        asyncio.run_coroutine_threadsafe(store.close(), loop).result(timeout=10)
+    """Close every pool of ``store`` from a test thread: each async pool on the event loop
+    that owns it (a uvicorn thread's, say), while that loop still runs."""
+    for loop in list(store._apools):
+        if loop.is_running():
+            asyncio.run_coroutine_threadsafe(store.close(), loop).result(timeout=10)
     store.close_sync()
 
 

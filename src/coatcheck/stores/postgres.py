@@ -40,9 +40,10 @@ import re
 import select
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -203,6 +204,15 @@ def _hung_up(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bo
         return True
 
 
+@dataclass
+class _LoopState:
+    """What the async side keeps per event loop (see ``PostgresStore._apools``)."""
+
+    pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    migrate_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
 class PostgresStore(ProcedureStore):
     """Sessions in a PostgreSQL table (``coatcheck_sessions`` by default).
 
@@ -268,8 +278,12 @@ class PostgresStore(ProcedureStore):
         self._pid = process_id()
         self._new_locks()
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
-        self._apool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
-        self._apool_loop: asyncio.AbstractEventLoop | None = None
+        self._apools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
+            weakref.WeakKeyDictionary()
+        )
+        """The async side, per event loop: a pool belongs to the loop that opened it. Most
+        apps run one loop; Django's async views under WSGI run each request on a new one
+        (asgiref's ``async_to_sync``), whose pool goes when its loop does."""
         self._ready = not migrate
 
     def __repr__(self) -> str:
@@ -318,17 +332,15 @@ class PostgresStore(ProcedureStore):
         if self._pid == process_id():
             return False
         self._pid = process_id()
-        self._pool = self._apool = None
-        self._apool_loop = None
+        self._pool = None
+        self._apools = weakref.WeakKeyDictionary()
         self._new_locks()
         self._ready = not self.auto_migrate
         return True
 
     def _new_locks(self) -> None:
         self._lock = threading.Lock()
-        self._alock = asyncio.Lock()
         self._migrate_lock = threading.Lock()
-        self._amigrate_lock = asyncio.Lock()
 
     def _sync_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
         pool = self._pool
@@ -352,29 +364,31 @@ class PostgresStore(ProcedureStore):
                 raise
         return pool
 
-    async def _async_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+    def _loop_state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
-        pool = self._apool
-        if pool is not None and self._apool_loop is loop and not self._forked():
+        state = self._apools.get(loop)
+        if state is None or self._forked():
+            with self._lock:
+                state = self._apools.setdefault(loop, _LoopState())
+        return state
+
+    async def _async_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+        state = self._loop_state()
+        pool = state.pool
+        if pool is not None:
             return pool
-        async with self._alock:
-            pool = self._apool
+        async with state.lock:
+            pool = state.pool
             created = pool is None
             if pool is None:
-                pool = AsyncConnectionPool(self._conninfo, **self._pool_kwargs())
-                self._apool, self._apool_loop = pool, loop
+                pool = state.pool = AsyncConnectionPool(self._conninfo, **self._pool_kwargs())
                 await pool.open(wait=False)
-            elif self._apool_loop is not loop:
-                raise RuntimeError(
-                    "this PostgresStore's async pool belongs to another event loop; "
-                    "create one store per event loop"
-                )
         if created:
             try:
                 await pool.wait(timeout=self.pool_timeout)
             except BaseException:
-                if self._apool is pool:
-                    self._apool = self._apool_loop = None
+                if state.pool is pool:
+                    state.pool = None
                 raise
         return pool
 
@@ -522,7 +536,7 @@ class PostgresStore(ProcedureStore):
                 self._ready = True
 
     async def _migrate_async(self, force: bool = False) -> None:
-        async with self._amigrate_lock:
+        async with self._loop_state().migrate_lock:
             if force or not self._ready:
                 await self._drive_async(self._migrate_steps(), transaction=True, setup=False)
                 self._ready = True
@@ -657,15 +671,15 @@ class PostgresStore(ProcedureStore):
     # -- lifecycle ---------------------------------------------------------------------
     def close_sync(self) -> None:
         """Close the sync pool. An async pool must be closed with ``await close()``
-        from its own event loop."""
+        from its own event loop (one that ended takes its pool with it)."""
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
 
     async def close(self) -> None:
-        apool, self._apool, self._apool_loop = self._apool, None, None
-        if apool is not None:
-            await apool.close()
+        state = self._apools.pop(asyncio.get_running_loop(), None)
+        if state is not None and state.pool is not None:
+            await state.pool.close()
         if self._pool is not None:
             await asyncio.to_thread(self.close_sync)
 
