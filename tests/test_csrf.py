@@ -50,7 +50,7 @@ HEADER = "X-CSRF-Token"
 EDGES = ["asgi", "wsgi", "flask"]
 UNSAFE = ["POST", "PUT", "PATCH", "DELETE"]
 ALL_METHODS = ["GET", "HEAD", "OPTIONS", *UNSAFE]
-EXEMPT = ["/webhooks/"]
+EXEMPT = ["/webhooks"]  # by segment: not "/webhooks-extra"
 
 
 # -- one site, three edges ------------------------------------------------------------------

@@ -13,7 +13,7 @@ before the app sees them: ``Sec-Fetch-Site`` and ``Origin`` first, then the toke
 ``X-CSRF-Token`` header or, for forms, the ``csrf_token`` field. To find that field the
 middleware reads the form body (at most ``edge.MAX_FORM_BODY``) and replays it to the app,
 which reads it as if untouched. A refused request is a plain 403 naming the reason; the
-app does not run and nothing is committed. ``csrf_exempt`` path prefixes (webhooks) skip
+app does not run and nothing is committed. ``csrf_exempt`` paths (webhooks) skip
 the check; ``SessionConfig(csrf=False)`` turns it off.
 """
 
@@ -104,8 +104,9 @@ async def buffer_body(receive: Receive, limit: int) -> tuple[bytes | None, Recei
 class SessionMiddleware:
     """``Middleware(SessionMiddleware, manager=manager)`` in Starlette or FastAPI.
 
-    ``csrf_exempt``: path prefixes (``["/webhooks/"]``) whose unsafe requests skip the
-    CSRF check, for endpoints that authenticate by other means (a signed payload).
+    ``csrf_exempt``: paths (``["/webhooks"]``, each with the paths below it) whose unsafe
+    requests skip the CSRF check, for endpoints that authenticate by other means (a signed
+    payload).
     """
 
     def __init__(

@@ -383,10 +383,21 @@ def form_field(content_type: str | None, body: bytes, name: str) -> str | None:
 class CsrfGuard:
     """One edge's CSRF settings, resolved once: is a request checked, where is its
     token, does it pass. Built from the manager's ``SessionConfig`` plus the edge's
-    exempt path prefixes (webhooks and other endpoints that authenticate by other means).
+    exempt paths (webhooks and other endpoints that authenticate by other means), each
+    with everything below it: ``"/webhooks"`` covers ``/webhooks/stripe``, not
+    ``/webhooks-admin``.
     """
 
-    __slots__ = ("_environ_key", "enabled", "exempt", "field", "header", "manager", "trusted")
+    __slots__ = (
+        "_environ_key",
+        "enabled",
+        "exempt",
+        "exempt_exact",
+        "field",
+        "header",
+        "manager",
+        "trusted",
+    )
 
     def __init__(self, manager: SessionManager, exempt: Iterable[str] = ()) -> None:
         config = manager.config
@@ -395,7 +406,11 @@ class CsrfGuard:
         self.header = config.csrf_header.lower()
         self.field = config.csrf_field
         self.trusted = csrf.trusted(config.trusted_origins)
-        self.exempt = tuple(exempt)
+        # By path segment: "/webhooks" exempts "/webhooks" and "/webhooks/...", never
+        # "/webhooks-admin" (a plain string prefix would).
+        entries = tuple(exempt)
+        self.exempt = tuple(p if p.endswith("/") else p + "/" for p in entries)
+        self.exempt_exact = frozenset(p for p in entries if not p.endswith("/"))
         self._environ_key = "HTTP_" + config.csrf_header.upper().replace("-", "_")
 
     def applies(self, method: str, path: str, bearer: bool) -> bool:
@@ -410,7 +425,7 @@ class CsrfGuard:
             self.enabled
             and not bearer
             and csrf.is_unsafe(method)
-            and not (self.exempt and path.startswith(self.exempt))
+            and not (self.exempt and (path.startswith(self.exempt) or path in self.exempt_exact))
         )
 
     def read_header_list(self, headers: Iterable[tuple[bytes, bytes]]) -> CsrfRequest:

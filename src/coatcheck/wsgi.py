@@ -157,8 +157,9 @@ class SessionMiddleware:
     """``app = SessionMiddleware(app, manager=manager)``; in Flask prefer
     ``coatcheck.flask.init_app``, which makes ``flask.session`` the coatcheck session.
 
-    ``csrf_exempt``: path prefixes (``["/webhooks/"]``) whose unsafe requests skip the
-    CSRF check, for endpoints that authenticate by other means (a signed payload).
+    ``csrf_exempt``: paths (``["/webhooks"]``, each with the paths below it) whose unsafe
+    requests skip the CSRF check, for endpoints that authenticate by other means (a signed
+    payload).
     """
 
     def __init__(
