@@ -407,7 +407,7 @@ class MemcachedStore(Store):
         return self._pool.run(lambda client: getattr(client, method)(*args, **kwargs))
 
     @staticmethod
-    def _decode(name: str, raw: bytes) -> Any:
+    def _decode(raw: bytes) -> Any:
         try:
             return json.loads(raw)
         except ValueError as exc:
@@ -418,7 +418,7 @@ class MemcachedStore(Store):
         """The record's document, a tombstone document, or None."""
         name = self._record_name(key)
         raw = self._call("get", name)
-        return None if raw is None else self._decode(name, raw)
+        return None if raw is None else self._decode(raw)
 
     def _load_docs(self, keys: Iterable[str]) -> dict[str, Doc]:
         """Documents of the given keys that exist (tombstones included)."""
@@ -427,7 +427,7 @@ class MemcachedStore(Store):
         for chunk in _chunks(list(names), FETCH_CHUNK):
             values = self._call("get_many", chunk)
             for name, raw in values.items():
-                found[names[name]] = self._decode(name, raw)
+                found[names[name]] = self._decode(raw)
         return found
 
     def _delete_item(self, name: str) -> bool:
@@ -454,7 +454,7 @@ class MemcachedStore(Store):
         """
         for _ in range(self.max_cas_attempts):
             raw, token = self._call("gets", name)
-            current: list[list[Any]] = [] if raw is None else self._decode(name, raw)
+            current: list[list[Any]] = [] if raw is None else self._decode(raw)
             horizon = time.time() - INDEX_GRACE
             wanted = [e for e in change(list(current)) if e[-1] > horizon]
             if raw is not None and wanted == current:
@@ -634,7 +634,7 @@ class MemcachedStore(Store):
         raw = self._call("get", name)
         if raw is None:
             return []
-        entries: list[list[Any]] = self._decode(name, raw)
+        entries: list[list[Any]] = self._decode(raw)
         docs = self._load_docs(e[0] for e in entries)
         by_handle: dict[str, SessionRecord] = {}
         dead: set[str] = set()
@@ -669,7 +669,7 @@ class MemcachedStore(Store):
         raw = self._call("get", name)
         if raw is None:
             return 0
-        entries: list[list[Any]] = self._decode(name, raw)
+        entries: list[list[Any]] = self._decode(raw)
         docs = self._load_docs(e[0] for e in entries)
         deleted = 0
         gone: set[str] = set()
@@ -693,7 +693,7 @@ class MemcachedStore(Store):
             values = self._call("get_many", chunk)
             for name in chunk:
                 if name in values:
-                    entries = self._decode(name, values[name])
+                    entries = self._decode(values[name])
                     if entries:
                         yield name, entries
 
