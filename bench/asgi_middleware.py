@@ -25,7 +25,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from coatcheck import SessionManager
-from coatcheck.asgi import SessionMiddleware as CoatcheckMiddleware
+from coatcheck.integrations.asgi import SessionMiddleware as CoatcheckMiddleware
 from coatcheck.stores import MemoryStore, SQLiteStore, Store
 
 from .harness import Role, Scenario, Settings, StoreProbe, WorkloadResult

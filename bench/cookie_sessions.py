@@ -23,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from coatcheck import SessionManager
-from coatcheck.asgi import SessionMiddleware as CoatcheckMiddleware
+from coatcheck.integrations.asgi import SessionMiddleware as CoatcheckMiddleware
 
 from .asgi_middleware import ROUTES, _bare, _starlette_cookie
 from .harness import Role, Scenario, Settings, WorkloadResult
@@ -31,7 +31,7 @@ from .store_workloads import Built, Config, run_workloads
 
 
 async def _coatcheck_cookie(stack: contextlib.AsyncExitStack, slug: str) -> Built:
-    from coatcheck.sealing import new_key
+    from coatcheck.security.sealing import new_key
     from coatcheck.stores import CookieStore
 
     manager = SessionManager(CookieStore([new_key()]))

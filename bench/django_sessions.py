@@ -191,7 +191,7 @@ def _bare(stack: contextlib.ExitStack) -> Built:
 
 
 def _coatcheck(store: Any) -> Built:
-    from coatcheck.django import configure
+    from coatcheck.integrations.django import configure
 
     manager = SessionManager(store)
     app = handler(COATCHECK_MIDDLEWARE, "coatcheck.django")

@@ -102,7 +102,7 @@ def _bare(stack: contextlib.ExitStack) -> Built:
 
 
 def _coatcheck(store: Any, probe_store: Any) -> Built:
-    from coatcheck.flask import init_app
+    from coatcheck.integrations.flask import init_app
 
     app = make_app()
     init_app(app, SessionManager(store))

@@ -45,7 +45,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from coatcheck import SessionManager
-from coatcheck.asgi import SessionMiddleware as CoatcheckMiddleware
+from coatcheck.integrations.asgi import SessionMiddleware as CoatcheckMiddleware
 from coatcheck.stores.postgres import VERSION_TABLE, PostgresStore
 
 from .asgi_middleware import ROUTES, PlainDictSession

@@ -42,7 +42,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from coatcheck import SessionConfig, SessionManager
-from coatcheck.asgi import SessionMiddleware as CoatcheckMiddleware
+from coatcheck.integrations.asgi import SessionMiddleware as CoatcheckMiddleware
 from coatcheck.stores.redis import RedisOptions, RedisStore
 
 from .asgi_middleware import ROUTES, PlainDictSession

@@ -67,7 +67,7 @@ from rich.console import Console
 from rich.table import Table
 
 from coatcheck import SessionManager
-from coatcheck.model import SessionRecord
+from coatcheck.core.record import SessionRecord
 from coatcheck.stores import Store
 
 from .harness import BenchError, Scenario, Settings, WorkloadResult, _env_int

@@ -53,7 +53,7 @@ async def _coatcheck_sessions(server: RedisServer, count: int, start: int) -> No
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
-    from coatcheck.asgi import SessionMiddleware
+    from coatcheck.integrations.asgi import SessionMiddleware
     from coatcheck.stores.redis import RedisStore
 
     async def login(request: Request) -> PlainTextResponse:

@@ -21,10 +21,11 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from coatcheck import SessionManager, tokens
-from coatcheck.client import ClientInfo
-from coatcheck.config import SessionConfig
-from coatcheck.model import SessionRecord
+from coatcheck import SessionManager
+from coatcheck.core import tokens
+from coatcheck.core.client import ClientInfo
+from coatcheck.core.config import SessionConfig
+from coatcheck.core.record import SessionRecord
 from coatcheck.stores import MemoryStore
 
 from .harness import BenchError

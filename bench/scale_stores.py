@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from coatcheck.model import SessionRecord
+from coatcheck.core.record import SessionRecord
 from coatcheck.stores import SQLiteStore, Store
 
 from .harness import BenchError

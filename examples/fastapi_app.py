@@ -28,7 +28,13 @@ from fastapi import Depends, FastAPI, HTTPException
 from pydantic import BaseModel
 
 from coatcheck import SessionConfig, SessionManager
-from coatcheck.fastapi import CurrentSession, CurrentUser, get_manager, install, require_recent_auth
+from coatcheck.integrations.fastapi import (
+    CurrentSession,
+    CurrentUser,
+    get_manager,
+    install,
+    require_recent_auth,
+)
 from coatcheck.stores import from_url
 
 USERS = {"alice": "wonderland", "bob": "builder"}

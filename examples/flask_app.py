@@ -26,7 +26,12 @@ from flask import Flask, flash, jsonify, redirect, render_template_string, reque
 from werkzeug.wrappers import Response
 
 from coatcheck import SessionConfig, SessionManager
-from coatcheck.flask import current_session, init_app, login_required, require_recent_auth
+from coatcheck.integrations.flask import (
+    current_session,
+    init_app,
+    login_required,
+    require_recent_auth,
+)
 from coatcheck.stores import from_url
 
 USERS = {"alice": "wonderland", "bob": "builder"}

@@ -37,7 +37,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.params import Body
 
 from coatcheck import Session, SessionConfig, SessionManager
-from coatcheck.asgi import SessionMiddleware
+from coatcheck.integrations.asgi import SessionMiddleware
 from coatcheck.stores import from_url
 
 USERS = {"alice": "wonderland", "bob": "builder"}

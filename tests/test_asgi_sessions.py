@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from coatcheck import LoggingSink, MemorySink, SessionConfig, SessionManager, tokens
+from coatcheck import LoggingSink, MemorySink, SessionConfig, SessionManager
+from coatcheck.core import tokens
 from coatcheck.stores import SQLiteStore
 from tests.support.browser import Browser, parse_set_cookie
 from tests.support.clock import FakeClock

@@ -18,11 +18,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from coatcheck.cli import build_cli
-from coatcheck.client import ClientInfo
-from coatcheck.config import DAY
-from coatcheck.manager import SessionManager
+from coatcheck.core.client import ClientInfo
+from coatcheck.core.config import DAY
+from coatcheck.core.tokens import storage_key
+from coatcheck.engine.manager import SessionManager
 from coatcheck.stores import MemoryStore, SQLiteStore
-from coatcheck.tokens import storage_key
 from tests.support.clock import FakeClock
 from tests.support.stats import check_stats
 

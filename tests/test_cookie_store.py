@@ -33,15 +33,10 @@ from starlette.routing import Route
 
 import coatcheck.stores
 from coatcheck import CoatcheckError, ConfigError, MemorySink, SessionConfig, SessionManager
-from coatcheck.asgi import SessionMiddleware
-from coatcheck.clientside import (
-    COOKIE_LIMIT,
-    HANDLE_PREFIX,
-    CookieTooLargeError,
-    UnsupportedOperation,
-    revocation_key,
-)
-from coatcheck.sealing import derived_kid, key_id, new_key, parse_keys
+from coatcheck.engine.clientside import COOKIE_LIMIT, HANDLE_PREFIX, revocation_key
+from coatcheck.errors import CookieTooLargeError, UnsupportedOperation
+from coatcheck.integrations.asgi import SessionMiddleware
+from coatcheck.security.sealing import derived_kid, key_id, new_key, parse_keys
 from coatcheck.stores import CookieStore, MemoryStore, SQLiteStore, Store, from_url
 from tests.support.browser import Browser, parse_set_cookie
 from tests.support.clock import FakeClock

@@ -33,13 +33,15 @@ from starlette.routing import Route
 from werkzeug.wrappers import Request as WerkzeugRequest
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from coatcheck import ConfigError, MemorySink, SessionConfig, SessionManager, csrf, tokens
-from coatcheck.asgi import SessionMiddleware as ASGIMiddleware
-from coatcheck.edge import MAX_FORM_BODY, form_field
-from coatcheck.flask import csrf_exempt, current_session, init_app
+from coatcheck import ConfigError, MemorySink, SessionConfig, SessionManager
+from coatcheck.core import tokens
+from coatcheck.http.edge import MAX_FORM_BODY, form_field
+from coatcheck.integrations.asgi import SessionMiddleware as ASGIMiddleware
+from coatcheck.integrations.flask import csrf_exempt, current_session, init_app
+from coatcheck.integrations.wsgi import SessionMiddleware as WSGIMiddleware
+from coatcheck.integrations.wsgi import get_session
+from coatcheck.security import csrf
 from coatcheck.stores import MemoryStore, SQLiteStore
-from coatcheck.wsgi import SessionMiddleware as WSGIMiddleware
-from coatcheck.wsgi import get_session
 from tests.support.browser import Browser
 from tests.support.clock import FakeClock
 from tests.support.server import serve

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from coatcheck.asgi import SessionMiddleware
+from coatcheck.core.tokens import storage_key
 from coatcheck.demo import create_app
-from coatcheck.manager import SessionManager
+from coatcheck.engine.manager import SessionManager
+from coatcheck.integrations.asgi import SessionMiddleware
 from coatcheck.stores import SQLiteStore
-from coatcheck.tokens import storage_key
 from tests.support.browser import Browser
 from tests.support.server import serve
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from coatcheck import SessionManager
-from coatcheck.asgi import SessionMiddleware
 from coatcheck.demo import create_app
+from coatcheck.integrations.asgi import SessionMiddleware
 from coatcheck.stores import SQLiteStore
 from tests.support.server import serve
 

@@ -29,8 +29,10 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 
-from coatcheck import MemorySink, SessionConfig, SessionManager, tokens
-from coatcheck.django import (
+from coatcheck import MemorySink, SessionConfig, SessionManager
+from coatcheck.core import tokens
+from coatcheck.http.edge import UNAVAILABLE_BODY
+from coatcheck.integrations.django import (
     AUTH_USER_KEY,
     SessionStore,
     configure,
@@ -38,7 +40,6 @@ from coatcheck.django import (
     revoke_other_sessions,
     user_sessions,
 )
-from coatcheck.edge import UNAVAILABLE_BODY
 from coatcheck.stores import MemoryStore, SQLiteStore
 from tests.support.browser import Browser, parse_set_cookie
 from tests.support.clock import FakeClock
@@ -594,7 +595,7 @@ def test_coatcheck_testing_logs_a_django_client_in_with_data(site: Site) -> None
 
 # -- a client-side store behind Django -------------------------------------------------------
 def test_the_cookie_store_works_behind_django(site: Site, tmp_path: Path) -> None:
-    from coatcheck.sealing import new_key
+    from coatcheck.security.sealing import new_key
     from coatcheck.stores import CookieStore
 
     revocations = SQLiteStore(tmp_path / "revocations.db")

@@ -20,9 +20,11 @@ from fastapi import Depends, FastAPI, WebSocket
 from starlette.middleware import Middleware
 from starlette.testclient import TestClient
 
-from coatcheck import SessionConfig, SessionManager, tokens
-from coatcheck.asgi import SessionMiddleware
-from coatcheck.fastapi import (
+from coatcheck import SessionConfig, SessionManager
+from coatcheck.core import tokens
+from coatcheck.core.session import Session
+from coatcheck.integrations.asgi import SessionMiddleware
+from coatcheck.integrations.fastapi import (
     EXCEPTION_HANDLERS,
     CurrentSession,
     CurrentUser,
@@ -31,7 +33,6 @@ from coatcheck.fastapi import (
     require_level,
     require_recent_auth,
 )
-from coatcheck.model import Session
 from coatcheck.stores import MemoryStore, SQLiteStore
 from coatcheck.testing import login_client
 from tests.support.browser import Browser

@@ -21,9 +21,10 @@ import flask
 import pytest
 from flask import Flask, flash, get_flashed_messages, jsonify, request, session
 
-from coatcheck import SessionConfig, SessionManager, tokens
-from coatcheck.edge import UNAVAILABLE_BODY
-from coatcheck.flask import (
+from coatcheck import SessionConfig, SessionManager
+from coatcheck.core import tokens
+from coatcheck.http.edge import UNAVAILABLE_BODY
+from coatcheck.integrations.flask import (
     FlaskSession,
     current_session,
     init_app,

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from coatcheck import MemorySink, SessionConfig, SessionManager, tokens
+from coatcheck import MemorySink, SessionConfig, SessionManager
+from coatcheck.core import tokens
 from coatcheck.stores import SQLiteStore
 from tests.support.browser import Browser, parse_set_cookie
 from tests.support.clock import FakeClock

@@ -22,8 +22,9 @@ import httpx
 import pytest
 from pymemcache.client.base import Client  # type: ignore[import-untyped]
 
-from coatcheck import SessionConfig, SessionManager, StoreUnavailable, tokens
-from coatcheck.model import Patch, SessionRecord
+from coatcheck import SessionConfig, SessionManager, StoreUnavailable
+from coatcheck.core import tokens
+from coatcheck.core.record import Patch, SessionRecord
 from coatcheck.stores import from_url
 from coatcheck.stores.memcached import MemcachedStore
 from tests.support.browser import Browser, parse_set_cookie

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from coatcheck import SessionConfig
-from coatcheck.model import Session, SessionRecord
-from coatcheck.policy import Action, CookieAction, Verdict, check, deadline, plan_commit
+from coatcheck.core.policy import Action, CookieAction, Verdict, check, deadline, plan_commit
+from coatcheck.core.record import SessionRecord
+from coatcheck.core.session import Session
 
 NOW = 1_000_000.0
 CONFIG = SessionConfig()

@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from coatcheck import tokens
+from coatcheck.core import tokens
 from tests.support.browser import Browser
 from tests.support.postgres_server import (
     admin_connect,

@@ -20,8 +20,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from coatcheck import SessionConfig, SessionDataError, SessionManager, StoreUnavailable, tokens
-from coatcheck.model import Patch, SessionRecord
+from coatcheck import SessionConfig, SessionDataError, SessionManager, StoreUnavailable
+from coatcheck.core import tokens
+from coatcheck.core.record import Patch, SessionRecord
 from coatcheck.stores import from_url
 from coatcheck.stores.postgres import MIGRATION_LOCK, SCHEMA_VERSION, PostgresStore
 from tests.support.browser import Browser, parse_set_cookie

@@ -29,10 +29,12 @@ import redis.asyncio.connection
 import redis.connection
 
 import coatcheck.stores
-from coatcheck import SessionConfig, SessionManager, tokens
+from coatcheck import SessionConfig, SessionManager
+from coatcheck.core import tokens
+from coatcheck.core.record import Patch, SessionRecord
+from coatcheck.core.session import Session
+from coatcheck.engine.manager import CommitResult
 from coatcheck.errors import StoreUnavailable
-from coatcheck.manager import CommitResult
-from coatcheck.model import Patch, Session, SessionRecord
 from coatcheck.stores import from_url
 from coatcheck.stores.redis import (
     _APPLY,

@@ -10,8 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from coatcheck import MemorySink, SessionConfig, SessionManager, tokens
-from coatcheck.client import ClientInfo
+from coatcheck import MemorySink, SessionConfig, SessionManager
+from coatcheck.core import tokens
+from coatcheck.core.client import ClientInfo
 from coatcheck.errors import SessionLimitExceeded, SessionTooLarge, Throttled
 from coatcheck.stores import MemoryStore, SQLiteStore
 from tests.support.browser import Browser

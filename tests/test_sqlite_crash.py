@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from coatcheck import tokens
+from coatcheck.core import tokens
 from coatcheck.stores import SQLiteStore
 from tests.support.browser import Browser
 from tests.support.postgres_server import free_port

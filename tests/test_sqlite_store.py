@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from coatcheck import StoreUnavailable, tokens
-from coatcheck.model import Patch
+from coatcheck import StoreUnavailable
+from coatcheck.core import tokens
+from coatcheck.core.record import Patch
 from coatcheck.stores import SQLiteStore, from_url
 from coatcheck.stores.sqlite import SCHEMA_VERSION
 from tests.conformance.test_store_contract import NOW, make_record

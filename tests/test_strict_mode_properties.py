@@ -15,7 +15,8 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coatcheck import SessionConfig, SessionManager, tokens
+from coatcheck import SessionConfig, SessionManager
+from coatcheck.core import tokens
 from coatcheck.stores import MemoryStore
 from tests.support.clock import FakeClock
 from tests.support.shop import create_shop

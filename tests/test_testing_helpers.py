@@ -23,11 +23,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from coatcheck import SessionConfig, SessionManager, tokens
-from coatcheck.asgi import SessionMiddleware
-from coatcheck.csrf import SECRET_KEY
-from coatcheck.flask import current_session, init_app
-from coatcheck.sealing import new_key
+from coatcheck import SessionConfig, SessionManager
+from coatcheck.core import tokens
+from coatcheck.integrations.asgi import SessionMiddleware
+from coatcheck.integrations.flask import current_session, init_app
+from coatcheck.security.csrf import SECRET_KEY
+from coatcheck.security.sealing import new_key
 from coatcheck.stores import CookieStore, MemoryStore, SQLiteStore
 from coatcheck.testing import (
     FrozenClock,

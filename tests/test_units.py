@@ -6,10 +6,11 @@ import hashlib
 
 import pytest
 
-from coatcheck import ConfigError, SessionCommittedError, SessionConfig, SessionDataError, tokens
-from coatcheck.client import ClientInfo, truncate_ip
-from coatcheck.cookies import clear_cookie, read_cookie, set_cookie
-from coatcheck.model import Session
+from coatcheck import ConfigError, SessionCommittedError, SessionConfig, SessionDataError
+from coatcheck.core import tokens
+from coatcheck.core.client import ClientInfo, truncate_ip
+from coatcheck.core.session import Session
+from coatcheck.http.cookies import clear_cookie, read_cookie, set_cookie
 
 
 def test_tokens_are_unique_well_formed_and_hashed() -> None:
@@ -143,7 +144,7 @@ def test_session_refuses_changes_after_commit() -> None:
 
 
 def test_a_lone_surrogate_is_a_data_error_naming_the_key() -> None:
-    from coatcheck.model import encode_value
+    from coatcheck.core.record import encode_value
 
     with pytest.raises(SessionDataError, match="'name'"):
         encode_value("name", "broken \ud800 text")

@@ -16,11 +16,12 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from coatcheck import SessionConfig, SessionManager, tokens
-from coatcheck.asgi import SessionMiddleware as ASGISessionMiddleware
-from coatcheck.edge import UNAVAILABLE_BODY
+from coatcheck import SessionConfig, SessionManager
+from coatcheck.core import tokens
+from coatcheck.http.edge import UNAVAILABLE_BODY
+from coatcheck.integrations.asgi import SessionMiddleware as ASGISessionMiddleware
+from coatcheck.integrations.wsgi import ENVIRON_KEY, SessionMiddleware, get_session
 from coatcheck.stores import SQLiteStore
-from coatcheck.wsgi import ENVIRON_KEY, SessionMiddleware, get_session
 from tests.support.browser import Browser
 from tests.support.clock import FakeClock
 from tests.support.server import serve

@@ -34,7 +34,7 @@ from starlette.middleware import Middleware
 
 from bench.asgi_middleware import ROUTES, PlainDictSession
 from coatcheck import SessionManager
-from coatcheck.asgi import SessionMiddleware
+from coatcheck.integrations.asgi import SessionMiddleware
 from coatcheck.stores import from_url
 
 

@@ -19,11 +19,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from . import __version__
-from .config import SessionConfig
-from .errors import StoreUnavailable
-from .manager import SessionInfo, SessionManager
-from .stores import from_url
+from coatcheck import __version__
+from coatcheck.core.config import SessionConfig
+from coatcheck.engine.manager import SessionInfo, SessionManager
+from coatcheck.errors import StoreUnavailable
+from coatcheck.stores import from_url
 
 if TYPE_CHECKING:
     import click
@@ -179,8 +179,8 @@ def run_demo(host: str, port: int, store_url: str, console: Console) -> None:
     try:
         import uvicorn
 
-        from .asgi import SessionMiddleware
-        from .demo import create_app
+        from coatcheck.demo import create_app
+        from coatcheck.integrations.asgi import SessionMiddleware
     except ImportError as exc:
         raise CommandError(f"the demo needs {exc.name!r}: pip install 'coatcheck[demo]'") from None
     with managed(store_url) as manager:

@@ -55,3 +55,29 @@ class Throttled(CoatcheckError):
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"too many unknown session tokens; retry after {retry_after} s")
         self.retry_after = retry_after
+
+
+class UnsupportedOperation(CoatcheckError, NotImplementedError):
+    """The store cannot do this by its nature (e.g. list the sessions of a cookie store)."""
+
+
+class CookieTooLargeError(SessionDataError):
+    """The sealed session would not fit in one cookie. ``size`` is name plus value, bytes."""
+
+    def __init__(self, size: int, limit: int = 4096) -> None:
+        super().__init__(
+            f"the session cookie would be {size} bytes (name plus value), over the "
+            f"{limit}-byte limit browsers keep; it is never truncated or split: keep less in "
+            "the session, or use a server-side store"
+        )
+        self.size = size
+        self.limit = limit
+
+
+class InvalidCookie(CoatcheckError):
+    """A client-side store could not open a value. Caught by ``load``, which starts a fresh
+    session; ``reason`` goes into the rejection event."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

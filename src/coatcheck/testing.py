@@ -45,10 +45,10 @@ import urllib.request
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import csrf
-from .config import SessionConfig
-from .manager import CommitResult, SessionManager
-from .model import Session
+from coatcheck.core.config import SessionConfig
+from coatcheck.core.session import Session
+from coatcheck.engine.manager import CommitResult, SessionManager
+from coatcheck.security import csrf
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -252,13 +252,13 @@ def _resolve(
     """The manager, the user id and the data for this kind of client."""
     if _is_django(client):
         if manager is None:
-            from .django import get_manager
+            from coatcheck.integrations.django import get_manager
 
             manager = get_manager()
         uid, data = _django_login(user, data)
         return manager, uid, data
     if manager is None and _is_flask(client):
-        from .flask import EXTENSION_KEY
+        from coatcheck.integrations.flask import EXTENSION_KEY
 
         app: Any = getattr(client, "application", None)
         interface = app.extensions.get(EXTENSION_KEY) if app is not None else None

@@ -9,9 +9,9 @@ changes, nor log the user out, nor revive a session that was ended meanwhile.
 from __future__ import annotations
 
 from coatcheck import SessionConfig, SessionManager
-from coatcheck.events import MemorySink
-from coatcheck.manager import CommitResult
-from coatcheck.model import Session
+from coatcheck.core.events import MemorySink
+from coatcheck.core.session import Session
+from coatcheck.engine.manager import CommitResult
 from tests.conformance.conftest import Driver
 from tests.support.clock import FakeClock
 

@@ -11,8 +11,8 @@ import json
 import threading
 from typing import Any
 
-from coatcheck import tokens
-from coatcheck.model import Patch, SessionRecord
+from coatcheck.core import tokens
+from coatcheck.core.record import Patch, SessionRecord
 from tests.conformance.conftest import Driver
 
 NOW = 1_800_000_000.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from coatcheck.model import SessionRecord
+from coatcheck.core.record import SessionRecord
 from coatcheck.stores.base import Store
 
 

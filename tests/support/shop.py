@@ -18,8 +18,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from coatcheck import SessionManager
-from coatcheck.asgi import SessionMiddleware
-from coatcheck.starlette import require_level, require_recent_auth, require_user
+from coatcheck.integrations.asgi import SessionMiddleware
+from coatcheck.integrations.starlette import require_level, require_recent_auth, require_user
 
 
 def session_view(request: Request) -> dict[str, Any]:

@@ -8,9 +8,9 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from coatcheck import tokens
 from coatcheck.cli import build_cli
-from coatcheck.model import SessionRecord
+from coatcheck.core import tokens
+from coatcheck.core.record import SessionRecord
 
 
 def check_stats(store: Any, url: str | None) -> None:

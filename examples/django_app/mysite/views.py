@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from coatcheck.django import get_manager, revoke_other_sessions, user_sessions
+from coatcheck.integrations.django import get_manager, revoke_other_sessions, user_sessions
 
 
 def home(request: HttpRequest) -> HttpResponse:

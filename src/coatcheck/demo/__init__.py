@@ -7,6 +7,6 @@ the ``demo`` extra (Starlette, uvicorn, python-multipart); the core never import
 
 from __future__ import annotations
 
-from .app import create_app
+from coatcheck.demo.app import create_app
 
 __all__ = ["create_app"]

@@ -17,10 +17,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..manager import SessionManager
-from ..model import Session
-from . import pages
-from .shop import MAX_CART_ITEMS, PRODUCTS, authenticate
+from coatcheck.core.session import Session
+from coatcheck.demo import pages
+from coatcheck.demo.shop import MAX_CART_ITEMS, PRODUCTS, authenticate
+from coatcheck.engine.manager import SessionManager
 
 
 def session_of(request: Request) -> Session:

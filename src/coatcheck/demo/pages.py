@@ -15,10 +15,10 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
-from ..config import SessionConfig
-from ..manager import SessionInfo
-from ..model import Session
-from .shop import PRODUCTS, USERS
+from coatcheck.core.config import SessionConfig
+from coatcheck.core.session import Session
+from coatcheck.demo.shop import PRODUCTS, USERS
+from coatcheck.engine.manager import SessionInfo
 
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem;

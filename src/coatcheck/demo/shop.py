@@ -7,7 +7,7 @@ newcomer can log in from two browsers and watch the sessions list.
 
 from __future__ import annotations
 
-from ..tokens import constant_time_equal
+from coatcheck.core.tokens import constant_time_equal
 
 PRODUCTS: dict[str, str] = {
     "coat": "Wool coat",

@@ -12,15 +12,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from .base import InlineStore, Store
-from .memory import MemoryStore
-from .sqlite import SQLiteStore
+from coatcheck.stores.base import InlineStore, Store
+from coatcheck.stores.memory import MemoryStore
+from coatcheck.stores.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
-    from .cookie import CookieStore as CookieStore
-    from .memcached import MemcachedStore as MemcachedStore
-    from .postgres import PostgresStore as PostgresStore
-    from .redis import RedisStore as RedisStore
+    from coatcheck.stores.cookie import CookieStore as CookieStore
+    from coatcheck.stores.memcached import MemcachedStore as MemcachedStore
+    from coatcheck.stores.postgres import PostgresStore as PostgresStore
+    from coatcheck.stores.redis import RedisStore as RedisStore
 
 __all__ = [
     "InlineStore",

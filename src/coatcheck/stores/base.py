@@ -16,9 +16,9 @@ import asyncio
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Generator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from ..model import Patch, SessionRecord
+from coatcheck.core.record import Patch, SessionRecord
 
 T = TypeVar("T")
 
@@ -308,3 +308,20 @@ class ProcedureStore(Store):
 
     async def count(self, now: float) -> int:
         return await self._drive_async(self._count(now))
+
+
+class ClientSideStore(Protocol):
+    """What a store whose sessions travel in the cookie provides. The manager recognises
+    one by its ``client_side`` attribute being true."""
+
+    client_side: bool
+    revocations: Store | None
+    """Where per-user "not before" times and logged-out handles are kept, or None."""
+
+    def seal(self, record: SessionRecord) -> str:
+        """The cookie value carrying ``record`` (its ``key`` is ignored)."""
+        ...
+
+    def unseal(self, value: str) -> SessionRecord:
+        """The record sealed in ``value``; InvalidCookie, never anything else, otherwise."""
+        ...

@@ -23,7 +23,7 @@ add the new key second; promote it to first; retire the old one after ``remember
 (see ``KeyRing``). Use a separate ring per application.
 
 Revocation: pass ``revocations=`` a store (or a store URL) to make logout and
-``revoke_user`` effective against copied cookies; see ``coatcheck.clientside``.
+``revoke_user`` effective against copied cookies; see ``coatcheck.engine.clientside``.
 ``list_user_sessions``, ``revoke(handle)`` and ``is_active`` raise UnsupportedOperation: a
 cookie session lives only in its browser, and nothing on the server can name it.
 """
@@ -37,11 +37,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ..clientside import CookieTooLargeError, InvalidCookie, UnsupportedOperation
-from ..errors import ConfigError
-from ..model import Patch, SessionRecord
-from ..sealing import KeyRing, KeySpec, UnsealError, keys_from_env
-from .base import InlineStore, Store
+from coatcheck.core.record import Patch, SessionRecord
+from coatcheck.errors import ConfigError, CookieTooLargeError, InvalidCookie, UnsupportedOperation
+from coatcheck.security.sealing import KeyRing, KeySpec, UnsealError, keys_from_env
+from coatcheck.stores.base import InlineStore, Store
 
 __all__ = [
     "CookieStore",
@@ -85,7 +84,7 @@ class CookieStore(InlineStore):
     """
 
     client_side = True
-    """Tells SessionManager to use the client-side procedures (``coatcheck.clientside``)."""
+    """Tells SessionManager to use the client-side procedures (``coatcheck.engine.clientside``)."""
 
     def __init__(
         self,
@@ -96,7 +95,7 @@ class CookieStore(InlineStore):
     ) -> None:
         self.ring = KeyRing(keys)
         if isinstance(revocations, str):
-            from . import from_url
+            from coatcheck.stores import from_url
 
             revocations = from_url(revocations)
         if getattr(revocations, "client_side", False):
@@ -121,7 +120,7 @@ class CookieStore(InlineStore):
     def __repr__(self) -> str:
         return f"CookieStore({self.ring!r}, revocations={self.revocations!r})"
 
-    # -- the client-side contract (coatcheck.clientside.ClientSideStore) -------------------
+    # -- the client-side contract (coatcheck.stores.base.ClientSideStore) -------------------
     def seal(self, record: SessionRecord) -> str:
         head = json.dumps(
             [

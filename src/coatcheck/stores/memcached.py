@@ -119,9 +119,9 @@ from pymemcache.exceptions import (  # type: ignore[import-untyped]
     MemcacheUnexpectedCloseError,
 )
 
-from ..errors import StoreUnavailable
-from ..model import PATCHABLE_FIELDS, Patch, SessionRecord
-from .base import Store, process_id
+from coatcheck.core.record import PATCHABLE_FIELDS, Patch, SessionRecord
+from coatcheck.errors import StoreUnavailable
+from coatcheck.stores.base import Store, process_id
 
 T = TypeVar("T")
 P = ParamSpec("P")

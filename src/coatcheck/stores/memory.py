@@ -14,8 +14,8 @@ import threading
 from collections import Counter
 from typing import Any
 
-from ..model import Patch, SessionRecord
-from .base import InlineStore
+from coatcheck.core.record import Patch, SessionRecord
+from coatcheck.stores.base import InlineStore
 
 _SCALARS = frozenset({str, int, bool, type(None)})
 """Exact types whose decoded value is immutable and equal to what its JSON text decodes

@@ -52,9 +52,9 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from ..errors import SessionDataError, StoreUnavailable
-from ..model import PATCHABLE_FIELDS, Patch, SessionRecord
-from .base import ProcedureStore, process_id
+from coatcheck.core.record import PATCHABLE_FIELDS, Patch, SessionRecord
+from coatcheck.errors import SessionDataError, StoreUnavailable
+from coatcheck.stores.base import ProcedureStore, process_id
 
 T = TypeVar("T")
 

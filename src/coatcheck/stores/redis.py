@@ -103,9 +103,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
-from ..errors import StoreUnavailable
-from ..model import PATCHABLE_FIELDS, Patch, SessionRecord
-from .base import ProcedureStore, process_id
+from coatcheck.core.record import PATCHABLE_FIELDS, Patch, SessionRecord
+from coatcheck.errors import StoreUnavailable
+from coatcheck.stores.base import ProcedureStore, process_id
 
 __all__ = ["DEFAULT_PREFIX", "RedisOptions", "RedisStore", "from_url"]
 

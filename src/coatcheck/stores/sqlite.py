@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar, TypeVarTuple
 
-from ..errors import StoreUnavailable
-from ..model import PATCHABLE_FIELDS, Patch, SessionRecord
-from .base import InlineStore, process_id
+from coatcheck.core.record import PATCHABLE_FIELDS, Patch, SessionRecord
+from coatcheck.errors import StoreUnavailable
+from coatcheck.stores.base import InlineStore, process_id
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")

@@ -8,7 +8,7 @@ planted by a subdomain at all.
 
 from __future__ import annotations
 
-from .config import SessionConfig
+from coatcheck.core.config import SessionConfig
 
 _EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
 

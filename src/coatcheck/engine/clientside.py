@@ -29,17 +29,23 @@ import dataclasses
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from . import events as ev
-from . import policy, tokens
-from .client import ClientInfo
-from .errors import CoatcheckError, SessionDataError, StoreUnavailable
-from .manager import NO_CHANGE, CommitResult, SessionManager
-from .model import Patch, Session, SessionRecord, encode_value
-from .operations import Get, Op, Steps
-from .policy import Action
-from .stores.base import Store
+from coatcheck.core import events as ev
+from coatcheck.core import policy, tokens
+from coatcheck.core.client import ClientInfo
+from coatcheck.core.policy import Action
+from coatcheck.core.record import Patch, SessionRecord, encode_value
+from coatcheck.core.session import Session
+from coatcheck.engine.manager import NO_CHANGE, CommitResult, SessionManager
+from coatcheck.engine.operations import Get, Op, Steps
+from coatcheck.errors import (
+    CookieTooLargeError,
+    InvalidCookie,
+    StoreUnavailable,
+    UnsupportedOperation,
+)
+from coatcheck.stores.base import ClientSideStore, Store
 
 COOKIE_LIMIT = 4096
 """Bytes of cookie name plus value every browser keeps (RFC 6265 section 6.1)."""
@@ -49,49 +55,6 @@ KEEP = "keep"
 HANDLE_PREFIX = "h:"
 """Keys of a revocation record's data: the user's "not before" time, the one session it
 spares, and ``h:<handle>`` -> deadline for each session ended by logout."""
-
-
-class UnsupportedOperation(CoatcheckError, NotImplementedError):
-    """The store cannot do this by its nature (e.g. list the sessions of a cookie store)."""
-
-
-class CookieTooLargeError(SessionDataError):
-    """The sealed session would not fit in one cookie. ``size`` is name plus value, bytes."""
-
-    def __init__(self, size: int, limit: int = COOKIE_LIMIT) -> None:
-        super().__init__(
-            f"the session cookie would be {size} bytes (name plus value), over the "
-            f"{limit}-byte limit browsers keep; it is never truncated or split: keep less in "
-            "the session, or use a server-side store"
-        )
-        self.size = size
-        self.limit = limit
-
-
-class InvalidCookie(CoatcheckError):
-    """A client-side store could not open a value. Caught by ``load``, which starts a fresh
-    session; ``reason`` goes into the rejection event."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class ClientSideStore(Protocol):
-    """What a store whose sessions travel in the cookie provides. The manager recognises
-    one by its ``client_side`` attribute being true."""
-
-    client_side: bool
-    revocations: Store | None
-    """Where per-user "not before" times and logged-out handles are kept, or None."""
-
-    def seal(self, record: SessionRecord) -> str:
-        """The cookie value carrying ``record`` (its ``key`` is ignored)."""
-        ...
-
-    def unseal(self, value: str) -> SessionRecord:
-        """The record sealed in ``value``; InvalidCookie, never anything else, otherwise."""
-        ...
 
 
 def revocation_key(user_id: str) -> str:

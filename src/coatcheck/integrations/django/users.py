@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from ..manager import SessionInfo
-from .conf import get_manager
-from .store import AUTH_USER_KEY, SessionStore
+from coatcheck.engine.manager import SessionInfo
+from coatcheck.integrations.django.conf import get_manager
+from coatcheck.integrations.django.store import AUTH_USER_KEY, SessionStore
 
 
 def user_sessions(user_id: object) -> list[SessionInfo]:

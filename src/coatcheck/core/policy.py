@@ -12,17 +12,17 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .config import SessionConfig
-from .errors import SessionTooLarge
-from .model import (
+from coatcheck.core.config import SessionConfig
+from coatcheck.core.record import (
     ROTATED_AT_KEY,
     ROTATED_TO_KEY,
     Patch,
-    Session,
     SessionRecord,
     encode_key,
     encode_value,
 )
+from coatcheck.core.session import Session
+from coatcheck.errors import SessionTooLarge
 
 
 class Verdict(enum.Enum):

@@ -12,14 +12,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from . import events as ev
-from . import policy, tokens
-from .client import ClientInfo
-from .config import SessionConfig
-from .errors import SessionLimitExceeded, Throttled
-from .events import EventSink, SessionEvent
-from .model import REAUTH_KEY, ROTATED_AT_KEY, ROTATED_TO_KEY, Session, SessionRecord
-from .operations import (
+from coatcheck.core import events as ev
+from coatcheck.core import policy, tokens
+from coatcheck.core.client import ClientInfo
+from coatcheck.core.config import SessionConfig
+from coatcheck.core.events import EventSink, SessionEvent
+from coatcheck.core.policy import Action, Plan
+from coatcheck.core.record import REAUTH_KEY, ROTATED_AT_KEY, ROTATED_TO_KEY, SessionRecord
+from coatcheck.core.session import Session
+from coatcheck.engine.operations import (
     Apply,
     Create,
     Delete,
@@ -32,12 +33,13 @@ from .operations import (
     run_async,
     run_sync,
 )
-from .policy import Action, Plan
-from .stores.base import Store
-from .throttle import UnknownTokenThrottle
+from coatcheck.errors import SessionLimitExceeded, Throttled
+from coatcheck.security.throttle import UnknownTokenThrottle
+from coatcheck.stores.base import Store
 
 if TYPE_CHECKING:
-    from .clientside import ClientSideSessions, ClientSideStore
+    from coatcheck.engine.clientside import ClientSideSessions
+    from coatcheck.stores.base import ClientSideStore
 
 Clock = Callable[[], float]
 
@@ -130,7 +132,7 @@ class SessionManager:
         self._client_side: ClientSideSessions | None = None
         self._op_store: Store = store
         if getattr(store, "client_side", False):
-            from .clientside import ClientSideSessions  # imports this module
+            from coatcheck.engine.clientside import ClientSideSessions
 
             side = ClientSideSessions(self, cast("ClientSideStore", store))
             self._client_side = side

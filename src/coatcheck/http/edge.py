@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from . import csrf
-from .config import SessionConfig
-from .cookies import clear_cookie, read_cookie, set_cookie
-from .errors import SessionLimitExceeded, StoreUnavailable, Throttled
-from .manager import CommitResult, SessionManager
-from .model import Session
+from coatcheck.core.config import SessionConfig
+from coatcheck.core.session import Session
+from coatcheck.engine.manager import CommitResult, SessionManager
+from coatcheck.errors import SessionLimitExceeded, StoreUnavailable, Throttled
+from coatcheck.http.cookies import clear_cookie, read_cookie, set_cookie
+from coatcheck.security import csrf
 
 logger = logging.getLogger("coatcheck")
 
@@ -281,7 +281,7 @@ def merge_headers(
 
 
 # -- CSRF ------------------------------------------------------------------------------------
-# The decisions are ``coatcheck.csrf``'s; what every edge shares on top of them is here: which
+# The decisions are ``coatcheck.security.csrf``'s; what every edge shares on top of them is here: which
 # requests are checked, where their token is, and the 403 they get. An edge only gathers a
 # CsrfRequest from its own header representation and, when the token may be in a form body,
 # reads that body (and hands it on to the app unchanged).

@@ -1,142 +1,22 @@
-"""What a store holds (SessionRecord, Patch) and what an application sees (Session).
-
-The two are kept apart on purpose: metadata (deadlines, user, client) lives in typed fields
-of the record, never as magic keys inside the user's data, and the Session mapping records
-what the handler changed and which intents (login, logout, regenerate) it stated, so that
-commit can send a delta instead of a snapshot and make no I/O decisions of its own.
+"""What an application sees: ``Session``, a mapping of JSON values that records what the
+handler changed and which intents (login, logout, regenerate) it stated, so that commit can
+send a delta instead of a snapshot and make no I/O decisions of its own.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, MutableMapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from . import csrf
-from .client import ClientInfo
-from .errors import SessionCommittedError, SessionDataError
-
-PATCHABLE_FIELDS = frozenset(
-    {
-        "user_id",
-        "last_seen_at",
-        "auth_at",
-        "expires_at",
-        "absolute_at",
-        "remember",
-        "user_agent",
-        "ip",
-        "meta",
-    }
+from coatcheck.core import csrf_secret
+from coatcheck.core.client import ClientInfo
+from coatcheck.core.record import (
+    LEVEL_KEY,
+    REAUTH_KEY,
+    SessionRecord,
+    encode_value,
 )
-"""Record fields a Patch may overwrite. ``key``, ``handle`` and ``created_at`` never change
-in place (a new key is a rename)."""
-
-
-@dataclass(slots=True)
-class SessionRecord:
-    """One stored session. ``key`` is SHA-256 of the token, never the token itself."""
-
-    key: str
-    handle: str
-    data: dict[str, Any]
-    created_at: float
-    last_seen_at: float
-    expires_at: float
-    """The deadline in force: the earlier of the idle deadline and ``absolute_at``."""
-    absolute_at: float
-    user_id: str | None = None
-    auth_at: float | None = None
-    remember: bool = False
-    user_agent: str | None = None
-    ip: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    """Engine-owned metadata for extensions (assurance level, CSRF secret, ...)."""
-
-
-@dataclass(slots=True)
-class Patch:
-    """A delta to apply atomically to one stored record.
-
-    ``set_json`` holds the changed keys already encoded as JSON text (stores that keep
-    one field per key, like a Redis hash, use it as is); ``set_items`` holds the same values
-    decoded, for stores that merge objects. ``fields`` overwrites record metadata.
-
-    A value: nothing changes a Patch once built. It is not a frozen dataclass only because
-    building a frozen one costs three times as much, on every writing request.
-    """
-
-    set_json: dict[str, str] = field(default_factory=dict)
-    set_items: dict[str, Any] = field(default_factory=dict)
-    removed: frozenset[str] = frozenset()
-    fields: dict[str, Any] = field(default_factory=dict)
-    expect_handle: str | None = None
-    """When set, the store applies the patch only if the record under the key has this
-    handle. With rotation on, a concurrent request may have moved the session to a new
-    key and left a rotation marker (another handle) under the old one: a patch meant for
-    the session must not land on the marker (see ``SessionManager._moved``)."""
-
-    def fits(self, handle: str) -> bool:
-        """May this patch be applied to a record with ``handle``?"""
-        return self.expect_handle is None or self.expect_handle == handle
-
-    @property
-    def touches_data(self) -> bool:
-        return bool(self.set_json or self.removed)
-
-    def apply_to(self, record: SessionRecord) -> None:
-        """Apply in place to an in-memory record (the reference semantics of a Patch)."""
-        data = record.data
-        for key in self.removed:
-            data.pop(key, None)
-        data.update(self.set_items)
-        for name, value in self.fields.items():
-            setattr(record, name, value)
-
-
-LEVEL_KEY = "level"
-"""Engine metadata key of the assurance level of the current authentication."""
-REAUTH_KEY = "reauth"
-"""Engine metadata key set when the session must authenticate again before sensitive use."""
-ROTATED_AT_KEY = "rotated_at"
-"""Engine metadata key of when the token last changed (periodic rotation counts from it)."""
-ROTATED_TO_KEY = "rotated_to"
-"""Set on a rotation marker: the handle of the live session the old token now points to."""
-
-
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-"""Built once: ``json.dumps`` with keyword arguments builds an encoder on every call, which
-costs more than encoding a small session value."""
-
-encode_key = json.encoder.encode_basestring
-"""JSON text of a str (quoted, escaped, non-ASCII kept): what ``json.dumps`` writes for a
-dict key or a str value with ``ensure_ascii=False``."""
-
-
-def encode_value(key: str, value: Any) -> str:
-    """JSON-encode one session value, naming the key when it cannot be stored.
-
-    The output is exactly ``json.dumps(value, separators=(",", ":"), ensure_ascii=False,
-    allow_nan=False)``; the scalar types a session mostly holds (exact ``str`` and ``int``,
-    not subclasses, whose JSON form could differ) skip the general encoder.
-    """
-    try:
-        kind = type(value)
-        if kind is str:
-            text = encode_key(value)
-        elif kind is int:
-            return repr(value)  # what json writes for an exact int (ValueError past the limit)
-        else:
-            text = _ENCODER.encode(value)
-        if not text.isascii():
-            text.encode("utf-8")  # a lone surrogate cannot be stored as UTF-8
-        return text
-    except (TypeError, ValueError) as exc:
-        raise SessionDataError(
-            f"session[{key!r}] cannot be stored: {type(value).__name__} is not "
-            f"JSON-serializable ({exc})"
-        ) from None
+from coatcheck.errors import SessionCommittedError, SessionDataError
 
 
 class Session(MutableMapping[str, Any]):
@@ -323,9 +203,9 @@ class Session(MutableMapping[str, Any]):
 
     def csrf_token(self) -> str:
         """A CSRF token for a form field or header, masked afresh at every call (see
-        ``coatcheck.csrf``). The first call creates the session's secret, so rendering a
+        ``coatcheck.security.csrf``). The first call creates the session's secret, so rendering a
         form starts a session for an anonymous visitor."""
-        return csrf.csrf_token(self)
+        return csrf_secret.csrf_token(self)
 
     @property
     def modified(self) -> bool:
@@ -354,7 +234,7 @@ class Session(MutableMapping[str, Any]):
         if self._meta is None:
             self._meta = dict(self._record.meta) if self._record is not None else {}
         self._meta.pop(REAUTH_KEY, None)
-        self._meta.pop(csrf.SECRET_KEY, None)  # tokens rendered before login stop working
+        self._meta.pop(csrf_secret.SECRET_KEY, None)  # tokens rendered before login stop working
         self._meta[LEVEL_KEY] = int(level)
         self._meta_dirty = True
 

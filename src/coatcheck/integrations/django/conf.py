@@ -26,10 +26,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-from ..config import SessionConfig
-from ..errors import ConfigError
-from ..manager import Clock, SessionManager
-from ..stores import from_url
+from coatcheck.core.config import SessionConfig
+from coatcheck.engine.manager import Clock, SessionManager
+from coatcheck.errors import ConfigError
+from coatcheck.stores import from_url
 
 STORE_SETTING = "COATCHECK_STORE"
 CONFIG_SETTING = "COATCHECK_CONFIG"

@@ -25,12 +25,13 @@ from typing import Any, Protocol, cast
 
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
 
-from .. import events, policy, tokens
-from ..client import ClientInfo
-from ..manager import CommitResult
-from ..model import Session, SessionRecord
-from .conf import get_manager, migrate_from
-from .steps import Steps, call, run_async, run_sync
+from coatcheck.core import events, policy, tokens
+from coatcheck.core.client import ClientInfo
+from coatcheck.core.record import SessionRecord
+from coatcheck.core.session import Session
+from coatcheck.engine.manager import CommitResult
+from coatcheck.integrations.django.conf import get_manager, migrate_from
+from coatcheck.integrations.django.steps import Steps, call, run_async, run_sync
 
 AUTH_USER_KEY = "_auth_user_id"
 """``django.contrib.auth.SESSION_KEY``: whose session this is. Mirrored into the record's

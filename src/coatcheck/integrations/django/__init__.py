@@ -39,7 +39,7 @@ coatcheck token is read once with that engine; its data (logged-in user included
 a coatcheck session at that request, the client gets the new token, and the old session is
 deleted once the new one is saved. Remove the setting when the old sessions have expired.
 
-CSRF: coatcheck's own CSRF check (``coatcheck.csrf``, on in the ASGI, WSGI and Flask
+CSRF: coatcheck's own CSRF check (``coatcheck.security.csrf``, on in the ASGI, WSGI and Flask
 edges) is not applied here. Django has its own, and it must stay on: keep
 ``django.middleware.csrf.CsrfViewMiddleware`` in ``MIDDLEWARE`` and ``{% csrf_token %}`` in
 forms. With ``CSRF_USE_SESSIONS = True`` its secret lives in this session backend (and
@@ -51,10 +51,18 @@ only the cookie: the server-side lifetime is coatcheck's idle and absolute timeo
 
 from __future__ import annotations
 
-from .conf import configure, get_manager, manager_from_settings
-from .middleware import SessionMiddleware, StoreUnavailableMiddleware, unavailable_response
-from .store import AUTH_USER_KEY, SessionStore
-from .users import arevoke_other_sessions, revoke_other_sessions, user_sessions
+from coatcheck.integrations.django.conf import configure, get_manager, manager_from_settings
+from coatcheck.integrations.django.middleware import (
+    SessionMiddleware,
+    StoreUnavailableMiddleware,
+    unavailable_response,
+)
+from coatcheck.integrations.django.store import AUTH_USER_KEY, SessionStore
+from coatcheck.integrations.django.users import (
+    arevoke_other_sessions,
+    revoke_other_sessions,
+    user_sessions,
+)
 
 __all__ = [
     "AUTH_USER_KEY",

@@ -28,29 +28,41 @@ the app must learn that the request was https (uvicorn ``--proxy-headers``, werk
 ``ProxyFix``), or every browser's ``Origin: https://...`` looks foreign; listing the public
 origin in ``SessionConfig.trusted_origins`` also works.
 
-This module is framework-free (standard library only). The edges (``coatcheck.edge``,
+This module is framework-free (standard library only). The edges (``coatcheck.http.edge``,
 ``asgi``, ``wsgi``, ``flask``) find the method, headers and token of a request and ask it.
 """
 
 from __future__ import annotations
 
-import base64
 import enum
 import hmac
 import re
-import secrets
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .model import Session
+    from coatcheck.core.session import Session
 
-SECRET_KEY = "csrf"  # noqa: S105 (a metadata key, not a secret)
-"""Engine metadata key (``session.meta``) of the session's CSRF secret."""
+from coatcheck.core.csrf_secret import (
+    SECRET_BYTES,
+    SECRET_KEY,
+    TOKEN_LENGTH,
+    csrf_token,
+    mask,
+    stored_secret,
+    unmask,
+)
+from coatcheck.core.origins import normalize_origin
 
-SECRET_BYTES = 32
-TOKEN_LENGTH = 86
-"""base64url (no padding) of the 64 bytes ``pad || pad XOR secret``."""
+__all__ = [
+    "SECRET_BYTES",
+    "SECRET_KEY",
+    "TOKEN_LENGTH",
+    "csrf_token",
+    "mask",
+    "normalize_origin",
+    "unmask",
+]
 
 REJECTED = "csrf.rejected"
 """Event emitted for every refused request, with ``reason`` (a ``Rejection`` value)."""
@@ -59,8 +71,6 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 """Methods that must not change state (RFC 9110), so never checked: a GET that changes
 state is a bug of the app that no token can fix."""
 
-_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{43}")
-_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{86}")
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 _ORIGIN_RE = re.compile(r"[a-z][a-z0-9+.-]*://[^\s/?#,@]+")
 
@@ -97,55 +107,11 @@ def is_unsafe(method: str) -> bool:
 
 
 # -- the secret and its tokens ------------------------------------------------------------
-def _decode(text: str, length: int) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-length % 4))
-
-
-def _encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _stored_secret(session: Session) -> bytes | None:
-    value = session.meta.get(SECRET_KEY)
-    if isinstance(value, str) and _SECRET_RE.fullmatch(value):
-        return _decode(value, 43)
-    return None
-
-
-def mask(secret: bytes) -> str:
-    """A token for ``secret``: a fresh one-time pad, then the secret XORed with it."""
-    pad = secrets.token_bytes(len(secret))
-    return _encode(pad + bytes(a ^ b for a, b in zip(pad, secret, strict=True)))
-
-
-def unmask(token: str) -> bytes | None:
-    """The secret inside a token, or None when ``token`` is not shaped like one."""
-    if len(token) != TOKEN_LENGTH or not _TOKEN_RE.fullmatch(token):
-        return None
-    raw = _decode(token, TOKEN_LENGTH)
-    pad, masked = raw[:SECRET_BYTES], raw[SECRET_BYTES:]
-    return bytes(a ^ b for a, b in zip(pad, masked, strict=True))
-
-
-def csrf_token(session: Session) -> str:
-    """A token for a form or a header, different at every call; all of them verify until
-    the secret changes (at login) or the session ends.
-
-    The first call of a session creates its secret, which the next commit stores: that
-    is why rendering a form with a token starts a session for an anonymous visitor.
-    """
-    secret = _stored_secret(session)
-    if secret is None:
-        secret = secrets.token_bytes(SECRET_BYTES)
-        session.set_meta(SECRET_KEY, _encode(secret))
-    return mask(secret)
-
-
 def check_token(session: Session, presented: str | None) -> bool:
     """Does ``presented`` carry this session's secret? Constant time in the secret."""
     if not presented:
         return False
-    secret = _stored_secret(session)
+    secret = stored_secret(session)
     candidate = unmask(presented)
     if secret is None or candidate is None:
         return False
@@ -153,20 +119,6 @@ def check_token(session: Session, presented: str | None) -> bool:
 
 
 # -- where a request came from --------------------------------------------------------------
-def normalize_origin(value: str) -> str | None:
-    """``scheme://host[:port]`` lower-cased without a default port, as browsers serialize
-    an ``Origin``; None for ``null`` and anything that is not one origin (a path, a list,
-    spaces, user info)."""
-    text = value.strip().lower()
-    if len(text) > 2048 or not _ORIGIN_RE.fullmatch(text):
-        return None
-    scheme = text.partition(":")[0]
-    default = _DEFAULT_PORTS.get(scheme)
-    if default is not None and text.endswith(default):
-        text = text[: -len(default)]
-    return text
-
-
 def own_origin(scheme: str, host: str | None) -> str | None:
     """The origin a browser writes for pages of this site: the request's own scheme and
     ``Host``. None without a Host (then no ``Origin`` matches but a trusted one)."""

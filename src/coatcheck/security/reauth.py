@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model import Session
+from coatcheck.core.session import Session
 
 LOGIN_REQUIRED = "login_required"
 REAUTHENTICATION_REQUIRED = "reauthentication_required"

@@ -27,10 +27,17 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.utils.deprecation import MiddlewareMixin
 
-from ..client import ClientInfo
-from ..edge import CLEAR_ALL, CLEAR_KEEP_COOKIES, REFUSED, UNAVAILABLE, Refusal, refused
-from .conf import get_manager
-from .store import AUTH_USER_KEY, SessionStore
+from coatcheck.core.client import ClientInfo
+from coatcheck.http.edge import (
+    CLEAR_ALL,
+    CLEAR_KEEP_COOKIES,
+    REFUSED,
+    UNAVAILABLE,
+    Refusal,
+    refused,
+)
+from coatcheck.integrations.django.conf import get_manager
+from coatcheck.integrations.django.store import AUTH_USER_KEY, SessionStore
 
 logger = logging.getLogger("coatcheck")
 

@@ -6,8 +6,8 @@ procedure is a generator that yields ``Call`` steps, each holding the sync form 
 async form of one I/O call (a manager method and its ``*_sync`` twin, a store method, an
 old Django engine's ``load``/``aload``). ``run_sync`` calls the sync forms, ``run_async``
 awaits the async ones; everything between the calls exists exactly once. It is the same
-idea as ``coatcheck.operations``, one level up: over the manager's public API instead of
-the store's.
+idea as ``coatcheck.engine.operations``, one level up (over the manager's public API
+instead of the store's), driven by the same two drivers of ``coatcheck.core.steps``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
+
+from coatcheck.core.steps import drive_async, drive_sync
 
 T = TypeVar("T")
 
@@ -38,19 +40,17 @@ Steps = Generator[Call, Any, T]
 
 def run_sync(steps: Steps[T]) -> T:
     """Drive ``steps`` with the sync form of each call (WSGI, management commands)."""
-    result: Any = None
-    try:
-        while True:
-            result = steps.send(result).sync()
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+    return drive_sync(steps, _sync)
 
 
 async def run_async(steps: Steps[T]) -> T:
     """Drive ``steps`` with the async form of each call (Django's ``a*`` methods)."""
-    result: Any = None
-    try:
-        while True:
-            result = await steps.send(result).async_()
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+    return await drive_async(steps, _async)
+
+
+def _sync(step: Call) -> Any:
+    return step.sync()
+
+
+def _async(step: Call) -> Awaitable[Any]:
+    return step.async_()

@@ -12,8 +12,9 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .model import Patch, SessionRecord
-from .stores.base import Store
+from coatcheck.core.record import Patch, SessionRecord
+from coatcheck.core.steps import drive_async, drive_sync
+from coatcheck.stores.base import Store
 
 T = TypeVar("T")
 
@@ -93,22 +94,12 @@ Steps = Generator[Op, Any, T]
 
 async def run_async(steps: Steps[T], store: Store) -> T:
     """Drive ``steps`` with the store's async methods."""
-    result: Any = None
-    try:
-        while True:
-            result = await steps.send(result).run(store)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+    return await drive_async(steps, lambda op: op.run(store))
 
 
 def run_sync(steps: Steps[T], store: Store) -> T:
     """Drive ``steps`` with the store's sync methods."""
-    result: Any = None
-    try:
-        while True:
-            result = steps.send(result).run_sync(store)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+    return drive_sync(steps, lambda op: op.run_sync(store))
 
 
 @dataclass(frozen=True, slots=True)

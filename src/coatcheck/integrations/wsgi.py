@@ -1,0 +1,221 @@
+"""WSGI middleware: the sync twin of ``coatcheck.asgi`` for any WSGI app.
+
+It reads the token, loads the session with ``manager.load_sync`` (the store's own sync
+client, no event loop), puts it at ``environ["coatcheck.session"]`` and commits with
+``manager.commit_sync`` inside ``start_response``: a WSGI server sends nothing until the
+app's first body chunk, so that is still before the headers leave, and a streamed body
+costs nothing extra. Which token counts, which headers a commit sends and the 503 are the
+rules of ``coatcheck.http.edge``, shared with the ASGI middleware.
+
+A store failure is a short plain 503, never a traceback and never a request served with an
+empty session. That holds even when the commit fails inside the app's ``start_response``
+call: the real ``start_response`` gets the 503 instead, and the app's body is dropped.
+
+Unsafe requests pass the CSRF check first, as in ``coatcheck.asgi``: ``Sec-Fetch-Site`` and
+``Origin``, then the token from the ``X-CSRF-Token`` header or the ``csrf_token`` field of a
+form, for which the body (at most ``edge.MAX_FORM_BODY``) is read and put back as
+``wsgi.input`` for the app. A refused request is a plain 403; the app does not run.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from coatcheck.core.client import ClientInfo
+from coatcheck.core.session import Session
+from coatcheck.engine.manager import SessionManager
+from coatcheck.http import edge
+from coatcheck.security import csrf
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from _typeshed import OptExcInfo
+
+__all__ = ["ENVIRON_KEY", "SessionMiddleware", "get_session"]
+
+logger = logging.getLogger("coatcheck")
+
+ENVIRON_KEY = "coatcheck.session"
+"""Where the middleware puts the Session in the WSGI environ."""
+
+
+def get_session(environ: WSGIEnvironment) -> Session:
+    """The request's Session; a clear error when the middleware is not installed."""
+    try:
+        session: Session = environ[ENVIRON_KEY]
+    except KeyError:
+        raise RuntimeError("wrap the WSGI app in coatcheck.wsgi.SessionMiddleware") from None
+    return session
+
+
+def _discard(data: bytes) -> None:
+    """The ``write`` callable handed out once a 503 replaced the app's response."""
+
+
+def _close(body: Iterable[bytes]) -> None:
+    close: Callable[[], Any] | None = getattr(body, "close", None)
+    if close is not None:
+        close()
+
+
+class _Response:
+    """One request's response side: commits at the first ``start_response`` call and
+    remembers the outcome for any later call (an error page replacing the headers must
+    still deliver the new token) and for the body."""
+
+    __slots__ = ("bearer", "committed", "failed", "manager", "session", "start", "update")
+
+    def __init__(
+        self, manager: SessionManager, session: Session, bearer: bool, start: StartResponse
+    ) -> None:
+        self.manager = manager
+        self.session = session
+        self.bearer = bearer
+        self.start = start
+        self.committed = False
+        self.failed: edge.Refusal | None = None
+        self.update: edge.SessionHeaders | None = None
+
+    def start_response(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        exc_info: OptExcInfo | None = None,
+        /,
+    ) -> Callable[[bytes], object]:
+        if self.failed:
+            return _discard  # the 503 stands; nothing the app sends now reaches the client
+        if not self.committed:
+            self.committed = True
+            session = self.session
+            try:
+                result = self.manager.commit_sync(session)
+            except edge.REFUSED as exc:
+                refusal = edge.refused(exc, "commit")
+                self.failed = refusal
+                self.start(refusal.wsgi_status, list(refusal.headers), exc_info)
+                return _discard
+            self.update = edge.session_headers(
+                self.manager.config,
+                result,
+                bearer=self.bearer,
+                authenticated=session._user_id is not None,
+            )
+        if self.update is not None:
+            headers = edge.merge_headers(headers, self.update, "cache-control", str)
+        return self.start(status, headers, exc_info)
+
+
+class _GuardedBody:
+    """The app's body, for apps that call ``start_response`` only once iterated (WSGI
+    generators may): if that commit fails, the 503 body replaces the app's."""
+
+    __slots__ = ("body", "response")
+
+    def __init__(self, body: Iterable[bytes], response: _Response) -> None:
+        self.body = body
+        self.response = response
+
+    def __iter__(self) -> Iterator[bytes]:
+        response = self.response
+        for chunk in self.body:
+            if response.failed:
+                break
+            yield chunk
+        if response.failed:
+            yield response.failed.body
+
+    def close(self) -> None:
+        _close(self.body)
+
+
+def buffer_body(environ: WSGIEnvironment, limit: int) -> bytes | None:
+    """Read the request body (None when it exceeds ``limit`` bytes) and put it back as
+    ``wsgi.input``, so the app reads the same body. Without a Content-Length the body is
+    read only when the server says the stream ends (``wsgi.input_terminated``)."""
+    length = edge.content_length(environ.get("CONTENT_LENGTH"))
+    stream = environ["wsgi.input"]
+    if length is not None:
+        if length > limit:
+            return None
+        body: bytes = stream.read(length) if length else b""
+    elif environ.get("wsgi.input_terminated"):
+        body = stream.read(limit + 1)
+        if len(body) > limit:
+            return None
+    else:
+        body = b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    return body
+
+
+class SessionMiddleware:
+    """``app = SessionMiddleware(app, manager=manager)``; in Flask prefer
+    ``coatcheck.flask.init_app``, which makes ``flask.session`` the coatcheck session.
+
+    ``csrf_exempt``: paths (``["/webhooks"]``, each with the paths below it) whose unsafe
+    requests skip the CSRF check, for endpoints that authenticate by other means (a signed
+    payload).
+    """
+
+    def __init__(
+        self, app: WSGIApplication, manager: SessionManager, *, csrf_exempt: Iterable[str] = ()
+    ) -> None:
+        self.app = app
+        self.manager = manager
+        self.csrf = edge.CsrfGuard(manager, csrf_exempt)
+        self._cookie_name = manager.config.cookie_name
+        self._allow_bearer = manager.config.allow_bearer
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        # Runs on every request: locals rather than objects where the edge allows.
+        token, bearer, user_agent = edge.scan_environ(
+            environ, self._cookie_name, self._allow_bearer
+        )
+        info = ClientInfo(user_agent, environ.get("REMOTE_ADDR"))
+        try:
+            session = self.manager.load_sync(token, info)
+        except edge.REFUSED as exc:
+            refusal = edge.refused(exc, "load")
+            start_response(refusal.wsgi_status, list(refusal.headers))
+            return [refusal.body]
+        session._via_bearer = bearer
+        environ[ENVIRON_KEY] = session
+
+        method = str(environ.get("REQUEST_METHOD", "GET"))
+        if method not in csrf.SAFE_METHODS:  # a safe method is never checked
+            path = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
+            if self.csrf.applies(method, path, bearer):
+                rejection = self._check_csrf(environ, session)
+                if rejection is not None:
+                    forbidden, headers = self.csrf.rejected(session, rejection, method, path)
+                    start_response("403 Forbidden", list(headers))
+                    return [forbidden]
+
+        response = _Response(self.manager, session, bearer, start_response)
+        body = self.app(environ, response.start_response)
+        if response.failed:
+            _close(body)
+            return [response.failed.body]
+        if response.committed:
+            return body  # the common case: no wrapper, file_wrapper and len() stay usable
+        return _GuardedBody(body, response)
+
+    def _check_csrf(self, environ: WSGIEnvironment, session: Session) -> csrf.Rejection | None:
+        guard = self.csrf
+        found = guard.read_environ(environ)
+        rejection = guard.screen(str(environ.get("wsgi.url_scheme", "http")), found)
+        if rejection is not None:
+            return rejection
+        token = found.token
+        if guard.wants_body(found):
+            body = buffer_body(environ, edge.MAX_FORM_BODY)
+            if body is None:
+                return csrf.Rejection.BODY_TOO_LARGE
+            token = guard.body_token(found, body)
+        return guard.verify(session, token)
