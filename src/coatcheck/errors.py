@@ -1,16 +1,38 @@
-"""Exceptions coatcheck raises, grouped so an edge can map each family to one answer."""
+"""Every exception coatcheck raises, in one tree under ``CoatcheckError``.
+
+Each class carries ``status``, the HTTP status an edge answers with when the error reaches
+it (``None``: the application's own mistake, a 500 with the cause in the log), so every
+edge maps a family to the same answer without a table of its own. Errors that tell the
+client to come back later also carry ``retry_after`` (seconds), sent as ``Retry-After``.
+Standard library only; every layer may import this module.
+"""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 
 class CoatcheckError(Exception):
     """Base class of every coatcheck error."""
 
+    status: ClassVar[int | None] = None
+    """The HTTP status an edge answers with; None for a programming error (500)."""
 
+    retry_after: int | None = None
+    """Seconds for ``Retry-After``, where waiting helps."""
+
+
+# -- configuration ---------------------------------------------------------------------------
 class ConfigError(CoatcheckError, ValueError):
     """A setting is invalid or weakens security without the named opt-out."""
 
 
+class StoreURLError(ConfigError):
+    """A store URL that names no known scheme, or holds an option the store cannot take.
+    The message names the URL's scheme and the offending part, never its password."""
+
+
+# -- the store -------------------------------------------------------------------------------
 class StoreUnavailable(CoatcheckError):
     """The store could not be reached or could not complete an operation.
 
@@ -18,7 +40,17 @@ class StoreUnavailable(CoatcheckError):
     the real one once the store is back.
     """
 
+    status = 503
+    retry_after = 1
 
+
+class UnsupportedOperation(CoatcheckError, NotImplementedError):
+    """The store cannot do this by its nature (e.g. list the sessions of a cookie store).
+    The engine asks a store's capabilities before calling it, so an application meets this
+    only by calling such a store method directly."""
+
+
+# -- the application's data ------------------------------------------------------------------
 class SessionDataError(CoatcheckError, TypeError):
     """Session data cannot be stored (not JSON-serializable); the message names the key."""
 
@@ -33,6 +65,8 @@ class SessionCommittedError(CoatcheckError, RuntimeError):
 class SessionTooLarge(SessionDataError):
     """The session's data would exceed ``max_data_bytes``; the message names the size."""
 
+    status = 413
+
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(
             f"session data would be {size} bytes of JSON, over the limit of {limit} "
@@ -40,25 +74,6 @@ class SessionTooLarge(SessionDataError):
         )
         self.size = size
         self.limit = limit
-
-
-class SessionLimitExceeded(CoatcheckError):
-    """A login would exceed ``max_sessions_per_user`` with ``session_limit_action="deny"``.
-
-    Edges answer 403; apps can ask first with ``manager.session_count(user_id)``.
-    """
-
-
-class Throttled(CoatcheckError):
-    """This client presented too many unknown tokens recently; edges answer 429."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many unknown session tokens; retry after {retry_after} s")
-        self.retry_after = retry_after
-
-
-class UnsupportedOperation(CoatcheckError, NotImplementedError):
-    """The store cannot do this by its nature (e.g. list the sessions of a cookie store)."""
 
 
 class CookieTooLargeError(SessionDataError):
@@ -74,9 +89,52 @@ class CookieTooLargeError(SessionDataError):
         self.limit = limit
 
 
+# -- refusals of a request -------------------------------------------------------------------
+class SessionLimitExceeded(CoatcheckError):
+    """A login would exceed ``max_sessions_per_user`` with ``session_limit_action="deny"``.
+
+    Edges answer 403; apps can ask first with ``len(manager.list_user_sessions(user_id))``.
+    """
+
+    status = 403
+
+
+class Throttled(CoatcheckError):
+    """This client presented too many unknown tokens recently; edges answer 429."""
+
+    status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many unknown session tokens; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class AuthenticationRequired(CoatcheckError):
+    """The route needs a signed-in user, a recent authentication or a higher assurance
+    level than the session has. ``problem`` says which (``coatcheck.security.reauth``); each
+    framework's edge turns it into its own 401 (Flask's ``Unauthorized``, FastAPI's
+    ``HTTPException``) from this one class."""
+
+    status = 401
+
+    def __init__(self, problem: object, message: str = "authentication required") -> None:
+        super().__init__(message)
+        self.problem = problem
+
+
+# -- values that do not open -----------------------------------------------------------------
 class InvalidCookie(CoatcheckError):
     """A client-side store could not open a value. Caught by ``load``, which starts a fresh
     session; ``reason`` goes into the rejection event."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UnsealError(CoatcheckError, ValueError):
+    """A value that does not open. ``reason`` is one of ``malformed``, ``unknown_key``,
+    ``invalid`` (authentication failed: tampered, truncated, or sealed elsewhere)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

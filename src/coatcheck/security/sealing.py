@@ -56,6 +56,8 @@ __all__ = [
     "to_key",
 ]
 
+from coatcheck.errors import UnsealError
+
 try:
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -79,15 +81,6 @@ _B64 = re.compile(r"[A-Za-z0-9_-]+")
 _KID = re.compile(r"[A-Za-z0-9._-]{1,32}")
 _KEY_TEXT = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 _MIN_RAW = 2 + 1 + RANDOM_BYTES + TAG_BYTES
-
-
-class UnsealError(ValueError):
-    """A value that does not open. ``reason`` is one of ``malformed``, ``unknown_key``,
-    ``invalid`` (authentication failed: tampered, truncated, or sealed elsewhere)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def _b64encode(raw: bytes) -> str:
