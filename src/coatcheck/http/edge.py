@@ -282,7 +282,8 @@ def merge_headers(
 
 # -- CSRF ------------------------------------------------------------------------------------
 # The decisions are ``coatcheck.security.csrf``'s; what every edge shares on top of them
-# is here: which requests are checked, where their token is, and the 403 they get. An edge only gathers a
+# is here: which requests are checked, where their token is, and the 403 they get. An
+# edge only gathers a
 # CsrfRequest from its own header representation and, when the token may be in a form body,
 # reads that body (and hands it on to the app unchanged).
 
