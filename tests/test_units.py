@@ -136,7 +136,7 @@ def test_session_tracks_changes_and_refuses_non_str_keys() -> None:
 
 def test_session_refuses_changes_after_commit() -> None:
     s = Session(None, now=0.0)
-    s._committed = True
+    s.close()
     with pytest.raises(SessionCommittedError):
         s["a"] = 1
     with pytest.raises(SessionCommittedError):

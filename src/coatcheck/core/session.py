@@ -47,7 +47,7 @@ class Session(MutableMapping[str, Any]):
         "_set",
         "_snapshots",
         "_user_id",
-        "_via_bearer",
+        "via_bearer",
     )
 
     def __init__(
@@ -83,7 +83,11 @@ class Session(MutableMapping[str, Any]):
         self._now = now
         self._meta: dict[str, Any] | None = None
         self._login = self._logout = self._regenerate = self._rotate = False
-        self._committed = self._via_bearer = self._meta_dirty = False
+        self._committed = self._meta_dirty = False
+        self.via_bearer = False
+        """Set by the edge that loaded the session: the token came in ``Authorization:
+        Bearer`` (or the client asked for bearer transport), so new tokens go back in a
+        header, never a cookie, and the CSRF check does not apply."""
 
     # -- mapping -----------------------------------------------------------------------
     def __getitem__(self, key: str) -> Any:
@@ -296,6 +300,17 @@ class Session(MutableMapping[str, Any]):
         self._regenerate = True
 
     # -- engine side ---------------------------------------------------------------------
+    @property
+    def committed(self) -> bool:
+        """True once the session was committed (or closed): any later change raises
+        ``SessionCommittedError`` instead of being dropped."""
+        return self._committed
+
+    def close(self) -> None:
+        """No commit will follow (a WebSocket's session, a refused request): from now on
+        a change raises ``SessionCommittedError`` instead of being lost silently."""
+        self._committed = True
+
     def _check_open(self) -> None:
         if self._committed:
             raise SessionCommittedError(

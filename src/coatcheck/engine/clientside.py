@@ -156,7 +156,7 @@ class ClientSideSessions:
         manager = self.manager
         now = manager.clock()
         plan = policy.plan_commit(session, manager.config, now, tokens.new_handle())
-        session._committed = True
+        session.close()
         old = session._record
         action = plan.action
         if action is Action.NOTHING:

@@ -291,7 +291,7 @@ class SessionManager:
         and ``_commit_plan`` runs the plan."""
         now = self.clock()
         plan = policy.plan_commit(session, self.config, now)
-        session._committed = True
+        session.close()
         action = plan.action
         if (action is _TOUCH or action is _UPDATE) and not plan.events and not session._login:
             assert session._record is not None and plan.patch is not None

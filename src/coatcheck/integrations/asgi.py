@@ -140,7 +140,7 @@ class SessionMiddleware:
         except edge.REFUSED as exc:
             await send_refusal(send, edge.refused(exc, "load"))
             return
-        session._via_bearer = bearer
+        session.via_bearer = bearer
         scope["session"] = session
         scope["coatcheck.manager"] = manager  # for helpers that need the clock or config
 
@@ -168,7 +168,7 @@ class SessionMiddleware:
                     manager.config,
                     result,
                     bearer=bearer,
-                    authenticated=session._user_id is not None,
+                    authenticated=session.user_id is not None,
                 )
                 if update is not None:
                     message["headers"] = edge.merge_headers(
@@ -201,13 +201,13 @@ class SessionMiddleware:
             code = 1013 if refusal.status == 503 else 1008
             await send({"type": "websocket.close", "code": code})
             return
-        session._via_bearer = bearer
+        session.via_bearer = bearer
         scope["session"] = session
         scope["coatcheck.manager"] = manager
         # Read at the handshake; a WebSocket cannot deliver a new cookie afterwards, so
         # writes are refused (SessionCommittedError) rather than silently lost. A long
         # connection re-checks with ``await manager.is_active(session.handle)``.
-        session._committed = True
+        session.close()
         await self.app(scope, receive, send)
 
     def _same_origin_handshake(self, scope: Scope) -> bool:

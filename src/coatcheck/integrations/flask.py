@@ -277,7 +277,7 @@ class CoatcheckSessionInterface(SessionInterface):
             # handlers); the before_request hook of init_app answers instead.
             request.environ[_UNAVAILABLE_FLAG] = edge.refused(exc, "load")
             return UnavailableSession()
-        core._via_bearer = bearer
+        core.via_bearer = bearer
         return FlaskSession(core)
 
     def save_session(self, app: flask.Flask, session: SessionMixin, response: Response) -> None:
@@ -304,7 +304,7 @@ class CoatcheckSessionInterface(SessionInterface):
         update = edge.session_headers(
             self.manager.config,
             result,
-            bearer=core._via_bearer,
+            bearer=core.via_bearer,
             authenticated=core._user_id is not None,
         )
         if update is not None:
@@ -360,7 +360,7 @@ def _check_csrf() -> None:
     interface: CoatcheckSessionInterface = flask.current_app.extensions[EXTENSION_KEY]
     guard = interface.csrf
     core = session.core
-    if not guard.applies(request.method, request.path, core._via_bearer):
+    if not guard.applies(request.method, request.path, core.via_bearer):
         return
     view = flask.current_app.view_functions.get(request.endpoint or "")
     if view is not None and getattr(view, _EXEMPT_ATTRIBUTE, False):

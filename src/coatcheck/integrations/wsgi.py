@@ -103,7 +103,7 @@ class _Response:
                 self.manager.config,
                 result,
                 bearer=self.bearer,
-                authenticated=session._user_id is not None,
+                authenticated=session.user_id is not None,
             )
         if self.update is not None:
             headers = edge.merge_headers(headers, self.update, "cache-control", str)
@@ -184,7 +184,7 @@ class SessionMiddleware:
             refusal = edge.refused(exc, "load")
             start_response(refusal.wsgi_status, list(refusal.headers))
             return [refusal.body]
-        session._via_bearer = bearer
+        session.via_bearer = bearer
         environ[ENVIRON_KEY] = session
 
         method = str(environ.get("REQUEST_METHOD", "GET"))

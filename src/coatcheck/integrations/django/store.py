@@ -97,7 +97,7 @@ class SessionStore(SessionBase):
         if self._modified:
             return True
         session: Session | None = self.__dict__.get("_session_cache")
-        if session is None or session.is_new or session._committed:
+        if session is None or session.is_new or session.committed:
             return False
         manager = get_manager()
         plan = policy.plan_commit(session, manager.config, manager.clock())
