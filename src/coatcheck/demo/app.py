@@ -41,88 +41,111 @@ def see_other(path: str) -> RedirectResponse:
     return RedirectResponse(path, status_code=303)
 
 
+def manager_of(request: Request) -> SessionManager:
+    """The manager ``create_app`` was given, kept in the app's state."""
+    manager = request.app.state.coatcheck_manager
+    assert isinstance(manager, SessionManager)
+    return manager
+
+
+async def home(request: Request) -> Response:
+    manager = manager_of(request)
+    session = session_of(request)
+    session["visits"] = int(session.get("visits", 0)) + 1
+    return HTMLResponse(pages.home_page(session, manager.config, manager.clock()))
+
+
+async def cart_add(request: Request) -> Response:
+    session = session_of(request)
+    item = await form_field(request, "item")
+    if item not in PRODUCTS:
+        page = pages.message_page(session, "Unknown product", "Pick a product from the list.")
+        return HTMLResponse(page, status_code=400)
+    cart = list(session.get("cart", []))
+    if len(cart) >= MAX_CART_ITEMS:
+        page = pages.message_page(session, "Cart full", f"At most {MAX_CART_ITEMS} items.")
+        return HTMLResponse(page, status_code=400)
+    session["cart"] = [*cart, item]
+    return see_other("/")
+
+
+async def cart_clear(request: Request) -> Response:
+    session_of(request).pop("cart", None)
+    return see_other("/")
+
+
+async def login(request: Request) -> Response:
+    manager = manager_of(request)
+    session = session_of(request)
+    form = await request.form()
+    username = form.get("username")
+    password = form.get("password")
+    user = None
+    if isinstance(username, str) and isinstance(password, str):
+        user = authenticate(username.strip().lower(), password)
+    if user is None:
+        page = pages.home_page(
+            session, manager.config, manager.clock(), error="Wrong username or password."
+        )
+        return HTMLResponse(page, status_code=401)
+    session.login(user, remember=form.get("remember") is not None)
+    return see_other("/")
+
+
+async def logout(request: Request) -> Response:
+    session_of(request).logout()
+    return see_other("/")
+
+
+async def sessions(request: Request) -> Response:
+    manager = manager_of(request)
+    session = session_of(request)
+    if session.user_id is None:
+        return see_other("/")
+    infos = await manager.list_user_sessions(session.user_id)
+    return HTMLResponse(pages.sessions_page(session, infos, manager.clock()))
+
+
+async def revoke(request: Request) -> Response:
+    manager = manager_of(request)
+    session = session_of(request)
+    user = session.user_id
+    if user is None:
+        return see_other("/")
+    handle = await form_field(request, "handle")
+    if handle is not None and handle == session.handle:
+        session.logout()  # deletes the record and clears this browser's cookie
+        return see_other("/")
+    # Only handles of this user's own sessions: a handle is public (it appears in
+    # logs and on pages), so knowing one must not let anyone end someone else's session.
+    owned = {info.handle for info in await manager.list_user_sessions(user)}
+    if handle in owned:
+        await manager.revoke(handle)
+    return see_other("/sessions")
+
+
+async def revoke_others(request: Request) -> Response:
+    manager = manager_of(request)
+    session = session_of(request)
+    if session.user_id is not None:
+        await manager.revoke_user(session.user_id, except_handle=session.handle)
+    return see_other("/sessions")
+
+
+ROUTES = [
+    Route("/", home, methods=["GET"]),
+    Route("/cart/add", cart_add, methods=["POST"]),
+    Route("/cart/clear", cart_clear, methods=["POST"]),
+    Route("/login", login, methods=["POST"]),
+    Route("/logout", logout, methods=["POST"]),
+    Route("/sessions", sessions, methods=["GET"]),
+    Route("/sessions/revoke", revoke, methods=["POST"]),
+    Route("/sessions/revoke-others", revoke_others, methods=["POST"]),
+]
+
+
 def create_app(manager: SessionManager) -> Starlette:
     """The demo shop as a Starlette app; wrap it in ``SessionMiddleware(app, manager=manager)``."""
-
-    async def home(request: Request) -> Response:
-        session = session_of(request)
-        session["visits"] = int(session.get("visits", 0)) + 1
-        return HTMLResponse(pages.home_page(session, manager.config, manager.clock()))
-
-    async def cart_add(request: Request) -> Response:
-        session = session_of(request)
-        item = await form_field(request, "item")
-        if item not in PRODUCTS:
-            page = pages.message_page(session, "Unknown product", "Pick a product from the list.")
-            return HTMLResponse(page, status_code=400)
-        cart = list(session.get("cart", []))
-        if len(cart) >= MAX_CART_ITEMS:
-            page = pages.message_page(session, "Cart full", f"At most {MAX_CART_ITEMS} items.")
-            return HTMLResponse(page, status_code=400)
-        session["cart"] = [*cart, item]
-        return see_other("/")
-
-    async def cart_clear(request: Request) -> Response:
-        session_of(request).pop("cart", None)
-        return see_other("/")
-
-    async def login(request: Request) -> Response:
-        session = session_of(request)
-        form = await request.form()
-        username = form.get("username")
-        password = form.get("password")
-        user = None
-        if isinstance(username, str) and isinstance(password, str):
-            user = authenticate(username.strip().lower(), password)
-        if user is None:
-            page = pages.home_page(
-                session, manager.config, manager.clock(), error="Wrong username or password."
-            )
-            return HTMLResponse(page, status_code=401)
-        session.login(user, remember=form.get("remember") is not None)
-        return see_other("/")
-
-    async def logout(request: Request) -> Response:
-        session_of(request).logout()
-        return see_other("/")
-
-    async def sessions(request: Request) -> Response:
-        session = session_of(request)
-        if session.user_id is None:
-            return see_other("/")
-        infos = await manager.list_user_sessions(session.user_id)
-        return HTMLResponse(pages.sessions_page(session, infos, manager.clock()))
-
-    async def revoke(request: Request) -> Response:
-        session = session_of(request)
-        user = session.user_id
-        if user is None:
-            return see_other("/")
-        handle = await form_field(request, "handle")
-        if handle is not None and handle == session.handle:
-            session.logout()  # deletes the record and clears this browser's cookie
-            return see_other("/")
-        # Only handles of this user's own sessions: a handle is public (it appears in
-        # logs and on pages), so knowing one must not let anyone end someone else's session.
-        owned = {info.handle for info in await manager.list_user_sessions(user)}
-        if handle in owned:
-            await manager.revoke(handle)
-        return see_other("/sessions")
-
-    async def revoke_others(request: Request) -> Response:
-        session = session_of(request)
-        if session.user_id is not None:
-            await manager.revoke_user(session.user_id, except_handle=session.handle)
-        return see_other("/sessions")
-
-    routes = [
-        Route("/", home, methods=["GET"]),
-        Route("/cart/add", cart_add, methods=["POST"]),
-        Route("/cart/clear", cart_clear, methods=["POST"]),
-        Route("/login", login, methods=["POST"]),
-        Route("/logout", logout, methods=["POST"]),
-        Route("/sessions", sessions, methods=["GET"]),
-        Route("/sessions/revoke", revoke, methods=["POST"]),
-        Route("/sessions/revoke-others", revoke_others, methods=["POST"]),
-    ]
-    return Starlette(routes=routes)
+    app = Starlette(routes=ROUTES)
+    app.state.coatcheck_manager = manager
+    return app

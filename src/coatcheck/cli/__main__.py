@@ -1,0 +1,5 @@
+"""``python -m coatcheck.cli``: the same command as the ``coatcheck`` script."""
+
+from coatcheck.cli import main
+
+main()

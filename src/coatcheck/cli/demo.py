@@ -1,0 +1,34 @@
+"""``coatcheck demo``: the demo shop on uvicorn, over the store the operator names."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from coatcheck.cli.common import PROBE_KEY, CommandError, is_loopback, managed, printable, redacted
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def run_demo(host: str, port: int, store_url: str, console: Console) -> None:
+    """Serve the demo shop with uvicorn until interrupted."""
+    try:
+        import uvicorn
+
+        from coatcheck.demo import create_app
+        from coatcheck.integrations.asgi import SessionMiddleware
+    except ImportError as exc:
+        raise CommandError(f"the demo needs {exc.name!r}: pip install 'coatcheck[demo]'") from None
+    with managed(store_url) as manager:
+        manager.store.get_sync(PROBE_KEY)  # an unreachable store fails here, not per request
+        app = SessionMiddleware(create_app(manager), manager=manager)
+        shown = f"[{host}]" if ":" in host else host
+        url = f"http://{shown}:{port}/"
+        console.print(f"[bold]coatcheck demo shop[/bold] on [link={url}]{url}[/link]")
+        console.print(f"store: {printable(redacted(store_url))}", markup=False)
+        if manager.config.secure and not is_loopback(host):
+            console.print(
+                "[yellow]note:[/yellow] browsers keep Secure cookies over plain HTTP only on "
+                "localhost and 127.0.0.1; elsewhere, serve the demo behind HTTPS."
+            )
+        uvicorn.run(app, host=host, port=port, log_level="info")
