@@ -23,9 +23,7 @@ from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-import django
 import pytest
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 
@@ -41,6 +39,7 @@ from coatcheck.integrations.django import (
     user_sessions,
 )
 from coatcheck.stores import MemoryStore, SQLiteStore
+from tests.support import django_settings
 from tests.support.browser import Browser, parse_set_cookie
 from tests.support.clock import FakeClock
 
@@ -138,45 +137,27 @@ class QuietHandler(WSGIRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if settings.configured:
-        assert __name__ == settings.ROOT_URLCONF, "Django was configured by another module"
-    else:
-        settings.configure(
-            DEBUG=False,
-            SECRET_KEY="coatcheck-tests-only",
-            ALLOWED_HOSTS=["127.0.0.1", "testserver"],
-            ROOT_URLCONF=__name__,
-            INSTALLED_APPS=[
-                "django.contrib.auth",
-                "django.contrib.contenttypes",
-                "django.contrib.sessions",
-            ],
-            MIDDLEWARE=[
-                "coatcheck.django.StoreUnavailableMiddleware",
-                "coatcheck.django.SessionMiddleware",
-                "django.contrib.auth.middleware.AuthenticationMiddleware",
-            ],
-            DATABASES={
-                "default": {
-                    "ENGINE": "django.db.backends.sqlite3",
-                    "NAME": str(tmp_path_factory.mktemp("django") / "auth.db"),
-                }
-            },
-            PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
-            SESSION_ENGINE="coatcheck.django",
-            SESSION_COOKIE_NAME=COOKIE,
-            SESSION_COOKIE_SECURE=True,
-            SESSION_COOKIE_HTTPONLY=True,
-            SESSION_COOKIE_SAMESITE="Lax",
-            SESSION_EXPIRE_AT_BROWSER_CLOSE=True,
-            COATCHECK_MIGRATE_FROM="django.contrib.sessions.backends.db",
-            USE_TZ=True,
-        )
-        django.setup()
-        from django.core.management import call_command
+def base_url() -> Iterator[str]:
+    from django.core.management import call_command
+    from django.test import override_settings
 
-        call_command("migrate", verbosity=0, interactive=False)
+    django_settings.setup()
+    app = override_settings(
+        ROOT_URLCONF=__name__,
+        MIDDLEWARE=[
+            "coatcheck.django.StoreUnavailableMiddleware",
+            "coatcheck.django.SessionMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+        ],
+        SESSION_COOKIE_NAME=COOKIE,
+        SESSION_COOKIE_SECURE=True,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_EXPIRE_AT_BROWSER_CLOSE=True,
+        COATCHECK_MIGRATE_FROM="django.contrib.sessions.backends.db",
+    )
+    app.enable()
+    call_command("migrate", verbosity=0, interactive=False)
     from django.core.wsgi import get_wsgi_application
 
     server = make_server(
@@ -190,6 +171,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+        app.disable()
 
 
 @dataclass
