@@ -128,7 +128,8 @@ class SessionMiddleware:
         self._allow_bearer = config.allow_bearer
 
     async def _load(self, scope: Scope) -> Session:
-        """The request's session, in the scope; raises one of ``REFUSED``."""
+        """The request's session, in the scope; raises one of ``REFUSED``. (``__call__``
+        does the same inline: it runs on every request.)"""
         token, bearer, user_agent = scan_header_list(
             scope["headers"], self._cookie_name, self._allow_bearer
         )
@@ -149,20 +150,29 @@ class SessionMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        # Runs on every request: locals rather than objects where the edge allows.
+        # Runs on every request: locals rather than objects, and ``_load`` written out
+        # (one coroutine less per request).
+        token, bearer, user_agent = scan_header_list(
+            scope["headers"], self._cookie_name, self._allow_bearer
+        )
+        manager = self.manager
+        client = scope.get("client")
         try:
-            session = await self._load(scope)
+            session = await manager.load(
+                token, ClientInfo(user_agent, client[0] if client else None)
+            )
         except REFUSED as exc:
             await send_refusal(send, refused(exc, "load"))
             return
-        method: str = scope["method"]
-        if self.csrf.applies(method, session.via_bearer):
+        session.via_bearer = bearer
+        scope["session"] = session
+        scope[MANAGER_SCOPE_KEY] = manager
+        if self.csrf.applies(scope["method"], bearer):
             refusal, receive = await self._check_csrf(scope, receive, session)
             if refusal is not None:
                 await send_refusal(send, refusal)
                 return
 
-        manager = self.manager
         failed = False
 
         async def send_wrapper(message: Message) -> None:
@@ -177,7 +187,7 @@ class SessionMiddleware:
                 update = session_headers(
                     manager.config,
                     result,
-                    bearer=session.via_bearer,
+                    bearer=bearer,
                     authenticated=session.user_id is not None,
                 )
                 if update is not None:
