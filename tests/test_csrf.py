@@ -35,7 +35,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from coatcheck import ConfigError, MemorySink, SessionConfig, SessionManager
 from coatcheck.core import tokens
-from coatcheck.http.edge import MAX_FORM_BODY, form_field
+from coatcheck.http.forms import MAX_FORM_BODY, form_field
 from coatcheck.integrations.asgi import SessionMiddleware as ASGIMiddleware
 from coatcheck.integrations.flask import csrf_exempt, current_session, init_app
 from coatcheck.integrations.wsgi import SessionMiddleware as WSGIMiddleware

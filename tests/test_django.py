@@ -29,7 +29,7 @@ from django.urls import path
 
 from coatcheck import MemorySink, SessionConfig, SessionManager
 from coatcheck.core import tokens
-from coatcheck.http.edge import UNAVAILABLE_BODY
+from coatcheck.http.refusals import UNAVAILABLE_BODY
 from coatcheck.integrations.django import (
     AUTH_USER_KEY,
     SessionStore,

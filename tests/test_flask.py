@@ -23,7 +23,7 @@ from flask import Flask, flash, get_flashed_messages, jsonify, request, session
 
 from coatcheck import SessionConfig, SessionManager
 from coatcheck.core import tokens
-from coatcheck.http.edge import UNAVAILABLE_BODY
+from coatcheck.http.refusals import UNAVAILABLE_BODY
 from coatcheck.integrations.flask import (
     FlaskSession,
     current_session,

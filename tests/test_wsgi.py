@@ -18,7 +18,7 @@ import pytest
 
 from coatcheck import SessionConfig, SessionManager
 from coatcheck.core import tokens
-from coatcheck.http.edge import UNAVAILABLE_BODY
+from coatcheck.http.refusals import UNAVAILABLE_BODY
 from coatcheck.integrations.asgi import SessionMiddleware as ASGISessionMiddleware
 from coatcheck.integrations.wsgi import ENVIRON_KEY, SessionMiddleware, get_session
 from coatcheck.stores import SQLiteStore

@@ -57,9 +57,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
+from coatcheck import errors
 from coatcheck.core.session import Session
 from coatcheck.engine.manager import SessionManager
-from coatcheck.integrations.asgi import SessionMiddleware
+from coatcheck.integrations.asgi import MANAGER_SCOPE_KEY, SessionMiddleware
 from coatcheck.security import reauth as auth
 
 __all__ = [
@@ -78,9 +79,6 @@ __all__ = [
     "require_user",
 ]
 
-MANAGER_SCOPE_KEY = "coatcheck.manager"
-"""Where ``coatcheck.asgi.SessionMiddleware`` puts its SessionManager in the scope."""
-
 _MISSING = (
     "no coatcheck session in this request: add coatcheck.asgi.SessionMiddleware to the app "
     "(coatcheck.fastapi.install(app, manager), or "
@@ -88,19 +86,24 @@ _MISSING = (
 )
 
 
-class AuthenticationRequired(HTTPException):
-    """401 from ``require_user`` / ``require_recent_auth``.
+class AuthenticationRequired(HTTPException, errors.AuthenticationRequired):
+    """401 from ``require_user`` / ``require_recent_auth`` / ``require_level``: the one
+    ``coatcheck.errors.AuthenticationRequired`` of every edge, as Starlette's
+    ``HTTPException`` so that FastAPI answers it even without ``EXCEPTION_HANDLERS``.
 
     ``reason`` is machine-readable (``login_required`` or ``reauthentication_required``);
-    ``detail`` is the whole JSON body. An app may register its own handler for this class
-    (say, to redirect browsers to a login form) instead of ``EXCEPTION_HANDLERS``.
+    ``detail`` is the whole JSON body; ``problem`` the ``coatcheck.security.reauth``
+    AuthProblem. An app may register its own handler for this class (say, to redirect
+    browsers to a login form) instead of ``EXCEPTION_HANDLERS``.
     """
 
     def __init__(self, reason: str, **extra: Any) -> None:
         self.reason = reason
         body: dict[str, Any] = {"error": reason, **extra}
         # no-store: a 401 about one user's session must not be served to another by a cache.
-        super().__init__(401, headers={"Cache-Control": "no-store"})
+        HTTPException.__init__(self, 401, headers={"Cache-Control": "no-store"})
+        # Starlette's HTTPException does not chain to the next base: initialised by name.
+        errors.AuthenticationRequired.__init__(self, auth.AuthProblem(reason, extra), reason)
         self.detail: Any = body  # Starlette types detail as str; FastAPI sends any JSON
 
 
@@ -168,7 +171,7 @@ async def require_user(session: CurrentSession) -> str:
     """The logged-in user's id; 401 ``{"error": "login_required"}`` when anonymous."""
     user_id = session.user_id
     if user_id is None:
-        raise AuthenticationRequired("login_required")
+        raise AuthenticationRequired(auth.LOGIN_REQUIRED)
     return user_id
 
 
@@ -192,9 +195,9 @@ def require_recent_auth(max_age: float) -> Callable[..., Awaitable[str]]:
         session: CurrentSession,
         manager: Annotated[SessionManager, Depends(get_manager)],
     ) -> str:
-        auth_at = session.auth_at
-        if auth_at is None or manager.clock() - auth_at > max_age:
-            raise AuthenticationRequired("reauthentication_required", max_age=max_age)
+        problem = auth.recent_auth_problem(session, max_age, manager.clock())
+        if problem is not None:
+            raise AuthenticationRequired(problem.reason, **problem.detail)
         return user_id
 
     return recent_auth

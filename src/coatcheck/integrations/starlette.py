@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from coatcheck.core.session import Session
 from coatcheck.engine.manager import SessionManager
+from coatcheck.integrations.asgi import MANAGER_SCOPE_KEY
 from coatcheck.security import reauth as auth
 
 __all__ = [
@@ -39,7 +40,7 @@ def _session(request: Request) -> Session:
 
 
 def _now(request: Request) -> float:
-    manager = request.scope.get("coatcheck.manager")
+    manager = request.scope.get(MANAGER_SCOPE_KEY)
     if not isinstance(manager, SessionManager):
         raise RuntimeError("coatcheck.asgi.SessionMiddleware must wrap this app")
     return manager.clock()

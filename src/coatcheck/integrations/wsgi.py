@@ -4,8 +4,9 @@ It reads the token, loads the session with ``manager.load_sync`` (the store's ow
 client, no event loop), puts it at ``environ["coatcheck.session"]`` and commits with
 ``manager.commit_sync`` inside ``start_response``: a WSGI server sends nothing until the
 app's first body chunk, so that is still before the headers leave, and a streamed body
-costs nothing extra. Which token counts, which headers a commit sends and the 503 are the
-rules of ``coatcheck.http.edge``, shared with the ASGI middleware.
+costs nothing extra. Which token counts, which headers a commit sends, the refusals and
+the CSRF verdict are the rules of ``coatcheck.http``, shared with the ASGI middleware; this
+module only translates the environ and ``start_response`` to and from them.
 
 A store failure is a short plain 503, never a traceback and never a request served with an
 empty session. That holds even when the commit fails inside the app's ``start_response``
@@ -13,7 +14,7 @@ call: the real ``start_response`` gets the 503 instead, and the app's body is dr
 
 Unsafe requests pass the CSRF check first, as in ``coatcheck.asgi``: ``Sec-Fetch-Site`` and
 ``Origin``, then the token from the ``X-CSRF-Token`` header or the ``csrf_token`` field of a
-form, for which the body (at most ``edge.MAX_FORM_BODY``) is read and put back as
+form, for which the body (at most ``forms.MAX_FORM_BODY``) is read and put back as
 ``wsgi.input`` for the app. A refused request is a plain 403; the app does not run.
 """
 
@@ -27,8 +28,11 @@ from typing import TYPE_CHECKING, Any
 from coatcheck.core.client import ClientInfo
 from coatcheck.core.session import Session
 from coatcheck.engine.manager import SessionManager
-from coatcheck.http import edge
-from coatcheck.security import csrf
+from coatcheck.http.csrf_check import CsrfCheck, NeedBody
+from coatcheck.http.forms import content_length
+from coatcheck.http.headers import SessionHeaders, merge_headers, session_headers
+from coatcheck.http.refusals import REFUSED, Refusal, refused
+from coatcheck.http.transport import scan_environ
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -77,8 +81,8 @@ class _Response:
         self.bearer = bearer
         self.start = start
         self.committed = False
-        self.failed: edge.Refusal | None = None
-        self.update: edge.SessionHeaders | None = None
+        self.failed: Refusal | None = None
+        self.update: SessionHeaders | None = None
 
     def start_response(
         self,
@@ -94,19 +98,19 @@ class _Response:
             session = self.session
             try:
                 result = self.manager.commit_sync(session)
-            except edge.REFUSED as exc:
-                refusal = edge.refused(exc, "commit")
+            except REFUSED as exc:
+                refusal = refused(exc, "commit")
                 self.failed = refusal
                 self.start(refusal.wsgi_status, list(refusal.headers), exc_info)
                 return _discard
-            self.update = edge.session_headers(
+            self.update = session_headers(
                 self.manager.config,
                 result,
                 bearer=self.bearer,
                 authenticated=session.user_id is not None,
             )
         if self.update is not None:
-            headers = edge.merge_headers(headers, self.update, "cache-control", str)
+            headers = merge_headers(headers, self.update, "cache-control", str)
         return self.start(status, headers, exc_info)
 
 
@@ -137,7 +141,7 @@ def buffer_body(environ: WSGIEnvironment, limit: int) -> bytes | None:
     """Read the request body (None when it exceeds ``limit`` bytes) and put it back as
     ``wsgi.input``, so the app reads the same body. Without a Content-Length the body is
     read only when the server says the stream ends (``wsgi.input_terminated``)."""
-    length = edge.content_length(environ.get("CONTENT_LENGTH"))
+    length = content_length(environ.get("CONTENT_LENGTH"))
     stream = environ["wsgi.input"]
     if length is not None:
         if length > limit:
@@ -168,34 +172,28 @@ class SessionMiddleware:
     ) -> None:
         self.app = app
         self.manager = manager
-        self.csrf = edge.CsrfGuard(manager, csrf_exempt)
+        self.csrf = CsrfCheck(manager, csrf_exempt)
         self._cookie_name = manager.config.cookie_name
         self._allow_bearer = manager.config.allow_bearer
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         # Runs on every request: locals rather than objects where the edge allows.
-        token, bearer, user_agent = edge.scan_environ(
-            environ, self._cookie_name, self._allow_bearer
-        )
+        token, bearer, user_agent = scan_environ(environ, self._cookie_name, self._allow_bearer)
         info = ClientInfo(user_agent, environ.get("REMOTE_ADDR"))
         try:
             session = self.manager.load_sync(token, info)
-        except edge.REFUSED as exc:
-            refusal = edge.refused(exc, "load")
+        except REFUSED as exc:
+            refusal = refused(exc, "load")
             start_response(refusal.wsgi_status, list(refusal.headers))
             return [refusal.body]
         session.via_bearer = bearer
         environ[ENVIRON_KEY] = session
 
-        method = str(environ.get("REQUEST_METHOD", "GET"))
-        if method not in csrf.SAFE_METHODS:  # a safe method is never checked
-            path = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
-            if self.csrf.applies(method, path, bearer):
-                rejection = self._check_csrf(environ, session)
-                if rejection is not None:
-                    forbidden, headers = self.csrf.rejected(session, rejection, method, path)
-                    start_response("403 Forbidden", list(headers))
-                    return [forbidden]
+        if self.csrf.applies(str(environ.get("REQUEST_METHOD", "GET")), bearer):
+            forbidden = self._check_csrf(environ, session)
+            if forbidden is not None:
+                start_response(forbidden.wsgi_status, list(forbidden.headers))
+                return [forbidden.body]
 
         response = _Response(self.manager, session, bearer, start_response)
         body = self.app(environ, response.start_response)
@@ -206,16 +204,14 @@ class SessionMiddleware:
             return body  # the common case: no wrapper, file_wrapper and len() stay usable
         return _GuardedBody(body, response)
 
-    def _check_csrf(self, environ: WSGIEnvironment, session: Session) -> csrf.Rejection | None:
-        guard = self.csrf
-        found = guard.read_environ(environ)
-        rejection = guard.screen(str(environ.get("wsgi.url_scheme", "http")), found)
-        if rejection is not None:
-            return rejection
-        token = found.token
-        if guard.wants_body(found):
-            body = buffer_body(environ, edge.MAX_FORM_BODY)
-            if body is None:
-                return csrf.Rejection.BODY_TOO_LARGE
-            token = guard.body_token(found, body)
-        return guard.verify(session, token)
+    def _check_csrf(self, environ: WSGIEnvironment, session: Session) -> Refusal | None:
+        """The CSRF check's answer; None lets the request through."""
+        check = self.csrf
+        path = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
+        scheme = str(environ.get("wsgi.url_scheme", "http"))
+        verdict = check.start(session, path, scheme, check.read_environ(environ))
+        if isinstance(verdict, NeedBody):
+            verdict = check.with_body(session, verdict, buffer_body(environ, verdict.limit))
+        if verdict is None:
+            return None
+        return check.refuse(session, verdict, str(environ.get("REQUEST_METHOD")), path)

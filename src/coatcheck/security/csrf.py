@@ -28,7 +28,7 @@ the app must learn that the request was https (uvicorn ``--proxy-headers``, werk
 ``ProxyFix``), or every browser's ``Origin: https://...`` looks foreign; listing the public
 origin in ``SessionConfig.trusted_origins`` also works.
 
-This module is framework-free (standard library only). The edges (``coatcheck.http.edge``,
+This module is framework-free (standard library only). The edges (``coatcheck.http.csrf_check``,
 ``asgi``, ``wsgi``, ``flask``) find the method, headers and token of a request and ask it.
 """
 

@@ -28,14 +28,8 @@ from django.http.response import HttpResponseBase
 from django.utils.deprecation import MiddlewareMixin
 
 from coatcheck.core.client import ClientInfo
-from coatcheck.http.edge import (
-    CLEAR_ALL,
-    CLEAR_KEEP_COOKIES,
-    REFUSED,
-    UNAVAILABLE,
-    Refusal,
-    refused,
-)
+from coatcheck.http.headers import CLEAR_ALL, CLEAR_KEEP_COOKIES
+from coatcheck.http.refusals import REFUSED, UNAVAILABLE, Refusal, refused
 from coatcheck.integrations.django.conf import get_manager
 from coatcheck.integrations.django.store import AUTH_USER_KEY, SessionStore
 

@@ -1,0 +1,100 @@
+"""What a response must carry after a commit: the new token (Set-Cookie, or the token
+header for a bearer client), ``Clear-Site-Data`` after a logout, and ``no-store``.
+
+Decided once here as plain strings and merged into the edge's own header list by
+``merge_headers``, so the ASGI and the sync edges cannot drift apart on which responses
+carry a credential and must never be cached. The cookie syntax itself is
+``coatcheck.http.cookies``'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from coatcheck.core.config import SessionConfig
+from coatcheck.engine.manager import CommitResult
+from coatcheck.http.cookies import clear_cookie, set_cookie
+
+__all__ = [
+    "CLEAR_ALL",
+    "CLEAR_KEEP_COOKIES",
+    "SessionHeaders",
+    "merge_headers",
+    "session_headers",
+]
+
+CLEAR_ALL = '"cache", "cookies", "storage"'
+CLEAR_KEEP_COOKIES = '"cache", "storage"'
+"""After a logout that leaves a new anonymous session (a flash message), clearing cookies
+would drop the new cookie too."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionHeaders:
+    """What a response must carry after a commit.
+
+    ``add`` are the credential headers (Set-Cookie, or the token header for bearer
+    clients). ``force_no_store`` replaces any Cache-Control the app chose with
+    ``no-store``, because the response carries a credential that no cache may keep;
+    otherwise ``no-store`` is added only when the app set no Cache-Control of its own.
+    """
+
+    add: tuple[tuple[str, str], ...]
+    force_no_store: bool
+
+
+_NO_STORE_UNLESS_SET = SessionHeaders((), force_no_store=False)
+
+
+def session_headers(
+    config: SessionConfig, result: CommitResult, *, bearer: bool, authenticated: bool
+) -> SessionHeaders | None:
+    """The response headers a commit requires, or None when the response needs none.
+
+    - A new token goes to a bearer client in ``config.token_header`` and to anyone else
+      in a Set-Cookie; a cleared token is an expired cookie (or an empty token header).
+    - A response that changes the token, or that belongs to an authenticated session,
+      must not be stored by a shared cache: personalised pages leak otherwise.
+    """
+    if result.changes_token:
+        if bearer:
+            header = (config.token_header.lower(), result.token or "")
+        elif result.token is not None:
+            header = ("set-cookie", set_cookie(config, result.token, result.max_age))
+        else:
+            header = ("set-cookie", clear_cookie(config))
+        if result.ended and config.clear_site_data and not bearer:
+            wipe = CLEAR_ALL if result.token is None else CLEAR_KEEP_COOKIES
+            return SessionHeaders((header, ("clear-site-data", wipe)), force_no_store=True)
+        return SessionHeaders((header,), force_no_store=True)
+    if authenticated:
+        return _NO_STORE_UNLESS_SET
+    return None
+
+
+H = TypeVar("H", str, bytes)
+
+
+def merge_headers(
+    headers: Iterable[tuple[H, H]],
+    update: SessionHeaders,
+    cache_control: H,
+    encode: Callable[[str], H],
+) -> list[tuple[H, H]]:
+    """Apply ``update`` to a response's header list, in the edge's own string type.
+
+    ``cache_control`` is the lower-case name in that type (``b"cache-control"`` for ASGI,
+    ``"cache-control"`` for WSGI) and ``encode`` turns this module's strings into it.
+    """
+    out = list(headers)
+    if update.force_no_store:
+        out = [(n, v) for n, v in out if n.lower() != cache_control]
+        has_cache_control = False
+    else:
+        has_cache_control = any(n.lower() == cache_control for n, _ in out)
+    out.extend((encode(n), encode(v)) for n, v in update.add)
+    if not has_cache_control:
+        out.append((cache_control, encode("no-store")))
+    return out

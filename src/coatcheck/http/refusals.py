@@ -1,0 +1,148 @@
+"""The answers an edge sends instead of the app's when the engine refuses a request.
+
+A failing store is a 503, a client throttled for guessing tokens a 429, a login over the
+session limit a 403. Every edge (ASGI, WSGI, Flask, Django) must answer them alike, and
+the status each deserves is already written on the error class (``CoatcheckError.status``),
+so the answers are one table keyed by error class rather than a ladder of ``isinstance``
+tests per edge: adding a refusal is adding a row. The answers are short, plain, never
+cached and never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from coatcheck.errors import (
+    CoatcheckError,
+    SessionLimitExceeded,
+    SessionTooLarge,
+    StoreUnavailable,
+    Throttled,
+)
+
+logger = logging.getLogger("coatcheck")
+
+__all__ = [
+    "REFUSED",
+    "UNAVAILABLE",
+    "UNAVAILABLE_BODY",
+    "Refusal",
+    "plain",
+    "refusal",
+    "refused",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A response an edge sends instead of the app's: status, reason phrase (WSGI needs
+    it), body and headers, in plain strings every edge converts to its own types."""
+
+    status: int
+    phrase: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
+
+    @property
+    def wsgi_status(self) -> str:
+        return f"{self.status} {self.phrase}"
+
+
+def plain(status: int, phrase: str, text: str, retry_after: int | None = None) -> Refusal:
+    """A short plain-text answer that no cache keeps, with ``Retry-After`` when given."""
+    body = text.encode()
+    headers: tuple[tuple[str, str], ...] = (
+        ("content-type", "text/plain; charset=utf-8"),
+        ("content-length", str(len(body))),
+    )
+    if retry_after is not None:
+        headers += (("retry-after", str(retry_after)),)
+    return Refusal(status, phrase, body, (*headers, ("cache-control", "no-store")))
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One row of the table: how an error class is answered. The status is not here: it
+    is the error's own (``CoatcheckError.status``)."""
+
+    phrase: str
+    text: str
+    log: str
+    """What the edge logs, ``%s`` being the step (load, commit) and the error."""
+    log_level: int
+    """A store failure is a warning (an operator must look); a refused client is news."""
+    retry_after: int | None = None
+    """A fixed ``Retry-After`` for the whole class; None sends the error's own, if any."""
+
+
+_ANSWERS: Final[Mapping[type, _Answer]] = {
+    StoreUnavailable: _Answer(
+        "Service Unavailable",
+        "Session store unavailable; please retry shortly.\n",
+        "session store unavailable on %s: %s",
+        logging.WARNING,
+        # The edges' hint since the first release, longer than the error's own 1 s: a
+        # store failover takes seconds, and clients that all retry at once prolong it.
+        retry_after=5,
+    ),
+    Throttled: _Answer(
+        "Too Many Requests",
+        "Too many unknown session tokens from this address; slow down.\n",
+        "session request refused on %s: %s",
+        logging.INFO,
+    ),
+    SessionLimitExceeded: _Answer(
+        "Forbidden",
+        "This account has too many active sessions; log out elsewhere first.\n",
+        "session request refused on %s: %s",
+        logging.INFO,
+    ),
+    SessionTooLarge: _Answer(
+        "Content Too Large",
+        "The session would hold more data than the application allows.\n",
+        "session data too large on %s: %s",
+        logging.WARNING,
+    ),
+}
+
+REFUSED: Final = (StoreUnavailable, Throttled, SessionLimitExceeded)
+"""The engine errors an edge catches and answers itself with ``refused(exc, when)``;
+anything else is the app's to handle. ``SessionTooLarge`` has a row (413) for an app that
+chooses to answer it so, but the edges leave it alone: like any ``SessionDataError`` it is
+a bug of the app, reported as a 500 with its traceback."""
+
+
+def _answer(exc: CoatcheckError) -> _Answer:
+    """The row of ``exc``'s class or of its nearest listed base; an error the table does
+    not know is answered as a store failure, refusing being the safe default."""
+    for cls in type(exc).__mro__:
+        answer = _ANSWERS.get(cls)
+        if answer is not None:
+            return answer
+    return _ANSWERS[StoreUnavailable]
+
+
+def _respond(exc: CoatcheckError, answer: _Answer) -> Refusal:
+    retry_after = answer.retry_after if answer.retry_after is not None else exc.retry_after
+    return plain(exc.status or 503, answer.phrase, answer.text, retry_after)
+
+
+def refusal(exc: CoatcheckError) -> Refusal:
+    """The answer to ``exc``, by the table."""
+    return _respond(exc, _answer(exc))
+
+
+def refused(exc: CoatcheckError, when: str) -> Refusal:
+    """``refusal(exc)``, logged once for every edge, naming the step that was refused."""
+    answer = _answer(exc)
+    logger.log(answer.log_level, answer.log, when, exc)
+    return _respond(exc, answer)
+
+
+UNAVAILABLE: Final = refusal(StoreUnavailable("session store unavailable"))
+"""The 503 an edge sends when the store failed, also where no error is at hand."""
+
+UNAVAILABLE_BODY: Final = UNAVAILABLE.body

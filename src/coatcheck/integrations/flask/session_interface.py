@@ -1,0 +1,149 @@
+"""The ``SessionInterface`` that makes ``flask.session`` a coatcheck session.
+
+Flask asks a ``SessionInterface`` to open the session when a request starts and to save it
+once the response object exists, before the WSGI server sends a byte: that is exactly the
+load / commit pair of every coatcheck edge, so this module is only an adapter. It uses the
+manager's sync path (no event loop) and the rules of ``coatcheck.http`` for the token, the
+cookie or the token header of bearer clients, Cache-Control and the refusals.
+
+A store failure while the session opens cannot be answered from ``open_session`` (Flask
+would turn the exception into a 500): the refusal is noted in the environ and answered by
+the first ``before_request`` hook, so no view runs without its session.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+import flask
+from flask.sessions import SessionInterface, SessionMixin
+from werkzeug.exceptions import ServiceUnavailable
+
+from coatcheck.core.client import ClientInfo
+from coatcheck.engine.manager import CommitResult, SessionManager
+from coatcheck.http.csrf_check import CsrfCheck
+from coatcheck.http.headers import merge_headers, session_headers
+from coatcheck.http.refusals import REFUSED, UNAVAILABLE, Refusal, refused
+from coatcheck.http.transport import scan_environ
+from coatcheck.integrations.flask.session import FlaskSession, UnavailableSession
+
+if TYPE_CHECKING:
+    from flask.wrappers import Request, Response
+
+__all__ = ["EXTENSION_KEY", "CoatcheckSessionInterface", "current_session"]
+
+EXTENSION_KEY: Final = "coatcheck"
+"""``app.extensions[EXTENSION_KEY]`` is the installed CoatcheckSessionInterface."""
+
+UNAVAILABLE_FLAG: Final = "coatcheck.store_unavailable"
+"""Set in the environ by open_session when the store failed; read by the 503 guard."""
+
+
+def refusal_response(refusal: Refusal = UNAVAILABLE) -> Response:
+    """``refusal`` as a Flask response (for ``HTTPException(response=...)``)."""
+    return flask.current_app.response_class(
+        refusal.body, status=refusal.status, headers=list(refusal.headers)
+    )
+
+
+def _replace_with_refusal(response: Response, refusal: Refusal) -> None:
+    """Turn the app's response into ``refusal`` (503, 429, 403) in place (Flask returns
+    this object)."""
+    close = getattr(response.response, "close", None)
+    if close is not None:
+        close()  # e.g. the file of send_file: it will never be sent
+    response.status_code = refusal.status
+    response.headers.clear()
+    response.headers.extend(refusal.headers)
+    response.set_data(refusal.body)
+
+
+class CoatcheckSessionInterface(SessionInterface):
+    """Opens with ``manager.load_sync`` and saves with ``manager.commit_sync``."""
+
+    null_session_class = UnavailableSession
+    pickle_based = False
+
+    def __init__(self, manager: SessionManager) -> None:
+        self.manager = manager
+        self.csrf = CsrfCheck(manager)
+
+    def open_session(self, app: flask.Flask, request: Request) -> SessionMixin | None:
+        config = self.manager.config
+        token, bearer, user_agent = scan_environ(
+            request.environ, config.cookie_name, config.allow_bearer
+        )
+        info = ClientInfo.from_raw(user_agent, request.remote_addr)
+        try:
+            core = self.manager.load_sync(token, info)
+        except REFUSED as exc:
+            # Raising here would become a 500 (Flask opens the session outside its
+            # handlers); the before_request hook of init_app answers instead.
+            request.environ[UNAVAILABLE_FLAG] = refused(exc, "load")
+            return UnavailableSession()
+        core.via_bearer = bearer
+        return FlaskSession(core)
+
+    def save_session(self, app: flask.Flask, session: SessionMixin, response: Response) -> None:
+        if not isinstance(session, FlaskSession):
+            return
+        if session.accessed:
+            response.vary.add("Cookie")  # Flask's own rule: this page depends on the cookie
+        result = self._commit_once(session, response)
+        if result is None:
+            return
+        core = session.core
+        update = session_headers(
+            self.manager.config,
+            result,
+            bearer=core.via_bearer,
+            authenticated=core.user_id is not None,
+        )
+        if update is not None:
+            merged = merge_headers(response.headers.to_wsgi_list(), update, "cache-control", str)
+            response.headers.clear()
+            response.headers.extend(merged)
+
+    def _commit_once(self, session: FlaskSession, response: Response) -> CommitResult | None:
+        """The commit's result; None when it was refused and ``response`` now says so.
+        Flask may save twice (it re-finalizes after an error): the first outcome stands."""
+        if session._result is not None:
+            return session._result
+        if session._saving:
+            # A second save after a failed commit: committing twice could replay a
+            # rename, so the answer stays the refusal.
+            _replace_with_refusal(response, session._refusal)
+            return None
+        session._saving = True
+        try:
+            session._result = self.manager.commit_sync(session.core)
+        except REFUSED as exc:
+            session._refusal = refused(exc, "commit")
+            _replace_with_refusal(response, session._refusal)
+            return None
+        return session._result
+
+
+def refuse_unavailable() -> None:
+    """First before_request hook: no view runs without its session. (It looks at the
+    environ, not at ``flask.session``, which would mark every response ``Vary: Cookie``.)"""
+    refusal = flask.request.environ.get(UNAVAILABLE_FLAG)
+    if refusal is not None:
+        raise ServiceUnavailable(response=refusal_response(refusal))
+
+
+def installed_interface() -> CoatcheckSessionInterface:
+    """The current app's interface, put there by ``init_app``."""
+    interface: CoatcheckSessionInterface = flask.current_app.extensions[EXTENSION_KEY]
+    return interface
+
+
+def current_session() -> FlaskSession:
+    """``flask.session``, typed as the coatcheck session (for login, user_id, ...)."""
+    session = flask.session
+    if isinstance(session, FlaskSession):
+        return session
+    if isinstance(session, UnavailableSession):
+        refusal = flask.request.environ.get(UNAVAILABLE_FLAG, UNAVAILABLE)
+        raise ServiceUnavailable(response=refusal_response(refusal))
+    raise RuntimeError("coatcheck is not this app's session interface: call init_app()")
