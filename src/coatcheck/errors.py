@@ -41,7 +41,8 @@ class StoreUnavailable(CoatcheckError):
     """
 
     status = 503
-    retry_after = 1
+    retry_after = 5
+    """A store failover takes seconds, and clients that all retry at once prolong it."""
 
 
 class UnsupportedOperation(CoatcheckError, NotImplementedError):

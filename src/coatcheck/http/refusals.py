@@ -84,9 +84,6 @@ _ANSWERS: Final[Mapping[type, _Answer]] = {
         "Session store unavailable; please retry shortly.\n",
         "session store unavailable on %s: %s",
         logging.WARNING,
-        # The edges' hint since the first release, longer than the error's own 1 s: a
-        # store failover takes seconds, and clients that all retry at once prolong it.
-        retry_after=5,
     ),
     Throttled: _Answer(
         "Too Many Requests",
