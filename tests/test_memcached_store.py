@@ -25,6 +25,7 @@ from pymemcache.client.base import Client  # type: ignore[import-untyped]
 from coatcheck import SessionConfig, SessionManager, StoreUnavailable
 from coatcheck.core import tokens
 from coatcheck.core.record import Patch, SessionRecord
+from coatcheck.errors import StoreURLError
 from coatcheck.stores import from_url
 from coatcheck.stores.memcached import MemcachedStore
 from tests.support.browser import Browser, parse_set_cookie
@@ -91,14 +92,18 @@ def test_url_options_reach_the_store(server: MemcachedServer) -> None:
     default = from_url("memcached://cache.internal")
     assert (default.host, default.port, default.prefix) == ("cache.internal", 11211, "coatcheck:")  # type: ignore[attr-defined]
     default.close_sync()
-    with pytest.raises(ValueError, match="unknown memcached URL options: colour"):
+    with pytest.raises(StoreURLError, match="unknown memcached URL options: colour"):
         from_url("memcached://127.0.0.1?colour=red")
-    with pytest.raises(ValueError, match="credentials"):
+    with pytest.raises(StoreURLError, match="credentials"):
         from_url("memcached://user:pw@127.0.0.1")
-    with pytest.raises(ValueError, match="prefix"):
+    with pytest.raises(StoreURLError, match="prefix"):
         from_url("memcached://127.0.0.1?prefix=a%20b")
-    with pytest.raises(ValueError, match="timeout"):
+    with pytest.raises(StoreURLError, match="timeout"):
         from_url("memcached://127.0.0.1?timeout=soon")
+    with pytest.raises(StoreURLError, match="pool_size"):
+        from_url("memcached://127.0.0.1?pool_size=0")
+    with pytest.raises(StoreURLError, match="Port"):
+        from_url("memcached://127.0.0.1:eleven")
 
 
 def test_names_that_are_no_key_or_handle_are_unknown_not_errors(store: MemcachedStore) -> None:
@@ -212,7 +217,7 @@ async def test_an_evicted_session_is_also_fresh_on_the_async_path() -> None:
 
 # -- indexes stay bounded -----------------------------------------------------------------------
 def user_index(server: MemcachedServer, store: MemcachedStore, user_id: str) -> list[list[object]]:
-    raw = server.value(store._user_name(user_id))
+    raw = server.value(store._names.user(user_id))
     return [] if raw is None else json.loads(raw)
 
 
@@ -255,7 +260,7 @@ def test_purge_prunes_the_registry_of_sessions_memcached_dropped(
         server.command(f"delete {store.prefix}s:{r.key}\r\n".encode())
     assert store.count_sync(NOW) == 5
     assert store.purge_expired_sync(NOW, 2) == 0  # nothing was left for purge to delete
-    buckets = {store._bucket_name(r.key) for r in (*kept, *dropped)}
+    buckets = {store._names.bucket(r.key) for r in (*kept, *dropped)}
     registered = [e[0] for name in buckets for e in json.loads(server.value(name) or b"[]")]
     assert sorted(registered) == sorted(r.key for r in kept)
 

@@ -23,10 +23,12 @@ from psycopg import sql
 from coatcheck import SessionConfig, SessionDataError, SessionManager, StoreUnavailable
 from coatcheck.core import tokens
 from coatcheck.core.record import Patch, SessionRecord
+from coatcheck.errors import StoreURLError
 from coatcheck.stores import from_url
 from coatcheck.stores.postgres import MIGRATION_LOCK, SCHEMA_VERSION, PostgresStore
 from tests.support.browser import Browser, parse_set_cookie
 from tests.support.clock import FakeClock
+from tests.support.forking import assert_each_process_reads_its_own
 from tests.support.postgres_server import (
     SHARED_URL,
     admin_connect,
@@ -97,18 +99,20 @@ def test_url_options_reach_the_store_and_the_password_never_shows() -> None:
     )
     assert isinstance(s, PostgresStore)
     assert (s.table, s.min_size, s.max_size, s.pool_timeout) == ("app.web_sessions", 2, 7, 1.5)
-    assert s._kwargs["prepare_threshold"] is None
-    info = psycopg.conninfo.conninfo_to_dict(s._conninfo)
+    assert s._pools.kwargs["prepare_threshold"] is None
+    info = psycopg.conninfo.conninfo_to_dict(s._pools.conninfo)
     # libpq URLs know only %-escapes: a space must not come back as "+".
     assert info["options"] == "-c search_path=app -c statement_timeout=250"
     assert (info["connect_timeout"], info["sslmode"], info["port"]) == ("3", "disable", "6432")
     assert "s3cret" not in repr(s)
-    with pytest.raises(ValueError, match="invalid table name"):
+    with pytest.raises(StoreURLError, match="invalid table name"):
         from_url("postgresql://h/db?table=x;drop")
-    with pytest.raises(ValueError, match=r"\*\*\*") as caught:
+    with pytest.raises(StoreURLError, match=r"\*\*\*") as caught:
         from_url("postgresql://u:s3cret@h/db?pool_max=many")
     assert "s3cret" not in str(caught.value)
-    with pytest.raises(ValueError, match="not_a_libpq_option"):
+    with pytest.raises(StoreURLError, match=r"u:\*\*\*@h.*invalid table name"):
+        from_url("postgresql://u:s3cret@h/db?table=a.b.c")
+    with pytest.raises(StoreURLError, match="not_a_libpq_option"):
         from_url("postgresql://h/db?not_a_libpq_option=1")
 
 
@@ -431,10 +435,18 @@ def terminate(admin: psycopg.Connection[tuple[object, ...]], table: str) -> int:
     """End the server side of every connection tagged ``table`` and wait until they are
     gone (the FATAL message then sits in each client socket)."""
     rows = admin.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+        "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
         (table,),
     ).fetchall()
-    wait_for_activity(admin, table, lambda n: n == 0)
+    # Wait for these backends, not for "no connection tagged table": a pool may already
+    # have replaced one before the old backend finished exiting, so that count need never
+    # pass through zero.
+    pids = [row[0] for row in rows]
+    deadline = time.monotonic() + 10
+    query = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)"
+    while admin.execute(query, (pids,)).fetchone() != (0,):
+        assert time.monotonic() < deadline, "terminated backends never exited"
+        time.sleep(0.01)
     return len(rows)
 
 
@@ -464,8 +476,8 @@ async def test_connections_the_server_dropped_are_replaced_without_an_error(
         for _ in range(3):
             # Both pools fill to pool_min in the background: wait for them, so all four
             # connections exist when the server side ends them.
-            s._pool.wait(10)  # type: ignore[union-attr]
-            await (await s._async_pool()).wait(10)
+            s._pools.sync.wait(10)  # type: ignore[union-attr]
+            await (await s._pools.async_pool()).wait(10)
             assert terminate(admin, table) == 4  # two sync and two async connections
             loaded = s.get_sync(r.key)
             assert loaded is not None and loaded.handle == r.handle
@@ -571,3 +583,16 @@ def test_each_event_loop_gets_its_own_async_pool(store: PostgresStore) -> None:
     assert results == [True] * 4
     loaded = store.get_sync(r.key)
     assert loaded is not None and loaded.data == {"n": 1} | {f"k{n}": n for n in range(7)}
+
+
+def test_a_forked_worker_never_talks_on_its_parents_connections(table: str) -> None:
+    """A pre-forking server (gunicorn --preload) forks after the app has used the store:
+    the child opens a pool of its own, so each process reads its own replies."""
+    s = pg(table, pool_min=1, pool_max=1)
+    alice, bob = record(user_id="alice"), record(user_id="bob")
+    s.create_sync(alice)
+    s.create_sync(bob)
+    try:
+        assert_each_process_reads_its_own(s, alice, bob, rounds=100)
+    finally:
+        s.close_sync()

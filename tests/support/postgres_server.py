@@ -83,7 +83,7 @@ def scratch_table() -> Iterator[str]:
 def close_everywhere(store: PostgresStore) -> None:
     """Close every pool of ``store`` from a test thread: each async pool on the event loop
     that owns it (a uvicorn thread's, say), while that loop still runs."""
-    for loop in list(store._apools):
+    for loop in list(store._pools.loops):
         if loop.is_running():
             asyncio.run_coroutine_threadsafe(store.close(), loop).result(timeout=10)
     store.close_sync()

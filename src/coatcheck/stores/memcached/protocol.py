@@ -1,0 +1,201 @@
+"""The memcached store's wire side: a bounded pool of pymemcache clients, raw item access on
+it, and the worker threads that carry the sync code for the async path.
+
+Each of the three is fork-aware: a child process (a pre-forking server's worker) must
+never talk on sockets it inherited, where its parent reads replies too and a reply read by
+the wrong process is another user's session, and it inherits a thread pool object but none
+of its threads. So each notices a changed process id and starts afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from pymemcache.client.base import Client  # type: ignore[import-untyped]
+from pymemcache.exceptions import (  # type: ignore[import-untyped]
+    MemcacheError,
+    MemcacheUnexpectedCloseError,
+)
+
+from coatcheck.errors import StoreUnavailable
+from coatcheck.stores.base import process_id
+from coatcheck.stores.memcached.codec import FETCH_CHUNK, Doc, Names, chunks, decode, exptime
+
+T = TypeVar("T")
+
+_STALE_CONNECTION = (
+    MemcacheUnexpectedCloseError,
+    BrokenPipeError,
+    ConnectionResetError,
+    ConnectionAbortedError,
+)
+"""Errors that mean a pooled connection died while idle (memcached restarted)."""
+
+
+class Connections:
+    """A bounded, thread-safe pool of pymemcache clients.
+
+    pymemcache's own PooledClient raises when its limit is reached instead of waiting, and
+    retries nothing; this pool makes callers wait (boundedly) for a connection and replaces
+    connections that died while idle.
+    """
+
+    def __init__(
+        self, server: tuple[str, int], size: int, connect_timeout: float, timeout: float
+    ) -> None:
+        self.server = server
+        self.size = size
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(size)
+        self._closed = False
+        self._pid = process_id()
+
+    def _after_fork(self) -> None:
+        """The child drops the inherited connections unclosed and opens its own."""
+        with self._lock:
+            if self._pid != process_id():
+                self._idle = []
+                self._slots = threading.BoundedSemaphore(self.size)
+                self._pid = process_id()
+
+    def _new(self) -> Any:
+        return Client(
+            self.server,
+            connect_timeout=self.connect_timeout,
+            timeout=self.timeout,
+            no_delay=True,
+            default_noreply=False,
+        )
+
+    def _take(self) -> Any:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._new()
+
+    def _give_back(self, client: Any) -> None:
+        with self._lock:
+            if not self._closed:
+                self._idle.append(client)
+                return
+        client.close()
+
+    def _drop_idle(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for client in idle:
+            client.close()
+
+    def run(self, operation: Callable[[Any], T]) -> T:
+        """Run ``operation(client)``; every failure of memcached is StoreUnavailable."""
+        where = f"memcached {self.server[0]}:{self.server[1]}"
+        if self._pid != process_id():
+            self._after_fork()
+        slots = self._slots
+        if not slots.acquire(timeout=self.connect_timeout + self.timeout):
+            raise StoreUnavailable(f"{where}: all {self.size} connections stayed busy")
+        try:
+            client = self._take()
+            try:
+                try:
+                    result = operation(client)
+                except _STALE_CONNECTION:
+                    # Memcached restarted since this connection was last used: the other
+                    # idle connections are dead too. Retry once on a fresh connection.
+                    client.close()
+                    self._drop_idle()
+                    client = self._new()
+                    result = operation(client)
+            except (MemcacheError, OSError) as exc:
+                client.close()
+                raise StoreUnavailable(f"{where}: {type(exc).__name__}: {exc}") from exc
+            except BaseException:
+                client.close()
+                raise
+            self._give_back(client)
+            return result
+        finally:
+            slots.release()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self._drop_idle()
+
+
+class Items:
+    """Raw item access: one pymemcache call on a pooled connection per method, documents
+    decoded, expiry computed against ``max_ttl``."""
+
+    def __init__(self, pool: Connections, names: Names, max_ttl: float) -> None:
+        self.pool = pool
+        self.names = names
+        self.max_ttl = max_ttl
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """One pymemcache call (pymemcache is untyped: Any)."""
+        return self.pool.run(lambda client: getattr(client, method)(*args, **kwargs))
+
+    def exptime(self, deadline: float) -> int:
+        return exptime(deadline, self.max_ttl)
+
+    def load_doc(self, key: str) -> Doc | None:
+        """The record's document, a tombstone document, or None."""
+        raw = self.call("get", self.names.record(key))
+        return None if raw is None else decode(raw)
+
+    def load_docs(self, keys: Iterable[str]) -> dict[str, Doc]:
+        """Documents of the given keys that exist (tombstones included)."""
+        names = {self.names.record(k): k for k in keys}
+        found: dict[str, Doc] = {}
+        for chunk in chunks(list(names), FETCH_CHUNK):
+            values = self.call("get_many", chunk)
+            for name, raw in values.items():
+                found[names[name]] = decode(raw)
+        return found
+
+    def delete(self, name: str) -> bool:
+        return bool(self.call("delete", name))
+
+    def follow(self, key: str) -> tuple[str, Doc] | None:
+        """The live record under ``key``, following one rename tombstone."""
+        doc = self.load_doc(key)
+        if doc is not None and "moved_to" in doc:
+            key = doc["moved_to"]
+            doc = self.load_doc(key)
+        if doc is None or "moved_to" in doc:
+            return None
+        return key, doc
+
+
+class WorkerThreads:
+    """The dedicated threads on which the async path runs the sync code (the package
+    docstring says why there is no asyncio client), as many as there are connections."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._executor = self._new()
+        self._pid = process_id()
+
+    def _new(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=self.size, thread_name_prefix="coatcheck-memcached")
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on a worker thread, awaited from the running loop."""
+        if self._pid != process_id():
+            # A forked child inherits the pool object but none of its threads: work sent
+            # to it could wait forever for an "idle" thread that only exists in the parent.
+            self._executor = self._new()
+            self._pid = process_id()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False)
