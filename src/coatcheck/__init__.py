@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from coatcheck.core.events import LoggingSink, MemorySink, SessionEvent
     from coatcheck.core.record import SessionRecord
     from coatcheck.core.session import Session
-    from coatcheck.engine.manager import CommitResult, SessionInfo, SessionManager
+    from coatcheck.engine.manager import SessionManager
+    from coatcheck.engine.results import CommitResult, SessionInfo
     from coatcheck.errors import (
         CoatcheckError,
         ConfigError,
@@ -38,8 +39,8 @@ _HOMES = {
     "SessionEvent": "coatcheck.core.events",
     "SessionRecord": "coatcheck.core.record",
     "Session": "coatcheck.core.session",
-    "CommitResult": "coatcheck.engine.manager",
-    "SessionInfo": "coatcheck.engine.manager",
+    "CommitResult": "coatcheck.engine.results",
+    "SessionInfo": "coatcheck.engine.results",
     "SessionManager": "coatcheck.engine.manager",
     "CoatcheckError": "coatcheck.errors",
     "ConfigError": "coatcheck.errors",

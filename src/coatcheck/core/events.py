@@ -23,6 +23,7 @@ __all__ = [
     "REVOKED",
     "ROTATED",
     "THEFT_SUSPECTED",
+    "WEBSOCKET_REJECTED",
     "EventSink",
     "LoggingSink",
     "MemorySink",
@@ -44,6 +45,8 @@ LIMIT_REACHED = "session.limit_reached"
 """A login was refused: the user has ``max_sessions_per_user`` sessions already."""
 REJECTED = "session.rejected"
 """A token was presented that names no live session (unknown, malformed or expired)."""
+WEBSOCKET_REJECTED = "websocket.rejected"
+"""A WebSocket handshake was refused (its Origin is not the app's own)."""
 
 
 @dataclass(frozen=True, slots=True)

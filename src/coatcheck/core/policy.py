@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from coatcheck.core import events as ev
 from coatcheck.core.config import SessionConfig
 from coatcheck.core.record import (
     ROTATED_AT_KEY,
@@ -91,6 +92,8 @@ class CookieAction(enum.Enum):
 
 
 _NO_COOKIE = CookieAction.NONE
+_CREATED = (ev.CREATED,)
+_CREATED_LOGIN = (ev.CREATED, ev.LOGIN)
 
 
 @dataclass(slots=True)
@@ -223,35 +226,24 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
 
     ``new_handle`` names a record this plan creates; handles are random, so a caller that
     leaves it empty mints one only when the plan does create (most commits do not) and this
-    function stays pure.
+    function stays pure. The rules, first match wins:
+
+    ======================================  ============================================
+    the session                             the plan
+    ======================================  ============================================
+    has no record yet                       CREATE if it holds anything (``_plan_new``)
+    was logged out                          DELETE, or REPLACE when data was written after
+    untouched by the handler                TOUCH when the touch interval has passed
+    logs in over another user's session     REPLACE: nothing of the other user carries over
+    regenerated or rotated                  RENAME, with the login's fields if any
+    changed                                 UPDATE the delta; else TOUCH as above
+    ======================================  ============================================
     """
     record = session._record
-
     if record is None:
-        # Nothing stored yet: store only if there is something worth keeping.
-        if not session._data and not session._login and not session._meta_dirty:
-            return NOTHING
-        new = new_record(session, config, now, new_handle)
-        events = ("session.created", "session.login") if session._login else ("session.created",)
-        return Plan(
-            Action.CREATE,
-            CookieAction.SET,
-            record=new,
-            max_age=cookie_max_age(new.remember, new.absolute_at, now),
-            events=events,
-        )
-
+        return _plan_new(session, config, now, new_handle)
     if session._logout:
-        if session._data:
-            new = new_record(session, config, now, new_handle)
-            return Plan(
-                Action.REPLACE,
-                CookieAction.SET,
-                record=new,
-                events=("session.logout", "session.created"),
-            )
-        return Plan(Action.DELETE, CookieAction.CLEAR, events=("session.logout",))
-
+        return _plan_logout(session, config, now, new_handle)
     if not (
         session._set
         or session._removed
@@ -267,8 +259,64 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
             guard = _guard(record, config)
             return Plan(_TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, touched, guard))
         return NOTHING
+    set_json, set_items, removed = _data_delta(session, config)
+    if session._login and record.user_id is not None and record.user_id != session._user_id:
+        # Another user logs in on this device: a new session (new handle, fresh data), so
+        # nothing of the previous user's session, not even its public handle, carries over.
+        return _plan_new(session, config, now, new_handle, Action.REPLACE)
+    if session._regenerate or session._rotate:
+        delta = Patch(set_json, set_items, removed)
+        return _plan_rename(session, record, config, now, delta)
+    fields = _touch_fields(record, config, now)
+    if set_json or removed or session._meta_dirty:
+        if session._meta_dirty:
+            fields["meta"] = dict(session._meta or {})
+        guard = _guard(record, config)
+        return Plan(_UPDATE, _NO_COOKIE, Patch(set_json, set_items, removed, fields, guard))
+    if now - record.last_seen_at >= config.effective_touch_interval:
+        return Plan(_TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, fields, _guard(record, config)))
+    return NOTHING
 
-    # The delta of the data: the keys set (or changed in place) and removed.
+
+def _plan_new(
+    session: Session,
+    config: SessionConfig,
+    now: float,
+    new_handle: str,
+    action: Action = Action.CREATE,
+) -> Plan:
+    """A whole new record: the first store of a session (CREATE), or one replacing the
+    previous user's (REPLACE). A session that holds nothing is not stored."""
+    if (
+        action is Action.CREATE
+        and not session._data
+        and not session._login
+        and not session._meta_dirty
+    ):
+        return NOTHING
+    new = new_record(session, config, now, new_handle)
+    return Plan(
+        action,
+        CookieAction.SET,
+        record=new,
+        max_age=cookie_max_age(new.remember, new.absolute_at, now),
+        events=_CREATED_LOGIN if session._login else _CREATED,
+    )
+
+
+def _plan_logout(session: Session, config: SessionConfig, now: float, new_handle: str) -> Plan:
+    """Logout ends the record; data written after it starts a new, anonymous one."""
+    if session._data:
+        new = new_record(session, config, now, new_handle)
+        return Plan(Action.REPLACE, CookieAction.SET, record=new, events=(ev.LOGOUT, ev.CREATED))
+    return Plan(Action.DELETE, CookieAction.CLEAR, events=(ev.LOGOUT,))
+
+
+def _data_delta(
+    session: Session, config: SessionConfig
+) -> tuple[dict[str, str], dict[str, Any], frozenset[str]]:
+    """The keys the handler set (or changed in place), encoded and size-checked, and the
+    keys it removed."""
     changed = session._changed_keys() if session._snapshots else session._set
     data = session._data
     set_json: dict[str, str] = {}
@@ -280,56 +328,37 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
     removed = frozenset(session._removed) if session._removed else _NO_KEYS
     if set_json:
         check_size(session, config, set_json)
+    return set_json, set_items, removed
 
-    if session._login and record.user_id is not None and record.user_id != session._user_id:
-        # Another user logs in on this device: a new session (new handle, fresh data), so
-        # nothing of the previous user's session, not even its public handle, carries over.
-        new = new_record(session, config, now, new_handle)
-        return Plan(
-            Action.REPLACE,
-            CookieAction.SET,
-            record=new,
-            max_age=cookie_max_age(new.remember, new.absolute_at, now),
-            events=("session.created", "session.login"),
+
+def _plan_rename(
+    session: Session, record: SessionRecord, config: SessionConfig, now: float, delta: Patch
+) -> Plan:
+    """A new token for the same record: an explicit regenerate (with a login's fields when
+    it logs in) or the periodic rotation, carrying the data ``delta``."""
+    meta = session.meta
+    meta[ROTATED_AT_KEY] = now
+    fields: dict[str, Any] = {"last_seen_at": now, "meta": meta}
+    remember = session._remember
+    absolute_at = record.absolute_at
+    names: tuple[str, ...] = (ev.REGENERATED,)
+    if session._login:
+        absolute_at = absolute_deadline(config, now=now, remember=remember)
+        fields.update(
+            user_id=session._user_id, auth_at=now, absolute_at=absolute_at, remember=remember
         )
-
-    if session._regenerate or session._rotate:
-        meta = session.meta
-        meta[ROTATED_AT_KEY] = now
-        fields: dict[str, Any] = {"last_seen_at": now, "meta": meta}
-        remember = session._remember
-        absolute_at = record.absolute_at
-        names: tuple[str, ...] = ("session.regenerated",)
-        if session._login:
-            absolute_at = absolute_deadline(config, now=now, remember=remember)
-            fields.update(
-                user_id=session._user_id,
-                auth_at=now,
-                absolute_at=absolute_at,
-                remember=remember,
-            )
-            client = session._client if config.record_client else None
-            if client is not None:
-                fields.update(user_agent=client.user_agent, ip=client.ip)
-            names = ("session.login",)
-        fields["expires_at"] = deadline(config, now=now, absolute_at=absolute_at, remember=remember)
-        patch = Patch(set_json, set_items, removed, fields, _guard(record, config))
-        periodic = not session._regenerate
-        return Plan(
-            Action.RENAME,
-            CookieAction.SET,
-            patch=patch,
-            max_age=cookie_max_age(remember, absolute_at, now),
-            events=("session.rotated",) if periodic else names,
-            rotation=periodic,
-        )
-
-    fields = _touch_fields(record, config, now)
-    if set_json or removed or session._meta_dirty:
-        if session._meta_dirty:
-            fields["meta"] = dict(session._meta or {})
-        guard = _guard(record, config)
-        return Plan(_UPDATE, _NO_COOKIE, Patch(set_json, set_items, removed, fields, guard))
-    if now - record.last_seen_at >= config.effective_touch_interval:
-        return Plan(_TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, fields, _guard(record, config)))
-    return NOTHING
+        client = session._client if config.record_client else None
+        if client is not None:
+            fields.update(user_agent=client.user_agent, ip=client.ip)
+        names = (ev.LOGIN,)
+    fields["expires_at"] = deadline(config, now=now, absolute_at=absolute_at, remember=remember)
+    patch = Patch(delta.set_json, delta.set_items, delta.removed, fields, _guard(record, config))
+    periodic = not session._regenerate
+    return Plan(
+        Action.RENAME,
+        CookieAction.SET,
+        patch=patch,
+        max_age=cookie_max_age(remember, absolute_at, now),
+        events=(ev.ROTATED,) if periodic else names,
+        rotation=periodic,
+    )

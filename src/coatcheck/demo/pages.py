@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from coatcheck.core.config import SessionConfig
 from coatcheck.core.session import Session
 from coatcheck.demo.shop import PRODUCTS, USERS
-from coatcheck.engine.manager import SessionInfo
+from coatcheck.engine.results import SessionInfo
 
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem;

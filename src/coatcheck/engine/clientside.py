@@ -27,18 +27,19 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from coatcheck.core import events as ev
 from coatcheck.core import policy, tokens
 from coatcheck.core.client import ClientInfo
+from coatcheck.core.config import SessionConfig
 from coatcheck.core.policy import Action
 from coatcheck.core.record import Patch, SessionRecord, encode_value
 from coatcheck.core.session import Session
-from coatcheck.engine.manager import NO_CHANGE, CommitResult, SessionManager
 from coatcheck.engine.operations import Get, Op, Steps
+from coatcheck.engine.results import NO_CHANGE, CommitResult
 from coatcheck.errors import (
     CookieTooLargeError,
     InvalidCookie,
@@ -109,6 +110,18 @@ class Upsert(Op):
                 raise
 
 
+class Host(Protocol):
+    """What these procedures need of the manager that runs them: its configuration, its
+    clock and its event sinks. A protocol, so this module never imports the manager."""
+
+    config: SessionConfig
+    clock: Callable[[], float]
+
+    def emit(
+        self, name: str, *, handle: str | None = None, user_id: str | None = None, **detail: Any
+    ) -> None: ...
+
+
 class ClientSideSessions:
     """The manager's load / commit / revoke_user procedures for a client-side store.
 
@@ -119,7 +132,7 @@ class ClientSideSessions:
 
     __slots__ = ("_max_lifetime", "manager", "revocations", "sealer")
 
-    def __init__(self, manager: SessionManager, store: ClientSideStore) -> None:
+    def __init__(self, manager: Host, store: ClientSideStore) -> None:
         self.manager = manager
         self.sealer = store
         self.revocations = store.revocations

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from coatcheck.core import events as ev
 from coatcheck.core import policy, tokens
@@ -20,6 +19,7 @@ from coatcheck.core.events import EventSink, SessionEvent
 from coatcheck.core.policy import Action, Plan
 from coatcheck.core.record import REAUTH_KEY, ROTATED_AT_KEY, ROTATED_TO_KEY, SessionRecord
 from coatcheck.core.session import Session
+from coatcheck.engine.clientside import ClientSideSessions
 from coatcheck.engine.operations import (
     Apply,
     Create,
@@ -33,70 +33,21 @@ from coatcheck.engine.operations import (
     run_async,
     run_sync,
 )
+from coatcheck.engine.results import NO_CHANGE, CommitResult, SessionInfo
 from coatcheck.errors import SessionLimitExceeded, Throttled
 from coatcheck.security.throttle import UnknownTokenThrottle
-from coatcheck.stores.base import Store
+from coatcheck.stores.base import ClientSideStore, Store
 
-if TYPE_CHECKING:
-    from coatcheck.engine.clientside import ClientSideSessions
-    from coatcheck.stores.base import ClientSideStore
+__all__ = ["NO_CHANGE", "CommitResult", "SessionInfo", "SessionManager"]
+"""CommitResult and SessionInfo live in ``results``; they stay importable from here."""
 
 Clock = Callable[[], float]
 
-
-@dataclass(frozen=True, slots=True)
-class CommitResult:
-    """What the edge must tell the client after a commit."""
-
-    token: str | None = None
-    """A new token to deliver (cookie or header); None when the client's token stands."""
-    clear: bool = False
-    """The client must drop its token (logout, or the session ended meanwhile)."""
-    max_age: int | None = None
-    """Lifetime of a persistent cookie (remember-me); None for a browser-session cookie."""
-    ended: bool = False
-    """A session ended here (logout): browsers should also drop what they cached for it."""
-
-    @property
-    def changes_token(self) -> bool:
-        return self.token is not None or self.clear
-
-
-NO_CHANGE = CommitResult()
 
 _NOTHING, _TOUCH, _UPDATE = Action.NOTHING, Action.TOUCH, Action.UPDATE
 _VALID = policy.Verdict.VALID
 """Enum members read on every request, as module constants: on Python 3.11 reading an
 attribute of an Enum class takes ``EnumType.__getattr__``'s slow lookup every time."""
-
-
-@dataclass(frozen=True, slots=True)
-class SessionInfo:
-    """A session as shown in a "your devices" list: nothing in it is a credential."""
-
-    handle: str
-    user_id: str | None
-    created_at: float
-    last_seen_at: float
-    expires_at: float
-    auth_at: float | None
-    remember: bool
-    user_agent: str | None
-    ip: str | None
-
-    @classmethod
-    def from_record(cls, record: SessionRecord) -> SessionInfo:
-        return cls(
-            handle=record.handle,
-            user_id=record.user_id,
-            created_at=record.created_at,
-            last_seen_at=record.last_seen_at,
-            expires_at=record.expires_at,
-            auth_at=record.auth_at,
-            remember=record.remember,
-            user_agent=record.user_agent,
-            ip=record.ip,
-        )
 
 
 class SessionManager:
@@ -132,9 +83,7 @@ class SessionManager:
         self._client_side: ClientSideSessions | None = None
         self._op_store: Store = store
         if getattr(store, "client_side", False):
-            from coatcheck.engine.clientside import ClientSideSessions
-
-            side = ClientSideSessions(self, cast("ClientSideStore", store))
+            side = ClientSideSessions(self, cast(ClientSideStore, store))
             self._client_side = side
             self._op_store = side.revocations or store
 
@@ -302,73 +251,18 @@ class SessionManager:
     def _commit_plan(self, session: Session, plan: Plan, now: float) -> Steps[CommitResult]:
         """Run ``plan`` (``policy.plan_commit`` of ``session``) in every case. The drivers
         run a plan that is one ``Apply`` and nothing after it (a touch or a data write:
-        no events, no login) themselves, then ``_applied``."""
-        record = session._record
+        no events, no login) themselves, then ``_applied``.
+
+        Each action has one runner (the table ``_RUNNERS``); it answers the result and
+        whether the commit took place, in which case the plan's events are announced and
+        the user's session limit enforced."""
         action = plan.action
         if action is Action.NOTHING:
             return NO_CHANGE
-
-        result = NO_CHANGE
-        if action is Action.TOUCH or action is Action.UPDATE:
-            assert record is not None and plan.patch is not None
-            applied = yield Apply(record.key, plan.patch)
-            if not applied and plan.patch.expect_handle is not None:
-                live = yield from self._moved(record, now)
-                applied = live is not None and (yield Apply(live.key, plan.patch))
-            result = self._applied(session, plan, applied)
-            if result is not NO_CHANGE:
-                return result
-        elif action is Action.RENAME:
-            assert record is not None and plan.patch is not None
-            token = tokens.new_token()
-            key = tokens.storage_key(token)
-            if self._limit_denies(session):
-                yield from self._deny_over_limit(session, now)
-            renamed = yield Rename(record.key, key, plan.patch)
-            if not renamed and plan.patch.expect_handle is not None:
-                live = yield from self._moved(record, now)
-                if live is not None and plan.rotation and not session._login:
-                    # A concurrent request rotated the token first: keep its token (the
-                    # client gets it from that response) and apply this request's changes.
-                    return self._applied(session, plan, (yield Apply(live.key, plan.patch)))
-                if live is not None:  # a login or regenerate() still moves it to a new token
-                    renamed = yield Rename(live.key, key, plan.patch)
-            if not renamed:
-                if not session._login:
-                    # Revoked meanwhile (logout elsewhere, "sign out other devices", theft
-                    # detection): a rotation or regenerate() must not bring it back.
-                    return self._applied(session, plan, False)
-                # A login still deserves a session: store the session's state afresh.
-                fresh = policy.new_record(session, self.config, now, tokens.new_handle())
-                fresh.key = key
-                yield Create(fresh)
-                session._handle = fresh.handle
-            elif plan.rotation and self.config.rotation_grace > 0:
-                yield Create(policy.rotation_marker(record, now, self.config, tokens.new_handle()))
-            session._expires_at = plan.patch.fields.get("expires_at")
-            result = CommitResult(token=token, max_age=plan.max_age)
-        elif action is Action.CREATE or action is Action.REPLACE:
-            assert plan.record is not None
-            if self._limit_denies(session):  # before anything is deleted: a refusal keeps all
-                yield from self._deny_over_limit(session, now)
-            if action is Action.REPLACE:
-                assert record is not None
-                yield from self._end(record)
-            token = tokens.new_token()
-            new = plan.record
-            new.key = tokens.storage_key(token)
-            new.handle = tokens.new_handle()  # minted only now: most commits create nothing
-            yield Create(new)
-            session._handle = new.handle
-            session._expires_at = new.expires_at
-            session._auth_at = new.auth_at
-            ended = action is Action.REPLACE and ev.LOGOUT in plan.events
-            result = CommitResult(token=token, max_age=plan.max_age, ended=ended)
-        elif action is Action.DELETE:
-            assert record is not None
-            yield from self._end(record)
-            result = CommitResult(clear=True, ended=True)
-
+        result, took_place = yield from _RUNNERS[action](self, session, plan, now)
+        if not took_place:
+            return result
+        record = session._record
         for name in plan.events:
             if name == ev.LOGOUT and record is not None:
                 self.emit(name, handle=record.handle, user_id=record.user_id)
@@ -378,6 +272,76 @@ class SessionManager:
         if limit is not None and session._login and session._user_id is not None:
             yield from self._evict_over_limit(session._user_id, session._handle, limit, now)
         return result
+
+    def _run_patch(self, session: Session, plan: Plan, now: float) -> Steps[Ran]:
+        """TOUCH, UPDATE: apply the delta to the loaded record, or to where a concurrent
+        rotation moved it."""
+        record = session._record
+        assert record is not None and plan.patch is not None
+        applied = yield Apply(record.key, plan.patch)
+        if not applied and plan.patch.expect_handle is not None:
+            live = yield from self._moved(record, now)
+            applied = live is not None and (yield Apply(live.key, plan.patch))
+        result = self._applied(session, plan, applied)
+        return result, result is NO_CHANGE
+
+    def _run_rename(self, session: Session, plan: Plan, now: float) -> Steps[Ran]:
+        """RENAME: move the record to a new token (regenerate, login, periodic rotation)."""
+        record = session._record
+        assert record is not None and plan.patch is not None
+        token = tokens.new_token()
+        key = tokens.storage_key(token)
+        if self._limit_denies(session):
+            yield from self._deny_over_limit(session, now)
+        renamed = yield Rename(record.key, key, plan.patch)
+        if not renamed and plan.patch.expect_handle is not None:
+            live = yield from self._moved(record, now)
+            if live is not None and plan.rotation and not session._login:
+                # A concurrent request rotated the token first: keep its token (the
+                # client gets it from that response) and apply this request's changes.
+                return self._applied(session, plan, (yield Apply(live.key, plan.patch))), False
+            if live is not None:  # a login or regenerate() still moves it to a new token
+                renamed = yield Rename(live.key, key, plan.patch)
+        if not renamed:
+            if not session._login:
+                # Revoked meanwhile (logout elsewhere, "sign out other devices", theft
+                # detection): a rotation or regenerate() must not bring it back.
+                return self._applied(session, plan, False), False
+            # A login still deserves a session: store the session's state afresh.
+            fresh = policy.new_record(session, self.config, now, tokens.new_handle())
+            fresh.key = key
+            yield Create(fresh)
+            session._handle = fresh.handle
+        elif plan.rotation and self.config.rotation_grace > 0:
+            yield Create(policy.rotation_marker(record, now, self.config, tokens.new_handle()))
+        session._expires_at = plan.patch.fields.get("expires_at")
+        return CommitResult(token=token, max_age=plan.max_age), True
+
+    def _run_create(self, session: Session, plan: Plan, now: float) -> Steps[Ran]:
+        """CREATE, REPLACE: store a whole new record (ending the loaded one for REPLACE)."""
+        assert plan.record is not None
+        if self._limit_denies(session):  # before anything is deleted: a refusal keeps all
+            yield from self._deny_over_limit(session, now)
+        replace = plan.action is Action.REPLACE
+        if replace:
+            assert session._record is not None
+            yield from self._end(session._record)
+        token = tokens.new_token()
+        new = plan.record
+        new.key = tokens.storage_key(token)
+        new.handle = tokens.new_handle()  # minted only now: most commits create nothing
+        yield Create(new)
+        session._handle = new.handle
+        session._expires_at = new.expires_at
+        session._auth_at = new.auth_at
+        ended = replace and ev.LOGOUT in plan.events
+        return CommitResult(token=token, max_age=plan.max_age, ended=ended), True
+
+    def _run_delete(self, session: Session, plan: Plan, now: float) -> Steps[Ran]:
+        """DELETE: end the loaded record (logout)."""
+        assert session._record is not None
+        yield from self._end(session._record)
+        return CommitResult(clear=True, ended=True), True
 
     def _moved(self, record: SessionRecord, now: float) -> Steps[SessionRecord | None]:
         """Where the session went when a concurrent request rotated its token after this
@@ -546,3 +510,17 @@ class SessionManager:
     def is_active_sync(self, handle: str) -> bool:
         record = self.store.get_by_handle_sync(handle)
         return policy.check(record, self.clock()) is policy.Verdict.VALID
+
+
+Ran = tuple[CommitResult, bool]
+"""What an action's runner answers: the result, and whether the commit took place."""
+
+_RUNNERS: dict[Action, Callable[[SessionManager, Session, Plan, float], Steps[Ran]]] = {
+    Action.TOUCH: SessionManager._run_patch,
+    Action.UPDATE: SessionManager._run_patch,
+    Action.RENAME: SessionManager._run_rename,
+    Action.CREATE: SessionManager._run_create,
+    Action.REPLACE: SessionManager._run_create,
+    Action.DELETE: SessionManager._run_delete,
+}
+"""The commit action dispatch: one runner per store action of ``policy.Action``."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from coatcheck.core.config import SessionConfig
-from coatcheck.engine.manager import CommitResult
+from coatcheck.engine.results import CommitResult
 from coatcheck.http.cookies import clear_cookie, set_cookie
 
 __all__ = [

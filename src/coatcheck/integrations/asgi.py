@@ -25,6 +25,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Final
 
+from coatcheck.core import events as ev
 from coatcheck.core.client import ClientInfo
 from coatcheck.core.session import Session
 from coatcheck.engine.manager import SessionManager
@@ -224,7 +225,7 @@ class SessionMiddleware:
         if not self._same_origin_handshake(scope):
             # Cross-site WebSocket hijacking: the browser attaches the cookie to any
             # site's handshake, so a foreign Origin is refused before the session loads.
-            self.manager.emit("websocket.rejected", reason="origin mismatch")
+            self.manager.emit(ev.WEBSOCKET_REJECTED, reason="origin mismatch")
             await send({"type": "websocket.close", "code": 1008})
             return
         try:

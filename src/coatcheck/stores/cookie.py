@@ -41,6 +41,7 @@ from coatcheck.core.record import Patch, SessionRecord
 from coatcheck.errors import ConfigError, CookieTooLargeError, InvalidCookie, UnsupportedOperation
 from coatcheck.security.sealing import KeyRing, KeySpec, UnsealError, keys_from_env
 from coatcheck.stores.base import InlineStore, Store
+from coatcheck.stores.registry import from_url as store_from_url
 
 __all__ = [
     "CookieStore",
@@ -95,9 +96,7 @@ class CookieStore(InlineStore):
     ) -> None:
         self.ring = KeyRing(keys)
         if isinstance(revocations, str):
-            from coatcheck.stores import from_url
-
-            revocations = from_url(revocations)
+            revocations = store_from_url(revocations)
         if getattr(revocations, "client_side", False):
             raise ConfigError("the revocation store must be a server-side store")
         self.revocations: Store | None = revocations

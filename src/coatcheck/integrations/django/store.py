@@ -29,7 +29,7 @@ from coatcheck.core import events, policy, tokens
 from coatcheck.core.client import ClientInfo
 from coatcheck.core.record import SessionRecord
 from coatcheck.core.session import Session
-from coatcheck.engine.manager import CommitResult
+from coatcheck.engine.results import CommitResult
 from coatcheck.integrations.django.conf import get_manager, migrate_from
 from coatcheck.integrations.django.steps import Steps, call, run_async, run_sync
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from coatcheck.engine.manager import SessionInfo
+from coatcheck.engine.results import SessionInfo
 from coatcheck.integrations.django.conf import get_manager
 from coatcheck.integrations.django.store import AUTH_USER_KEY, SessionStore
 

@@ -18,7 +18,7 @@ from typing import Any
 from flask.sessions import NullSession, SessionMixin
 
 from coatcheck.core.session import Session
-from coatcheck.engine.manager import CommitResult
+from coatcheck.engine.results import CommitResult
 from coatcheck.http.refusals import UNAVAILABLE, Refusal
 
 __all__ = ["FlaskSession", "UnavailableSession"]
