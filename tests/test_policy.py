@@ -50,6 +50,23 @@ def test_empty_new_session_is_not_stored() -> None:
     assert plan.cookie is CookieAction.NONE
 
 
+def test_a_kept_empty_session_is_stored_and_a_kept_logout_replaces() -> None:
+    s = Session(None, now=NOW)
+    s.keep()
+    plan = plan_commit(s, CONFIG, NOW, "h")
+    assert (plan.action, plan.cookie) == (Action.CREATE, CookieAction.SET)
+    assert plan.record is not None and plan.record.data == {} and plan.record.user_id is None
+    assert plan.record.expires_at == NOW + CONFIG.idle_timeout
+
+    ended = Session(record(user_id="alice"), now=NOW)
+    ended.logout()
+    ended.keep()
+    plan = plan_commit(ended, CONFIG, NOW, "new-handle")
+    assert plan.action is Action.REPLACE
+    assert plan.record is not None and plan.record.data == {}
+    assert (plan.record.user_id, plan.record.handle) == (None, "new-handle")
+
+
 def test_new_session_with_data_is_created_with_deadlines() -> None:
     s = Session(None, now=NOW)
     s["cart"] = ["hat"]

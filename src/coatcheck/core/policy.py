@@ -231,8 +231,9 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
     ======================================  ============================================
     the session                             the plan
     ======================================  ============================================
-    has no record yet                       CREATE if it holds anything (``_plan_new``)
+    has no record yet                       CREATE if it holds anything or is kept
     was logged out                          DELETE, or REPLACE when data was written after
+                                            (or it is kept)
     untouched by the handler                TOUCH when the touch interval has passed
     logs in over another user's session     REPLACE: nothing of the other user carries over
     regenerated or rotated                  RENAME, with the login's fields if any
@@ -286,12 +287,14 @@ def _plan_new(
     action: Action = Action.CREATE,
 ) -> Plan:
     """A whole new record: the first store of a session (CREATE), or one replacing the
-    previous user's (REPLACE). A session that holds nothing is not stored."""
+    previous user's (REPLACE). A session that holds nothing is not stored, unless the
+    caller asked to ``keep()`` it."""
     if (
         action is Action.CREATE
         and not session._data
         and not session._login
         and not session._meta_dirty
+        and not session._keep
     ):
         return NOTHING
     new = new_record(session, config, now, new_handle)
@@ -305,8 +308,9 @@ def _plan_new(
 
 
 def _plan_logout(session: Session, config: SessionConfig, now: float, new_handle: str) -> Plan:
-    """Logout ends the record; data written after it starts a new, anonymous one."""
-    if session._data:
+    """Logout ends the record; data written after it (or ``keep()``) starts a new,
+    anonymous one."""
+    if session._data or session._keep:
         new = new_record(session, config, now, new_handle)
         return Plan(Action.REPLACE, CookieAction.SET, record=new, events=(ev.LOGOUT, ev.CREATED))
     return Plan(Action.DELETE, CookieAction.CLEAR, events=(ev.LOGOUT,))

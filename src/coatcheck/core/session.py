@@ -34,6 +34,7 @@ class Session(MutableMapping[str, Any]):
         "_data",
         "_expires_at",
         "_handle",
+        "_keep",
         "_login",
         "_logout",
         "_meta",
@@ -83,7 +84,7 @@ class Session(MutableMapping[str, Any]):
         self._now = now
         self._meta: dict[str, Any] | None = None
         self._login = self._logout = self._regenerate = self._rotate = False
-        self._committed = self._meta_dirty = False
+        self._committed = self._meta_dirty = self._keep = False
         self.via_bearer = False
         """Set by the edge that loaded the session: the token came in ``Authorization:
         Bearer`` (or the client asked for bearer transport), so new tokens go back in a
@@ -298,6 +299,18 @@ class Session(MutableMapping[str, Any]):
         """Issue a new token for the same session at commit (privilege change)."""
         self._check_open()
         self._regenerate = True
+
+    def keep(self) -> None:
+        """Store this session at commit even if it holds nothing.
+
+        An empty anonymous session is normally never stored (nothing to keep, and no
+        visitor can fill the store by calling). A backend contract that promises a key for
+        an empty session, as Django's ``save()`` and ``create()`` do, states this instead;
+        after ``logout()`` it makes the commit start a new, empty session in place of the
+        ended one.
+        """
+        self._check_open()
+        self._keep = True
 
     # -- engine side ---------------------------------------------------------------------
     @property

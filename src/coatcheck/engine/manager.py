@@ -397,6 +397,33 @@ class SessionManager:
             yield DeleteHandle(victim.handle)
             self.emit(ev.REVOKED, handle=victim.handle, user_id=user_id, reason="session_limit")
 
+    def _live(self, record: SessionRecord | None) -> bool:
+        """Is ``record`` a live session (not a rotation marker) now?"""
+        return (
+            record is not None
+            and ROTATED_TO_KEY not in record.meta
+            and policy.check(record, self.clock()) is _VALID
+        )
+
+    # -- questions an edge may ask, no I/O ------------------------------------------------
+    def wants_commit(self, session: Session) -> bool:
+        """Would committing ``session`` now write anything (a change, or a touch or a
+        rotation the policy asks for)? For an edge whose framework asks before it saves
+        (Django's ``modified``)."""
+        return policy.plan_commit(session, self.config, self.clock()).action is not _NOTHING
+
+    def through_old_token(self, session: Session, token: str) -> bool:
+        """Was ``session`` reached through ``token`` after a concurrent request rotated the
+        token out (inside ``rotation_grace``)? An edge that sends the client's token back
+        on its own (Django's middleware) must then not send it: it would replace the new
+        one in the browser and count as stolen once the grace window closes."""
+        record = session._record
+        return (
+            self._client_side is None
+            and record is not None
+            and record.key != tokens.storage_key(token)
+        )
+
     # -- async API -----------------------------------------------------------------------
     async def load(self, token: str | None, client: ClientInfo | None = None) -> Session:
         """The session ``token`` names, or a fresh anonymous one (never adopting the
@@ -427,6 +454,28 @@ class SessionManager:
             assert plan.patch is not None
             return self._applied(session, plan, await store.apply(key, plan.patch))
         return await run_async(self._commit_plan(session, plan, now), store)
+
+    async def exists(self, token: str | None) -> bool:
+        """Does ``token`` name a live session now? A question, not a request: nothing is
+        counted against a client, and a rotated-out token is neither followed nor taken
+        as stolen (it names no session of its own any more)."""
+        if token is None:
+            return False
+        if self._client_side is not None:
+            steps = self._client_side.load(token, None)
+            return not (await run_async(steps, self._op_store)).is_new
+        key = tokens.checked_storage_key(token)
+        return key is not None and self._live(await self.store.get(key))
+
+    async def end(self, token: str) -> bool:
+        """End the session ``token`` names, now (a backend's ``delete(key)``, as Django's
+        contract has it); True when a record was there. A client-side store files
+        nothing under a token, so there is nothing to end: a logout's commit records
+        its revocation instead."""
+        key = tokens.checked_storage_key(token)
+        if key is None or self._client_side is not None:
+            return False
+        return await self.store.delete(key)
 
     async def list_user_sessions(self, user_id: str) -> list[SessionInfo]:
         records = await self.store.list_user(str(user_id), self.clock())
@@ -484,6 +533,20 @@ class SessionManager:
             assert plan.patch is not None
             return self._applied(session, plan, store.apply_sync(key, plan.patch))
         return run_sync(self._commit_plan(session, plan, now), store)
+
+    def exists_sync(self, token: str | None) -> bool:
+        if token is None:
+            return False
+        if self._client_side is not None:
+            return not run_sync(self._client_side.load(token, None), self._op_store).is_new
+        key = tokens.checked_storage_key(token)
+        return key is not None and self._live(self.store.get_sync(key))
+
+    def end_sync(self, token: str) -> bool:
+        key = tokens.checked_storage_key(token)
+        if key is None or self._client_side is not None:
+            return False
+        return self.store.delete_sync(key)
 
     def list_user_sessions_sync(self, user_id: str) -> list[SessionInfo]:
         records = self.store.list_user_sync(str(user_id), self.clock())

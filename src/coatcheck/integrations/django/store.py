@@ -21,13 +21,12 @@ password change and ``flush()`` at logout, and the middleware calls ``save()`` a
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any, Protocol, cast
+from typing import Any
 
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
 
-from coatcheck.core import events, policy, tokens
+from coatcheck.core import tokens
 from coatcheck.core.client import ClientInfo
-from coatcheck.core.record import SessionRecord
 from coatcheck.core.session import Session
 from coatcheck.engine.results import CommitResult
 from coatcheck.integrations.django.conf import get_manager, migrate_from
@@ -42,12 +41,6 @@ AUTH_KEYS = (AUTH_USER_KEY, "_auth_user_backend", "_auth_user_hash")
 
 MAX_COOKIE = 4096
 """A value longer than a browser keeps cannot be one of ours (client-side stores)."""
-
-
-class _Sealer(Protocol):
-    """What a client-side store (``CookieStore``) offers: the session *is* the token."""
-
-    def seal(self, record: SessionRecord) -> str: ...
 
 
 def _client_side() -> bool:
@@ -99,9 +92,7 @@ class SessionStore(SessionBase):
         session: Session | None = self.__dict__.get("_session_cache")
         if session is None or session.is_new or session.committed:
             return False
-        manager = get_manager()
-        plan = policy.plan_commit(session, manager.config, manager.clock())
-        return plan.action is not policy.Action.NOTHING
+        return get_manager().wants_commit(session)
 
     @modified.setter
     def modified(self, value: bool) -> None:
@@ -231,12 +222,8 @@ class SessionStore(SessionBase):
         if not _is_ours(session_key):
             return False
         manager = get_manager()
-        if _client_side():
-            session: Session = yield call(manager.load_sync, manager.load, session_key, None)
-            return not session.is_new
-        store = manager.store
-        record = yield call(store.get_sync, store.get, tokens.storage_key(session_key))
-        return policy.check(record, manager.clock()) is policy.Verdict.VALID
+        live: bool = yield call(manager.exists_sync, manager.exists, session_key)
+        return live
 
     def _save(self) -> Steps[None]:
         session = yield from self._current()
@@ -258,59 +245,36 @@ class SessionStore(SessionBase):
 
     def _commit(self, session: Session, ending: bool) -> Steps[None]:
         manager = get_manager()
-        if session.is_new and not session and not session.is_authenticated:
+        if session.is_new or ending:
             # coatcheck stores nothing for an empty anonymous session, but Django's save()
-            # and create() promise a key even then (its test Client relies on it).
-            yield from self._store_empty(session)
-            return
+            # and create() promise a key even then (its test Client relies on it), and an
+            # emptied session whose user was dropped stays under a (new) key.
+            session.keep()
         result: CommitResult = yield call(manager.commit_sync, manager.commit, session)
         # A committed Session is frozen; the next access reads the stored state afresh.
         del self._session_cache
         self._modified = False
         if result.token is not None:
             self._session_key = result.token
-        elif (
-            not result.clear
-            and session._record is not None
-            and self._session_key is not None
-            and not _client_side()
-            and session._record.key != tokens.storage_key(self._session_key)
+        elif result.clear:
+            # Revoked or purged while this request ran: Django's word for it.
+            self._session_key = None
+            raise UpdateError("the session was deleted before the request completed")
+        elif self._session_key is not None and manager.through_old_token(
+            session, self._session_key
         ):
             self.stale_token = True
-        elif result.clear:
-            self._session_key = None
-            if not ending:
-                # Revoked or purged while this request ran: Django's word for it.
-                raise UpdateError("the session was deleted before the request completed")
-            # The data was emptied and the user dropped: Django keeps such a session.
-            fresh: Session = yield call(manager.load_sync, manager.load, None, self.client)
-            yield from self._store_empty(fresh)
         legacy = self._legacy
         if legacy is not None:
             yield call(legacy.delete, legacy.adelete)
             self._legacy = None
 
-    def _store_empty(self, session: Session) -> Steps[None]:
-        manager = get_manager()
-        now = manager.clock()
-        token = tokens.new_token()
-        record = policy.new_record(session, manager.config, now, tokens.new_handle())
-        if _client_side():
-            token = cast(_Sealer, manager.store).seal(record)
-        else:
-            record.key = tokens.storage_key(token)
-            yield call(manager.store.create_sync, manager.store.create, record)
-        manager.emit(events.CREATED, handle=record.handle, user_id=record.user_id)
-        self._session_key = token
-        self._session_cache = Session(record, now=now, client=self.client)
-        self._modified = False
-
     def _delete(self, session_key: str | None) -> Steps[None]:
         key = self.session_key if session_key is None else session_key
-        if key is None or not _is_ours(key) or _client_side():
-            return  # a cookie session has no record to delete; flush() revokes it
-        store = get_manager().store
-        yield call(store.delete_sync, store.delete, tokens.storage_key(key))
+        if key is None or not _is_ours(key):
+            return
+        manager = get_manager()
+        yield call(manager.end_sync, manager.end, key)  # a cookie has none; flush() revokes it
 
     def _cycle_key(self) -> Steps[None]:
         """A new token at save, same data: one atomic rename, so the old token dies at the
