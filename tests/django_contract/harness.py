@@ -62,7 +62,6 @@ _CYCLE = (
     "after cycle_key() the old key still exists and session_key is unchanged until "
     "save() (the rename happens at commit)"
 )
-_EXISTS_NONE = "exists(None) raises TypeError (tokens.is_well_formed(None)) instead of False"
 _RESURRECT = (
     "a second save() after a logout elsewhere does not raise UpdateError: the first save "
     "dropped the cached session, the next access reloads, finds nothing, and the save "
@@ -82,8 +81,6 @@ KNOWN_BROKEN: dict[str, str] = {
     "test_custom_expiry_reset_async": _COOKIE_AGE,
     "test_cycle": _CYCLE,
     "test_cycle_async": _CYCLE,
-    "test_session_load_does_not_create_record": _EXISTS_NONE,
-    "test_session_load_does_not_create_record_async": _EXISTS_NONE,
     "test_session_save_does_not_resurrect_session_logged_out_in_other_context": _RESURRECT,
     "test_session_asave_does_not_resurrect_session_logged_out_in_other_context": _RESURRECT,
     "test_session_save_on_500": _LOAD,

@@ -140,10 +140,10 @@ class SessionStore(SessionBase):
     async def aload(self) -> dict[str, Any]:
         return dict(await self._aget_session())
 
-    def exists(self, session_key: str) -> bool:
+    def exists(self, session_key: str | None) -> bool:
         return run_sync(self._exists(session_key))
 
-    async def aexists(self, session_key: str) -> bool:
+    async def aexists(self, session_key: str | None) -> bool:
         return await run_async(self._exists(session_key))
 
     def create(self) -> None:
@@ -218,8 +218,10 @@ class SessionStore(SessionBase):
             self.modified = True  # so SessionMiddleware saves, and sends the new token
         return session
 
-    def _exists(self, session_key: str) -> Steps[bool]:
-        if not _is_ours(session_key):
+    def _exists(self, session_key: str | None) -> Steps[bool]:
+        """Django's ``exists(key)``: None (no key yet) or a value that was never one of
+        ours names no session, and costs no store call."""
+        if not session_key or not _is_ours(session_key):
             return False
         manager = get_manager()
         live: bool = yield call(manager.exists_sync, manager.exists, session_key)
