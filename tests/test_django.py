@@ -627,6 +627,7 @@ def test_a_db_backend_session_moves_into_coatcheck_at_its_next_request(site: Sit
     old.save()
     old_key = old.session_key
     assert old_key is not None and DbSession.objects.filter(session_key=old_key).exists()
+    assert SessionStore(old_key).load()["cart"] == ["apple"]  # load(): what the old store holds
 
     with site.browser() as browser:
         browser.cookies[COOKIE] = old_key

@@ -67,10 +67,6 @@ _RESURRECT = (
     "dropped the cached session, the next access reloads, finds nothing, and the save "
     "stores the data as a brand-new session under a new key"
 )
-_LOAD = (
-    "load() returns the unsaved in-memory data instead of what the store holds (the "
-    "middleware did not save on a 5xx, yet load() has 'hello')"
-)
 
 KNOWN_BROKEN: dict[str, str] = {
     "test_actual_expiry": _EXPIRY,
@@ -83,8 +79,6 @@ KNOWN_BROKEN: dict[str, str] = {
     "test_cycle_async": _CYCLE,
     "test_session_save_does_not_resurrect_session_logged_out_in_other_context": _RESURRECT,
     "test_session_asave_does_not_resurrect_session_logged_out_in_other_context": _RESURRECT,
-    "test_session_save_on_500": _LOAD,
-    "test_session_save_on_5xx": _LOAD,
 }
 """BUGS TO FIX, not accepted skips: coatcheck's Django backend breaks Django's contract
 here. Remove an entry with the fix that makes its test pass."""

@@ -56,6 +56,14 @@ def _is_ours(key: str) -> bool:
     return tokens.is_well_formed(key)
 
 
+def _old_engine_session(key: str) -> SessionBase:
+    """The session of ``COATCHECK_MIGRATE_FROM``'s engine under ``key``."""
+    engine = migrate_from()
+    assert engine is not None  # only then do such keys pass _validate_session_key
+    session: SessionBase = import_module(engine).SessionStore(key)
+    return session
+
+
 class SessionStore(SessionBase):
     """``SESSION_ENGINE = "coatcheck.django"`` points Django here."""
 
@@ -135,10 +143,10 @@ class SessionStore(SessionBase):
 
     # -- Django's backend contract, each written once below ---------------------------
     def load(self) -> dict[str, Any]:
-        return dict(self._get_session())
+        return run_sync(self._load())
 
     async def aload(self) -> dict[str, Any]:
-        return dict(await self._aget_session())
+        return await run_async(self._load())
 
     def exists(self, session_key: str | None) -> bool:
         return run_sync(self._exists(session_key))
@@ -202,13 +210,28 @@ class SessionStore(SessionBase):
             self._session_cache = session
         return session
 
+    def _load(self) -> Steps[dict[str, Any]]:
+        """Django's ``load()``: what the store holds under the key now, never this
+        object's unsaved changes (a view's writes on a 5xx response are not saved, and
+        ``load()`` says so). An unknown or expired key is forgotten, as Django's are."""
+        key = self.session_key
+        if key is None:
+            return {}
+        if not _is_ours(key):
+            legacy = _old_engine_session(key)
+            data: dict[str, Any] = yield call(legacy.load, legacy.aload)
+            return data
+        manager = get_manager()
+        session: Session = yield call(manager.load_sync, manager.load, key, self.client)
+        if session.is_new:
+            self._session_key = None
+        return dict(session)
+
     def _migrate(self, key: str) -> Steps[Session]:
         """Read a session of the old engine once; its data becomes a new coatcheck session
         at this request's save, and the old one is deleted only after that succeeded."""
-        engine = migrate_from()
-        assert engine is not None  # only such keys pass _validate_session_key
         manager = get_manager()
-        legacy: SessionBase = import_module(engine).SessionStore(key)
+        legacy = _old_engine_session(key)
         data: dict[str, Any] = yield call(legacy.load, legacy.aload)
         session: Session = yield call(manager.load_sync, manager.load, None, self.client)
         self._session_key = None
