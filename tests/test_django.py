@@ -87,6 +87,34 @@ def log_in(request: HttpRequest) -> HttpResponse:
     return state(request)
 
 
+def log_in_and_save(request: HttpRequest) -> JsonResponse:
+    """A view that saves the session itself right after ``login()``, as many apps do
+    (before a redirect, or to read the new key)."""
+    from django.contrib.auth import authenticate, login
+
+    user = authenticate(
+        request, username=request.POST["username"], password=request.POST["password"]
+    )
+    assert user is not None
+    login(request, user)
+    request.session.save()
+    return state(request)
+
+
+def save_in_view(request: HttpRequest) -> JsonResponse:
+    """``?how=save|create|cycle``: the view stores the session itself."""
+    session = request.session
+    session["seen"] = request.GET["how"]
+    how = request.GET["how"]
+    if how == "create":
+        session.create()
+    else:
+        if how == "cycle":
+            session.cycle_key()
+        session.save()
+    return JsonResponse({"key": session.session_key})
+
+
 def log_out(request: HttpRequest) -> JsonResponse:
     from django.contrib.auth import logout
 
@@ -124,6 +152,8 @@ urlpatterns = [
     path("set", set_values),
     path("cart", add_to_cart),
     path("login", log_in),
+    path("login-and-save", log_in_and_save),
+    path("save-in-view", save_in_view),
     path("logout", log_out),
     path("password", change_password),
     path("sessions", my_sessions),
@@ -541,6 +571,42 @@ def test_dropping_the_auth_keys_files_the_session_as_anonymous(site: Site) -> No
     last = emptied.session_key
     assert last is not None and site.record(last).data == {}
     assert site.record(last).user_id is None and user_sessions(8) == []
+
+
+def test_a_login_saved_in_the_view_keeps_the_user_and_the_cart(site: Site) -> None:
+    """``auth.login(request, user)`` then ``request.session.save()`` in the view: the
+    new key reaches the client, so the next request is still logged in, cart and all."""
+    from django.test import Client
+
+    user = make_user()
+    client = Client()
+    assert client.post("/cart", {"item": "apple"}).json()["data"] == {"cart": ["apple"]}
+    anonymous = client.cookies[COOKIE].value
+    response = client.post(
+        "/login-and-save", {"username": user.username, "password": "correct horse"}
+    )
+    assert response.json() == {"user": user.username, "data": {"cart": ["apple"]}}
+    token = response.cookies[COOKIE].value  # Set-Cookie sent, with the new key
+    assert token != anonymous and site.record(anonymous) is None
+    assert site.record(token).user_id == str(user.pk)
+    assert client.get("/state").json() == {"user": user.username, "data": {"cart": ["apple"]}}
+    assert client.post("/cart", {"item": "pear"}).json()["data"] == {"cart": ["apple", "pear"]}
+
+
+@pytest.mark.parametrize("how", ["save", "create", "cycle"])
+def test_a_session_stored_in_the_view_reaches_the_client(site: Site, how: str) -> None:
+    from django.test import Client
+
+    client = Client()
+    client.post("/set", {"a": "1"})
+    before = client.cookies[COOKIE].value
+    response = client.get("/save-in-view", {"how": how})
+    key = response.json()["key"]
+    assert tokens.is_well_formed(key)
+    assert response.cookies[COOKIE].value == key
+    if how != "save":
+        assert key != before  # create() and cycle_key() give the session a new key
+    assert client.get("/state").json()["data"] == {"a": "1", "seen": how}
 
 
 def test_djangos_test_client_can_force_login(site: Site) -> None:

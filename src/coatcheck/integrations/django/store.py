@@ -278,9 +278,12 @@ class SessionStore(SessionBase):
         result: CommitResult = yield call(manager.commit_sync, manager.commit, session)
         # A committed Session is frozen; the next access reads the stored state afresh.
         del self._session_cache
-        self._modified = False
+        # ``modified`` stays as it was, and turns True with a new key, as in Django's
+        # backends: a view's own save() (after auth.login, say) leaves it to the
+        # middleware to send the key, and that save finds nothing more to write.
         if result.token is not None:
             self._session_key = result.token
+            self._modified = True
         elif result.clear:
             # Revoked or purged while this request ran: Django's word for it.
             self._session_key = None
