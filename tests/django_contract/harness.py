@@ -62,11 +62,6 @@ _CYCLE = (
     "after cycle_key() the old key still exists and session_key is unchanged until "
     "save() (the rename happens at commit)"
 )
-_RESURRECT = (
-    "a second save() after a logout elsewhere does not raise UpdateError: the first save "
-    "dropped the cached session, the next access reloads, finds nothing, and the save "
-    "stores the data as a brand-new session under a new key"
-)
 
 KNOWN_BROKEN: dict[str, str] = {
     "test_actual_expiry": _EXPIRY,
@@ -77,8 +72,6 @@ KNOWN_BROKEN: dict[str, str] = {
     "test_custom_expiry_reset_async": _COOKIE_AGE,
     "test_cycle": _CYCLE,
     "test_cycle_async": _CYCLE,
-    "test_session_save_does_not_resurrect_session_logged_out_in_other_context": _RESURRECT,
-    "test_session_asave_does_not_resurrect_session_logged_out_in_other_context": _RESURRECT,
 }
 """BUGS TO FIX, not accepted skips: coatcheck's Django backend breaks Django's contract
 here. Remove an entry with the fix that makes its test pass."""

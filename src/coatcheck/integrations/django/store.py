@@ -77,6 +77,11 @@ class SessionStore(SessionBase):
         """An old engine's session being moved into coatcheck (deleted once saved here)."""
         self.ended = False
         """``flush()`` ended a stored session (a logout): the response clears site data."""
+        self._saved_key: str | None = None
+        """The key this object's last commit left the session under. Finding nothing
+        there at the next access means the session ended meanwhile (a logout in another
+        request), and the next save() must say so rather than store a new one."""
+        self._interrupted = False
         self.stale_token = False
         """The session was reached through a token a concurrent request rotated out (its
         grace window): the response must not send that token back as the cookie, or it
@@ -207,6 +212,9 @@ class SessionStore(SessionBase):
                 if session.is_new:
                     # Unknown or expired: never adopt the client's value (strict mode).
                     self._session_key = None
+                    if key is not None and key == self._saved_key:
+                        self._interrupted = True
+                        self._saved_key = None
             self._session_cache = session
         return session
 
@@ -252,6 +260,10 @@ class SessionStore(SessionBase):
 
     def _save(self) -> Steps[None]:
         session = yield from self._current()
+        if self._interrupted:
+            # Saved here, then ended elsewhere: never resurrect it under a new key.
+            self._interrupted = False
+            raise UpdateError("the session was deleted before the request completed")
         ending = self._follow_auth(session)
         yield from self._commit(session, ending)
 
@@ -281,17 +293,18 @@ class SessionStore(SessionBase):
         # ``modified`` stays as it was, and turns True with a new key, as in Django's
         # backends: a view's own save() (after auth.login, say) leaves it to the
         # middleware to send the key, and that save finds nothing more to write.
+        if result.clear:
+            # Revoked or purged while this request ran: Django's word for it.
+            self._session_key = self._saved_key = None
+            raise UpdateError("the session was deleted before the request completed")
         if result.token is not None:
             self._session_key = result.token
             self._modified = True
-        elif result.clear:
-            # Revoked or purged while this request ran: Django's word for it.
-            self._session_key = None
-            raise UpdateError("the session was deleted before the request completed")
         elif self._session_key is not None and manager.through_old_token(
             session, self._session_key
         ):
             self.stale_token = True
+        self._saved_key = self._session_key
         legacy = self._legacy
         if legacy is not None:
             yield call(legacy.delete, legacy.adelete)
