@@ -115,6 +115,21 @@ def save_in_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"key": session.session_key})
 
 
+LOCKERS: list[sqlite3.Connection] = []
+"""Connections a view opened to hold the session database's write lock (test releases)."""
+
+
+def cycle_then_lock(request: HttpRequest) -> JsonResponse:
+    """cycle_key() succeeds, then another writer takes the store's file: the
+    middleware's save fails."""
+    request.session.cycle_key()
+    request.session["late"] = "lost"
+    locker = sqlite3.connect(request.GET["db"], isolation_level=None, check_same_thread=False)
+    locker.execute("BEGIN IMMEDIATE")
+    LOCKERS.append(locker)
+    return JsonResponse({})
+
+
 def log_out(request: HttpRequest) -> JsonResponse:
     from django.contrib.auth import logout
 
@@ -154,6 +169,7 @@ urlpatterns = [
     path("login", log_in),
     path("login-and-save", log_in_and_save),
     path("save-in-view", save_in_view),
+    path("cycle-then-lock", cycle_then_lock),
     path("logout", log_out),
     path("password", change_password),
     path("sessions", my_sessions),
@@ -529,10 +545,21 @@ def test_sync_contract_details(site: Site) -> None:
 
     renamed = SessionStore(key)
     renamed["n"] = 1
-    renamed.cycle_key()
-    assert renamed.session_key == key  # the new token exists only once saved
+    renamed.cycle_key()  # as Django's backends: a new key at once, the old one gone
+    cycled = renamed.session_key
+    assert cycled is not None and cycled != key and tokens.is_well_formed(cycled)
+    assert not renamed.exists(key) and renamed.exists(cycled)
+    assert renamed["n"] == 1 and site.record(cycled).data == {"n": 1}
+    assert renamed.modified  # so the middleware sends the new key
     renamed.save()
-    assert renamed.session_key != key and not renamed.exists(key)
+    assert renamed.session_key == cycled  # nothing left to rename
+
+    fresh = SessionStore()
+    fresh["n"] = 1
+    fresh.cycle_key()  # not stored yet: no old key to end, nothing written
+    assert fresh.session_key is None and site.rows() == 1
+    fresh.save()
+    assert fresh.session_key is not None and site.record(fresh.session_key).data == {"n": 1}
 
     stale = SessionStore(renamed.session_key)
     stale["n"] = 2
@@ -734,11 +761,16 @@ def test_a_login_over_the_session_limit_is_a_403_in_deny_mode(site: Site) -> Non
     with site.browser() as first, site.browser() as second:
         log_in_as(first, user)
         second.post("/set", data={"draft": "kept"})
+        anonymous = second.cookies[COOKIE]
         refused = second.post(
             "/login", data={"username": user.username, "password": "correct horse"}
         )
         assert refused.status_code == 403
         assert b"too many active sessions" in refused.content
+        # cycle_key() had moved the anonymous session before the refused save: the 403
+        # still carries its new key (the old one is dead), so the draft is not lost.
+        moved, _ = session_cookie(refused)
+        assert moved != anonymous and site.record(anonymous) is None
         assert second.get("/state").json() == {"user": None, "data": {"draft": "kept"}}
         assert first.get("/state").json()["user"] == user.username
 
@@ -768,6 +800,21 @@ def test_store_failure_on_save_is_a_503(site: Site) -> None:
         assert response.content == UNAVAILABLE_BODY
         assert browser.cookies[COOKIE] == token
         assert browser.get("/state").json()["data"] == {"a": "1"}
+
+
+def test_a_503_after_cycle_key_still_delivers_the_moved_key(site: Site) -> None:
+    with site.browser() as browser:
+        browser.post("/set", data={"a": "1"})
+        before = browser.cookies[COOKIE]
+        try:
+            response = browser.get("/cycle-then-lock", params={"db": str(site.db)})
+        finally:
+            while LOCKERS:
+                LOCKERS.pop().close()
+        assert response.status_code == 503
+        moved, _ = session_cookie(response)
+        assert moved != before and site.record(before) is None
+        assert browser.get("/state").json()["data"] == {"a": "1"}  # "late" was not saved
 
 
 # -- settings ----------------------------------------------------------------------------------

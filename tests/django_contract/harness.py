@@ -58,10 +58,6 @@ _COOKIE_AGE = (
     "SESSION_COOKIE_AGE is ignored: get_session_cookie_age() returns coatcheck's "
     "absolute_timeout (43200 != 1209600)"
 )
-_CYCLE = (
-    "after cycle_key() the old key still exists and session_key is unchanged until "
-    "save() (the rename happens at commit)"
-)
 
 KNOWN_BROKEN: dict[str, str] = {
     "test_actual_expiry": _EXPIRY,
@@ -70,8 +66,6 @@ KNOWN_BROKEN: dict[str, str] = {
     "test_default_expiry_async": _COOKIE_AGE,
     "test_custom_expiry_reset": _COOKIE_AGE,
     "test_custom_expiry_reset_async": _COOKIE_AGE,
-    "test_cycle": _CYCLE,
-    "test_cycle_async": _CYCLE,
 }
 """BUGS TO FIX, not accepted skips: coatcheck's Django backend breaks Django's contract
 here. Remove an entry with the fix that makes its test pass."""

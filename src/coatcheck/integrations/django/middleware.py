@@ -8,7 +8,9 @@ as SessionMiddleware saving at the end of the request. Django turns an exception
 inside a middleware into a 500 response before any outer middleware sees it, so the
 refusal is noted on the request from the ``got_request_exception`` signal (the hook
 Django's own test client uses to see such exceptions) and the 500 is replaced. Continuing
-with an empty session instead could later overwrite the real one.
+with an empty session instead could later overwrite the real one. A refusal that replaces
+a response still carries the session's new key when the request had already moved it
+(``cycle_key()`` renames at once): the old key no longer works.
 
 ``SessionMiddleware`` is Django's, plus the client facts (user agent, truncated IP) that
 coatcheck keeps for a "your devices" list; Django's SessionStore never sees the request.
@@ -76,8 +78,38 @@ class StoreUnavailableMiddleware(MiddlewareMixin):
     ) -> HttpResponseBase:
         exc = getattr(request, _REFUSED, None)
         if exc is not None:
-            return _response(refused(exc, "request (instead of a 500)"))
+            answer = _response(refused(exc, "request (instead of a 500)"))
+            _deliver_moved_key(request, answer)
+            return answer
         return response
+
+
+def _deliver_moved_key(request: HttpRequest, response: HttpResponse) -> None:
+    """The refusal replaces a response whose save failed, but the session may already
+    have moved to a new key earlier in the request (``cycle_key()`` at a login that the
+    session limit then refused, or before the store failed): the old key is dead, so the
+    refusal still carries the new one, or the visitor would lose the session."""
+    session = getattr(request, "session", None)
+    name = settings.SESSION_COOKIE_NAME
+    if not isinstance(session, SessionStore) or session.stale_token:
+        return
+    key = session.session_key
+    if key is None or key == request.COOKIES.get(name):
+        return
+    try:  # the session's own expiry (set_expiry), when the store can still be read
+        max_age = None if session.get_expire_at_browser_close() else session.get_expiry_age()
+    except REFUSED:
+        max_age = None if settings.SESSION_EXPIRE_AT_BROWSER_CLOSE else settings.SESSION_COOKIE_AGE
+    response.set_cookie(
+        name,
+        key,
+        max_age=max_age,
+        domain=settings.SESSION_COOKIE_DOMAIN,
+        path=settings.SESSION_COOKIE_PATH,
+        secure=bool(settings.SESSION_COOKIE_SECURE),
+        httponly=bool(settings.SESSION_COOKIE_HTTPONLY),
+        samesite=settings.SESSION_COOKIE_SAMESITE,
+    )
 
 
 class SessionMiddleware(DjangoSessionMiddleware):

@@ -8,9 +8,9 @@ password change and ``flush()`` at logout, and the middleware calls ``save()`` a
 - ``session_key`` is the coatcheck token; the store only ever sees its SHA-256.
 - The dict Django sees is a coatcheck ``Session``: it tracks each changed key (in-place
   mutation of lists and dicts included), so ``save()`` writes a delta, not a snapshot.
-- ``cycle_key()`` states ``regenerate()``; a new ``_auth_user_id`` becomes ``login(uid)``
-  at save. Either way one atomic rename issues the new token, and only after ``save()``
-  does ``session_key`` hold it (Django's middleware reads it after saving).
+- ``cycle_key()`` renames the record under a new token at once (as Django's backends
+  do); a new ``_auth_user_id`` becomes ``login(uid)`` at save, another rename. Either
+  way the old token stops working at the moment the new one exists.
 - ``modified`` also turns true when coatcheck's policy wants a write Django would not ask
   for (an in-place mutation, or the periodic touch that extends the idle deadline), so
   read-only traffic keeps a session alive without writing on every request.
@@ -318,11 +318,25 @@ class SessionStore(SessionBase):
         yield call(manager.end_sync, manager.end, key)  # a cookie has none; flush() revokes it
 
     def _cycle_key(self) -> Steps[None]:
-        """A new token at save, same data: one atomic rename, so the old token dies at the
-        very moment the new one exists (login, password change)."""
+        """Django's ``cycle_key()`` (``auth.login``, ``update_session_auth_hash``): the
+        same data under a new key, now. One atomic rename, so the old key stops working
+        at the very moment the new one exists, and ``session_key`` is the new key at once.
+
+        A session not stored yet has no old key to end: it gets its key when it is
+        stored (by the middleware's save, or the view's), and no write happens here.
+        """
         session = yield from self._current()
-        session.regenerate()
         self.modified = True
+        if session.is_new:
+            return
+        session.regenerate()
+        try:
+            yield from self._commit(session, self._follow_auth(session))
+        except UpdateError:
+            # Ended meanwhile (a logout elsewhere): nothing to move, and nothing of it
+            # may come back; the request goes on with a fresh session (a login still can).
+            manager = get_manager()
+            self._session_cache = yield call(manager.load_sync, manager.load, None, self.client)
 
     def _flush(self) -> Steps[None]:
         """Logout: the record is deleted now, and the request goes on with a fresh,
