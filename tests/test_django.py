@@ -636,6 +636,17 @@ def test_a_session_stored_in_the_view_reaches_the_client(site: Site, how: str) -
     assert client.get("/state").json()["data"] == {"a": "1", "seen": how}
 
 
+def test_session_cookie_age_shapes_the_cookie(site: Site) -> None:
+    from django.test import Client, override_settings
+
+    client = Client()
+    with override_settings(SESSION_EXPIRE_AT_BROWSER_CLOSE=False, SESSION_COOKIE_AGE=900):
+        cookie = client.post("/set", {"a": "1"}).cookies[COOKIE]
+    assert cookie["max-age"] == 900
+    cookie = client.post("/set", {"a": "2"}).cookies[COOKIE]  # at browser close again
+    assert cookie["max-age"] == ""
+
+
 def test_djangos_test_client_can_force_login(site: Site) -> None:
     from django.test import Client
 

@@ -54,18 +54,10 @@ _EXPIRY = (
     "set_expiry() does not shorten the server-side deadline: a session saved with an "
     "expiry in the past still loads"
 )
-_COOKIE_AGE = (
-    "SESSION_COOKIE_AGE is ignored: get_session_cookie_age() returns coatcheck's "
-    "absolute_timeout (43200 != 1209600)"
-)
 
 KNOWN_BROKEN: dict[str, str] = {
     "test_actual_expiry": _EXPIRY,
     "test_actual_expiry_async": _EXPIRY,
-    "test_default_expiry": _COOKIE_AGE,
-    "test_default_expiry_async": _COOKIE_AGE,
-    "test_custom_expiry_reset": _COOKIE_AGE,
-    "test_custom_expiry_reset_async": _COOKIE_AGE,
 }
 """BUGS TO FIX, not accepted skips: coatcheck's Django backend breaks Django's contract
 here. Remove an entry with the fix that makes its test pass."""

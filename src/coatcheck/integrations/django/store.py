@@ -14,8 +14,8 @@ password change and ``flush()`` at logout, and the middleware calls ``save()`` a
 - ``modified`` also turns true when coatcheck's policy wants a write Django would not ask
   for (an in-place mutation, or the periodic touch that extends the idle deadline), so
   read-only traffic keeps a session alive without writing on every request.
-- Idle and absolute deadlines are coatcheck's, enforced on load; Django's cookie age only
-  shapes the cookie (and defaults to coatcheck's absolute timeout).
+- Idle and absolute deadlines are coatcheck's, enforced on load. ``SESSION_COOKIE_AGE``
+  is Django's, read as Django reads it: it shapes the cookie.
 """
 
 from __future__ import annotations
@@ -119,10 +119,6 @@ class SessionStore(SessionBase):
     async def ahandle(self) -> str | None:
         """``handle`` for async code (loading the session may need the store)."""
         return (await self._aget_session()).handle
-
-    def get_session_cookie_age(self) -> int:
-        """The cookie need not outlive the longest a coatcheck session can last."""
-        return int(get_manager().config.absolute_timeout)
 
     def _get_session(self, no_load: bool = False) -> Session:
         self.accessed = True
