@@ -55,7 +55,11 @@ def state(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
         {
             "user": user.get_username() if user.is_authenticated else None,
-            "data": {k: v for k, v in request.session.items() if not k.startswith("_auth")},
+            "data": {
+                k: v
+                for k, v in request.session.items()
+                if not k.startswith(("_auth", "_session"))  # Django's own keys
+            },
         }
     )
 
@@ -115,6 +119,17 @@ def save_in_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"key": session.session_key})
 
 
+def expire(request: HttpRequest) -> JsonResponse:
+    """``set_expiry()`` with ``?seconds=N`` (an int) or ``?at=<epoch seconds>`` (a date)."""
+    from datetime import UTC, datetime
+
+    if "at" in request.GET:
+        request.session.set_expiry(datetime.fromtimestamp(float(request.GET["at"]), UTC))
+    else:
+        request.session.set_expiry(int(request.GET["seconds"]))
+    return JsonResponse({})
+
+
 LOCKERS: list[sqlite3.Connection] = []
 """Connections a view opened to hold the session database's write lock (test releases)."""
 
@@ -170,6 +185,7 @@ urlpatterns = [
     path("login-and-save", log_in_and_save),
     path("save-in-view", save_in_view),
     path("cycle-then-lock", cycle_then_lock),
+    path("expire", expire),
     path("logout", log_out),
     path("password", change_password),
     path("sessions", my_sessions),
@@ -475,6 +491,85 @@ def test_absolute_timeout_ends_even_a_busy_session(site: Site) -> None:
         site.clock.advance(IDLE / 2)
         assert site.clock.now >= logged_in_at + ABSOLUTE
         assert browser.get("/state").json()["user"] is None
+
+
+def test_set_expiry_shortens_the_server_side_deadline(site: Site) -> None:
+    with site.browser() as browser:
+        browser.post("/set", data={"a": "1"})
+        token = browser.cookies[COOKIE]
+        assert site.record(token).expires_at == site.clock.now + IDLE
+        _, attrs = session_cookie(browser.get("/expire", params={"seconds": "300"}))
+        assert attrs["max-age"] == "300"  # Django's cookie, as Django sets it
+        assert site.record(token).expires_at == site.clock.now + 300  # and the server's
+
+        site.clock.advance(200)  # a read-only request past the touch interval (IDLE / 10)
+        assert browser.get("/state").json()["data"] == {"a": "1"}
+        assert site.record(token).expires_at == site.clock.now + 300  # not + IDLE
+
+        site.clock.advance(300)
+        assert browser.get("/state").json()["data"] == {}
+        assert site.record(token) is None or site.record(token).expires_at <= site.clock.now
+
+
+def test_a_longer_set_expiry_changes_only_the_cookie(site: Site) -> None:
+    with site.browser() as browser:
+        browser.post("/set", data={"a": "1"})
+        token = browser.cookies[COOKIE]
+        _, attrs = session_cookie(browser.get("/expire", params={"seconds": "5000"}))
+        assert attrs["max-age"] == "5000"
+        assert site.record(token).expires_at == site.clock.now + IDLE
+        site.clock.advance(IDLE)
+        assert browser.get("/state").json()["data"] == {}
+
+
+def test_set_expiry_to_a_date_never_outlives_the_absolute_deadline(site: Site) -> None:
+    """A Django login is never a remember-me login: the absolute timeout holds, whatever
+    date set_expiry() names."""
+    user = make_user()
+    with site.browser() as browser:
+        log_in_as(browser, user)
+        token = browser.cookies[COOKIE]
+        record = site.record(token)
+        assert record.remember is False and record.absolute_at == site.clock.now + ABSOLUTE
+        soon = site.clock.now + 100
+        browser.get("/expire", params={"at": str(soon)})
+        assert site.record(token).expires_at == soon
+        browser.get("/expire", params={"at": str(site.clock.now + 2 * ABSOLUTE)})
+        logged_in_at = record.auth_at
+        while site.clock.now + IDLE / 2 < logged_in_at + ABSOLUTE:
+            site.clock.advance(IDLE / 2)
+            assert browser.get("/state").json()["user"] == user.username
+            assert site.record(token).expires_at <= logged_in_at + ABSOLUTE
+        site.clock.advance(IDLE / 2)
+        assert browser.get("/state").json()["user"] is None
+
+
+def test_set_expiry_in_the_past_ends_the_session(site: Site) -> None:
+    user = make_user()
+    with site.browser() as browser:
+        log_in_as(browser, user)
+        browser.post("/cart", data={"item": "tea"})
+        token = browser.cookies[COOKIE]
+        response = browser.get("/expire", params={"seconds": "-10"})
+        assert response.status_code == 200
+        value, attrs = session_cookie(response)
+        assert value == '""' and attrs["max-age"] == "0"  # cleared, not "None"
+        assert COOKIE not in browser.cookies
+        assert site.record(token) is None
+        assert "session.expired" in site.sink.names()
+        assert user_sessions(user.pk) == []
+        assert browser.get("/state").json() == {"user": None, "data": {}}
+
+
+def test_a_session_cookie_age_below_the_idle_timeout_bounds_the_server_too(site: Site) -> None:
+    from django.test import override_settings
+
+    with override_settings(SESSION_COOKIE_AGE=120), site.browser() as browser:
+        browser.post("/set", data={"a": "1"})
+        token = browser.cookies[COOKIE]
+        assert site.record(token).expires_at == site.clock.now + 120
+        site.clock.advance(120)
+        assert browser.get("/state").json()["data"] == {}
 
 
 def test_clearsessions_purges_expired_sessions(site: Site) -> None:

@@ -1,14 +1,17 @@
 """What an edge may ask the manager without loading a session for a request: does a token
 name a live session, would a commit write, was the session reached through a rotated-out
-token; and ending a session by its token. On the memory store and the cookie store (the
-two kinds of carrier), with a FakeClock."""
+token; ending a session by its token; and a ``cap_deadline()`` carried through to the
+store. On the memory store and the cookie store (the two kinds of carrier), with a
+FakeClock."""
 
 from __future__ import annotations
+
+import pytest
 
 from coatcheck import SessionConfig, SessionManager
 from coatcheck.core import tokens
 from coatcheck.security.sealing import new_key
-from coatcheck.stores import CookieStore, MemoryStore
+from coatcheck.stores import CookieStore, MemoryStore, Store
 from tests.support.clock import FakeClock
 
 CONFIG = SessionConfig(idle_timeout=600, absolute_timeout=3600)
@@ -98,3 +101,28 @@ async def test_a_cookie_session_exists_while_sealed_and_cannot_be_ended(
     assert not manager.through_old_token(manager.load_sync(token), token)
     clock.advance(600)
     assert not manager.exists_sync(token)
+
+
+@pytest.mark.parametrize("kind", ["memory", "cookie"])
+def test_a_deadline_cap_shortens_the_session_and_a_passed_one_ends_it(
+    clock: FakeClock, kind: str
+) -> None:
+    store: Store = MemoryStore() if kind == "memory" else CookieStore([new_key()])
+    manager = SessionManager(store, CONFIG, clock=clock)
+    token = stored(manager, a=1)
+    session = manager.load_sync(token)
+    session.cap_deadline(clock.now + 120)  # nothing else changes: still written
+    token = manager.commit_sync(session).token or token
+    assert manager.load_sync(token).expires_at == clock.now + 120
+    clock.advance(119)
+    assert manager.exists_sync(token)
+    clock.advance(1)
+    assert not manager.exists_sync(token)
+
+    token = stored(manager, a=2)
+    session = manager.load_sync(token)
+    session.cap_deadline(clock.now - 1)
+    result = manager.commit_sync(session)
+    assert result.clear and result.token is None
+    if kind == "memory":
+        assert manager.end_sync(token) is False  # the record is gone already

@@ -67,6 +67,71 @@ def test_a_kept_empty_session_is_stored_and_a_kept_logout_replaces() -> None:
     assert (plan.record.user_id, plan.record.handle) == (None, "new-handle")
 
 
+def test_a_deadline_cap_brings_every_written_deadline_forward() -> None:
+    idle, absolute = CONFIG.idle_timeout, CONFIG.absolute_timeout
+    new = Session(None, now=NOW)
+    new["a"] = 1
+    new.cap_deadline(NOW + 300)
+    created = plan_commit(new, CONFIG, NOW, "h").record
+    assert created is not None
+    assert (created.expires_at, created.absolute_at) == (NOW + 300, NOW + absolute)
+
+    changed = Session(record(), now=NOW + 10)
+    changed["n"] = 2
+    changed.cap_deadline(NOW + 10 + 300)
+    patch = plan_commit(changed, CONFIG, NOW + 10).patch
+    assert patch is not None and patch.fields["expires_at"] == NOW + 10 + 300
+
+    later = Session(record(), now=NOW + 10)  # a cap past the idle deadline: idle wins
+    later["n"] = 2
+    later.cap_deadline(NOW + 10 + idle + 50)
+    patch = plan_commit(later, CONFIG, NOW + 10).patch
+    assert patch is not None and patch.fields["expires_at"] == NOW + 10 + idle
+
+    renamed = Session(record(), now=NOW + 10)
+    renamed.regenerate()
+    renamed.cap_deadline(NOW + 70)
+    plan = plan_commit(renamed, CONFIG, NOW + 10)
+    assert plan.action is Action.RENAME
+    assert plan.patch is not None and plan.patch.fields["expires_at"] == NOW + 70
+
+
+def test_a_cap_that_shortens_the_stored_deadline_is_written_alone() -> None:
+    untouched = Session(record(), now=NOW + 1)
+    untouched.cap_deadline(NOW + 120)  # before the stored NOW + idle_timeout
+    plan = plan_commit(untouched, CONFIG, NOW + 1)
+    assert plan.action is Action.TOUCH
+    assert plan.patch is not None and plan.patch.fields["expires_at"] == NOW + 120
+    assert not plan.patch.touches_data
+
+    looser = Session(record(), now=NOW + 1)
+    looser.cap_deadline(NOW + 1e6)  # after the stored deadline: nothing to write
+    assert plan_commit(looser, CONFIG, NOW + 1).action is Action.NOTHING
+
+
+def test_a_passed_cap_ends_the_session_and_never_stores_a_new_one() -> None:
+    stored = Session(record(user_id="alice"), now=NOW + 5)
+    stored["n"] = 3
+    stored.cap_deadline(NOW)
+    plan = plan_commit(stored, CONFIG, NOW + 5)
+    assert (plan.action, plan.cookie, plan.events) == (
+        Action.DELETE,
+        CookieAction.CLEAR,
+        ("session.expired",),
+    )
+    new = Session(None, now=NOW)
+    new["a"] = 1
+    new.keep()
+    new.cap_deadline(NOW - 10)
+    assert plan_commit(new, CONFIG, NOW, "h").action is Action.NOTHING
+    flashed = Session(record(user_id="alice"), now=NOW)
+    flashed.logout()
+    flashed["flash"] = "bye"
+    flashed.cap_deadline(NOW)
+    plan = plan_commit(flashed, CONFIG, NOW, "h")
+    assert (plan.action, plan.events) == (Action.DELETE, ("session.logout",))
+
+
 def test_new_session_with_data_is_created_with_deadlines() -> None:
     s = Session(None, now=NOW)
     s["cart"] = ["hat"]

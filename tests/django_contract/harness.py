@@ -50,15 +50,8 @@ ACCEPTED: dict[str, str] = {
 }
 """Failures by design: each is listed in the docs with its reason."""
 
-_EXPIRY = (
-    "set_expiry() does not shorten the server-side deadline: a session saved with an "
-    "expiry in the past still loads"
-)
 
-KNOWN_BROKEN: dict[str, str] = {
-    "test_actual_expiry": _EXPIRY,
-    "test_actual_expiry_async": _EXPIRY,
-}
+KNOWN_BROKEN: dict[str, str] = {}
 """BUGS TO FIX, not accepted skips: coatcheck's Django backend breaks Django's contract
 here. Remove an entry with the fix that makes its test pass."""
 

@@ -187,6 +187,12 @@ def rotation_marker(
 _NO_KEYS: frozenset[str] = frozenset()
 
 
+def _capped(session: Session, expires_at: float) -> float:
+    """``expires_at``, brought forward to the session's ``cap_deadline()`` if it is earlier."""
+    cap = session._deadline_cap
+    return cap if cap is not None and cap < expires_at else expires_at
+
+
 def new_record(session: Session, config: SessionConfig, now: float, handle: str) -> SessionRecord:
     """A record holding the session's whole state, created at ``now`` (key left empty)."""
     encoded = {key: encode_value(key, value) for key, value in session._data.items()}
@@ -201,7 +207,9 @@ def new_record(session: Session, config: SessionConfig, now: float, handle: str)
         meta=dict(session._meta) if session._meta else {},
         created_at=now,
         last_seen_at=now,
-        expires_at=deadline(config, now=now, absolute_at=absolute_at, remember=remember),
+        expires_at=_capped(
+            session, deadline(config, now=now, absolute_at=absolute_at, remember=remember)
+        ),
         absolute_at=absolute_at,
         user_id=session._user_id,
         auth_at=now if session._user_id is not None else None,
@@ -215,9 +223,14 @@ def cookie_max_age(remember: bool, absolute_at: float, now: float) -> int | None
     return max(0, int(absolute_at - now)) if remember else None
 
 
-def _touch_fields(record: SessionRecord, config: SessionConfig, now: float) -> dict[str, Any]:
-    """The record fields every commit of a live session refreshes: activity and deadline."""
+def _touch_fields(
+    record: SessionRecord, config: SessionConfig, now: float, cap: float | None
+) -> dict[str, Any]:
+    """The record fields every commit of a live session refreshes: activity and deadline
+    (brought forward to ``cap``, the session's ``cap_deadline()``, if earlier)."""
     expires_at = deadline(config, now=now, absolute_at=record.absolute_at, remember=record.remember)
+    if cap is not None and cap < expires_at:
+        expires_at = cap
     return {"last_seen_at": now, "expires_at": expires_at}
 
 
@@ -231,20 +244,25 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
     ======================================  ============================================
     the session                             the plan
     ======================================  ============================================
-    has no record yet                       CREATE if it holds anything or is kept
-    was logged out                          DELETE, or REPLACE when data was written after
-                                            (or it is kept)
+    has no record yet                       CREATE if it holds anything or is kept (never
+                                            with a ``cap_deadline()`` already passed)
+    was logged out, or its cap has passed   DELETE, or REPLACE when data was written after
+                                            a logout (or it is kept)
     untouched by the handler                TOUCH when the touch interval has passed
     logs in over another user's session     REPLACE: nothing of the other user carries over
     regenerated or rotated                  RENAME, with the login's fields if any
-    changed                                 UPDATE the delta; else TOUCH as above
+    changed                                 UPDATE the delta; else TOUCH as above, or
+                                            when its cap brings the deadline forward
     ======================================  ============================================
+
+    Every deadline a plan writes is brought forward to the session's ``cap_deadline()``.
     """
     record = session._record
+    cap = session._deadline_cap
     if record is None:
         return _plan_new(session, config, now, new_handle)
-    if session._logout:
-        return _plan_logout(session, config, now, new_handle)
+    if session._logout or (cap is not None and cap <= now):
+        return _plan_end(session, config, now, new_handle)
     if not (
         session._set
         or session._removed
@@ -253,10 +271,11 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
         or session._login
         or session._regenerate
         or session._rotate
-    ):
-        # Untouched by the handler (most requests): at most a touch of the deadline.
+    ) and (cap is None or cap >= record.expires_at):
+        # Untouched by the handler (most requests): at most a touch of the deadline (a
+        # cap past the stored deadline writes nothing by itself).
         if now - record.last_seen_at >= config.effective_touch_interval:
-            touched = _touch_fields(record, config, now)
+            touched = _touch_fields(record, config, now, cap)
             guard = _guard(record, config)
             return Plan(_TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, touched, guard))
         return NOTHING
@@ -268,14 +287,30 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
     if session._regenerate or session._rotate:
         delta = Patch(set_json, set_items, removed)
         return _plan_rename(session, record, config, now, delta)
-    fields = _touch_fields(record, config, now)
+    return _plan_update(session, record, config, now, (set_json, set_items, removed))
+
+
+def _plan_update(
+    session: Session,
+    record: SessionRecord,
+    config: SessionConfig,
+    now: float,
+    delta: tuple[dict[str, str], dict[str, Any], frozenset[str]],
+) -> Plan:
+    """The same token, the data ``delta`` (UPDATE); with no delta, a TOUCH when the touch
+    interval has passed or the session's cap brings its deadline forward."""
+    set_json, set_items, removed = delta
+    fields = _touch_fields(record, config, now, session._deadline_cap)
+    guard = _guard(record, config)
     if set_json or removed or session._meta_dirty:
         if session._meta_dirty:
             fields["meta"] = dict(session._meta or {})
-        guard = _guard(record, config)
         return Plan(_UPDATE, _NO_COOKIE, Patch(set_json, set_items, removed, fields, guard))
-    if now - record.last_seen_at >= config.effective_touch_interval:
-        return Plan(_TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, fields, _guard(record, config)))
+    if (
+        now - record.last_seen_at >= config.effective_touch_interval
+        or fields["expires_at"] < record.expires_at
+    ):
+        return Plan(_TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, fields, guard))
     return NOTHING
 
 
@@ -288,7 +323,10 @@ def _plan_new(
 ) -> Plan:
     """A whole new record: the first store of a session (CREATE), or one replacing the
     previous user's (REPLACE). A session that holds nothing is not stored, unless the
-    caller asked to ``keep()`` it."""
+    caller asked to ``keep()`` it; nor is one whose ``cap_deadline()`` has passed."""
+    cap = session._deadline_cap
+    if action is Action.CREATE and cap is not None and cap <= now:
+        return NOTHING
     if (
         action is Action.CREATE
         and not session._data
@@ -307,9 +345,13 @@ def _plan_new(
     )
 
 
-def _plan_logout(session: Session, config: SessionConfig, now: float, new_handle: str) -> Plan:
+def _plan_end(session: Session, config: SessionConfig, now: float, new_handle: str) -> Plan:
     """Logout ends the record; data written after it (or ``keep()``) starts a new,
-    anonymous one."""
+    anonymous one. A ``cap_deadline()`` already passed ends it too, and nothing follows."""
+    cap = session._deadline_cap
+    if cap is not None and cap <= now:
+        names = (ev.LOGOUT,) if session._logout else (ev.EXPIRED,)
+        return Plan(Action.DELETE, CookieAction.CLEAR, events=names)
     if session._data or session._keep:
         new = new_record(session, config, now, new_handle)
         return Plan(Action.REPLACE, CookieAction.SET, record=new, events=(ev.LOGOUT, ev.CREATED))
@@ -355,7 +397,9 @@ def _plan_rename(
         if client is not None:
             fields.update(user_agent=client.user_agent, ip=client.ip)
         names = (ev.LOGIN,)
-    fields["expires_at"] = deadline(config, now=now, absolute_at=absolute_at, remember=remember)
+    fields["expires_at"] = _capped(
+        session, deadline(config, now=now, absolute_at=absolute_at, remember=remember)
+    )
     patch = Patch(delta.set_json, delta.set_items, delta.removed, fields, _guard(record, config))
     periodic = not session._regenerate
     return Plan(

@@ -32,6 +32,7 @@ class Session(MutableMapping[str, Any]):
         "_client",
         "_committed",
         "_data",
+        "_deadline_cap",
         "_expires_at",
         "_handle",
         "_keep",
@@ -85,6 +86,7 @@ class Session(MutableMapping[str, Any]):
         self._meta: dict[str, Any] | None = None
         self._login = self._logout = self._regenerate = self._rotate = False
         self._committed = self._meta_dirty = self._keep = False
+        self._deadline_cap: float | None = None
         self.via_bearer = False
         """Set by the edge that loaded the session: the token came in ``Authorization:
         Bearer`` (or the client asked for bearer transport), so new tokens go back in a
@@ -311,6 +313,25 @@ class Session(MutableMapping[str, Any]):
         """
         self._check_open()
         self._keep = True
+
+    def cap_deadline(self, at: float) -> None:
+        """End this session no later than ``at`` (epoch seconds): the deadline the next
+        commit writes is the earlier of the usual one (idle, never past the absolute one)
+        and ``at``; an ``at`` not after the commit's time ends the session at that commit.
+        A cap that brings the stored deadline forward is written even when nothing else
+        changed; one past the stored deadline writes nothing by itself.
+
+        It holds for that commit: a later commit works the deadline out afresh, so a
+        per-session lifetime (Django's ``set_expiry()``, kept in the session's data) is
+        stated again on every request that commits. Calling it again replaces ``at``.
+        """
+        self._check_open()
+        self._deadline_cap = float(at)
+
+    @property
+    def deadline_cap(self) -> float | None:
+        """The ``at`` of ``cap_deadline()`` for the coming commit, or None."""
+        return self._deadline_cap
 
     # -- engine side ---------------------------------------------------------------------
     @property

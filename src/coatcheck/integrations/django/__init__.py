@@ -45,8 +45,11 @@ edges) is not applied here. Django has its own, and it must stay on: keep
 forms. With ``CSRF_USE_SESSIONS = True`` its secret lives in this session backend (and
 Django rotates it at ``login()``), which is what coatcheck does on the other edges.
 
-Values must be JSON (as with Django's default serializer). Django's ``set_expiry()`` shapes
-only the cookie: the server-side lifetime is coatcheck's idle and absolute timeouts.
+Values must be JSON (as with Django's default serializer). Expiry: the cookie is Django's
+(``SESSION_COOKIE_AGE``, ``SESSION_EXPIRE_AT_BROWSER_CLOSE``, ``set_expiry()``); on the
+server a session ends at the earliest of coatcheck's idle and absolute deadlines and
+Django's expiry (``set_expiry()``'s value, else ``SESSION_COOKIE_AGE``, from the last
+write), so Django's expiry only shortens it, and ``set_expiry()`` to a time gone by ends it.
 """
 
 from __future__ import annotations

@@ -150,6 +150,16 @@ def _harden(session: SessionStore, response: HttpResponse, logged_in: bool) -> N
     if session.stale_token:
         response.cookies.pop(name, None)
     morsel = response.cookies.get(name)
+    if morsel is not None and session.session_key is None:
+        # set_expiry() to a time gone by ended the session at the save, after Django's
+        # middleware had decided to send the key (it would send the value "None").
+        response.delete_cookie(
+            name,
+            path=settings.SESSION_COOKIE_PATH,
+            domain=settings.SESSION_COOKIE_DOMAIN,
+            samesite=settings.SESSION_COOKIE_SAMESITE,
+        )
+        morsel = response.cookies.get(name)
     if morsel is not None or (logged_in and not response.has_header("Cache-Control")):
         response["Cache-Control"] = "no-store"  # a credential, or a personal page
     if session.ended and get_manager().config.clear_site_data:

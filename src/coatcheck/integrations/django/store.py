@@ -15,14 +15,18 @@ password change and ``flush()`` at logout, and the middleware calls ``save()`` a
   for (an in-place mutation, or the periodic touch that extends the idle deadline), so
   read-only traffic keeps a session alive without writing on every request.
 - Idle and absolute deadlines are coatcheck's, enforced on load. ``SESSION_COOKIE_AGE``
-  is Django's, read as Django reads it: it shapes the cookie.
+  and ``set_expiry()`` are Django's, read as Django reads them: they shape the cookie,
+  and each commit states Django's expiry as a ``cap_deadline()``, so it can shorten the
+  server-side deadline (never lengthen it) and a time gone by ends the session.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from importlib import import_module
 from typing import Any
 
+from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
 
 from coatcheck.core import tokens
@@ -39,6 +43,9 @@ AUTH_USER_KEY = "_auth_user_id"
 AUTH_KEYS = (AUTH_USER_KEY, "_auth_user_backend", "_auth_user_hash")
 """Everything ``django.contrib.auth.login`` writes: kept together across a user switch."""
 
+EXPIRY_KEY = "_session_expiry"
+"""Where Django's ``set_expiry()`` keeps its value, in the session's own data."""
+
 MAX_COOKIE = 4096
 """A value longer than a browser keeps cannot be one of ours (client-side stores)."""
 
@@ -54,6 +61,23 @@ def _is_ours(key: str) -> bool:
     if _client_side():
         return tokens.TOKEN_LENGTH < len(key) <= MAX_COOKIE
     return tokens.is_well_formed(key)
+
+
+def django_deadline(session: Session, now: float) -> float:
+    """The latest the server may keep ``session`` by Django's word, as of ``now``:
+    ``set_expiry()``'s value (seconds without a save, or a date), else
+    ``SESSION_COOKIE_AGE`` seconds. ``set_expiry(0)`` (at browser close) is
+    ``SESSION_COOKIE_AGE`` on the server, as in Django's own backends. A date is compared
+    with the manager's clock, so a test clock must agree with Django's."""
+    expiry = session.get(EXPIRY_KEY)
+    if isinstance(expiry, str):
+        try:
+            return datetime.fromisoformat(expiry).timestamp()
+        except ValueError:
+            pass  # not Django's writing: the default below
+    elif isinstance(expiry, int | float) and not isinstance(expiry, bool) and expiry:
+        return now + expiry
+    return now + float(settings.SESSION_COOKIE_AGE)
 
 
 def _old_engine_session(key: str) -> SessionBase:
@@ -105,7 +129,9 @@ class SessionStore(SessionBase):
         session: Session | None = self.__dict__.get("_session_cache")
         if session is None or session.is_new or session.committed:
             return False
-        return get_manager().wants_commit(session)
+        manager = get_manager()
+        session.cap_deadline(django_deadline(session, manager.clock()))
+        return manager.wants_commit(session)
 
     @modified.setter
     def modified(self, value: bool) -> None:
@@ -283,6 +309,9 @@ class SessionStore(SessionBase):
             # and create() promise a key even then (its test Client relies on it), and an
             # emptied session whose user was dropped stays under a (new) key.
             session.keep()
+        now = manager.clock()
+        cap = django_deadline(session, now)
+        session.cap_deadline(cap)  # shortens the server's deadline; a passed one ends it
         result: CommitResult = yield call(manager.commit_sync, manager.commit, session)
         # A committed Session is frozen; the next access reads the stored state afresh.
         del self._session_cache
@@ -290,9 +319,11 @@ class SessionStore(SessionBase):
         # backends: a view's own save() (after auth.login, say) leaves it to the
         # middleware to send the key, and that save finds nothing more to write.
         if result.clear:
-            # Revoked or purged while this request ran: Django's word for it.
             self._session_key = self._saved_key = None
-            raise UpdateError("the session was deleted before the request completed")
+            if not result.ended and cap > now:
+                # Revoked or purged while this request ran: Django's word for it.
+                raise UpdateError("the session was deleted before the request completed")
+            return  # set_expiry() to a time gone by: ended, as asked
         if result.token is not None:
             self._session_key = result.token
             self._modified = True
