@@ -130,11 +130,21 @@ def postgres_url() -> Iterator[str]:
         yield store_url(table)
 
 
+@contextlib.contextmanager
+def memcached_url() -> Iterator[str]:
+    """A private memcached (started once per test process) under a fresh key prefix;
+    nothing to remove afterwards: no other class reads that prefix, and items expire."""
+    from tests.support.memcached_server import fresh_prefix, shared_memcached
+
+    yield f"{shared_memcached().url}?prefix={fresh_prefix()}"
+
+
 STORES: dict[str, Callable[[], contextlib.AbstractContextManager[str]]] = {
     "memory": memory_url,
     "sqlite": sqlite_url,
     "redis": redis_url,
     "postgres": postgres_url,
+    "memcached": memcached_url,
 }
 
 

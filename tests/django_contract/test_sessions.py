@@ -1,5 +1,10 @@
-"""Django 5.2's ``SessionTestsMixin`` on every coatcheck store, and Django's
-``SessionMiddlewareTests`` under Django's and under coatcheck's ``SessionMiddleware``.
+"""Django 5.2's ``SessionTestsMixin`` on every server-side coatcheck store (memory, SQLite,
+Redis, PostgreSQL, Memcached), and Django's ``SessionMiddlewareTests`` under Django's and
+under coatcheck's ``SessionMiddleware``.
+
+The cookie store is not among them: a session carried in the cookie has nothing on the
+server to delete or rename, which Django's mixin asserts (Django overrides those tests for
+its own ``signed_cookies`` backend); tests/test_django.py runs it behind Django.
 
 The classes here only bind a backend and a store; every test body is Django's, unchanged.
 The session classes are ``SimpleTestCase``: Django refuses any query to its database in
@@ -39,6 +44,11 @@ class PostgresSessionTests(harness.StoreBound, django_tests.SessionTestsMixin, S
     store = "postgres"
 
 
+class MemcachedSessionTests(harness.StoreBound, django_tests.SessionTestsMixin, SimpleTestCase):
+    backend = SessionStore
+    store = "memcached"
+
+
 class DjangoMiddlewareTests(harness.StoreBound, django_tests.SessionMiddlewareTests):
     """Django's ``SessionMiddleware`` with ``SESSION_ENGINE = "coatcheck.django"``."""
 
@@ -63,6 +73,7 @@ CLASSES = (
     SQLiteSessionTests,
     RedisSessionTests,
     PostgresSessionTests,
+    MemcachedSessionTests,
     DjangoMiddlewareTests,
     CoatcheckMiddlewareTests,
 )
