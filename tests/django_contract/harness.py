@@ -45,10 +45,12 @@ ACCEPTED: dict[str, str] = {
     ),
     "test_empty_session_saved": (
         f"{MODEL}: it asserts through Session.objects.get(session_key=...), and coatcheck "
-        "writes no row to django_session"
+        "writes no row to django_session; what else it checks, tests/test_django.py::"
+        "test_an_emptied_session_keeps_its_key_and_its_cookie checks through the store"
     ),
 }
-"""Failures by design: each is listed in the docs with its reason."""
+"""Failures by design: each is listed in README.md with its reason, word for word
+(tests/test_django_docs.py compares the two)."""
 
 
 KNOWN_BROKEN: dict[str, str] = {}
