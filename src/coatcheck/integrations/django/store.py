@@ -63,20 +63,20 @@ def _is_ours(key: str) -> bool:
     return tokens.is_well_formed(key)
 
 
-def django_deadline(session: Session, now: float) -> float:
+def _django_deadline(session: Session, now: float) -> float:
     """The latest the server may keep ``session`` by Django's word, as of ``now``:
     ``set_expiry()``'s value (seconds without a save, or a date), else
     ``SESSION_COOKIE_AGE`` seconds. ``set_expiry(0)`` (at browser close) is
     ``SESSION_COOKIE_AGE`` on the server, as in Django's own backends. A date is compared
     with the manager's clock, so a test clock must agree with Django's."""
     expiry = session.get(EXPIRY_KEY)
-    if isinstance(expiry, str):
-        try:
+    try:
+        if isinstance(expiry, str):
             return datetime.fromisoformat(expiry).timestamp()
-        except ValueError:
-            pass  # not Django's writing: the default below
-    elif isinstance(expiry, int | float) and not isinstance(expiry, bool) and expiry:
-        return now + expiry
+        if isinstance(expiry, int | float) and not isinstance(expiry, bool) and expiry:
+            return now + float(expiry)
+    except (ValueError, OverflowError, OSError):
+        pass  # not a value Django writes: the default below
     return now + float(settings.SESSION_COOKIE_AGE)
 
 
@@ -130,7 +130,7 @@ class SessionStore(SessionBase):
         if session is None or session.is_new or session.committed:
             return False
         manager = get_manager()
-        session.cap_deadline(django_deadline(session, manager.clock()))
+        session.cap_deadline(_django_deadline(session, manager.clock()))
         return manager.wants_commit(session)
 
     @modified.setter
@@ -310,7 +310,7 @@ class SessionStore(SessionBase):
             # emptied session whose user was dropped stays under a (new) key.
             session.keep()
         now = manager.clock()
-        cap = django_deadline(session, now)
+        cap = _django_deadline(session, now)
         session.cap_deadline(cap)  # shortens the server's deadline; a passed one ends it
         result: CommitResult = yield call(manager.commit_sync, manager.commit, session)
         # A committed Session is frozen; the next access reads the stored state afresh.
