@@ -103,7 +103,7 @@ def _problem(request: Request, exc: Exception) -> Response:
 
 def _invalid(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    errors = problems.validation_errors(exc.errors())
+    errors = problems.validation_errors(exc.errors(), models.FIELD_NAMES)
     problem = Problem(problems.INVALID_BODY, "the request does not fit this call", errors=errors)
     return problems.response(problem, request.url.path)
 
@@ -113,12 +113,22 @@ def _http(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         problem = Problem(problems.NOT_FOUND, "no such resource")
     elif exc.status_code == 405:
-        problem = Problem(
-            problems.METHOD_NOT_ALLOWED, "method not allowed here", headers=exc.headers
-        )
+        allow = {"allow": ", ".join(allowed_methods(request))}
+        problem = Problem(problems.METHOD_NOT_ALLOWED, "method not allowed here", headers=allow)
     else:  # a body that does not parse (too deeply nested JSON, say)
         problem = Problem(problems.INVALID_BODY, str(exc.detail))
     return problems.response(problem, request.url.path)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route offers for the request's path (Starlette's own ``Allow``
+    names only the first route that matched the path)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.url.path):
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

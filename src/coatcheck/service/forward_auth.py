@@ -42,8 +42,8 @@ PATH: Final = "/v1/forward-auth"
 USER_SAFE: Final = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 """Characters ``X-Coatcheck-User`` carries as they are; any other is percent-encoded, so
 a user id can never break the header (a newline) or fall outside Latin-1."""
-OTHER_METHODS: Final = ["HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-"""Gateways call with the original request's method (Envoy, some Traefik setups)."""
+METHODS: Final = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+"""Gateways may call with the original request's method (Envoy does)."""
 
 router = APIRouter(tags=["gateways"])
 
@@ -133,22 +133,27 @@ RESPONSES[200] = {
 }
 
 
-@router.get(PATH, name="forward_auth", response_class=Response, responses=RESPONSES)
 async def forward_auth(request: Request) -> Response:
-    """Does the forwarded request's session let it pass? No API key needed."""
+    """Does the forwarded request's session let it pass? No API key needed. Any method:
+    gateways ask with the original request's own."""
     return await check(request)
 
 
-@router.api_route(PATH, methods=OTHER_METHODS, name="forward_auth", include_in_schema=False)
-async def forward_auth_any(request: Request) -> Response:
-    return await check(request)
+for _method in METHODS:
+    router.add_api_route(
+        PATH,
+        forward_auth,
+        methods=[_method],
+        name="forward_auth",
+        operation_id=f"forward_auth_{_method.lower()}",
+        response_class=Response,
+        responses=RESPONSES,
+    )
 
 
 @router.api_route(
-    PATH + "/{suffix:path}",
-    methods=["GET", *OTHER_METHODS],
-    name="forward_auth",
-    include_in_schema=False,
+    PATH + "/{suffix:path}", methods=METHODS, name="forward_auth", include_in_schema=False
 )
 async def forward_auth_envoy(suffix: str, request: Request) -> Response:
+    """Envoy's ext_authz appends the original path to the service's."""
     return await check(request, "/" + suffix)

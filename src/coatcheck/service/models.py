@@ -9,10 +9,17 @@ client sends can fail later inside a store as a 5xx.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
-from pydantic.json_schema import SkipJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+from pydantic.json_schema import JsonDict, SkipJsonSchema
 
 from coatcheck.service.settings import JWT_MAX_TTL
 
@@ -54,6 +61,32 @@ def storable_data(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def json_integer(value: Any) -> Any:
+    """JSON has one number type: ``2.0`` is the integer 2 (as JSON Schema says), while
+    ``2.5``, ``"2"`` and ``true`` stay what they are and fail the strict integer check."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+def no_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("null is not a value here: leave the field out")
+    return value
+
+
+def _no_default(schema: JsonDict) -> None:
+    schema.pop("default", None)
+
+
+T = TypeVar("T")
+Omittable = Annotated[
+    T | SkipJsonSchema[None],
+    BeforeValidator(no_null),
+    Field(default=None, json_schema_extra=_no_default),
+]
+"""An optional field: leave it out, never send ``null`` (the document says so too)."""
+
 Text = Annotated[str, AfterValidator(storable_text)]
 UserId = Annotated[
     str, StringConstraints(min_length=1, max_length=256), AfterValidator(storable_text)
@@ -61,7 +94,7 @@ UserId = Annotated[
 SessionToken = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 """An end user's token as the caller holds it; any shape is accepted here, and one that
 names no live session is answered as such (404, or ``active: false``)."""
-Level = Annotated[int, Field(ge=1, le=2**31 - 1)]
+Level = Annotated[int, Field(ge=1, le=2**31 - 1), BeforeValidator(json_integer)]
 Data = Annotated[dict[str, Any], AfterValidator(storable_data)]
 DataKey = Annotated[
     str, StringConstraints(min_length=1, max_length=1024), AfterValidator(storable_text)
@@ -75,35 +108,41 @@ class Body(BaseModel):
 class Client(Body):
     """The end user's client, as the caller saw it (recorded for "your devices")."""
 
-    ip: Annotated[Text, StringConstraints(max_length=64)] | None = None
-    user_agent: Annotated[Text, StringConstraints(max_length=1024)] | None = None
+    ip: Omittable[Annotated[Text, StringConstraints(max_length=64)]]
+    user_agent: Omittable[Annotated[Text, StringConstraints(max_length=1024)]]
 
 
 class CreateSession(Body):
-    user_id: UserId | None = None
-    data: Data | None = None
-    remember: bool | None = None
-    level: Level | None = None
-    client: Client | None = None
+    """``level`` and ``remember`` describe a login, so they need ``user_id``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"dependentRequired": {"level": ["user_id"], "remember": ["user_id"]}}
+    )
+
+    user_id: Omittable[UserId]
+    data: Omittable[Data]
+    remember: Omittable[bool]
+    level: Omittable[Level]
+    client: Omittable[Client]
 
 
 class Introspect(Body):
     token: SessionToken
     touch: bool = True
-    client: Client | None = None
+    client: Omittable[Client]
 
 
 class Update(Body):
     token: SessionToken
-    set: Data | None = None
-    unset: list[DataKey] | None = Field(default=None, max_length=10_000)
+    set: Omittable[Data]
+    unset: Omittable[list[DataKey]]
 
 
 class Login(Body):
     token: SessionToken
     user_id: UserId
-    level: Level | None = None
-    remember: bool | None = None
+    level: Omittable[Level]
+    remember: Omittable[bool]
 
 
 class TokenOnly(Body):
@@ -112,8 +151,8 @@ class TokenOnly(Body):
 
 class MakeJwt(Body):
     token: SessionToken
-    audience: Annotated[Text, StringConstraints(min_length=1, max_length=256)] | None = None
-    ttl: Annotated[int, Field(ge=1, le=JWT_MAX_TTL)] | None = None
+    audience: Omittable[Annotated[Text, StringConstraints(min_length=1, max_length=256)]]
+    ttl: Omittable[Annotated[int, Field(ge=1, le=JWT_MAX_TTL), BeforeValidator(json_integer)]]
 
 
 # -- answers -------------------------------------------------------------------------------
@@ -192,3 +231,10 @@ class ProblemDetails(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+REQUESTS: Final = (Client, CreateSession, Introspect, Update, Login, TokenOnly, MakeJwt)
+FIELD_NAMES: Final = frozenset(
+    name for model in REQUESTS for name in model.model_fields
+) | frozenset({"user_id", "handle", "except"})
+"""Every name a request may use, for the locations of validation errors."""

@@ -132,12 +132,22 @@ def from_engine(exc: CoatcheckError) -> Problem:
     return Problem(STORE_UNAVAILABLE, "the session store failed", headers={"retry-after": "5"})
 
 
-def validation_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def validation_errors(
+    errors: Iterable[Mapping[str, Any]], fields: frozenset[str]
+) -> list[dict[str, Any]]:
     """Pydantic's errors as ``{"location": [...], "message": "..."}``, without the input
-    values it would echo (a body may hold what should not travel back through logs)."""
+    values it would echo (a body may hold what should not travel back through logs). A
+    location keeps the parts a client knows (``body``, the names in ``fields``, list
+    indexes), not pydantic's names for the branches of a type."""
     out = []
     for error in errors:
-        location = [part if isinstance(part, (str, int)) else str(part) for part in error["loc"]]
+        if error.get("type") == "none_required":
+            continue  # the hidden "left out" branch of an optional field: not the client's news
+        location = [
+            part
+            for part in error["loc"]
+            if isinstance(part, int) or part in fields or part in ("body", "path", "query")
+        ]
         out.append({"location": location, "message": str(error.get("msg", "invalid"))})
     return out
 
