@@ -19,7 +19,7 @@ from pydantic import (
     Field,
     StringConstraints,
 )
-from pydantic.json_schema import JsonDict, SkipJsonSchema
+from pydantic.json_schema import SkipJsonSchema
 
 from coatcheck.service.settings import JWT_MAX_TTL
 
@@ -75,7 +75,7 @@ def no_null(value: Any) -> Any:
     return value
 
 
-def _no_default(schema: JsonDict) -> None:
+def _no_default(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
 
