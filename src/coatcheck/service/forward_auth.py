@@ -32,11 +32,11 @@ from coatcheck.core.client import ClientInfo
 from coatcheck.engine.manager import NO_CHANGE
 from coatcheck.errors import Throttled
 from coatcheck.http.headers import session_headers
+from coatcheck.http.paths import is_under
 from coatcheck.http.transport import scan_header_list
 from coatcheck.service import calls, problems
 from coatcheck.service.context import service_of
 from coatcheck.service.problems import Problem, openapi_responses
-from coatcheck.service.settings import is_under
 
 PATH: Final = "/v1/forward-auth"
 USER_SAFE: Final = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")

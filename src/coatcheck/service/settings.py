@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from coatcheck.errors import ConfigError
+from coatcheck.http.paths import prefixes
 
 DEFAULT_STORE: Final = "sqlite:///coatcheck.db"
 JWT_MAX_TTL: Final = 15 * 60
@@ -63,6 +64,7 @@ class ServiceSettings:
         for path in self.passive_paths:
             if not path.startswith("/"):
                 raise ConfigError(f"COATCHECK_PASSIVE_PATHS: {path!r} does not start with /")
+        object.__setattr__(self, "passive_paths", prefixes(self.passive_paths))
 
     @classmethod
     def from_env(
@@ -96,12 +98,3 @@ class ServiceSettings:
         values.update(overrides)
         return cls(**values)
 
-
-def is_under(path: str, prefixes: tuple[str, ...]) -> bool:
-    """Is ``path`` one of ``prefixes`` or below one, by path segment (``/poll`` covers
-    ``/poll/x``, never ``/polling``)?"""
-    for prefix in prefixes:
-        base = prefix.rstrip("/")
-        if path == base or path.startswith(base + "/") or (base == "" and path.startswith("/")):
-            return True
-    return False
