@@ -16,7 +16,4 @@ def prefixes(paths: Iterable[str]) -> tuple[str, ...]:
 
 def is_under(path: str, bases: tuple[str, ...]) -> bool:
     """Is ``path`` one of ``bases`` (from ``prefixes``) or below one?"""
-    for base in bases:
-        if path == base or path.startswith(base + "/") or not base:
-            return True
-    return False
+    return any(not base or path == base or path.startswith(base + "/") for base in bases)
