@@ -383,3 +383,40 @@ def test_unknown_calls_and_paths_are_problems(api: httpx.Client, method: str, pa
     assert 400 <= answer.status_code < 500
     assert answer.headers["content-type"] == PROBLEM
     assert answer.json()["status"] == answer.status_code
+
+
+def test_a_client_presenting_unknown_tokens_is_throttled(
+    running: Running, api: httpx.Client
+) -> None:
+    guesser = {"ip": "192.0.2.44"}
+    for n in range(30):  # SessionConfig.unknown_token_limit: 30 a minute per address
+        answer = introspect(api, f"{'H' * 42}{n % 10}", client=guesser)
+        assert answer == {"active": False}
+    found = problem(
+        api.post("/v1/sessions/introspect", json={"token": "H" * 43, "client": guesser}),
+        429,
+        "throttled",
+    )
+    assert found["status"] == 429
+    answer = api.post("/v1/sessions/introspect", json={"token": "H" * 43, "client": guesser})
+    assert int(answer.headers["retry-after"]) > 0
+    other = introspect(api, "H" * 43, client={"ip": "192.0.2.45"})  # another address is not
+    assert other == {"active": False}
+
+
+def test_no_call_takes_the_token_in_its_url(running: Running) -> None:
+    document = httpx.get(f"{running.url}/openapi.json").json()
+    parameters = [
+        parameter["name"]
+        for path in document["paths"].values()
+        for operation in path.values()
+        for parameter in operation.get("parameters", [])
+    ]
+    assert set(parameters) == {"user_id", "handle", "except"}
+    bodies = [
+        operation["requestBody"]
+        for path in document["paths"].values()
+        for operation in path.values()
+        if "requestBody" in operation
+    ]
+    assert len(bodies) == 7  # every call on a token takes it in its body

@@ -110,9 +110,15 @@ def test_rotate_signs_with_a_new_key_and_keeps_the_old_one_published(tmp_path: P
             old_kid = jwt.get_unverified_header(old)["kid"]
             new_kid = coatcheck("jwt-keys", "rotate", "--store", service.store_url).strip()
             assert new_kid != old_kid
-            deadline = time.monotonic() + signing.RING_REFRESH + 5
+            jwks = httpx.get(f"{service.url}/.well-known/jwks.json").json()
+            assert {k["kid"] for k in jwks["keys"]} == {old_kid, new_kid}  # published at once
+            signer = jwt.get_unverified_header(
+                api.post("/v1/sessions/token", json={"token": token}).json()["jwt"]
+            )["kid"]
+            assert signer == old_kid  # ... but not signing yet
+            deadline = time.monotonic() + 2 * signing.RING_REFRESH + 5
             kid = old_kid
-            while kid != new_kid:  # each node rereads the ring every RING_REFRESH seconds
+            while kid != new_kid:  # it signs RING_REFRESH after the rotation, once nodes reread
                 assert time.monotonic() < deadline, "the node never signed with the new key"
                 time.sleep(0.2)  # waiting for the node to reread the ring, not for expiry
                 new = api.post("/v1/sessions/token", json={"token": token}).json()["jwt"]
@@ -122,6 +128,12 @@ def test_rotate_signs_with_a_new_key_and_keeps_the_old_one_published(tmp_path: P
         }
         assert published == {old_kid, new_kid}
         assert verify(service.url, old, "coatcheck")["sub"] == "ben"  # old tokens still verify
+        with sqlite3.connect(service.db) as conn:  # the private keys live in the store
+            (ring,) = conn.execute(
+                "SELECT data FROM coatcheck_sessions WHERE key = ?",
+                (reserved.reserved_key("jwt-keys"),),
+            ).fetchone()
+        assert ring.count("BEGIN PRIVATE KEY") == 2
         listed = coatcheck("jwt-keys", "list", "--store", service.store_url)
         rows = {
             kid: next(line for line in listed.splitlines() if kid in line)
@@ -133,22 +145,26 @@ def test_rotate_signs_with_a_new_key_and_keeps_the_old_one_published(tmp_path: P
         service.server.stop()
 
 
-def test_a_retired_key_stays_published_until_its_last_token_expired() -> None:
-    # A node may sign with the old key for RING_REFRESH (5 s) after a rotation; each such
-    # token lives 15 minutes at most; a minute more for clocks that disagree: 965 s.
-    assert signing.RETENTION == 900 + 5 + 60
+def test_a_new_key_is_published_before_it_signs_and_a_retired_one_until_its_tokens_died() -> None:
+    # The new key signs 5 s (RING_REFRESH) after the rotation, when every node has read it;
+    # the old one signs until then, each of its tokens lives 15 minutes at most, and a
+    # minute more for clocks that disagree: published 965 s after the rotation.
+    assert signing.RETENTION == 5 + 900 + 60
     store = MemoryStore()
     t0 = 1_800_000_000.0
     first = run_sync(signing.rotate("EdDSA", t0), store)
+    assert first.active_at == t0  # the very first key signs at once
     second = run_sync(signing.rotate("EdDSA", t0 + 10), store)
-    current, keys = signing.parse(run_sync(reserved.read(reserved.JWT_KEYS), store))
-    assert current == second.kid
+    keys = signing.parse(run_sync(reserved.read(reserved.JWT_KEYS), store))
+    assert [k.kid for k in signing.published(keys, t0 + 10)] == [second.kid, first.kid]
+    assert signing.signing_key(keys, t0 + 14.9) == keys[first.kid]
+    assert signing.signing_key(keys, t0 + 15) == keys[second.kid]
     assert keys[first.kid].retired_at == t0 + 10
     assert keys[first.kid].published_at(t0 + 10 + 964.9)
     assert not keys[first.kid].published_at(t0 + 10 + 965)
     # The next rotation after that drops the first key from the ring altogether.
     third = run_sync(signing.rotate("ES256", t0 + 10 + 965), store)
-    current, keys = signing.parse(run_sync(reserved.read(reserved.JWT_KEYS), store))
-    assert current == third.kid
+    keys = signing.parse(run_sync(reserved.read(reserved.JWT_KEYS), store))
     assert set(keys) == {second.kid, third.kid}
     assert keys[second.kid].retired_at == t0 + 10 + 965
+    assert signing.signing_key(keys, t0 + 10 + 965) == keys[second.kid]

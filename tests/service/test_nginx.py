@@ -69,13 +69,15 @@ def test_no_session_is_401_and_the_app_never_sees_the_request(gw: Gateway) -> No
 
 def test_with_a_session_the_user_header_reaches_the_app(gw: Gateway) -> None:
     token, handle = gw.login("tara")
-    answer = gw.get("/orders?page=2", token, **{"x-coatcheck-user": "mallory"})
+    forged = {"x-coatcheck-user": "mallory", "x-coatcheck-jwt": "forged", "x-coatcheck-level": "9"}
+    answer = gw.get("/orders?page=2", token, **forged)
     assert answer.status_code == 200
     seen = gw.app.seen[-1]
     assert seen["path"] == "/orders?page=2"
     assert seen["x-coatcheck-user"] == "tara"  # the client's own header was replaced
     assert seen["x-coatcheck-session"] == handle
     assert seen["x-coatcheck-level"] == "1"
+    assert "x-coatcheck-jwt" not in seen  # none configured, and the client's is dropped
     assert "set-cookie" not in answer.headers  # nothing rotated, nothing to deliver
 
 

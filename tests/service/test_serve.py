@@ -5,6 +5,7 @@ fed by the engine's events, several workers, and ``make run``."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -161,6 +162,25 @@ def test_readyz_and_every_call_answer_503_while_the_store_is_down(tmp_path: Path
         assert answer.headers["retry-after"] == "5"
         assert answer.json()["type"] == "urn:coatcheck:problem:store-unavailable"
     assert "Traceback" not in server.output()
+
+
+def test_readyz_is_503_when_the_store_hangs_past_the_deadline(tmp_path: Path) -> None:
+    redis_server = RedisServer(tmp_path / "redis").start()
+    server = ServiceProcess(tmp_path, redis_server.url, env={"COATCHECK_READY_TIMEOUT": "0.5"})
+    try:
+        server.start()
+        with server.client() as client:
+            assert client.get("/readyz").status_code == 200
+            redis_server.kill(signal.SIGSTOP)  # the store hangs: no answer, no error
+            start = time.monotonic()
+            answer = client.get("/readyz")
+            took = time.monotonic() - start
+    finally:
+        server.stop()
+        redis_server.stop()
+    assert answer.status_code == 503
+    assert answer.json()["type"] == "urn:coatcheck:problem:store-unavailable"
+    assert 0.5 <= took < 3.0
 
 
 def test_metrics_follow_the_engine_events(fresh: Callable[..., Running]) -> None:

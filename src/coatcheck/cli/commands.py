@@ -227,9 +227,9 @@ def jwt_keys_rotate(algorithm: str, store_url: str) -> None:
 @store_option
 def jwt_keys_list(store_url: str) -> None:
     with reported():
-        current, keys, now = jwt_keys(store_url)
+        keys, now = jwt_keys(store_url)
     console = make_console()
     if not keys:
         console.print("No JWT signing keys yet (serve creates the first).")
         return
-    console.print(ring_table(current, keys, now))
+    console.print(ring_table(keys, now))

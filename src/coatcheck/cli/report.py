@@ -79,21 +79,23 @@ def keys_table(keys: Sequence[ApiKey]) -> Table:
     return table
 
 
-def ring_table(current: str | None, keys: Sequence[SigningKey], now: float) -> Table:
-    """The JWT signing keys: which signs, and until when each retired one is published."""
+def ring_table(keys: Sequence[SigningKey], now: float) -> Table:
+    """The JWT signing keys: which signs, which waits to, until when each retired one is
+    published."""
     from rich.table import Table
 
-    from coatcheck.service.signing import RETENTION
+    from coatcheck.service.signing import RETENTION, signing_key
 
+    signer = signing_key({k.kid: k for k in keys}, now)
     table = Table()
     for name in ("kid", "algorithm", "created (UTC)", "state"):
         table.add_column(name, no_wrap=True)
     for key in keys:
-        if key.kid == current:
+        if signer is not None and key.kid == signer.kid:
             state = "signing"
-        elif key.retired_at is None:
-            state = "published"
-        elif key.published_at(now):
+        elif key.active_at > now:
+            state = f"signs from {utc(key.active_at)}"
+        elif key.retired_at is not None and key.published_at(now):
             state = f"published until {utc(key.retired_at + RETENTION)}"
         else:
             state = "expired"

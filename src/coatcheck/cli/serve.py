@@ -180,12 +180,12 @@ def rotate_jwt_key(store_url: str, algorithm: str) -> SigningKey:
         return run_sync(signing.rotate(algorithm, manager.clock()), manager.store)
 
 
-def jwt_keys(store_url: str) -> tuple[str | None, list[SigningKey], float]:
-    """The current kid, every key of the ring (newest first), and the time now."""
+def jwt_keys(store_url: str) -> tuple[list[SigningKey], float]:
+    """Every key of the ring (newest first), and the time now."""
     from coatcheck.service import reserved, signing
 
     with managed(store_url) as manager:
         data: dict[str, Any] = run_sync(reserved.read(reserved.JWT_KEYS), manager.store)
         now = manager.clock()
-    current, keys = signing.parse(data)
-    return current, sorted(keys.values(), key=lambda k: -k.created_at), now
+    keys = signing.parse(data)
+    return sorted(keys.values(), key=lambda k: -k.created_at), now

@@ -97,4 +97,3 @@ class ServiceSettings:
             values["jwt_algorithm"] = env["COATCHECK_JWT_ALGORITHM"].strip()
         values.update(overrides)
         return cls(**values)
-

@@ -7,11 +7,14 @@ service can check alone, with the public keys of ``/.well-known/jwks.json``. Cla
 
 The ring lives in the reserved record ``jwt-keys`` (see ``reserved``), so every node signs
 with the same keys: one entry per key (``k:<kid>``: algorithm, private key as PKCS#8 PEM,
-public JWK, created and retired times) and ``current``, the kid that signs. ``rotate`` adds
-a key, makes it current and retires the others; a retired key stays published for
-``RETENTION`` seconds, long enough for every token it signed to expire: a node rereads the
-ring every ``RING_REFRESH`` seconds, so it may sign with the old key that long after the
-rotation, and each such token lives at most ``JWT_MAX_TTL``.
+public JWK, and when it was created, starts signing and was retired). A node rereads the
+ring at most every ``RING_REFRESH`` seconds to sign, and on every JWKS request to publish.
+
+``rotate`` publishes a new key at once but has it sign only ``RING_REFRESH`` seconds later,
+when every node has read it: a verifier that fetches the JWKS from any node then knows every
+key a token can carry. The keys it replaces are retired then; a retired key stays published
+for ``RETENTION`` seconds, until the last token it signed (up to ``RING_REFRESH`` after the
+rotation, living ``JWT_MAX_TTL`` at most) has expired.
 
 The ring's private keys are as secret as the store itself: whoever can read the store can
 sign tokens.
@@ -19,6 +22,7 @@ sign tokens.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,11 +39,10 @@ from coatcheck.service.settings import ALGORITHMS, JWT_MAX_TTL
 from coatcheck.stores.base import Store
 
 RING_REFRESH: Final = 5.0
-RETENTION: Final = JWT_MAX_TTL + RING_REFRESH + 60.0
-"""Seconds a retired key stays in the JWKS: its last token's lifetime, the time a node may
-still sign with it after a rotation, and a minute for clocks that disagree."""
+RETENTION: Final = RING_REFRESH + JWT_MAX_TTL + 60.0
+"""Seconds a retired key stays in the JWKS after the rotation that retired it: the time it
+still signs, its last token's lifetime, and a minute for clocks that disagree."""
 ENTRY: Final = "k:"
-CURRENT: Final = "current"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +52,10 @@ class SigningKey:
     private_pem: str
     public_jwk: dict[str, Any]
     created_at: float
+    active_at: float
+    """When it starts signing (a rotation's new key waits ``RING_REFRESH``)."""
     retired_at: float | None = None
+    """When a newer key replaced it (the newer key signs from ``RING_REFRESH`` later)."""
 
     def entry(self) -> dict[str, Any]:
         return {
@@ -57,6 +63,7 @@ class SigningKey:
             "private": self.private_pem,
             "public": self.public_jwk,
             "created_at": self.created_at,
+            "active_at": self.active_at,
             "retired_at": self.retired_at,
         }
 
@@ -65,7 +72,7 @@ class SigningKey:
         return self.retired_at is None or now < self.retired_at + RETENTION
 
 
-def generate(alg: str, now: float) -> SigningKey:
+def generate(alg: str, now: float, active_at: float) -> SigningKey:
     """A fresh key pair for ``alg`` (EdDSA: Ed25519; ES256: P-256)."""
     if alg not in ALGORITHMS:
         raise ValueError(f"unknown JWT algorithm {alg!r}; use one of {', '.join(ALGORITHMS)}")
@@ -83,11 +90,11 @@ def generate(alg: str, now: float) -> SigningKey:
         serialization.NoEncryption(),
     ).decode()
     public_jwk = {**public_jwk, "kid": kid, "alg": alg, "use": "sig"}
-    return SigningKey(kid, alg, pem, public_jwk, now)
+    return SigningKey(kid, alg, pem, public_jwk, now, active_at)
 
 
-def parse(data: dict[str, Any]) -> tuple[str | None, dict[str, SigningKey]]:
-    """The current kid and every key of the ring's data."""
+def parse(data: dict[str, Any]) -> dict[str, SigningKey]:
+    """Every key of the ring's data, by kid; malformed entries are ignored."""
     keys: dict[str, SigningKey] = {}
     for field, entry in data.items():
         if not field.startswith(ENTRY) or not isinstance(entry, dict):
@@ -100,28 +107,38 @@ def parse(data: dict[str, Any]) -> tuple[str | None, dict[str, SigningKey]]:
                 private_pem=str(entry["private"]),
                 public_jwk=dict(entry["public"]),
                 created_at=float(entry["created_at"]),
+                active_at=float(entry["active_at"]),
                 retired_at=float(retired) if retired is not None else None,
             )
         except (KeyError, TypeError, ValueError):
             continue
-    current = data.get(CURRENT)
-    return (current if isinstance(current, str) and current in keys else None), keys
+    return keys
+
+
+def signing_key(keys: dict[str, SigningKey], now: float) -> SigningKey | None:
+    """The key that signs at ``now``: the newest one already active."""
+    active = [k for k in keys.values() if k.active_at <= now]
+    return max(active, key=lambda k: (k.active_at, k.created_at)) if active else None
+
+
+def published(keys: dict[str, SigningKey], now: float) -> list[SigningKey]:
+    """The keys of the JWKS at ``now``, newest first: the signing one, any waiting to sign,
+    and the retired ones whose tokens may still be alive."""
+    return sorted((k for k in keys.values() if k.published_at(now)), key=lambda k: -k.created_at)
 
 
 def rotate(alg: str, now: float) -> Steps[SigningKey]:
-    """Add a key for ``alg`` and make it current; retire the others, and drop those retired
-    more than ``RETENTION`` ago. Returns the new key."""
+    """Add a key for ``alg``: published at once, signing ``RING_REFRESH`` seconds later (at
+    once when the ring is empty); retire the others, and drop those retired more than
+    ``RETENTION`` ago. Returns the new key."""
     data = yield from reserved.read(reserved.JWT_KEYS)
-    _, keys = parse(data)
-    new = generate(alg, now)
-    items: dict[str, Any] = {ENTRY + new.kid: new.entry(), CURRENT: new.kid}
+    keys = parse(data)
+    new = generate(alg, now, now + RING_REFRESH if keys else now)
+    items: dict[str, Any] = {ENTRY + new.kid: new.entry()}
     gone: set[str] = set()
     for key in keys.values():
         if key.retired_at is None:
-            retired = SigningKey(
-                key.kid, key.alg, key.private_pem, key.public_jwk, key.created_at, now
-            )
-            items[ENTRY + key.kid] = retired.entry()
+            items[ENTRY + key.kid] = dataclasses.replace(key, retired_at=now).entry()
         elif not key.published_at(now):
             gone.add(ENTRY + key.kid)
     yield from reserved.merge(reserved.JWT_KEYS, items, now, removed=frozenset(gone))
@@ -129,40 +146,45 @@ def rotate(alg: str, now: float) -> Steps[SigningKey]:
 
 
 def ensure(alg: str, now: float) -> Steps[None]:
-    """Make sure the ring has a current key (the first start of a service)."""
+    """Make sure the ring has a key (the first start of a service)."""
     data = yield from reserved.read(reserved.JWT_KEYS)
-    current, _ = parse(data)
-    if current is None:
+    if not parse(data):
         yield from rotate(alg, now)
 
 
 class Signer:
-    """One process's view of the ring: reread every ``RING_REFRESH`` seconds."""
+    """One process's view of the ring: reread every ``RING_REFRESH`` seconds to sign, and
+    for every JWKS request (verifiers fetch it rarely, and it must show a new key at once)."""
 
     def __init__(self, store: Store, clock: Callable[[], float], algorithm: str) -> None:
         self.store = store
         self.clock = clock
         self.algorithm = algorithm
-        self._current: str | None = None
         self._keys: dict[str, SigningKey] = {}
         self._loaded_at: float | None = None
         self._private: dict[str, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey] = {}
 
-    async def _ring(self) -> tuple[SigningKey, dict[str, SigningKey]]:
+    async def _read(self) -> dict[str, SigningKey]:
+        keys = parse(await run_async(reserved.read(reserved.JWT_KEYS), self.store))
+        if not keys:  # a store nobody prepared (``serve`` does): make the first key
+            await run_async(ensure(self.algorithm, self.clock()), self.store)
+            keys = parse(await run_async(reserved.read(reserved.JWT_KEYS), self.store))
+        return keys
+
+    async def _signing(self) -> SigningKey:
         now = self.clock()
-        if self._loaded_at is None or now - self._loaded_at >= RING_REFRESH or not self._current:
-            data = await run_async(reserved.read(reserved.JWT_KEYS), self.store)
-            current, keys = parse(data)
-            if current is None:
-                await run_async(rotate(self.algorithm, now), self.store)
-                data = await run_async(reserved.read(reserved.JWT_KEYS), self.store)
-                current, keys = parse(data)
-            self._current, self._keys, self._loaded_at = current, keys, now
-        assert self._current is not None
-        return self._keys[self._current], self._keys
+        if self._loaded_at is None or now - self._loaded_at >= RING_REFRESH:
+            self._keys, self._loaded_at = await self._read(), now
+        key = signing_key(self._keys, now)
+        if key is None:  # every key still waits (clocks apart): read again
+            self._keys, self._loaded_at = await self._read(), now
+            key = signing_key(self._keys, now) or max(
+                self._keys.values(), key=lambda k: k.created_at
+            )
+        return key
 
     async def sign(self, claims: dict[str, Any]) -> str:
-        key, _ = await self._ring()
+        key = await self._signing()
         private = self._private.get(key.kid)
         if private is None:
             loaded = serialization.load_pem_private_key(key.private_pem.encode(), None)
@@ -172,13 +194,9 @@ class Signer:
         return jwt.encode(claims, private, algorithm=key.alg, headers={"kid": key.kid})
 
     async def jwks(self) -> dict[str, Any]:
-        """The JWK Set of every published key."""
-        _, keys = await self._ring()
-        now = self.clock()
-        published = sorted(
-            (k for k in keys.values() if k.published_at(now)), key=lambda k: -k.created_at
-        )
-        return {"keys": [k.public_jwk for k in published]}
+        """The JWK Set of every published key, read from the store now."""
+        keys = await self._read()
+        return {"keys": [k.public_jwk for k in published(keys, self.clock())]}
 
 
 def claims(
