@@ -97,7 +97,8 @@ def load_settings(store_url: str) -> ServiceSettings:
 def prepare_store(settings: ServiceSettings) -> str | None:
     """Check the store answers, give it a JWT ring, and on a store with no API key at all
     create the first admin key; returns that key (shown once), or None."""
-    from coatcheck.service import apikeys, signing
+    from coatcheck.service.apikeys import create_first
+    from coatcheck.service.signing import ensure
 
     with managed(settings.store_url) as manager:
         store = manager.store
@@ -105,8 +106,8 @@ def prepare_store(settings: ServiceSettings) -> str | None:
             raise CommandError("the service needs a server-side store, not cookie://")
         store.get_sync(PROBE_KEY)  # an unreachable store fails here, not per request
         now = manager.clock()
-        key = run_sync(apikeys.create_first(now), store)
-        run_sync(signing.ensure(settings.jwt_algorithm, now), store)
+        key = run_sync(create_first(now), store)
+        run_sync(ensure(settings.jwt_algorithm, now), store)
     return key
 
 
@@ -146,46 +147,57 @@ def run_serve(host: str, port: int, workers: int, store_url: str, console: Conso
 
 
 # -- api-keys and jwt-keys -------------------------------------------------------------------
+# The API keys need nothing beyond the ``cli`` extra; the JWT ring needs PyJWT and
+# cryptography, from the ``serve`` extra.
 def create_key(store_url: str, name: str, scopes: Iterable[str]) -> str:
-    from coatcheck.service import apikeys
+    from coatcheck.service.apikeys import ApiKeyError, create
 
     with managed(store_url) as manager:
         try:
-            return run_sync(apikeys.create(name, scopes, manager.clock()), manager.store)
-        except apikeys.ApiKeyError as exc:
+            return run_sync(create(name, scopes, manager.clock()), manager.store)
+        except ApiKeyError as exc:
             raise CommandError(str(exc)) from None
 
 
 def list_keys(store_url: str) -> list[ApiKey]:
-    from coatcheck.service import apikeys
+    from coatcheck.service.apikeys import listing
 
     with managed(store_url) as manager:
-        return run_sync(apikeys.listing(), manager.store)
+        return run_sync(listing(), manager.store)
 
 
 def revoke_key(store_url: str, name: str) -> None:
-    from coatcheck.service import apikeys
+    from coatcheck.service.apikeys import ApiKeyError, revoke
 
     with managed(store_url) as manager:
         try:
-            run_sync(apikeys.revoke(name, manager.clock()), manager.store)
-        except apikeys.ApiKeyError as exc:
+            run_sync(revoke(name, manager.clock()), manager.store)
+        except ApiKeyError as exc:
             raise CommandError(str(exc)) from None
 
 
+def _signing() -> None:
+    try:
+        import coatcheck.service.signing  # noqa: F401
+    except ImportError as exc:
+        raise CommandError(SERVE_HINT.format(name=exc.name)) from None
+
+
 def rotate_jwt_key(store_url: str, algorithm: str) -> SigningKey:
-    from coatcheck.service import signing
+    _signing()
+    from coatcheck.service.signing import rotate
 
     with managed(store_url) as manager:
-        return run_sync(signing.rotate(algorithm, manager.clock()), manager.store)
+        return run_sync(rotate(algorithm, manager.clock()), manager.store)
 
 
 def jwt_keys(store_url: str) -> tuple[list[SigningKey], float]:
     """Every key of the ring (newest first), and the time now."""
-    from coatcheck.service import reserved, signing
+    _signing()
+    from coatcheck.service.reserved import JWT_KEYS, read
+    from coatcheck.service.signing import parse
 
     with managed(store_url) as manager:
-        data: dict[str, Any] = run_sync(reserved.read(reserved.JWT_KEYS), manager.store)
+        data: dict[str, Any] = run_sync(read(JWT_KEYS), manager.store)
         now = manager.clock()
-    keys = signing.parse(data)
-    return sorted(keys.values(), key=lambda k: -k.created_at), now
+    return sorted(parse(data).values(), key=lambda k: -k.created_at), now

@@ -11,6 +11,7 @@ document; a store failure is a 503 with ``Retry-After``.
 from __future__ import annotations
 
 import logging
+from importlib import metadata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -20,7 +21,6 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from coatcheck import __version__
 from coatcheck.engine.manager import SessionManager
 from coatcheck.errors import CoatcheckError
 from coatcheck.integrations.asgi import buffer_body
@@ -151,6 +151,15 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
+def _version() -> str:
+    """The installed package's version (``coatcheck.__version__`` is the package root's,
+    which no layer imports)."""
+    try:
+        return metadata.version("coatcheck")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
 def create_app(
     manager: SessionManager,
     service: Service,
@@ -167,7 +176,7 @@ def create_app(
 
     app = FastAPI(
         title="coatcheck session service",
-        version=__version__,
+        version=_version(),
         description="Create, check and end sessions over HTTP; see docs/service.md.",
         openapi_url="/openapi.json",
         docs_url="/docs",
