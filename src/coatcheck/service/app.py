@@ -11,9 +11,9 @@ document; a store failure is a 503 with ``Retry-After``.
 from __future__ import annotations
 
 import logging
-from importlib import metadata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import metadata
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
