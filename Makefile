@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-serve
 
 .PHONY: install run test lint format bench build clean
 
@@ -17,9 +18,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-## Start the demo shop on http://127.0.0.1:8000 with the embedded SQLite store.
-run: install
-	$(BIN)/coatcheck demo --store "$${COATCHECK_STORE:-sqlite:///coatcheck.db}"
+# `make run` needs only what running needs: the `serve` extra, not the test tools.
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[serve]"
+	touch $(RUN_STAMP)
+
+## Start the session service on http://127.0.0.1:8000 (the API under /v1, the demo shop at /)
+## with the embedded SQLite store.
+run: $(RUN_STAMP)
+	$(BIN)/coatcheck serve --store "$${COATCHECK_STORE:-sqlite:///coatcheck.db}"
 
 ## The whole suite (needs the services .ci/run starts: PostgreSQL, Redis, memcached binary).
 test: install

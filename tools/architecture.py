@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("engine",),
     ("http",),
     ("integrations",),
-    ("demo", "testing"),
+    ("demo", "testing", "service"),
     ("cli",),
 )
 """Lowest first. A module may import modules of its own layer or of a lower one. The

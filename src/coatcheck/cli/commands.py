@@ -21,7 +21,15 @@ from coatcheck.cli.common import (
     printable,
 )
 from coatcheck.cli.demo import run_demo
-from coatcheck.cli.report import sessions_table, stats_lines, store_stats
+from coatcheck.cli.report import keys_table, ring_table, sessions_table, stats_lines, store_stats
+from coatcheck.cli.serve import (
+    create_key,
+    jwt_keys,
+    list_keys,
+    revoke_key,
+    rotate_jwt_key,
+    run_serve,
+)
 
 store_option = click.option(
     "--store",
@@ -42,7 +50,7 @@ def reported() -> Iterator[None]:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group(help="Server-side sessions: the demo shop and store maintenance.")
+@click.group(help="Server-side sessions: the session service, the demo shop, store maintenance.")
 @click.version_option(package_name="coatcheck", prog_name="coatcheck")
 def cli() -> None:
     pass
@@ -124,3 +132,104 @@ def revoke(
             count = 1 if manager.revoke_sync(handle) else 0
             message = f"Revoked {plural(count, 'session')} (handle {printable(handle)})."
     make_console().print(message, markup=False)
+
+
+@cli.command(help="Run the session service: the /v1 API, forward-auth, the demo shop at /.")
+@click.option(
+    "--host", envvar="COATCHECK_HOST", default="127.0.0.1", show_default=True, show_envvar=True
+)
+@click.option(
+    "--port",
+    envvar="COATCHECK_PORT",
+    default=8000,
+    show_default=True,
+    show_envvar=True,
+    type=click.IntRange(0, 65535),
+)
+@click.option(
+    "--workers",
+    envvar="COATCHECK_WORKERS",
+    default=1,
+    show_default=True,
+    show_envvar=True,
+    type=click.IntRange(1, 256),
+    help="Worker processes.",
+)
+@store_option
+def serve(host: str, port: int, workers: int, store_url: str) -> None:
+    with reported():
+        run_serve(host, port, workers, store_url, make_console())
+
+
+@cli.group("api-keys", help="The API keys that may call the service.")
+def api_keys() -> None:
+    pass
+
+
+@api_keys.command("create", help="Create a key; prints only the key, which is shown once.")
+@click.argument("name")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(["introspect", "sessions", "admin"]),
+    help="introspect, sessions or admin (repeatable).",
+)
+@store_option
+def api_keys_create(name: str, scopes: tuple[str, ...], store_url: str) -> None:
+    with reported():
+        key = create_key(store_url, name, scopes)
+    click.echo(key)
+
+
+@api_keys.command("list", help="Names, scopes, created and last-used times; never a key.")
+@store_option
+def api_keys_list(store_url: str) -> None:
+    with reported():
+        keys = list_keys(store_url)
+    console = make_console()
+    if not keys:
+        console.print("No API keys.")
+        return
+    console.print(keys_table(keys))
+
+
+@api_keys.command("revoke", help="Revoke the key NAME.")
+@click.argument("name")
+@store_option
+def api_keys_revoke(name: str, store_url: str) -> None:
+    with reported():
+        revoke_key(store_url, name)
+    make_console().print(f"Revoked API key {printable(name)}.", markup=False)
+
+
+@cli.group("jwt-keys", help="The key ring that signs the service's JWTs.")
+def jwt_keys_group() -> None:
+    pass
+
+
+@jwt_keys_group.command("rotate", help="Sign with a new key; the old one stays in the JWKS.")
+@click.option(
+    "--algorithm",
+    type=click.Choice(["EdDSA", "ES256"]),
+    default="EdDSA",
+    show_default=True,
+)
+@store_option
+def jwt_keys_rotate(algorithm: str, store_url: str) -> None:
+    with reported():
+        key = rotate_jwt_key(store_url, algorithm)
+    click.echo(key.kid)
+
+
+@jwt_keys_group.command("list", help="The ring's keys: kid, algorithm, times.")
+@store_option
+def jwt_keys_list(store_url: str) -> None:
+    with reported():
+        keys, now = jwt_keys(store_url)
+    console = make_console()
+    if not keys:
+        console.print("No JWT signing keys yet (serve creates the first).")
+        return
+    console.print(ring_table(keys, now))

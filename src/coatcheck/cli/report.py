@@ -12,6 +12,9 @@ from coatcheck.engine.manager import SessionInfo, SessionManager
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from coatcheck.service.apikeys import ApiKey
+    from coatcheck.service.signing import SigningKey
+
 
 def sessions_table(sessions: Sequence[SessionInfo]) -> Table:
     """A user's sessions as a Rich table: public handles and metadata, never a credential."""
@@ -60,3 +63,41 @@ def stats_lines(stats: dict[str, Any], soon: float) -> list[str]:
     if len(lines) == 1:
         lines.append("(this store counts sessions only)")
     return lines
+
+
+def keys_table(keys: Sequence[ApiKey]) -> Table:
+    """API keys as a Rich table: names, scopes and times, never a key or its hash."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table()
+    for name in ("name", "scopes", "created (UTC)", "last used (UTC)"):
+        table.add_column(name, no_wrap=True)
+    for key in keys:
+        used = utc(key.last_used_at) if key.last_used_at is not None else "never"
+        table.add_row(Text(key.name), ", ".join(sorted(key.scopes)), utc(key.created_at), used)
+    return table
+
+
+def ring_table(keys: Sequence[SigningKey], now: float) -> Table:
+    """The JWT signing keys: which signs, which waits to, until when each retired one is
+    published."""
+    from rich.table import Table
+
+    from coatcheck.service.signing import RETENTION, signing_key
+
+    signer = signing_key({k.kid: k for k in keys}, now)
+    table = Table()
+    for name in ("kid", "algorithm", "created (UTC)", "state"):
+        table.add_column(name, no_wrap=True)
+    for key in keys:
+        if signer is not None and key.kid == signer.kid:
+            state = "signing"
+        elif key.active_at > now:
+            state = f"signs from {utc(key.active_at)}"
+        elif key.retired_at is not None and key.published_at(now):
+            state = f"published until {utc(key.retired_at + RETENTION)}"
+        else:
+            state = "expired"
+        table.add_row(key.kid, key.alg, utc(key.created_at), state)
+    return table

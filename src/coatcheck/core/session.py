@@ -181,6 +181,12 @@ class Session(MutableMapping[str, Any]):
         return self._expires_at
 
     @property
+    def absolute_at(self) -> float | None:
+        """When the loaded session ends however busy it is (None until it is stored): the
+        session service shows it, so a client can tell the idle deadline from the final one."""
+        return self._record.absolute_at if self._record is not None else None
+
+    @property
     def auth_at(self) -> float | None:
         """When the user last authenticated in this session (login time); None when the
         engine demands a new authentication."""

@@ -17,6 +17,11 @@ form body (at most ``forms.MAX_FORM_BODY``) and replays it to the app, which rea
 untouched. A refused request is a plain 403 naming the reason; the app does not run and
 nothing is committed. ``csrf_exempt`` paths (webhooks) skip the check;
 ``SessionConfig(csrf=False)`` turns it off.
+
+``passive`` paths (polling routes: ``["/notifications/poll"]``, each with the paths below
+it) get their session read-only: it is checked as on any request, but never committed, so
+a page that polls neither slides the idle deadline nor counts as activity. A change made to
+it there raises ``SessionCommittedError`` instead of being lost silently.
 """
 
 from __future__ import annotations
@@ -28,10 +33,11 @@ from typing import Any, Final
 from coatcheck.core import events as ev
 from coatcheck.core.client import ClientInfo
 from coatcheck.core.session import Session
-from coatcheck.engine.manager import SessionManager
+from coatcheck.engine.manager import NO_CHANGE, SessionManager
 from coatcheck.http import transport
 from coatcheck.http.csrf_check import CsrfCheck, NeedBody
 from coatcheck.http.headers import merge_headers, session_headers
+from coatcheck.http.paths import is_under, prefixes
 from coatcheck.http.refusals import REFUSED, UNAVAILABLE_BODY, Refusal, refused
 from coatcheck.http.transport import RequestToken, scan_header_list
 
@@ -115,15 +121,22 @@ class SessionMiddleware:
 
     ``csrf_exempt``: paths (``["/webhooks"]``, each with the paths below it) whose unsafe
     requests skip the CSRF check, for endpoints that authenticate by other means (a signed
-    payload).
+    payload). ``passive``: paths whose session is read-only and never committed (see the
+    module docstring).
     """
 
     def __init__(
-        self, app: ASGIApp, manager: SessionManager, *, csrf_exempt: Iterable[str] = ()
+        self,
+        app: ASGIApp,
+        manager: SessionManager,
+        *,
+        csrf_exempt: Iterable[str] = (),
+        passive: Iterable[str] = (),
     ) -> None:
         self.app = app
         self.manager = manager
         self.csrf = CsrfCheck(manager, csrf_exempt)
+        self.passive = prefixes(passive)
         config = manager.config
         self._cookie_name = config.cookie_name
         self._allow_bearer = config.allow_bearer
@@ -173,6 +186,9 @@ class SessionMiddleware:
             if refusal is not None:
                 await send_refusal(send, refusal)
                 return
+        passive = bool(self.passive) and is_under(scope["path"], self.passive)
+        if passive:
+            session.close()  # checked, never committed: no touch, no cookie
 
         failed = False
 
@@ -180,7 +196,7 @@ class SessionMiddleware:
             nonlocal failed
             if message["type"] == "http.response.start":
                 try:
-                    result = await manager.commit(session)
+                    result = NO_CHANGE if passive else await manager.commit(session)
                 except REFUSED as exc:
                     failed = True
                     await send_refusal(send, refused(exc, "commit"))

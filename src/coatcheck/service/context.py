@@ -1,0 +1,40 @@
+"""The parts one service process shares between its routes, kept in the app's state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from coatcheck.engine.manager import SessionManager
+from coatcheck.service.apikeys import KeyChecker
+from coatcheck.service.metrics import Metrics
+from coatcheck.service.settings import ServiceSettings
+from coatcheck.service.signing import Signer
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    manager: SessionManager
+    settings: ServiceSettings
+    keys: KeyChecker
+    signer: Signer
+    metrics: Metrics
+
+    @classmethod
+    def build(cls, manager: SessionManager, settings: ServiceSettings, metrics: Metrics) -> Service:
+        """The parts over ``manager``'s store (the API keys and the JWT ring live there)."""
+        store, clock = manager.store, manager.clock
+        return cls(
+            manager=manager,
+            settings=settings,
+            keys=KeyChecker(store, clock, settings.api_key_cache),
+            signer=Signer(store, clock, settings.jwt_algorithm),
+            metrics=metrics,
+        )
+
+
+def service_of(request: Request) -> Service:
+    service = request.app.state.coatcheck_service
+    assert isinstance(service, Service)
+    return service

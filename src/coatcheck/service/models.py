@@ -1,0 +1,240 @@
+"""The bodies of the API, as pydantic models: what a call accepts and what it answers.
+
+Request models refuse unknown fields (``extra="forbid"``) and coerce nothing
+(``strict=True``: ``"1"`` is not a level, ``1`` is not ``true``), so a client's mistake is
+a 422 naming the field, never a guess. Every string must be text every store can keep (no
+NUL, no lone surrogate), and session data nests at most ``MAX_DEPTH`` levels, so nothing a
+client sends can fail later inside a store as a 5xx.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+from pydantic.json_schema import SkipJsonSchema
+
+from coatcheck.service.settings import JWT_MAX_TTL
+
+MAX_DEPTH: Final = 32
+"""Deepest nesting of lists and objects in session data."""
+
+
+def storable_text(value: str) -> str:
+    """``value`` when every store can keep it: UTF-8 encodable (no lone surrogate, which
+    JSON's ``\\ud800`` escape can produce) and without NUL (PostgreSQL refuses it)."""
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL (\\u0000)")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("text must be valid Unicode (a lone surrogate is not)") from None
+    return value
+
+
+def _check_value(value: Any, depth: int) -> None:
+    if isinstance(value, str):
+        storable_text(value)
+    elif isinstance(value, dict):
+        if depth >= MAX_DEPTH:
+            raise ValueError(f"session data may nest at most {MAX_DEPTH} levels")
+        for key, item in value.items():
+            storable_text(key)
+            _check_value(item, depth + 1)
+    elif isinstance(value, list):
+        if depth >= MAX_DEPTH:
+            raise ValueError(f"session data may nest at most {MAX_DEPTH} levels")
+        for item in value:
+            _check_value(item, depth + 1)
+
+
+def storable_data(data: dict[str, Any]) -> dict[str, Any]:
+    _check_value(data, 0)
+    return data
+
+
+def json_integer(value: Any) -> Any:
+    """JSON has one number type: ``2.0`` is the integer 2 (as JSON Schema says), while
+    ``2.5``, ``"2"`` and ``true`` stay what they are and fail the strict integer check."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+def no_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("null is not a value here: leave the field out")
+    return value
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+T = TypeVar("T")
+Omittable = Annotated[
+    T | SkipJsonSchema[None],
+    BeforeValidator(no_null),
+    Field(default=None, json_schema_extra=_no_default),
+]
+"""An optional field: leave it out, never send ``null`` (the document says so too)."""
+
+Text = Annotated[str, AfterValidator(storable_text)]
+UserId = Annotated[
+    str, StringConstraints(min_length=1, max_length=256), AfterValidator(storable_text)
+]
+SessionToken = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+"""An end user's token as the caller holds it; any shape is accepted here, and one that
+names no live session is answered as such (404, or ``active: false``)."""
+Level = Annotated[int, Field(ge=1, le=2**31 - 1), BeforeValidator(json_integer)]
+Data = Annotated[dict[str, Any], AfterValidator(storable_data)]
+DataKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=1024), AfterValidator(storable_text)
+]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Client(Body):
+    """The end user's client, as the caller saw it (recorded for "your devices")."""
+
+    ip: Omittable[Annotated[Text, StringConstraints(max_length=64)]]
+    user_agent: Omittable[Annotated[Text, StringConstraints(max_length=1024)]]
+
+
+class CreateSession(Body):
+    """``level`` and ``remember`` describe a login, so they need ``user_id``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"dependentRequired": {"level": ["user_id"], "remember": ["user_id"]}}
+    )
+
+    user_id: Omittable[UserId]
+    data: Omittable[Data]
+    remember: Omittable[bool]
+    level: Omittable[Level]
+    client: Omittable[Client]
+
+
+class Introspect(Body):
+    token: SessionToken
+    touch: bool = True
+    client: Omittable[Client]
+
+
+class Update(Body):
+    token: SessionToken
+    set: Omittable[Data]
+    unset: Omittable[list[DataKey]]
+
+
+class Login(Body):
+    token: SessionToken
+    user_id: UserId
+    level: Omittable[Level]
+    remember: Omittable[bool]
+
+
+class TokenOnly(Body):
+    token: SessionToken
+
+
+class MakeJwt(Body):
+    token: SessionToken
+    audience: Omittable[Annotated[Text, StringConstraints(min_length=1, max_length=256)]]
+    ttl: Omittable[Annotated[int, Field(ge=1, le=JWT_MAX_TTL), BeforeValidator(json_integer)]]
+
+
+# -- answers -------------------------------------------------------------------------------
+class SessionView(BaseModel):
+    """One session as the API shows it. Times are seconds since the epoch."""
+
+    handle: str = Field(description="Public identifier: safe in logs and UIs, not a credential")
+    user_id: str | None
+    level: int = Field(description="Assurance level of the login; 0 when anonymous")
+    data: dict[str, Any]
+    created_at: float
+    last_seen_at: float = Field(description="Last activity the store recorded")
+    expires_at: float = Field(description="The deadline in force (idle or absolute)")
+    absolute_at: float = Field(description="The session ends then, however busy")
+    remember: bool
+
+
+class Issued(BaseModel):
+    token: str = Field(description="The end user's new session token")
+    session: SessionView
+
+
+class Updated(BaseModel):
+    session: SessionView
+    token: str | SkipJsonSchema[None] = Field(
+        default=None, description="Present only when the token rotated: the client's new token"
+    )
+
+
+class Active(BaseModel):
+    active: Literal[True]
+    session: SessionView
+    token: str | SkipJsonSchema[None] = Field(
+        default=None, description="Present only when the token rotated: the client's new token"
+    )
+
+
+class Inactive(BaseModel):
+    active: Literal[False]
+
+
+class Jwt(BaseModel):
+    jwt: str
+    expires_at: int = Field(description="The JWT's exp claim")
+
+
+class Device(BaseModel):
+    handle: str
+    created_at: float
+    last_seen_at: float
+    expires_at: float
+    auth_at: float | None
+    remember: bool
+    user_agent: str | None
+    ip: str | None = Field(description="Truncated to its network (/24, /48)")
+
+
+class Devices(BaseModel):
+    sessions: list[Device]
+
+
+class Revoked(BaseModel):
+    revoked: int
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | SkipJsonSchema[None] = None
+    errors: list[dict[str, Any]] | SkipJsonSchema[None] = None
+
+
+class Health(BaseModel):
+    status: str
+
+
+REQUESTS: Final = (Client, CreateSession, Introspect, Update, Login, TokenOnly, MakeJwt)
+FIELD_NAMES: Final = frozenset(
+    name for model in REQUESTS for name in model.model_fields
+) | frozenset({"user_id", "handle", "except"})
+"""Every name a request may use, for the locations of validation errors."""
