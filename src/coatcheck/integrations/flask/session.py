@@ -19,7 +19,7 @@ from flask.sessions import NullSession, SessionMixin
 
 from coatcheck.core.session import Session
 from coatcheck.engine.results import CommitResult
-from coatcheck.http.refusals import UNAVAILABLE, Refusal
+from coatcheck.http.refusals import Refusal
 
 __all__ = ["FlaskSession", "UnavailableSession"]
 
@@ -39,7 +39,10 @@ class FlaskSession(SessionMixin):
         self._modified = False
         self._saving = False
         self._result: CommitResult | None = None
-        self._refusal: Refusal = UNAVAILABLE
+        self._refusal: Refusal | None = None
+        """The answer of a refused commit (503, 429, 403); None while none was refused,
+        including when the commit raised the application's own error (data that is not
+        JSON): that stays Flask's 500."""
 
     # -- mapping ---------------------------------------------------------------------
     def __getitem__(self, key: str) -> Any:

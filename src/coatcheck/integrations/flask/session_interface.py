@@ -110,9 +110,12 @@ class CoatcheckSessionInterface(SessionInterface):
         if session._result is not None:
             return session._result
         if session._saving:
-            # A second save after a failed commit: committing twice could replay a
-            # rename, so the answer stays the refusal.
-            _replace_with_refusal(response, session._refusal)
+            # A second save after a failed commit (Flask saves again the error response
+            # it built): committing twice could replay a rename, so the first outcome
+            # stands. A refusal stays the refusal; the app's own error (a value that is
+            # not JSON) stays the 500 Flask answered, logged with the key it names.
+            if session._refusal is not None:
+                _replace_with_refusal(response, session._refusal)
             return None
         session._saving = True
         try:
