@@ -14,7 +14,9 @@ from coatcheck.core.record import (
     LEVEL_KEY,
     REAUTH_KEY,
     SessionRecord,
+    UserId,
     encode_value,
+    user_key,
 )
 from coatcheck.errors import SessionCommittedError, SessionDataError
 
@@ -217,16 +219,17 @@ class Session(MutableMapping[str, Any]):
         return bool(self._set or self._removed or self._mutated_keys())
 
     # -- intents -----------------------------------------------------------------------
-    def login(self, user_id: str | int, *, remember: bool = False, level: int = 1) -> None:
+    def login(self, user_id: UserId, *, remember: bool = False, level: int = 1) -> None:
         """Authenticate the session as ``user_id``: a new token is issued at commit.
 
         ``level`` is the assurance level of this authentication (1: password; higher for
         stronger factors, as the app defines), checked by ``require_level``. The data
         survives (an anonymous cart stays), unless the session belonged to a different
-        user, whose data must not leak to the new one.
+        user, whose data must not leak to the new one. ``user_id`` None (or anything else
+        that names nobody) raises ``InvalidUserId``.
         """
         self._check_open()
-        uid = str(user_id)
+        uid = user_key(user_id)
         if self._user_id is not None and self._user_id != uid:
             self.clear()
         self._user_id = uid

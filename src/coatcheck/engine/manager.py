@@ -17,7 +17,14 @@ from coatcheck.core.client import ClientInfo
 from coatcheck.core.config import SessionConfig
 from coatcheck.core.events import EventSink, SessionEvent
 from coatcheck.core.policy import Action, Plan
-from coatcheck.core.record import REAUTH_KEY, ROTATED_AT_KEY, ROTATED_TO_KEY, SessionRecord
+from coatcheck.core.record import (
+    REAUTH_KEY,
+    ROTATED_AT_KEY,
+    ROTATED_TO_KEY,
+    SessionRecord,
+    UserId,
+    user_key,
+)
 from coatcheck.core.session import Session
 from coatcheck.engine.clientside import ClientSideSessions
 from coatcheck.engine.operations import (
@@ -428,8 +435,10 @@ class SessionManager:
             return self._applied(session, plan, await store.apply(key, plan.patch))
         return await run_async(self._commit_plan(session, plan, now), store)
 
-    async def list_user_sessions(self, user_id: str) -> list[SessionInfo]:
-        records = await self.store.list_user(str(user_id), self.clock())
+    async def list_user_sessions(self, user_id: UserId) -> list[SessionInfo]:
+        """The user's live sessions ("your devices"). ``user_id`` None (an anonymous
+        visitor's) raises ``InvalidUserId``: it names no one's devices."""
+        records = await self.store.list_user(user_key(user_id), self.clock())
         return [SessionInfo.from_record(r) for r in records]
 
     async def revoke(self, handle: str) -> bool:
@@ -440,13 +449,15 @@ class SessionManager:
         self.emit(ev.REVOKED, handle=record.handle, user_id=record.user_id)
         return True
 
-    async def revoke_user(self, user_id: str, except_handle: str | None = None) -> int:
-        """End all of a user's sessions, optionally keeping the current one."""
+    async def revoke_user(self, user_id: UserId, except_handle: str | None = None) -> int:
+        """End all of a user's sessions, optionally keeping the current one. ``user_id``
+        None raises ``InvalidUserId`` (it would end the sessions of the user "None")."""
+        uid = user_key(user_id)
         if self._client_side is not None:
-            steps = self._client_side.revoke_user(str(user_id), except_handle)
+            steps = self._client_side.revoke_user(uid, except_handle)
             return await run_async(steps, self._op_store)
-        count = await self.store.delete_user(str(user_id), except_handle)
-        self.emit(ev.REVOKED, user_id=str(user_id), count=count, kept=except_handle)
+        count = await self.store.delete_user(uid, except_handle)
+        self.emit(ev.REVOKED, user_id=uid, count=count, kept=except_handle)
         return count
 
     async def purge_expired(self) -> int:
@@ -485,8 +496,8 @@ class SessionManager:
             return self._applied(session, plan, store.apply_sync(key, plan.patch))
         return run_sync(self._commit_plan(session, plan, now), store)
 
-    def list_user_sessions_sync(self, user_id: str) -> list[SessionInfo]:
-        records = self.store.list_user_sync(str(user_id), self.clock())
+    def list_user_sessions_sync(self, user_id: UserId) -> list[SessionInfo]:
+        records = self.store.list_user_sync(user_key(user_id), self.clock())
         return [SessionInfo.from_record(r) for r in records]
 
     def revoke_sync(self, handle: str) -> bool:
@@ -496,12 +507,13 @@ class SessionManager:
         self.emit(ev.REVOKED, handle=record.handle, user_id=record.user_id)
         return True
 
-    def revoke_user_sync(self, user_id: str, except_handle: str | None = None) -> int:
+    def revoke_user_sync(self, user_id: UserId, except_handle: str | None = None) -> int:
+        uid = user_key(user_id)
         if self._client_side is not None:
-            steps = self._client_side.revoke_user(str(user_id), except_handle)
+            steps = self._client_side.revoke_user(uid, except_handle)
             return run_sync(steps, self._op_store)
-        count = self.store.delete_user_sync(str(user_id), except_handle)
-        self.emit(ev.REVOKED, user_id=str(user_id), count=count, kept=except_handle)
+        count = self.store.delete_user_sync(uid, except_handle)
+        self.emit(ev.REVOKED, user_id=uid, count=count, kept=except_handle)
         return count
 
     def purge_expired_sync(self) -> int:

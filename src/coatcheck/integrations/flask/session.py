@@ -17,6 +17,7 @@ from typing import Any
 
 from flask.sessions import NullSession, SessionMixin
 
+from coatcheck.core.record import UserId
 from coatcheck.core.session import Session
 from coatcheck.engine.results import CommitResult
 from coatcheck.http.refusals import Refusal
@@ -97,7 +98,7 @@ class FlaskSession(SessionMixin):
             core._remember = self._permanent
 
     # -- coatcheck intents and facts ---------------------------------------------------
-    def login(self, user_id: str | int, *, remember: bool | None = None, level: int = 1) -> None:
+    def login(self, user_id: UserId, *, remember: bool | None = None, level: int = 1) -> None:
         """Authenticate as ``user_id`` (new token at commit) at assurance ``level``.
         ``remember`` defaults to ``permanent`` when set in this request, else False."""
         if remember is None:
