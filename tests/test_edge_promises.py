@@ -20,7 +20,7 @@ from coatcheck import SessionConfig, SessionManager
 from coatcheck.stores import SQLiteStore
 from tests.support.browser import Browser
 from tests.support.clock import FakeClock
-from tests.support.edges import EDGES, serve_edge
+from tests.support.edges import CSRF_EDGES, EDGES, serve_edge
 
 COOKIE = "__Host-session"
 
@@ -93,3 +93,27 @@ def test_a_value_that_is_not_json_is_a_500_naming_the_key(
         assert "session['when'] cannot be stored" in _logged(caplog, capsys)
         assert site.rows() == before
         assert browser.get("/read").json()["data"] == {"value": "kept"}
+
+
+# -- 3. an empty X-CSRF-Token header leaves the form field to decide ---------------------------
+@pytest.mark.parametrize("edge", CSRF_EDGES)
+def test_an_empty_csrf_header_does_not_disable_the_form_field(
+    edge: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    """A front end that always sends the header, empty when it has no token, still posts
+    forms that carry the token as the ``csrf_token`` field; and an empty header never
+    counts as a token."""
+    with site_for(edge, tmp_path, clock) as site, site.browser() as browser:
+        token = browser.csrf_token()
+        empty = {"X-CSRF-Token": ""}
+        form = {"csrf_token": token, "value": "by form"}
+        response = browser.post("/set", headers=empty, data=form)
+        assert response.status_code == 200, response.text
+        assert response.json()["data"] == {"value": "by form"}
+        refused = browser.post("/set", headers=empty, data={"value": "no token"})
+        assert refused.status_code == 403
+        assert "missing token" in refused.text
+        forged = browser.post("/set", headers=empty, data={"csrf_token": "x" * 86, "value": "?"})
+        assert forged.status_code == 403
+        assert "invalid token" in forged.text
+        assert browser.get("/read").json()["data"] == {"value": "by form"}
