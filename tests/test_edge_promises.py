@@ -6,6 +6,7 @@ SQLite store, so an edge that answers differently from the others fails by name.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import sqlite3
@@ -13,14 +14,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from coatcheck import SessionConfig, SessionManager
-from coatcheck.stores import SQLiteStore
+from coatcheck.core import tokens
+from coatcheck.stores import MemoryStore, SQLiteStore
+from coatcheck.testing import csrf_header, force_login
 from tests.support.browser import Browser
 from tests.support.clock import FakeClock
-from tests.support.edges import CSRF_EDGES, EDGES, serve_edge
+from tests.support.edges import CSRF_EDGES, EDGES, edge_app, is_asgi, serve_edge
 
 COOKIE = "__Host-session"
 
@@ -117,3 +122,90 @@ def test_an_empty_csrf_header_does_not_disable_the_form_field(
         assert forged.status_code == 403
         assert "invalid token" in forged.text
         assert browser.get("/read").json()["data"] == {"value": "by form"}
+
+
+# -- 4. garbage cookies from one client never throttle valid users behind the same IP ---------
+def test_garbage_cookies_never_throttle_valid_users_behind_the_same_ip(site: Site) -> None:
+    """Every client here is 127.0.0.1, as everyone behind one proxy is: a client sending
+    35 garbage cookies is refused after the 30 the default allows; alice and bob, whose
+    tokens are valid, never are, and a visitor without a cookie is served."""
+    with site.browser() as alice, site.browser() as bob, httpx.Client(base_url=site.url) as bad:
+        assert alice.post("/login?user=alice").status_code == 200
+        assert bob.post("/login?user=bob").status_code == 200
+        statuses = []
+        for _ in range(35):
+            garbage = {"Cookie": f"{COOKIE}={tokens.new_token()}"}
+            statuses.append(bad.get("/read", headers=garbage).status_code)
+            assert alice.get("/read").json()["user"] == "alice"
+            assert bob.get("/read").json()["user"] == "bob"
+        assert statuses == [200] * 30 + [429] * 5
+        assert bad.get("/read").status_code == 200  # no cookie: an ordinary visitor
+        assert alice.post("/set", data={"value": "still mine"}).status_code == 200
+
+
+# -- 4. ... and X-Forwarded-For counts only from a trusted proxy ------------------------------
+PROXY = "10.0.0.7"
+STRANGER = "203.0.113.5"
+
+
+def _send(edge: str, app: Any, peer: str, path: str, **kwargs: Any) -> httpx.Response:
+    """One request to the in-process ``app`` from the connection peer ``peer``."""
+    method = kwargs.pop("method", "GET")
+    if not is_asgi(edge):
+        transport = httpx.WSGITransport(app, remote_addr=peer)
+        with httpx.Client(transport=transport, base_url="http://shop.example") as client:
+            return client.request(method, path, **kwargs)
+
+    async def send() -> httpx.Response:
+        transport = httpx.ASGITransport(app, client=(peer, 4711))
+        async with httpx.AsyncClient(transport=transport, base_url="http://shop.example") as c:
+            return await c.request(method, path, **kwargs)
+
+    return asyncio.run(send())
+
+
+@pytest.mark.parametrize("edge", EDGES)
+def test_forwarded_for_names_the_client_only_from_a_trusted_proxy(
+    edge: str, clock: FakeClock
+) -> None:
+    config = SessionConfig(unknown_token_limit=1, trusted_proxies=[PROXY])
+    manager = SessionManager(MemoryStore(), config, clock=clock)
+    with edge_app(edge, manager) as app:
+
+        def garbage(peer: str, forwarded_for: str) -> int:
+            headers = {"Cookie": f"{COOKIE}={tokens.new_token()}", "X-Forwarded-For": forwarded_for}
+            return _send(edge, app, peer, "/read", headers=headers).status_code
+
+        # Through the proxy, each client is its own address (and cannot forge another).
+        assert garbage(PROXY, "198.51.100.1") == 200
+        assert garbage(PROXY, "198.51.100.1") == 429
+        assert garbage(PROXY, "198.51.100.2, 198.51.100.1") == 429
+        assert garbage(PROXY, "198.51.100.2") == 200
+        # A direct client's X-Forwarded-For is ignored: it counts as itself.
+        assert garbage(STRANGER, "198.51.100.3") == 200
+        assert garbage(STRANGER, "198.51.100.4") == 429
+
+
+@pytest.mark.parametrize("edge", CSRF_EDGES)
+def test_the_https_scheme_comes_only_from_a_trusted_proxy(edge: str, clock: FakeClock) -> None:
+    """Behind a TLS-terminating proxy the browser's Origin is https://; the app's own
+    origin is https only when a trusted proxy says so in X-Forwarded-Proto."""
+    config = SessionConfig(trusted_proxies=[PROXY])
+    manager = SessionManager(MemoryStore(), config, clock=clock)
+    token = force_login(manager, "alice")
+    headers = {
+        "Cookie": f"{COOKIE}={token}",
+        "Origin": "https://shop.example",
+        "X-Forwarded-Proto": "https",
+        **csrf_header(manager, token),
+    }
+    with edge_app(edge, manager) as app:
+
+        def post(peer: str, **changes: str) -> httpx.Response:
+            sent = {k: v for k, v in {**headers, **changes}.items() if v}
+            return _send(edge, app, peer, "/set", method="POST", headers=sent, data={"value": "v"})
+
+        assert post(PROXY).status_code == 200
+        refused = post(STRANGER)
+        assert refused.status_code == 403 and "origin" in refused.text.lower()
+        assert post(PROXY, **{"X-Forwarded-Proto": ""}).status_code == 403

@@ -232,7 +232,7 @@ urlpatterns: list[Any] = []
 
 
 @contextlib.contextmanager
-def _serve_django(manager: SessionManager) -> Iterator[str]:
+def _django_app(manager: SessionManager) -> Iterator[Any]:
     from django.core.wsgi import get_wsgi_application
     from django.test import override_settings
 
@@ -255,8 +255,7 @@ def _serve_django(manager: SessionManager) -> Iterator[str]:
     settings.enable()
     configure(manager)
     try:
-        with serve_wsgi(get_wsgi_application()) as url:
-            yield url
+        yield get_wsgi_application()
     finally:
         configure(None)
         settings.disable()
@@ -270,18 +269,32 @@ _ASGI: dict[str, Callable[[SessionManager], Any]] = {
 _WSGI: dict[str, Callable[[SessionManager], Any]] = {"wsgi": wsgi_app, "flask": flask_app}
 
 
+def is_asgi(edge: str) -> bool:
+    return edge in _ASGI
+
+
+@contextlib.contextmanager
+def edge_app(edge: str, manager: SessionManager) -> Iterator[Any]:
+    """``edge``'s app over ``manager`` (an ASGI app for ``is_asgi`` edges, else WSGI)."""
+    if edge in _ASGI:
+        yield _ASGI[edge](manager)
+    elif edge in _WSGI:
+        yield _WSGI[edge](manager)
+    elif edge == "django":
+        with _django_app(manager) as app:
+            yield app
+    else:
+        raise ValueError(f"unknown edge {edge!r}")
+
+
 @contextlib.contextmanager
 def serve_edge(edge: str, manager: SessionManager) -> Iterator[str]:
     """Serve ``edge``'s app over ``manager``; yields its base URL."""
-    if edge in _ASGI:
-        # log_config=None: uvicorn's error log reaches the root logger (and caplog).
-        with serve(_ASGI[edge](manager), log_config=None) as url:
-            yield url
-    elif edge in _WSGI:
-        with serve_wsgi(_WSGI[edge](manager)) as url:
-            yield url
-    elif edge == "django":
-        with _serve_django(manager) as url:
-            yield url
-    else:
-        raise ValueError(f"unknown edge {edge!r}")
+    with edge_app(edge, manager) as app:
+        if is_asgi(edge):
+            # log_config=None: uvicorn's error log reaches the root logger (and caplog).
+            with serve(app, log_config=None) as url:
+                yield url
+        else:
+            with serve_wsgi(app) as url:
+                yield url

@@ -120,21 +120,27 @@ class SessionManager:
 
     def _load_key(self, token: str | None, client: ClientInfo | None, now: float) -> str | None:
         """The storage key a load reads, or None when no read is worth making (no token,
-        or a malformed one). Raises Throttled for a client that keeps guessing."""
+        or a malformed one). A malformed token is a miss of the unknown-token throttle
+        (Throttled for a client over its limit); a well-formed one is not looked at by the
+        throttle before the store said whether it opens a session."""
         if token is None:
             return None
-        throttle = self._throttle
-        address = client.address if client is not None else None
-        if throttle is not None and address is not None:
-            wait = throttle.retry_after(address, now)
-            if wait is not None:
-                raise Throttled(wait)
         key = tokens.checked_storage_key(token)
         if key is None:
             self.emit(ev.REJECTED, reason="malformed")
-            if throttle is not None and address is not None:
-                throttle.miss(address, now)
+            self._missed(token, client, now)
         return key
+
+    def _missed(self, token: str, client: ClientInfo | None, now: float) -> None:
+        """A token that opens nothing (unknown or malformed; never a valid or an expired
+        one): counted against the client's address, or Throttled when it is over the
+        limit. Without an address (a Unix socket) or a throttle, nothing to count."""
+        throttle = self._throttle
+        address = client.address if client is not None else None
+        if throttle is not None and address is not None:
+            wait = throttle.unknown(address, now, token)
+            if wait is not None:
+                raise Throttled(wait)
 
     def _loaded(
         self, record: SessionRecord | None, now: float, client: ClientInfo | None
@@ -151,9 +157,9 @@ class SessionManager:
         return self._admitted(record, now, client)
 
     def _load_found(
-        self, record: SessionRecord | None, now: float, client: ClientInfo | None
+        self, key: str, record: SessionRecord | None, now: float, client: ClientInfo | None
     ) -> Steps[Session]:
-        """What a load makes of the record it read, in every case."""
+        """What a load makes of the record it read under ``key``, in every case."""
         if record is not None and ROTATED_TO_KEY in record.meta:
             return (yield from self._load_rotated(record, now, client))
         verdict = policy.check(record, now)
@@ -166,10 +172,7 @@ class SessionManager:
             )
         else:
             self.emit(ev.REJECTED, reason="unknown")
-            throttle = self._throttle
-            address = client.address if client is not None else None
-            if throttle is not None and address is not None:
-                throttle.miss(address, now)
+            self._missed(key, client, now)
         return Session(None, now, client)
 
     def _admitted(self, record: SessionRecord, now: float, client: ClientInfo | None) -> Session:
@@ -419,7 +422,7 @@ class SessionManager:
         session = self._loaded(record, now, client)
         if session is not None:
             return session
-        return await run_async(self._load_found(record, now, client), store)
+        return await run_async(self._load_found(key, record, now, client), store)
 
     async def commit(self, session: Session) -> CommitResult:
         """Persist what the request did to ``session`` in as few store calls as the plan
@@ -482,7 +485,7 @@ class SessionManager:
         session = self._loaded(record, now, client)
         if session is not None:
             return session
-        return run_sync(self._load_found(record, now, client), store)
+        return run_sync(self._load_found(key, record, now, client), store)
 
     def commit_sync(self, session: Session) -> CommitResult:
         store = self._op_store

@@ -22,6 +22,7 @@ from werkzeug.exceptions import ServiceUnavailable
 from coatcheck.core.client import ClientInfo
 from coatcheck.engine.manager import CommitResult, SessionManager
 from coatcheck.http.csrf_check import CsrfCheck
+from coatcheck.http.forwarded import Proxies
 from coatcheck.http.headers import merge_headers, session_headers
 from coatcheck.http.refusals import REFUSED, UNAVAILABLE, Refusal, refused
 from coatcheck.http.transport import scan_environ
@@ -67,13 +68,18 @@ class CoatcheckSessionInterface(SessionInterface):
     def __init__(self, manager: SessionManager) -> None:
         self.manager = manager
         self.csrf = CsrfCheck(manager)
+        self.proxies = Proxies.of(manager.config)
+        """``SessionConfig.trusted_proxies``: who the client is behind them (None: none)."""
 
     def open_session(self, app: flask.Flask, request: Request) -> SessionMixin | None:
         config = self.manager.config
         token, bearer, user_agent = scan_environ(
             request.environ, config.cookie_name, config.allow_bearer
         )
-        info = ClientInfo.from_raw(user_agent, request.remote_addr)
+        address = request.remote_addr
+        if self.proxies is not None:  # behind trusted proxies: X-Forwarded-For decides
+            address = self.proxies.from_environ(request.environ)[0]
+        info = ClientInfo.from_raw(user_agent, address)
         try:
             core = self.manager.load_sync(token, info)
         except REFUSED as exc:
