@@ -23,7 +23,7 @@ from coatcheck import SessionConfig, SessionManager
 from coatcheck.core import tokens
 from coatcheck.stores import MemoryStore, SQLiteStore
 from coatcheck.testing import csrf_header, force_login
-from tests.support.browser import Browser
+from tests.support.browser import Browser, parse_set_cookie
 from tests.support.clock import FakeClock
 from tests.support.edges import CSRF_EDGES, EDGES, edge_app, is_asgi, serve_edge
 
@@ -209,3 +209,64 @@ def test_the_https_scheme_comes_only_from_a_trusted_proxy(edge: str, clock: Fake
         refused = post(STRANGER)
         assert refused.status_code == 403 and "origin" in refused.text.lower()
         assert post(PROXY, **{"X-Forwarded-Proto": ""}).status_code == 403
+
+
+# -- 5. a dead cookie is cleared at its next request, and then costs nothing -------------------
+def _cleared(response: httpx.Response) -> bool:
+    """Does the response carry a Set-Cookie that makes the browser drop the session cookie?"""
+    for raw in response.headers.get_list("set-cookie"):
+        name, _, attrs = parse_set_cookie(raw)
+        if name == COOKIE and attrs.get("max-age") == "0":
+            return True
+    return False
+
+
+@pytest.mark.parametrize("ending", ["revoked", "expired"])
+@pytest.mark.parametrize("edge", EDGES)
+def test_a_dead_cookie_is_cleared_at_its_next_request(
+    edge: str, ending: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    """The next request after the session ended (even one that does not touch the session;
+    on Django, which loads the session lazily, one that reads it) clears the cookie, and
+    the requests after it, sent without a cookie, are not counted against the address."""
+    config = SessionConfig(idle_timeout=600, unknown_token_limit=2)
+    with site_for(edge, tmp_path, clock, config) as site, site.browser() as browser:
+        assert browser.post("/login?user=alice").status_code == 200
+        assert COOKIE in browser.cookies
+        if ending == "expired":
+            clock.advance(601)
+        else:
+            assert site.manager.revoke_user_sync("alice") == 1
+        response = browser.get("/plain")
+        assert response.status_code == 200
+        assert _cleared(response)
+        assert COOKIE not in browser.cookies
+        for _ in range(5):  # no cookie now: ordinary anonymous requests, never counted
+            follow = browser.get("/read")
+            assert follow.json()["user"] is None and not _cleared(follow)
+        with httpx.Client(base_url=site.url) as prober:
+            statuses = [
+                prober.get(
+                    "/read", headers={"Cookie": f"{COOKIE}={tokens.new_token()}"}
+                ).status_code
+                for _ in range(3)
+            ]
+    # A revoked token opened nothing: the first of the two misses allowed. An expired
+    # session is a real user's: never a miss.
+    assert statuses == ([200, 200, 429] if ending == "expired" else [200, 429, 429])
+
+
+@pytest.mark.parametrize("edge", ["asgi", "wsgi"])
+def test_a_dead_bearer_token_is_answered_with_an_empty_token_header(
+    edge: str, clock: FakeClock
+) -> None:
+    """An API client learns the same way that its token died: ``X-Session-Token: ""``
+    (discard), never a cookie."""
+    manager = SessionManager(MemoryStore(), clock=clock)
+    token = force_login(manager, "alice")
+    assert manager.revoke_user_sync("alice") == 1
+    with edge_app(edge, manager) as app:
+        response = _send(edge, app, STRANGER, "/read", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    assert response.headers["x-session-token"] == ""
+    assert "set-cookie" not in response.headers

@@ -77,6 +77,8 @@ class Action(enum.Enum):
     DELETE = "delete"
     REPLACE = "replace"
     """Delete the old record and create a new one (data written after logout)."""
+    CLEAR = "clear"
+    """No store action: the client's token opened nothing, so it must drop it."""
 
 
 _TOUCH = Action.TOUCH
@@ -120,6 +122,9 @@ class Plan:
 
 
 NOTHING = Plan(Action.NOTHING)
+CLEAR_STALE = Plan(Action.CLEAR, CookieAction.CLEAR)
+"""A dead token (revoked, expired, unknown) came back and the request stored nothing: the
+browser is told to drop it, or it would send it on every request forever."""
 
 
 def rotation_due(record: SessionRecord, now: float, config: SessionConfig) -> bool:
@@ -231,7 +236,8 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
     ======================================  ============================================
     the session                             the plan
     ======================================  ============================================
-    has no record yet                       CREATE if it holds anything (``_plan_new``)
+    has no record yet                       CREATE if it holds anything (``_plan_new``);
+                                            else CLEAR when the client's token was dead
     was logged out                          DELETE, or REPLACE when data was written after
     untouched by the handler                TOUCH when the touch interval has passed
     logs in over another user's session     REPLACE: nothing of the other user carries over
@@ -286,14 +292,15 @@ def _plan_new(
     action: Action = Action.CREATE,
 ) -> Plan:
     """A whole new record: the first store of a session (CREATE), or one replacing the
-    previous user's (REPLACE). A session that holds nothing is not stored."""
+    previous user's (REPLACE). A session that holds nothing is not stored; if the client
+    came with a token that opened nothing, it is told to drop that (CLEAR)."""
     if (
         action is Action.CREATE
         and not session._data
         and not session._login
         and not session._meta_dirty
     ):
-        return NOTHING
+        return CLEAR_STALE if session._stale else NOTHING
     new = new_record(session, config, now, new_handle)
     return Plan(
         action,

@@ -48,6 +48,7 @@ class Session(MutableMapping[str, Any]):
         "_rotate",
         "_set",
         "_snapshots",
+        "_stale",
         "_user_id",
         "via_bearer",
     )
@@ -78,6 +79,10 @@ class Session(MutableMapping[str, Any]):
             self._auth_at = None
             self._handle = handle
             self._expires_at = None
+            self._stale = False
+            """The client presented a token that opened nothing (unknown, expired,
+            malformed, revoked): its commit clears the cookie. Only a session without a
+            record has it (the engine sets it; a request's hot path never reads it)."""
         self._set: set[str] = set()
         self._removed: set[str] = set()
         self._snapshots: dict[str, str] = {}
@@ -90,6 +95,15 @@ class Session(MutableMapping[str, Any]):
         """Set by the edge that loaded the session: the token came in ``Authorization:
         Bearer`` (or the client asked for bearer transport), so new tokens go back in a
         header, never a cookie, and the CSRF check does not apply."""
+
+    @classmethod
+    def for_dead_token(cls, now: float, client: ClientInfo | None = None) -> Session:
+        """A fresh session for a request whose token opened nothing (unknown, expired,
+        malformed, revoked): unless the request stores something (then the new token
+        replaces the dead one), its commit tells the client to drop the token."""
+        session = cls(None, now, client)
+        session._stale = True
+        return session
 
     # -- mapping -----------------------------------------------------------------------
     def __getitem__(self, key: str) -> Any:

@@ -40,7 +40,7 @@ from coatcheck.engine.operations import (
     run_async,
     run_sync,
 )
-from coatcheck.engine.results import NO_CHANGE, CommitResult, SessionInfo
+from coatcheck.engine.results import CLEARED, NO_CHANGE, CommitResult, SessionInfo
 from coatcheck.errors import SessionLimitExceeded, Throttled
 from coatcheck.security.throttle import UnknownTokenThrottle
 from coatcheck.stores.base import ClientSideStore, Store
@@ -173,7 +173,7 @@ class SessionManager:
         else:
             self.emit(ev.REJECTED, reason="unknown")
             self._missed(key, client, now)
-        return Session(None, now, client)
+        return Session.for_dead_token(now, client)
 
     def _admitted(self, record: SessionRecord, now: float, client: ClientInfo | None) -> Session:
         """A valid record becomes this request's session, with a periodic rotation
@@ -201,7 +201,7 @@ class SessionManager:
             if action == "end":
                 yield Delete(record.key)
                 self.emit(ev.REVOKED, handle=record.handle, user_id=record.user_id)
-                return Session(None, now, client)
+                return Session.for_dead_token(now, client)
             if action == "reauthenticate" and record.user_id is not None:
                 session = Session(record, now, client)
                 session.set_meta(REAUTH_KEY, True)
@@ -220,7 +220,7 @@ class SessionManager:
             live = yield GetByHandle(handle)
             if live is not None and policy.check(live, now) is policy.Verdict.VALID:
                 return (yield from self._admit(live, now, client))
-            return Session(None, now, client)
+            return Session.for_dead_token(now, client)
         ended = yield DeleteHandle(handle)
         yield Delete(marker.key)
         self.emit(
@@ -229,7 +229,7 @@ class SessionManager:
             user_id=ended.user_id if ended is not None else None,
             rotated_at=rotated_at,
         )
-        return Session(None, now, client)
+        return Session.for_dead_token(now, client)
 
     def _applied(self, session: Session, plan: Plan, applied: bool) -> CommitResult:
         """The outcome of a TOUCH or UPDATE once its ``Apply`` ran."""
@@ -269,6 +269,8 @@ class SessionManager:
         action = plan.action
         if action is Action.NOTHING:
             return NO_CHANGE
+        if action is Action.CLEAR:  # a dead token came back: no store action
+            return CLEARED
         result, took_place = yield from _RUNNERS[action](self, session, plan, now)
         if not took_place:
             return result
@@ -416,8 +418,10 @@ class SessionManager:
             return await run_async(self._client_side.load(token, client), store)
         now = self.clock()
         key = self._load_key(token, client, now)
-        if key is None:
-            return Session(None, now, client)
+        if key is None:  # no token, or a malformed one (a dead token: cleared at commit)
+            if token is None:
+                return Session(None, now, client)
+            return Session.for_dead_token(now, client)
         record = await store.get(key)
         session = self._loaded(record, now, client)
         if session is not None:
@@ -479,8 +483,10 @@ class SessionManager:
             return run_sync(self._client_side.load(token, client), store)
         now = self.clock()
         key = self._load_key(token, client, now)
-        if key is None:
-            return Session(None, now, client)
+        if key is None:  # no token, or a malformed one (a dead token: cleared at commit)
+            if token is None:
+                return Session(None, now, client)
+            return Session.for_dead_token(now, client)
         record = store.get_sync(key)
         session = self._loaded(record, now, client)
         if session is not None:
