@@ -5,6 +5,7 @@ served by uvicorn in a fresh directory, its shell block run line by line with re
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 from coatcheck import SessionManager
 from coatcheck.stores import SQLiteStore
 from coatcheck.testing import force_login
-from tests.support.readme import code_blocks, expected_output, matches
+from tests.support.readme import code_blocks, expected_output, matches, section
 
 QUICKSTART = "Quickstart: Starlette / FastAPI"
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -125,3 +126,32 @@ def test_the_quickstart_curl_session_works_as_pasted(quickstart: Served) -> None
                 f"{command}\n  printed {output!r}\n  promised {promise!r}"
             )
     assert sum(promise is not None for _, promise, _ in promised) == 6
+
+
+# -- the command line ---------------------------------------------------------------------
+def test_the_cli_runs_from_the_virtualenv_as_the_readme_says() -> None:
+    """``.venv/bin/coatcheck`` is the virtualenv's console script (here: the one of the
+    interpreter running the suite, which ``make test`` installs the same way), and each
+    command line of the README's block, with each of its options, is one it accepts."""
+    assert "`.venv/bin/coatcheck ...`" in section("Command line")
+    script = Path(sys.executable).parent / "coatcheck"
+    assert script.exists(), f"no console script at {script}"
+    (block,) = code_blocks("Command line", "sh")
+    commands = [line.split("#")[0].strip() for line in block.splitlines()]
+    commands = [c for c in commands if c]
+    assert len(commands) == 5
+    for line in commands:
+        words = line.split()
+        assert words[0] == "coatcheck"
+        sub = [w for w in words[1:] if w.isalpha() and w.islower()][:2]
+        sub = sub if sub[:1] == ["sessions"] else sub[:1]
+        help_text = subprocess.run(
+            [str(script), *sub, "--help"],
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        for option in re.findall(r"--[a-z]+", line):
+            assert option in help_text, f"{line}: {option} not in `coatcheck {' '.join(sub)}`"
