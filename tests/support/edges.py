@@ -8,7 +8,8 @@ Every edge answers the same routes:
 - ``GET /plain``: "ok", never touching the session (Django loads it lazily: it reads it);
 - ``POST /set``: the form field ``value`` stored as ``session["value"]``;
 - ``POST /login?user=``: a login (Django: the user key ``django.contrib.auth`` writes);
-- ``POST /bad``: a value that is not JSON, ``session["when"] = datetime``.
+- ``POST /bad``: a value that is not JSON, ``session["when"] = datetime``;
+- ``/ws`` (Starlette only): a WebSocket that sends the session's user id and closes.
 
 ASGI apps run under uvicorn (its log going to the root logger, so ``caplog`` sees it), the
 WSGI ones under the standard library's server, Django as in tests/test_django.py. (FastAPI
@@ -50,7 +51,8 @@ def starlette_app(manager: SessionManager) -> Any:
     from starlette.middleware import Middleware
     from starlette.requests import Request
     from starlette.responses import JSONResponse, PlainTextResponse, Response
-    from starlette.routing import Route
+    from starlette.routing import Route, WebSocketRoute
+    from starlette.websockets import WebSocket
 
     from coatcheck.integrations.asgi import SessionMiddleware
 
@@ -76,6 +78,11 @@ def starlette_app(manager: SessionManager) -> Any:
         request.session["when"] = NOT_JSON
         return PlainTextResponse("set")
 
+    async def whoami(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(str(websocket.session.user_id))  # type: ignore[attr-defined]
+        await websocket.close()
+
     routes = [
         Route("/csrf", csrf),
         Route("/read", read),
@@ -83,6 +90,7 @@ def starlette_app(manager: SessionManager) -> Any:
         Route("/set", set_value, methods=["POST"]),
         Route("/login", login, methods=["POST"]),
         Route("/bad", bad, methods=["POST"]),
+        WebSocketRoute("/ws", whoami),
     ]
     return Starlette(routes=routes, middleware=[Middleware(SessionMiddleware, manager=manager)])
 
