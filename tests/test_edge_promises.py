@@ -270,3 +270,24 @@ def test_a_dead_bearer_token_is_answered_with_an_empty_token_header(
     assert response.status_code == 200
     assert response.headers["x-session-token"] == ""
     assert "set-cookie" not in response.headers
+
+
+@pytest.mark.parametrize("edge", EDGES)
+def test_a_dead_cookie_refused_429_is_cleared_too(
+    edge: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    """Behind an address a prober has throttled, a user's revoked cookie is answered 429
+    (it opens nothing), and that answer clears it as well, so the user's next request
+    comes without it and is served."""
+    config = SessionConfig(unknown_token_limit=1)
+    with site_for(edge, tmp_path, clock, config) as site, site.browser() as browser:
+        assert browser.post("/login?user=alice").status_code == 200
+        assert site.manager.revoke_user_sync("alice") == 1
+        with httpx.Client(base_url=site.url) as prober:
+            garbage = {"Cookie": f"{COOKIE}={tokens.new_token()}"}
+            assert prober.get("/read", headers=garbage).status_code == 200
+        refused = browser.get("/read")
+        assert refused.status_code == 429
+        assert _cleared(refused)
+        assert COOKIE not in browser.cookies
+        assert browser.get("/read").json()["user"] is None

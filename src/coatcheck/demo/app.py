@@ -58,7 +58,7 @@ async def home(request: Request) -> Response:
 
 
 async def start(request: Request) -> Response:
-    """"Start shopping": the session begins here, with the CSRF secret every form's token
+    """ "Start shopping": the session begins here, with the CSRF secret every form's token
     is made from (forms cannot be posted without one). An existing session is kept."""
     session = session_of(request)
     if session.is_new:

@@ -33,7 +33,13 @@ from coatcheck.http import transport
 from coatcheck.http.csrf_check import CsrfCheck, NeedBody
 from coatcheck.http.forwarded import Proxies
 from coatcheck.http.headers import merge_headers, session_headers
-from coatcheck.http.refusals import REFUSED, UNAVAILABLE_BODY, Refusal, refused
+from coatcheck.http.refusals import (
+    REFUSED,
+    UNAVAILABLE_BODY,
+    Refusal,
+    refused,
+    refused_at_load,
+)
 from coatcheck.http.transport import RequestToken, scan_header_list
 
 Scope = MutableMapping[str, Any]
@@ -173,7 +179,7 @@ class SessionMiddleware:
         try:
             session = await manager.load(token, ClientInfo(user_agent, address))
         except REFUSED as exc:
-            await send_refusal(send, refused(exc, "load"))
+            await send_refusal(send, refused_at_load(exc, manager.config, bearer=bearer))
             return
         session.via_bearer = bearer
         scope["session"] = session

@@ -32,7 +32,7 @@ from coatcheck.http.csrf_check import CsrfCheck, NeedBody
 from coatcheck.http.forms import content_length
 from coatcheck.http.forwarded import Proxies
 from coatcheck.http.headers import SessionHeaders, merge_headers, session_headers
-from coatcheck.http.refusals import REFUSED, Refusal, refused
+from coatcheck.http.refusals import REFUSED, Refusal, refused, refused_at_load
 from coatcheck.http.transport import scan_environ
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ class SessionMiddleware:
         try:
             session = self.manager.load_sync(token, info)
         except REFUSED as exc:
-            refusal = refused(exc, "load")
+            refusal = refused_at_load(exc, self.manager.config, bearer=bearer)
             start_response(refusal.wsgi_status, list(refusal.headers))
             return [refusal.body]
         session.via_bearer = bearer

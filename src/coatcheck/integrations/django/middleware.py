@@ -29,6 +29,7 @@ from django.utils.deprecation import MiddlewareMixin
 
 from coatcheck.core.client import ClientInfo
 from coatcheck.engine.manager import SessionManager
+from coatcheck.errors import CoatcheckError, Throttled
 from coatcheck.http.forwarded import Proxies
 from coatcheck.http.headers import CLEAR_ALL, CLEAR_KEEP_COOKIES
 from coatcheck.http.refusals import REFUSED, UNAVAILABLE, Refusal, refused
@@ -70,7 +71,7 @@ class StoreUnavailableMiddleware(MiddlewareMixin):
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, REFUSED):
-            return _response(refused(exception, "request"))
+            return _refused(request, exception, "request")
         return None
 
     def process_response(
@@ -78,8 +79,23 @@ class StoreUnavailableMiddleware(MiddlewareMixin):
     ) -> HttpResponseBase:
         exc = getattr(request, _REFUSED, None)
         if exc is not None:
-            return _response(refused(exc, "request (instead of a 500)"))
+            return _refused(request, exc, "request (instead of a 500)")
         return response
+
+
+def _refused(request: HttpRequest, exc: CoatcheckError, when: str) -> HttpResponse:
+    """The refusal of ``exc``. The throttle refuses only a token that opened nothing, so
+    its 429 also deletes that session cookie, as the other edges do."""
+    response = _response(refused(exc, when))
+    name = settings.SESSION_COOKIE_NAME
+    if isinstance(exc, Throttled) and name in request.COOKIES:
+        response.delete_cookie(
+            name,
+            path=settings.SESSION_COOKIE_PATH,
+            domain=settings.SESSION_COOKIE_DOMAIN,
+            samesite=settings.SESSION_COOKIE_SAMESITE,
+        )
+    return response
 
 
 class SessionMiddleware(DjangoSessionMiddleware):

@@ -24,7 +24,7 @@ from coatcheck.engine.manager import CommitResult, SessionManager
 from coatcheck.http.csrf_check import CsrfCheck
 from coatcheck.http.forwarded import Proxies
 from coatcheck.http.headers import merge_headers, session_headers
-from coatcheck.http.refusals import REFUSED, UNAVAILABLE, Refusal, refused
+from coatcheck.http.refusals import REFUSED, UNAVAILABLE, Refusal, refused, refused_at_load
 from coatcheck.http.transport import scan_environ
 from coatcheck.integrations.flask.session import FlaskSession, UnavailableSession
 
@@ -85,7 +85,7 @@ class CoatcheckSessionInterface(SessionInterface):
         except REFUSED as exc:
             # Raising here would become a 500 (Flask opens the session outside its
             # handlers); the before_request hook of init_app answers instead.
-            request.environ[UNAVAILABLE_FLAG] = refused(exc, "load")
+            request.environ[UNAVAILABLE_FLAG] = refused_at_load(exc, config, bearer=bearer)
             return UnavailableSession()
         core.via_bearer = bearer
         return FlaskSession(core)
