@@ -274,7 +274,9 @@ def test_demo_command_serves_the_shop(tmp_path: Path, store_url: str) -> None:
         assert response is not None, "coatcheck demo did not answer"
         assert response.status_code == 200
         assert "coatcheck demo shop" in response.text
-        assert response.headers["set-cookie"].startswith("__Host-session=")
+        assert "set-cookie" not in response.headers  # looking stores nothing
+        started = httpx.get(f"http://127.0.0.1:{port}/start", timeout=2)
+        assert started.headers["set-cookie"].startswith("__Host-session=")
     finally:
         proc.terminate()
         output, _ = proc.communicate(timeout=15)

@@ -4,7 +4,9 @@ escaping)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,11 +44,25 @@ def browsers(base_url: str) -> Iterator[list[Browser]]:
         browser.close()
 
 
-def open_browser(base_url: str, opened: list[Browser], user_agent: str) -> Browser:
-    # Before each form post it opens the shop page and takes that form's CSRF token.
+def open_browser(
+    base_url: str, opened: list[Browser], user_agent: str, *, start: bool = True
+) -> Browser:
+    """A visitor who clicked "Start shopping" (``start``), so the shop's forms are there.
+    Before each form post it opens the shop page and takes that form's CSRF token."""
     browser = Browser(base_url, csrf_path="/", headers={"User-Agent": user_agent})
     opened.append(browser)
+    if start:
+        assert browser.get("/start").status_code == 303
     return browser
+
+
+def stored_records(tmp_path: Path) -> int:
+    """Every record in the demo's SQLite file, live or not (nothing hides a write)."""
+    with contextlib.closing(sqlite3.connect(tmp_path / "demo.db")) as conn:
+        tables = "SELECT count(*) FROM sqlite_master WHERE name = 'coatcheck_sessions'"
+        if conn.execute(tables).fetchone()[0] == 0:
+            return 0  # the store creates its table at its first write
+        return int(conn.execute("SELECT count(*) FROM coatcheck_sessions").fetchone()[0])
 
 
 def log_in(browser: Browser, user: str, *, remember: bool = False) -> None:
@@ -64,36 +80,55 @@ def logged_in_as(browser: Browser) -> str | None:
     return match.group(1) if match else None
 
 
-def visits(page: str) -> int:
-    match = re.search(r"Visits in this session: <b>(\d+)</b>", page)
-    assert match, page
-    return int(match.group(1))
-
-
 def handles_by_agent(manager: SessionManager, user: str) -> dict[str | None, str]:
     return {info.user_agent: info.handle for info in manager.list_user_sessions_sync(user)}
 
 
-def test_home_counts_visits_in_a_secure_cookie_session(
+def test_a_plain_get_writes_nothing(
     base_url: str, browsers: list[Browser], manager: SessionManager, tmp_path: Path
 ) -> None:
-    browser = open_browser(base_url, browsers, "Laptop")
-    first = browser.get("/")
-    assert first.status_code == 200
-    assert visits(first.text) == 1
-    assert "anonymous visitor" in first.text
-    assert "alice" in first.text  # the demo users are shown
+    """Passers-by and crawlers cost the store nothing: a first visit, and a returning
+    visitor's reads within the touch interval, store no record and send no cookie."""
+    visitor = open_browser(base_url, browsers, "Crawler", start=False)
+    for _ in range(3):
+        page = visitor.get("/")
+        assert page.status_code == 200
+        assert "set-cookie" not in page.headers
+        assert "no session yet" in page.text and "Start shopping" in page.text
+        assert "Wool coat" in page.text  # the catalogue is there to look at
+    assert stored_records(tmp_path) == 0
+
+    shopper = open_browser(base_url, browsers, "Laptop")
+    assert shopper.post("/cart/add", data={"item": "coat"}).status_code == 303
+    assert stored_records(tmp_path) == 1
+    before = manager.store.get_sync(storage_key(shopper.cookies[COOKIE]))
+    for _ in range(3):
+        page = shopper.get("/")
+        assert "Wool coat &times; 1" in page.text and "set-cookie" not in page.headers
+    after = manager.store.get_sync(storage_key(shopper.cookies[COOKIE]))
+    assert stored_records(tmp_path) == 1
+    assert before is not None and after is not None
+    assert (after.data, after.last_seen_at) == (before.data, before.last_seen_at)
+
+
+def test_starting_to_shop_opens_a_secure_cookie_session(
+    base_url: str, browsers: list[Browser], manager: SessionManager, tmp_path: Path
+) -> None:
+    browser = open_browser(base_url, browsers, "Laptop", start=False)
+    first = browser.get("/start")
+    assert first.status_code == 303 and first.headers["location"] == "/"
     cookie = first.headers["set-cookie"]
     assert cookie.startswith(f"{COOKIE}=")
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert "Max-Age" not in cookie  # a browser-session cookie until remember-me
-
-    assert visits(browser.get("/").text) == 2
-    assert visits(browser.get("/").text) == 3
+    page = browser.get("/").text
+    assert "anonymous visitor" in page
+    assert "alice" in page  # the demo users are shown
+    assert 'action="/cart/add"' in page and 'action="/login"' in page
+    assert browser.get("/start").headers.get("set-cookie") is None  # the session is kept
 
     token = browser.cookies[COOKIE]
-    record = manager.store.get_sync(storage_key(token))
-    assert record is not None and record.data["visits"] == 3
+    assert manager.store.get_sync(storage_key(token)) is not None
     stored = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("demo.db"))
     assert token.encode() not in stored
     assert storage_key(token).encode() in stored

@@ -274,3 +274,21 @@ def test_engine_metadata_is_written_apart_from_data() -> None:
     assert plan.record is not None
     assert plan.record.meta == {"csrf": "secret"}
     assert plan.record.data == {}
+
+
+def test_a_dead_token_that_stores_nothing_is_cleared() -> None:
+    """The client came with a token that opened nothing: if the request stores nothing the
+    plan tells it to drop that token (CLEAR, no store action); if it stores something, the
+    new session's cookie replaces it. A visitor without a token is told nothing."""
+    assert plan_commit(Session(None, NOW), CONFIG, NOW).action is Action.NOTHING
+    dead = Session.for_dead_token(NOW)
+    plan = plan_commit(dead, CONFIG, NOW)
+    assert (plan.action, plan.cookie, plan.record, plan.patch) == (
+        Action.CLEAR,
+        CookieAction.CLEAR,
+        None,
+        None,
+    )
+    dead["cart"] = ["hat"]
+    plan = plan_commit(dead, CONFIG, NOW, "new-handle")
+    assert (plan.action, plan.cookie) == (Action.CREATE, CookieAction.SET)

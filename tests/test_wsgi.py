@@ -246,7 +246,9 @@ def test_malformed_or_unknown_cookie_gives_a_fresh_session(
         response = browser.get("/", headers={"Cookie": f"{COOKIE}={bad}"})
         assert response.status_code == 200
         assert response.json() == {"data": {}, "user_id": None, "new": True}
-        assert "set-cookie" not in response.headers
+        # Nothing stored; the dead cookie is cleared so it is not sent again.
+        assert response.headers["set-cookie"].startswith(f'{COOKIE}=""; ')
+        assert "Max-Age=0" in response.headers["set-cookie"]
     response = browser.get("/count", headers={"Cookie": f"{COOKIE}=garbage"})
     issued = browser.cookies[COOKIE]
     assert issued != "garbage" and tokens.is_well_formed(issued)  # never adopted

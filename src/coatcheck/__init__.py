@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from coatcheck.errors import (
         CoatcheckError,
         ConfigError,
+        InvalidUserId,
         SessionCommittedError,
         SessionDataError,
         StoreUnavailable,
@@ -44,6 +45,7 @@ _HOMES = {
     "SessionManager": "coatcheck.engine.manager",
     "CoatcheckError": "coatcheck.errors",
     "ConfigError": "coatcheck.errors",
+    "InvalidUserId": "coatcheck.errors",
     "SessionCommittedError": "coatcheck.errors",
     "SessionDataError": "coatcheck.errors",
     "StoreUnavailable": "coatcheck.errors",
@@ -54,6 +56,7 @@ __all__ = [
     "CoatcheckError",
     "CommitResult",
     "ConfigError",
+    "InvalidUserId",
     "LoggingSink",
     "MemorySink",
     "Session",

@@ -56,6 +56,13 @@ class SessionDataError(CoatcheckError, TypeError):
     """Session data cannot be stored (not JSON-serializable); the message names the key."""
 
 
+class InvalidUserId(CoatcheckError, TypeError):
+    """A user id that names nobody: ``None`` (an anonymous visitor's ``session.user_id``),
+    a bool, an empty string or a value of another type. Raised by ``login``,
+    ``list_user_sessions`` and ``revoke_user`` instead of filing it as the user "None";
+    the message names what was passed."""
+
+
 class SessionCommittedError(CoatcheckError, RuntimeError):
     """The session changed after it was committed (after the response started).
 

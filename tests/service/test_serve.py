@@ -40,6 +40,7 @@ def test_routes_around_the_api(running: Running) -> None:
         document = client.get("/openapi.json").json()
         docs = client.get("/docs")
         shop = client.get("/")
+        start = client.get("/start")
         metrics = client.get("/metrics")
     assert set(document["paths"]) == {
         "/v1/sessions",
@@ -59,7 +60,8 @@ def test_routes_around_the_api(running: Running) -> None:
     }
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     assert shop.status_code == 200 and "coatcheck demo shop" in shop.text
-    assert shop.headers["set-cookie"].startswith("__Host-session=")
+    assert "set-cookie" not in shop.headers  # a plain visit writes nothing
+    assert start.headers["set-cookie"].startswith("__Host-session=")
     assert metrics.headers["content-type"].startswith("text/plain")
 
 

@@ -8,6 +8,7 @@ are refused here, at start-up, rather than discovered in production.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -105,6 +106,13 @@ class SessionConfig:
 
     unknown_token_window: float = 60.0
 
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or CIDRs (``"127.0.0.1"``, ``"10.0.0.0/8"``) of the reverse proxies in
+    front of the app. Only when the direct peer is one of them does ``X-Forwarded-For``
+    name the client (the nearest hop that is not a trusted proxy: what the throttle counts
+    against and the devices list shows) and ``X-Forwarded-Proto`` its scheme (the CSRF
+    check's own origin). Empty: the peer is the client, and those headers are ignored."""
+
     clear_site_data: bool = True
     """Logout responses carry ``Clear-Site-Data: "cache", "cookies", "storage"`` so the
     browser also drops what it kept of the session (ASVS 5.0 14.3.1). Note "cookies" covers
@@ -162,6 +170,14 @@ class SessionConfig:
                 raise ConfigError(
                     f"trusted_origins: {origin!r} is not an origin (scheme://host[:port])"
                 )
+        object.__setattr__(self, "trusted_proxies", tuple(self.trusted_proxies))
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(str(proxy).strip(), strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"trusted_proxies: {proxy!r} is not an IP address or network (CIDR)"
+                ) from None
         if not self.csrf_header or any(c in self.csrf_header for c in ' :;,"\t\r\n'):
             raise ConfigError(f"invalid csrf_header {self.csrf_header!r}")
         if not self.cookie_name or any(c in self.cookie_name for c in ' ;,="\t\r\n'):

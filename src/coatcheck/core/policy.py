@@ -77,6 +77,8 @@ class Action(enum.Enum):
     DELETE = "delete"
     REPLACE = "replace"
     """Delete the old record and create a new one (data written after logout)."""
+    CLEAR = "clear"
+    """No store action: the client's token opened nothing, so it must drop it."""
 
 
 _TOUCH = Action.TOUCH
@@ -120,6 +122,9 @@ class Plan:
 
 
 NOTHING = Plan(Action.NOTHING)
+CLEAR_STALE = Plan(Action.CLEAR, CookieAction.CLEAR)
+"""A dead token (revoked, expired, unknown) came back and the request stored nothing: the
+browser is told to drop it, or it would send it on every request forever."""
 
 
 def rotation_due(record: SessionRecord, now: float, config: SessionConfig) -> bool:
@@ -245,7 +250,8 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
     the session                             the plan
     ======================================  ============================================
     has no record yet                       CREATE if it holds anything or is kept (never
-                                            with a ``cap_deadline()`` already passed)
+                                            with a ``cap_deadline()`` already passed);
+                                            else CLEAR when the client's token was dead
     was logged out, or its cap has passed   DELETE, or REPLACE when data was written after
                                             a logout (or it is kept)
     untouched by the handler                TOUCH when the touch interval has passed
@@ -323,10 +329,11 @@ def _plan_new(
 ) -> Plan:
     """A whole new record: the first store of a session (CREATE), or one replacing the
     previous user's (REPLACE). A session that holds nothing is not stored, unless the
-    caller asked to ``keep()`` it; nor is one whose ``cap_deadline()`` has passed."""
+    caller asked to ``keep()`` it; nor is one whose ``cap_deadline()`` has passed. If the
+    client came with a token that opened nothing, it is told to drop that (CLEAR)."""
     cap = session._deadline_cap
     if action is Action.CREATE and cap is not None and cap <= now:
-        return NOTHING
+        return CLEAR_STALE if session._stale else NOTHING
     if (
         action is Action.CREATE
         and not session._data
@@ -334,7 +341,7 @@ def _plan_new(
         and not session._meta_dirty
         and not session._keep
     ):
-        return NOTHING
+        return CLEAR_STALE if session._stale else NOTHING
     new = new_record(session, config, now, new_handle)
     return Plan(
         action,

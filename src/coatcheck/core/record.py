@@ -11,10 +11,36 @@ commit can send a delta instead of a snapshot and make no I/O decisions of its o
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from coatcheck.errors import SessionDataError
+from coatcheck.errors import InvalidUserId, SessionDataError
+
+UserId = str | int | uuid.UUID
+"""What names a user: the app's own id, as a string, an integer or a UUID primary key. It
+is kept as its string (``42`` and ``"42"`` are the same user)."""
+
+
+def user_key(user_id: object) -> str:
+    """The string a user is filed under, or InvalidUserId for a value that names nobody.
+
+    ``None`` is what ``session.user_id`` is for an anonymous visitor, so passing it on to
+    a device list or a revocation is the common mistake: it must never reach the store as
+    the user "None". Bools (``True`` would be "True") and the empty string are refused
+    too, as is any other type (a float, bytes, a model instance) whose string form is no
+    one's id.
+    """
+    if not isinstance(user_id, (str, int, uuid.UUID)) or isinstance(user_id, bool):
+        raise InvalidUserId(
+            f"{user_id!r} is not a user id: expected a non-empty str, an int or a UUID "
+            "(an anonymous session's user_id is None: check session.is_authenticated first)"
+        )
+    text = str(user_id)
+    if not text:
+        raise InvalidUserId("'' is not a user id: expected a non-empty str, an int or a UUID")
+    return text
+
 
 PATCHABLE_FIELDS = frozenset(
     {

@@ -14,7 +14,9 @@ from coatcheck.core.record import (
     LEVEL_KEY,
     REAUTH_KEY,
     SessionRecord,
+    UserId,
     encode_value,
+    user_key,
 )
 from coatcheck.errors import SessionCommittedError, SessionDataError
 
@@ -48,6 +50,7 @@ class Session(MutableMapping[str, Any]):
         "_rotate",
         "_set",
         "_snapshots",
+        "_stale",
         "_user_id",
         "via_bearer",
     )
@@ -78,6 +81,10 @@ class Session(MutableMapping[str, Any]):
             self._auth_at = None
             self._handle = handle
             self._expires_at = None
+            self._stale = False
+            """The client presented a token that opened nothing (unknown, expired,
+            malformed, revoked): its commit clears the cookie. Only a session without a
+            record has it (the engine sets it; a request's hot path never reads it)."""
         self._set: set[str] = set()
         self._removed: set[str] = set()
         self._snapshots: dict[str, str] = {}
@@ -91,6 +98,15 @@ class Session(MutableMapping[str, Any]):
         """Set by the edge that loaded the session: the token came in ``Authorization:
         Bearer`` (or the client asked for bearer transport), so new tokens go back in a
         header, never a cookie, and the CSRF check does not apply."""
+
+    @classmethod
+    def for_dead_token(cls, now: float, client: ClientInfo | None = None) -> Session:
+        """A fresh session for a request whose token opened nothing (unknown, expired,
+        malformed, revoked): unless the request stores something (then the new token
+        replaces the dead one), its commit tells the client to drop the token."""
+        session = cls(None, now, client)
+        session._stale = True
+        return session
 
     # -- mapping -----------------------------------------------------------------------
     def __getitem__(self, key: str) -> Any:
@@ -226,16 +242,17 @@ class Session(MutableMapping[str, Any]):
         return bool(self._set or self._removed or self._mutated_keys())
 
     # -- intents -----------------------------------------------------------------------
-    def login(self, user_id: str | int, *, remember: bool = False, level: int = 1) -> None:
+    def login(self, user_id: UserId, *, remember: bool = False, level: int = 1) -> None:
         """Authenticate the session as ``user_id``: a new token is issued at commit.
 
         ``level`` is the assurance level of this authentication (1: password; higher for
         stronger factors, as the app defines), checked by ``require_level``. The data
         survives (an anonymous cart stays), unless the session belonged to a different
-        user, whose data must not leak to the new one.
+        user, whose data must not leak to the new one. ``user_id`` None (or anything else
+        that names nobody) raises ``InvalidUserId``.
         """
         self._check_open()
-        uid = str(user_id)
+        uid = user_key(user_id)
         if self._user_id is not None and self._user_id != uid:
             self.clear()
         self._user_id = uid

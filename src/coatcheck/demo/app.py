@@ -49,10 +49,21 @@ def manager_of(request: Request) -> SessionManager:
 
 
 async def home(request: Request) -> Response:
+    """The shop. It only reads the session: a plain GET / writes nothing to the store and
+    sends no cookie (the middleware's touch aside), so crawlers and passers-by cost the
+    server nothing. A visitor without a session sees the catalogue and "Start shopping"."""
     manager = manager_of(request)
     session = session_of(request)
-    session["visits"] = int(session.get("visits", 0)) + 1
     return HTMLResponse(pages.home_page(session, manager.config, manager.clock()))
+
+
+async def start(request: Request) -> Response:
+    """ "Start shopping": the session begins here, with the CSRF secret every form's token
+    is made from (forms cannot be posted without one). An existing session is kept."""
+    session = session_of(request)
+    if session.is_new:
+        session.csrf_token()
+    return see_other("/")
 
 
 async def cart_add(request: Request) -> Response:
@@ -134,6 +145,7 @@ async def revoke_others(request: Request) -> Response:
 
 ROUTES = [
     Route("/", home, methods=["GET"]),
+    Route("/start", start, methods=["GET"]),
     Route("/cart/add", cart_add, methods=["POST"]),
     Route("/cart/clear", cart_clear, methods=["POST"]),
     Route("/login", login, methods=["POST"]),

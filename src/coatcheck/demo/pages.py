@@ -138,9 +138,21 @@ def _account(session: Session, error: str | None) -> str:
     )
 
 
+def _welcome() -> str:
+    """What a visitor without a session sees instead of the forms (which need a session's
+    CSRF secret): the catalogue, and the link that starts a session."""
+    products = "".join(f"<li>{e(name)}</li>" for name in PRODUCTS.values())
+    return (
+        "<section><h2>Welcome</h2><p>You have no session yet, and looking costs the server "
+        'nothing. <a href="/start">Start shopping</a> to get one: a cart, and a login '
+        "form.</p></section>"
+        f"<section><h2>Cart</h2><p>Your cart is empty.</p><ul>{products}</ul></section>"
+    )
+
+
 def _explanation(session: Session, config: SessionConfig, now: float) -> str:
     if session.handle is None:
-        state = "You have no session yet: this page creates one as it counts your visit."
+        state = "You have no session yet: this page stored nothing and sent no cookie."
     else:
         left = duration((session.expires_at or now) - now)
         state = (
@@ -156,8 +168,8 @@ def _explanation(session: Session, config: SessionConfig, now: float) -> str:
         "stops other subdomains from planting or overwriting it.</li>"
         "<li>The server files your session under the token's SHA-256, never the token: a "
         "leaked database holds nothing a browser could present.</li>"
-        "<li>The visit counter and cart are session data on the server; each request "
-        "writes only the keys it changed.</li>"
+        "<li>The cart is session data on the server; each request writes only the keys "
+        "it changed, and a page that only reads (like this one) writes nothing.</li>"
         "<li>Every form carries a CSRF token, masked afresh for each form; a post from "
         "another site, or without a valid token, is refused before it can change your "
         "session.</li>"
@@ -173,11 +185,10 @@ def _explanation(session: Session, config: SessionConfig, now: float) -> str:
 def home_page(
     session: Session, config: SessionConfig, now: float, *, error: str | None = None
 ) -> str:
-    visits = session.get("visits", 0)
-    body = (
-        f"<p>Visits in this session: <b>{e(visits)}</b></p>"
-        f"{_account(session, error)}{_cart(session)}{_explanation(session, config, now)}"
-    )
+    if session.is_new:  # no stored session: nothing here may create one
+        body = _welcome() + _explanation(session, config, now)
+    else:
+        body = f"{_account(session, error)}{_cart(session)}{_explanation(session, config, now)}"
     return layout("Shop", body, session)
 
 

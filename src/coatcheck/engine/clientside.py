@@ -39,7 +39,7 @@ from coatcheck.core.policy import Action
 from coatcheck.core.record import Patch, SessionRecord, encode_value
 from coatcheck.core.session import Session
 from coatcheck.engine.operations import Get, Op, Steps
-from coatcheck.engine.results import NO_CHANGE, CommitResult
+from coatcheck.engine.results import CLEARED, NO_CHANGE, CommitResult
 from coatcheck.errors import (
     CookieTooLargeError,
     InvalidCookie,
@@ -149,20 +149,20 @@ class ClientSideSessions:
             record = self.sealer.unseal(token)
         except InvalidCookie as exc:
             manager.emit(ev.REJECTED, reason=exc.reason)
-            return Session(None, now=now, client=client)
+            return Session.for_dead_token(now, client)
         verdict = policy.check(record, now)
         if verdict is not policy.Verdict.VALID:
             manager.emit(
                 ev.EXPIRED, handle=record.handle, user_id=record.user_id, reason=verdict.value
             )
-            return Session(None, now=now, client=client)
+            return Session.for_dead_token(now, client)
         if record.user_id is not None and self.revocations is not None:
             entry = yield Get(revocation_key(record.user_id))
             if entry is not None and is_revoked(entry, record):
                 manager.emit(
                     ev.REJECTED, handle=record.handle, user_id=record.user_id, reason="revoked"
                 )
-                return Session(None, now=now, client=client)
+                return Session.for_dead_token(now, client)
         return Session(record, now=now, client=client)
 
     def commit(self, session: Session) -> Steps[CommitResult]:
@@ -174,6 +174,8 @@ class ClientSideSessions:
         action = plan.action
         if action is Action.NOTHING:
             return NO_CHANGE
+        if action is Action.CLEAR:  # a cookie that no longer opens: the browser drops it
+            return CLEARED
 
         if action is Action.DELETE:
             result = CommitResult(clear=True)

@@ -17,7 +17,14 @@ from coatcheck.core.client import ClientInfo
 from coatcheck.core.config import SessionConfig
 from coatcheck.core.events import EventSink, SessionEvent
 from coatcheck.core.policy import Action, Plan
-from coatcheck.core.record import REAUTH_KEY, ROTATED_AT_KEY, ROTATED_TO_KEY, SessionRecord
+from coatcheck.core.record import (
+    REAUTH_KEY,
+    ROTATED_AT_KEY,
+    ROTATED_TO_KEY,
+    SessionRecord,
+    UserId,
+    user_key,
+)
 from coatcheck.core.session import Session
 from coatcheck.engine.clientside import ClientSideSessions
 from coatcheck.engine.operations import (
@@ -33,7 +40,7 @@ from coatcheck.engine.operations import (
     run_async,
     run_sync,
 )
-from coatcheck.engine.results import NO_CHANGE, CommitResult, SessionInfo
+from coatcheck.engine.results import CLEARED, NO_CHANGE, CommitResult, SessionInfo
 from coatcheck.errors import SessionLimitExceeded, Throttled
 from coatcheck.security.throttle import UnknownTokenThrottle
 from coatcheck.stores.base import ClientSideStore, Store
@@ -113,21 +120,27 @@ class SessionManager:
 
     def _load_key(self, token: str | None, client: ClientInfo | None, now: float) -> str | None:
         """The storage key a load reads, or None when no read is worth making (no token,
-        or a malformed one). Raises Throttled for a client that keeps guessing."""
+        or a malformed one). A malformed token is a miss of the unknown-token throttle
+        (Throttled for a client over its limit); a well-formed one is not looked at by the
+        throttle before the store said whether it opens a session."""
         if token is None:
             return None
-        throttle = self._throttle
-        address = client.address if client is not None else None
-        if throttle is not None and address is not None:
-            wait = throttle.retry_after(address, now)
-            if wait is not None:
-                raise Throttled(wait)
         key = tokens.checked_storage_key(token)
         if key is None:
             self.emit(ev.REJECTED, reason="malformed")
-            if throttle is not None and address is not None:
-                throttle.miss(address, now)
+            self._missed(token, client, now)
         return key
+
+    def _missed(self, token: str, client: ClientInfo | None, now: float) -> None:
+        """A token that opens nothing (unknown or malformed; never a valid or an expired
+        one): counted against the client's address, or Throttled when it is over the
+        limit. Without an address (a Unix socket) or a throttle, nothing to count."""
+        throttle = self._throttle
+        address = client.address if client is not None else None
+        if throttle is not None and address is not None:
+            wait = throttle.unknown(address, now, token)
+            if wait is not None:
+                raise Throttled(wait)
 
     def _loaded(
         self, record: SessionRecord | None, now: float, client: ClientInfo | None
@@ -144,9 +157,9 @@ class SessionManager:
         return self._admitted(record, now, client)
 
     def _load_found(
-        self, record: SessionRecord | None, now: float, client: ClientInfo | None
+        self, key: str, record: SessionRecord | None, now: float, client: ClientInfo | None
     ) -> Steps[Session]:
-        """What a load makes of the record it read, in every case."""
+        """What a load makes of the record it read under ``key``, in every case."""
         if record is not None and ROTATED_TO_KEY in record.meta:
             return (yield from self._load_rotated(record, now, client))
         verdict = policy.check(record, now)
@@ -159,11 +172,8 @@ class SessionManager:
             )
         else:
             self.emit(ev.REJECTED, reason="unknown")
-            throttle = self._throttle
-            address = client.address if client is not None else None
-            if throttle is not None and address is not None:
-                throttle.miss(address, now)
-        return Session(None, now, client)
+            self._missed(key, client, now)
+        return Session.for_dead_token(now, client)
 
     def _admitted(self, record: SessionRecord, now: float, client: ClientInfo | None) -> Session:
         """A valid record becomes this request's session, with a periodic rotation
@@ -191,7 +201,7 @@ class SessionManager:
             if action == "end":
                 yield Delete(record.key)
                 self.emit(ev.REVOKED, handle=record.handle, user_id=record.user_id)
-                return Session(None, now, client)
+                return Session.for_dead_token(now, client)
             if action == "reauthenticate" and record.user_id is not None:
                 session = Session(record, now, client)
                 session.set_meta(REAUTH_KEY, True)
@@ -210,7 +220,7 @@ class SessionManager:
             live = yield GetByHandle(handle)
             if live is not None and policy.check(live, now) is policy.Verdict.VALID:
                 return (yield from self._admit(live, now, client))
-            return Session(None, now, client)
+            return Session.for_dead_token(now, client)
         ended = yield DeleteHandle(handle)
         yield Delete(marker.key)
         self.emit(
@@ -219,7 +229,7 @@ class SessionManager:
             user_id=ended.user_id if ended is not None else None,
             rotated_at=rotated_at,
         )
-        return Session(None, now, client)
+        return Session.for_dead_token(now, client)
 
     def _applied(self, session: Session, plan: Plan, applied: bool) -> CommitResult:
         """The outcome of a TOUCH or UPDATE once its ``Apply`` ran."""
@@ -259,6 +269,8 @@ class SessionManager:
         action = plan.action
         if action is Action.NOTHING:
             return NO_CHANGE
+        if action is Action.CLEAR:  # a dead token came back: no store action
+            return CLEARED
         result, took_place = yield from _RUNNERS[action](self, session, plan, now)
         if not took_place:
             return result
@@ -433,13 +445,15 @@ class SessionManager:
             return await run_async(self._client_side.load(token, client), store)
         now = self.clock()
         key = self._load_key(token, client, now)
-        if key is None:
-            return Session(None, now, client)
+        if key is None:  # no token, or a malformed one (a dead token: cleared at commit)
+            if token is None:
+                return Session(None, now, client)
+            return Session.for_dead_token(now, client)
         record = await store.get(key)
         session = self._loaded(record, now, client)
         if session is not None:
             return session
-        return await run_async(self._load_found(record, now, client), store)
+        return await run_async(self._load_found(key, record, now, client), store)
 
     async def commit(self, session: Session) -> CommitResult:
         """Persist what the request did to ``session`` in as few store calls as the plan
@@ -477,8 +491,10 @@ class SessionManager:
             return False
         return await self.store.delete(key)
 
-    async def list_user_sessions(self, user_id: str) -> list[SessionInfo]:
-        records = await self.store.list_user(str(user_id), self.clock())
+    async def list_user_sessions(self, user_id: UserId) -> list[SessionInfo]:
+        """The user's live sessions ("your devices"). ``user_id`` None (an anonymous
+        visitor's) raises ``InvalidUserId``: it names no one's devices."""
+        records = await self.store.list_user(user_key(user_id), self.clock())
         return [SessionInfo.from_record(r) for r in records]
 
     async def revoke(self, handle: str) -> bool:
@@ -489,13 +505,15 @@ class SessionManager:
         self.emit(ev.REVOKED, handle=record.handle, user_id=record.user_id)
         return True
 
-    async def revoke_user(self, user_id: str, except_handle: str | None = None) -> int:
-        """End all of a user's sessions, optionally keeping the current one."""
+    async def revoke_user(self, user_id: UserId, except_handle: str | None = None) -> int:
+        """End all of a user's sessions, optionally keeping the current one. ``user_id``
+        None raises ``InvalidUserId`` (it would end the sessions of the user "None")."""
+        uid = user_key(user_id)
         if self._client_side is not None:
-            steps = self._client_side.revoke_user(str(user_id), except_handle)
+            steps = self._client_side.revoke_user(uid, except_handle)
             return await run_async(steps, self._op_store)
-        count = await self.store.delete_user(str(user_id), except_handle)
-        self.emit(ev.REVOKED, user_id=str(user_id), count=count, kept=except_handle)
+        count = await self.store.delete_user(uid, except_handle)
+        self.emit(ev.REVOKED, user_id=uid, count=count, kept=except_handle)
         return count
 
     async def purge_expired(self) -> int:
@@ -514,13 +532,15 @@ class SessionManager:
             return run_sync(self._client_side.load(token, client), store)
         now = self.clock()
         key = self._load_key(token, client, now)
-        if key is None:
-            return Session(None, now, client)
+        if key is None:  # no token, or a malformed one (a dead token: cleared at commit)
+            if token is None:
+                return Session(None, now, client)
+            return Session.for_dead_token(now, client)
         record = store.get_sync(key)
         session = self._loaded(record, now, client)
         if session is not None:
             return session
-        return run_sync(self._load_found(record, now, client), store)
+        return run_sync(self._load_found(key, record, now, client), store)
 
     def commit_sync(self, session: Session) -> CommitResult:
         store = self._op_store
@@ -548,8 +568,8 @@ class SessionManager:
             return False
         return self.store.delete_sync(key)
 
-    def list_user_sessions_sync(self, user_id: str) -> list[SessionInfo]:
-        records = self.store.list_user_sync(str(user_id), self.clock())
+    def list_user_sessions_sync(self, user_id: UserId) -> list[SessionInfo]:
+        records = self.store.list_user_sync(user_key(user_id), self.clock())
         return [SessionInfo.from_record(r) for r in records]
 
     def revoke_sync(self, handle: str) -> bool:
@@ -559,12 +579,13 @@ class SessionManager:
         self.emit(ev.REVOKED, handle=record.handle, user_id=record.user_id)
         return True
 
-    def revoke_user_sync(self, user_id: str, except_handle: str | None = None) -> int:
+    def revoke_user_sync(self, user_id: UserId, except_handle: str | None = None) -> int:
+        uid = user_key(user_id)
         if self._client_side is not None:
-            steps = self._client_side.revoke_user(str(user_id), except_handle)
+            steps = self._client_side.revoke_user(uid, except_handle)
             return run_sync(steps, self._op_store)
-        count = self.store.delete_user_sync(str(user_id), except_handle)
-        self.emit(ev.REVOKED, user_id=str(user_id), count=count, kept=except_handle)
+        count = self.store.delete_user_sync(uid, except_handle)
+        self.emit(ev.REVOKED, user_id=uid, count=count, kept=except_handle)
         return count
 
     def purge_expired_sync(self) -> int:

@@ -31,6 +31,8 @@ class CommitResult:
 
 
 NO_CHANGE = CommitResult()
+CLEARED = CommitResult(clear=True)
+"""The client's token opened nothing (revoked, expired, unknown): it must drop it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -166,7 +166,8 @@ class CsrfCheck:
         self, session: Session, path: str, scheme: str, request: CsrfRequest
     ) -> Verdict | NeedBody:
         """The verdict on a request ``applies`` checks: ``Sec-Fetch-Site`` and ``Origin``
-        first, then the header token; ``NeedBody`` for a form sent without one."""
+        first, then the header token; ``NeedBody`` for a form sent without one (no header,
+        or an empty one)."""
         if session.via_bearer or self.is_exempt(path):
             return None
         rejection = csrf.check_origin(
@@ -177,9 +178,12 @@ class CsrfCheck:
         )
         if rejection is not None:
             return rejection
-        if request.token is None and is_form(request.content_type):
+        token = request.token.strip() if request.token else None
+        if not token and is_form(request.content_type):
+            # No header, or an empty one (a front end that always sends it): the form's
+            # field decides. An empty header is never a token of its own.
             return NeedBody(request)
-        return self._verify(session, request.token)
+        return self._verify(session, token)
 
     # -- 3. the verdict, given the body --------------------------------------------------------
     def with_body(self, session: Session, pending: NeedBody, body: bytes | None) -> Verdict:

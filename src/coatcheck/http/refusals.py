@@ -10,11 +10,13 @@ cached and never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from coatcheck.core.config import SessionConfig
 from coatcheck.errors import (
     CoatcheckError,
     SessionLimitExceeded,
@@ -22,6 +24,7 @@ from coatcheck.errors import (
     StoreUnavailable,
     Throttled,
 )
+from coatcheck.http.cookies import clear_cookie
 
 logger = logging.getLogger("coatcheck")
 
@@ -33,6 +36,7 @@ __all__ = [
     "plain",
     "refusal",
     "refused",
+    "refused_at_load",
 ]
 
 
@@ -137,6 +141,18 @@ def refused(exc: CoatcheckError, when: str) -> Refusal:
     answer = _answer(exc)
     logger.log(answer.log_level, answer.log, when, exc)
     return _respond(exc, answer)
+
+
+def refused_at_load(exc: CoatcheckError, config: SessionConfig, *, bearer: bool) -> Refusal:
+    """``refused(exc, "load")``. The throttle refuses only a token that opened nothing, so
+    its 429 also tells the client to drop that token (an expired cookie, or an empty token
+    header for a bearer client), as the commit of any dead token does: the next request
+    comes without it and is served."""
+    refusal = refused(exc, "load")
+    if not isinstance(exc, Throttled):
+        return refusal
+    drop = (config.token_header.lower(), "") if bearer else ("set-cookie", clear_cookie(config))
+    return dataclasses.replace(refusal, headers=(*refusal.headers, drop))
 
 
 UNAVAILABLE: Final = refusal(StoreUnavailable("session store unavailable"))

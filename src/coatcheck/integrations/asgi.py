@@ -36,9 +36,16 @@ from coatcheck.core.session import Session
 from coatcheck.engine.manager import NO_CHANGE, SessionManager
 from coatcheck.http import transport
 from coatcheck.http.csrf_check import CsrfCheck, NeedBody
+from coatcheck.http.forwarded import Proxies
 from coatcheck.http.headers import merge_headers, session_headers
 from coatcheck.http.paths import is_under, prefixes
-from coatcheck.http.refusals import REFUSED, UNAVAILABLE_BODY, Refusal, refused
+from coatcheck.http.refusals import (
+    REFUSED,
+    UNAVAILABLE_BODY,
+    Refusal,
+    refused,
+    refused_at_load,
+)
 from coatcheck.http.transport import RequestToken, scan_header_list
 
 Scope = MutableMapping[str, Any]
@@ -140,6 +147,17 @@ class SessionMiddleware:
         config = manager.config
         self._cookie_name = config.cookie_name
         self._allow_bearer = config.allow_bearer
+        self._proxies = Proxies.of(config)
+
+    def _client(self, scope: Scope) -> tuple[str | None, str]:
+        """The client's address and scheme: the connection's, or what a trusted proxy
+        forwarded (``SessionConfig.trusted_proxies``)."""
+        client = scope.get("client")
+        peer = client[0] if client else None
+        scheme: str = scope.get("scheme", "http")
+        if self._proxies is None:
+            return peer, scheme
+        return self._proxies.from_header_list(scope["headers"], peer, scheme)
 
     async def _load(self, scope: Scope) -> Session:
         """The request's session, in the scope; raises one of ``REFUSED``. (``__call__``
@@ -147,10 +165,7 @@ class SessionMiddleware:
         token, bearer, user_agent = scan_header_list(
             scope["headers"], self._cookie_name, self._allow_bearer
         )
-        client = scope.get("client")
-        session = await self.manager.load(
-            token, ClientInfo(user_agent, client[0] if client else None)
-        )
+        session = await self.manager.load(token, ClientInfo(user_agent, self._client(scope)[0]))
         session.via_bearer = bearer
         scope["session"] = session
         scope[MANAGER_SCOPE_KEY] = self.manager
@@ -170,13 +185,12 @@ class SessionMiddleware:
             scope["headers"], self._cookie_name, self._allow_bearer
         )
         manager = self.manager
-        client = scope.get("client")
+        client = scope.get("client") if self._proxies is None else self._client(scope)
+        address = client[0] if client else None
         try:
-            session = await manager.load(
-                token, ClientInfo(user_agent, client[0] if client else None)
-            )
+            session = await manager.load(token, ClientInfo(user_agent, address))
         except REFUSED as exc:
-            await send_refusal(send, refused(exc, "load"))
+            await send_refusal(send, refused_at_load(exc, manager.config, bearer=bearer))
             return
         session.via_bearer = bearer
         scope["session"] = session
@@ -225,7 +239,7 @@ class SessionMiddleware:
         check = self.csrf
         path: str = scope["path"]
         verdict = check.start(
-            session, path, scope.get("scheme", "http"), check.read_header_list(scope["headers"])
+            session, path, self._client(scope)[1], check.read_header_list(scope["headers"])
         )
         if isinstance(verdict, NeedBody):
             body, receive = await buffer_body(
@@ -267,5 +281,5 @@ class SessionMiddleware:
                 origin = value.decode("latin-1")
             elif name == b"host":
                 host = value.decode("latin-1")
-        scheme = "https" if scope.get("scheme") in ("wss", "https") else "http"
+        scheme = "https" if self._client(scope)[1] in ("wss", "https") else "http"
         return self.csrf.same_origin(scheme, origin, host)

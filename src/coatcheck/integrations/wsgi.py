@@ -30,8 +30,9 @@ from coatcheck.core.session import Session
 from coatcheck.engine.manager import SessionManager
 from coatcheck.http.csrf_check import CsrfCheck, NeedBody
 from coatcheck.http.forms import content_length
+from coatcheck.http.forwarded import Proxies
 from coatcheck.http.headers import SessionHeaders, merge_headers, session_headers
-from coatcheck.http.refusals import REFUSED, Refusal, refused
+from coatcheck.http.refusals import REFUSED, Refusal, refused, refused_at_load
 from coatcheck.http.transport import scan_environ
 
 if TYPE_CHECKING:
@@ -175,15 +176,19 @@ class SessionMiddleware:
         self.csrf = CsrfCheck(manager, csrf_exempt)
         self._cookie_name = manager.config.cookie_name
         self._allow_bearer = manager.config.allow_bearer
+        self._proxies = Proxies.of(manager.config)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         # Runs on every request: locals rather than objects where the edge allows.
         token, bearer, user_agent = scan_environ(environ, self._cookie_name, self._allow_bearer)
-        info = ClientInfo(user_agent, environ.get("REMOTE_ADDR"))
+        address = environ.get("REMOTE_ADDR")
+        if self._proxies is not None:  # behind trusted proxies: X-Forwarded-For decides
+            address = self._proxies.from_environ(environ)[0]
+        info = ClientInfo(user_agent, address)
         try:
             session = self.manager.load_sync(token, info)
         except REFUSED as exc:
-            refusal = refused(exc, "load")
+            refusal = refused_at_load(exc, self.manager.config, bearer=bearer)
             start_response(refusal.wsgi_status, list(refusal.headers))
             return [refusal.body]
         session.via_bearer = bearer
@@ -209,6 +214,8 @@ class SessionMiddleware:
         check = self.csrf
         path = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
         scheme = str(environ.get("wsgi.url_scheme", "http"))
+        if self._proxies is not None:
+            scheme = self._proxies.from_environ(environ)[1]
         verdict = check.start(session, path, scheme, check.read_environ(environ))
         if isinstance(verdict, NeedBody):
             verdict = check.with_body(session, verdict, buffer_body(environ, verdict.limit))

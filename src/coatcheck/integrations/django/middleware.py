@@ -30,6 +30,9 @@ from django.http.response import HttpResponseBase
 from django.utils.deprecation import MiddlewareMixin
 
 from coatcheck.core.client import ClientInfo
+from coatcheck.engine.manager import SessionManager
+from coatcheck.errors import CoatcheckError, Throttled
+from coatcheck.http.forwarded import Proxies
 from coatcheck.http.headers import CLEAR_ALL, CLEAR_KEEP_COOKIES
 from coatcheck.http.refusals import REFUSED, UNAVAILABLE, Refusal, refused
 from coatcheck.integrations.django.conf import get_manager
@@ -70,7 +73,7 @@ class StoreUnavailableMiddleware(MiddlewareMixin):
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, REFUSED):
-            return _response(refused(exception, "request"))
+            return _refused(request, exception, "request")
         return None
 
     def process_response(
@@ -78,7 +81,7 @@ class StoreUnavailableMiddleware(MiddlewareMixin):
     ) -> HttpResponseBase:
         exc = getattr(request, _REFUSED, None)
         if exc is not None:
-            answer = _response(refused(exc, "request (instead of a 500)"))
+            answer = _refused(request, exc, "request (instead of a 500)")
             _deliver_moved_key(request, answer)
             return answer
         return response
@@ -112,6 +115,21 @@ def _deliver_moved_key(request: HttpRequest, response: HttpResponse) -> None:
     )
 
 
+def _refused(request: HttpRequest, exc: CoatcheckError, when: str) -> HttpResponse:
+    """The refusal of ``exc``. The throttle refuses only a token that opened nothing, so
+    its 429 also deletes that session cookie, as the other edges do."""
+    response = _response(refused(exc, when))
+    name = settings.SESSION_COOKIE_NAME
+    if isinstance(exc, Throttled) and name in request.COOKIES:
+        response.delete_cookie(
+            name,
+            path=settings.SESSION_COOKIE_PATH,
+            domain=settings.SESSION_COOKIE_DOMAIN,
+            samesite=settings.SESSION_COOKIE_SAMESITE,
+        )
+    return response
+
+
 class SessionMiddleware(DjangoSessionMiddleware):
     """Django's SessionMiddleware that also tells coatcheck which device is calling, and
     gives responses the headers every coatcheck edge sends:
@@ -121,8 +139,10 @@ class SessionMiddleware(DjangoSessionMiddleware):
     - ``Clear-Site-Data`` after a logout (``clear_site_data``, on by default);
     - no cookie with a token a concurrent request rotated out (``rotation_interval``).
 
-    ``REMOTE_ADDR`` is used as is: behind a proxy, set it from the forwarded header in a
-    middleware placed before this one. The IP is truncated before it is kept.
+    The client's address is ``REMOTE_ADDR``, or, when that peer is one of
+    ``trusted_proxies`` (``COATCHECK_CONFIG``), the nearest untrusted hop of
+    ``X-Forwarded-For``: what the unknown-token throttle counts against. The IP is
+    truncated before it is kept.
     """
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
@@ -136,13 +156,25 @@ class SessionMiddleware(DjangoSessionMiddleware):
         _harden(session, response, logged_in)
         return response
 
+    _proxies_of: tuple[SessionManager, Proxies | None] | None = None
+
+    def _proxies(self) -> Proxies | None:
+        """The trusted proxies of the configured manager, resolved once per manager."""
+        manager = get_manager()
+        cached = self._proxies_of
+        if cached is None or cached[0] is not manager:
+            cached = self._proxies_of = (manager, Proxies.of(manager.config))
+        return cached[1]
+
     def process_request(self, request: HttpRequest) -> None:
         super().process_request(request)
         session = request.session
         if isinstance(session, SessionStore):
-            session.client = ClientInfo.from_raw(
-                request.META.get("HTTP_USER_AGENT"), request.META.get("REMOTE_ADDR")
-            )
+            address = request.META.get("REMOTE_ADDR")
+            proxies = self._proxies()
+            if proxies is not None:
+                address = proxies.from_environ(request.META)[0]
+            session.client = ClientInfo.from_raw(request.META.get("HTTP_USER_AGENT"), address)
 
 
 def _harden(session: SessionStore, response: HttpResponse, logged_in: bool) -> None:

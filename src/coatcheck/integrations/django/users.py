@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
+from coatcheck.core.record import UserId
 from coatcheck.engine.results import SessionInfo
 from coatcheck.integrations.django.conf import get_manager
 from coatcheck.integrations.django.store import AUTH_USER_KEY, SessionStore
 
 
-def user_sessions(user_id: object) -> list[SessionInfo]:
-    """The user's live sessions, oldest first (handles, devices, times; no credentials)."""
-    return get_manager().list_user_sessions_sync(str(user_id))
+def user_sessions(user_id: UserId) -> list[SessionInfo]:
+    """The user's live sessions, oldest first (handles, devices, times; no credentials).
+    ``user_id`` None (``request.user.pk`` of an anonymous visitor) raises
+    ``InvalidUserId``."""
+    return get_manager().list_user_sessions_sync(user_id)
 
 
 def revoke_other_sessions(request: HttpRequest) -> int:

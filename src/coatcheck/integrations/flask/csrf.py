@@ -18,6 +18,7 @@ import flask
 from werkzeug.exceptions import Forbidden
 
 from coatcheck.http.csrf_check import CsrfCheck, NeedBody
+from coatcheck.http.forwarded import Proxies
 from coatcheck.integrations.flask.session import FlaskSession
 from coatcheck.security.csrf import Rejection
 
@@ -46,8 +47,9 @@ class CSRFError(Forbidden):
         super().__init__(description=f"CSRF check failed: {reason.message}", response=response)
 
 
-def check_csrf(check: CsrfCheck) -> None:
-    """before_request: refuse a forged unsafe request before any view runs.
+def check_csrf(check: CsrfCheck, proxies: Proxies | None = None) -> None:
+    """before_request: refuse a forged unsafe request before any view runs. ``proxies``
+    (``trusted_proxies``) may say the client used https at a TLS-terminating proxy.
 
     Requests Flask will not route (404, 405) are left to Flask: no view runs for them.
     """
@@ -61,7 +63,8 @@ def check_csrf(check: CsrfCheck) -> None:
     if view is not None and getattr(view, _EXEMPT_ATTRIBUTE, False):
         return
     core = session.core
-    verdict = check.start(core, request.path, request.scheme, check.read_environ(request.environ))
+    scheme = request.scheme if proxies is None else proxies.from_environ(request.environ)[1]
+    verdict = check.start(core, request.path, scheme, check.read_environ(request.environ))
     if isinstance(verdict, NeedBody):
         verdict = check.with_field(core, request.form.get(check.field))
     if verdict is not None:

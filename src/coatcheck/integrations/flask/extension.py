@@ -35,10 +35,11 @@ def init_app(app: flask.Flask, manager: SessionManager) -> CoatcheckSessionInter
     already built, so it is replaced in place by that plain 503."""
     interface = CoatcheckSessionInterface(manager)
     check = interface.csrf
+    proxies = interface.proxies
 
     def guard_request() -> None:
         refuse_unavailable()
-        check_csrf(check)
+        check_csrf(check, proxies)
 
     app.session_interface = interface
     app.extensions[EXTENSION_KEY] = interface

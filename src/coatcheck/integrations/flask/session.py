@@ -17,9 +17,10 @@ from typing import Any
 
 from flask.sessions import NullSession, SessionMixin
 
+from coatcheck.core.record import UserId
 from coatcheck.core.session import Session
 from coatcheck.engine.results import CommitResult
-from coatcheck.http.refusals import UNAVAILABLE, Refusal
+from coatcheck.http.refusals import Refusal
 
 __all__ = ["FlaskSession", "UnavailableSession"]
 
@@ -39,7 +40,10 @@ class FlaskSession(SessionMixin):
         self._modified = False
         self._saving = False
         self._result: CommitResult | None = None
-        self._refusal: Refusal = UNAVAILABLE
+        self._refusal: Refusal | None = None
+        """The answer of a refused commit (503, 429, 403); None while none was refused,
+        including when the commit raised the application's own error (data that is not
+        JSON): that stays Flask's 500."""
 
     # -- mapping ---------------------------------------------------------------------
     def __getitem__(self, key: str) -> Any:
@@ -94,7 +98,7 @@ class FlaskSession(SessionMixin):
             core._remember = self._permanent
 
     # -- coatcheck intents and facts ---------------------------------------------------
-    def login(self, user_id: str | int, *, remember: bool | None = None, level: int = 1) -> None:
+    def login(self, user_id: UserId, *, remember: bool | None = None, level: int = 1) -> None:
         """Authenticate as ``user_id`` (new token at commit) at assurance ``level``.
         ``remember`` defaults to ``permanent`` when set in this request, else False."""
         if remember is None:

@@ -22,8 +22,9 @@ from werkzeug.exceptions import ServiceUnavailable
 from coatcheck.core.client import ClientInfo
 from coatcheck.engine.manager import CommitResult, SessionManager
 from coatcheck.http.csrf_check import CsrfCheck
+from coatcheck.http.forwarded import Proxies
 from coatcheck.http.headers import merge_headers, session_headers
-from coatcheck.http.refusals import REFUSED, UNAVAILABLE, Refusal, refused
+from coatcheck.http.refusals import REFUSED, UNAVAILABLE, Refusal, refused, refused_at_load
 from coatcheck.http.transport import scan_environ
 from coatcheck.integrations.flask.session import FlaskSession, UnavailableSession
 
@@ -67,19 +68,24 @@ class CoatcheckSessionInterface(SessionInterface):
     def __init__(self, manager: SessionManager) -> None:
         self.manager = manager
         self.csrf = CsrfCheck(manager)
+        self.proxies = Proxies.of(manager.config)
+        """``SessionConfig.trusted_proxies``: who the client is behind them (None: none)."""
 
     def open_session(self, app: flask.Flask, request: Request) -> SessionMixin | None:
         config = self.manager.config
         token, bearer, user_agent = scan_environ(
             request.environ, config.cookie_name, config.allow_bearer
         )
-        info = ClientInfo.from_raw(user_agent, request.remote_addr)
+        address = request.remote_addr
+        if self.proxies is not None:  # behind trusted proxies: X-Forwarded-For decides
+            address = self.proxies.from_environ(request.environ)[0]
+        info = ClientInfo.from_raw(user_agent, address)
         try:
             core = self.manager.load_sync(token, info)
         except REFUSED as exc:
             # Raising here would become a 500 (Flask opens the session outside its
             # handlers); the before_request hook of init_app answers instead.
-            request.environ[UNAVAILABLE_FLAG] = refused(exc, "load")
+            request.environ[UNAVAILABLE_FLAG] = refused_at_load(exc, config, bearer=bearer)
             return UnavailableSession()
         core.via_bearer = bearer
         return FlaskSession(core)
@@ -110,9 +116,12 @@ class CoatcheckSessionInterface(SessionInterface):
         if session._result is not None:
             return session._result
         if session._saving:
-            # A second save after a failed commit: committing twice could replay a
-            # rename, so the answer stays the refusal.
-            _replace_with_refusal(response, session._refusal)
+            # A second save after a failed commit (Flask saves again the error response
+            # it built): committing twice could replay a rename, so the first outcome
+            # stands. A refusal stays the refusal; the app's own error (a value that is
+            # not JSON) stays the 500 Flask answered, logged with the key it names.
+            if session._refusal is not None:
+                _replace_with_refusal(response, session._refusal)
             return None
         session._saving = True
         try:
