@@ -36,17 +36,16 @@ from coatcheck.core.session import Session
 from coatcheck.engine.manager import CommitResult
 from coatcheck.errors import StoreUnavailable
 from coatcheck.stores import from_url
-from coatcheck.stores.redis import (
-    _APPLY,
-    _APPLY_IF_HANDLE,
-    _DELETE,
-    _DROP_IF,
-    _LUA_HELPERS,
-    _RENAME,
-    _TAKE,
-    _UNLINK,
-    RedisOptions,
-    RedisStore,
+from coatcheck.stores.redis import RedisOptions, RedisStore
+from coatcheck.stores.redis.scripts import (
+    APPLY,
+    APPLY_IF_HANDLE,
+    DELETE,
+    DROP_IF,
+    LUA_HELPERS,
+    RENAME,
+    TAKE,
+    UNLINK,
 )
 from tests.support.browser import Browser, parse_set_cookie
 from tests.support.clock import FakeClock
@@ -64,7 +63,7 @@ from tests.support.shop import create_shop
 from tests.support.stats import check_stats
 
 COOKIE = "__Host-session"
-SCRIPTS = (_APPLY, _TAKE, _RENAME, _DELETE)
+SCRIPTS = (APPLY, TAKE, RENAME, DELETE)
 NOW = 1_800_000_000.0
 
 
@@ -220,7 +219,7 @@ async def test_round_trips_per_request_on_a_single_node(
     warm["warm"] = True
     await paths.commit(warm)
     with raw(shared_url) as client:  # a server's first EVALSHA of a script costs one more
-        for script in (_APPLY, _DELETE, _RENAME, _TAKE):
+        for script in (APPLY, DELETE, RENAME, TAKE):
             client.script_load(script.text)
     round_trips.take()
     costs: dict[str, int] = {}
@@ -965,8 +964,8 @@ def test_every_script_compiles_and_carries_the_helpers_it_calls(shared_url: str)
     """Scripts include only the Lua helpers they name; one calling a helper it left out
     would fail only when that branch runs (a rare re-index, say)."""
     with raw(shared_url) as client:
-        for script in (_APPLY, _APPLY_IF_HANDLE, _TAKE, _RENAME, _DELETE, _DROP_IF, _UNLINK):
-            for name in _LUA_HELPERS:
+        for script in (APPLY, APPLY_IF_HANDLE, TAKE, RENAME, DELETE, DROP_IF, UNLINK):
+            for name in LUA_HELPERS:
                 if re.search(rf"(?<!function )\b{name}\(", script.text):
                     assert f"local function {name}(" in script.text, (name, script.text)
             assert client.script_load(script.text) == script.sha
