@@ -79,7 +79,6 @@ keyspace notifications, KEYS or other admin commands (``purge`` and ``count`` us
 from __future__ import annotations
 
 import asyncio
-import json
 import queue
 import threading
 import time
@@ -102,9 +101,19 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
-from coatcheck.core.record import PATCHABLE_FIELDS, Patch, SessionRecord
+from coatcheck.core.record import Patch, SessionRecord
 from coatcheck.errors import StoreUnavailable
 from coatcheck.stores.base import ProcedureStore, process_id
+from coatcheck.stores.redis.codec import (
+    NO_PATCH,
+    decode,
+    ms,
+    num,
+    patch_args,
+    record_fields,
+    unpack,
+)
+from coatcheck.stores.redis.hints import Hints
 from coatcheck.stores.redis.scripts import APPLY as _APPLY
 from coatcheck.stores.redis.scripts import APPLY_IF_HANDLE as _APPLY_IF_HANDLE
 from coatcheck.stores.redis.scripts import DELETE as _DELETE
@@ -177,201 +186,8 @@ loop (a purge run as an in-app task) well under a request's latency."""
 _Steps = Generator[_Op, Any, T]
 
 
-# -- encoding ----------------------------------------------------------------------------
-_PLAIN = {"last_seen_at": "l", "expires_at": "e", "absolute_at": "a"}
-"""Record fields kept as hash fields of their own: the deadlines, which most commits
-change and scripts read, are written and read without decoding any JSON."""
-
-_SHORT = {
-    "handle": "h",
-    "user_id": "u",
-    "created_at": "c",
-    "auth_at": "t",
-    "remember": "r",
-    "user_agent": "ua",
-    "ip": "ip",
-    "meta": "x",
-}
-"""The other record fields -> their names inside the packed metadata field "m" (short:
-stored once per session, read on every request)."""
-
-_REQUIRED = ("h", "c")
-
-_json_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_value_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-_json_value = json.JSONDecoder().decode
-
-
-def _num(value: float) -> str:
-    """Seconds as text that round-trips exactly (repr of a float)."""
-    return repr(float(value))
-
-
-def _ms(seconds: float) -> int:
-    """Unix milliseconds for PEXPIREAT/PXAT (at least 1: zero and below are refused)."""
-    return max(round(seconds * 1000), 1)
-
-
-def _encode_field(name: str, value: Any) -> str | None:
-    """One metadata value as the string kept in "m"; None when it is left out (None,
-    False, an empty ``meta``), which reads back as the same value."""
-    if value is None:
-        return None
-    if name == "remember":
-        return "1" if value else None
-    if name == "meta":
-        return _json_text(value) if value else None
-    if name in ("handle", "user_id", "user_agent", "ip"):
-        return str(value)
-    return _num(value)
-
-
-def _meta_text(record: SessionRecord) -> str:
-    """The packed metadata field of a whole record."""
-    packed: dict[str, str] = {}
-    for name, short in _SHORT.items():
-        encoded = _encode_field(name, getattr(record, name))
-        if encoded is not None:
-            packed[short] = encoded
-    return _json_text(packed)
-
-
-def _record_fields(record: SessionRecord) -> list[str]:
-    """Flat field/value list of a whole record, for HSET."""
-    out = ["m", _meta_text(record)]
-    out += ("l", _num(record.last_seen_at), "e", _num(record.expires_at))
-    out += ("a", _num(record.absolute_at))
-    for key, value in record.data.items():
-        out += ("d:" + key, _value_text(value))
-    return out
-
-
-def _patch_args(patch: Patch) -> list[str]:
-    """The patch as the Lua ``patch`` helper reads it."""
-    deletes = ["d:" + k for k in patch.removed]
-    pairs: list[str] = []
-    for k, v in patch.set_json.items():
-        pairs += ("d:" + k, v)
-    meta_deletes: list[str] = []
-    meta_pairs: list[str] = []
-    for name, value in patch.fields.items():
-        if name not in PATCHABLE_FIELDS:
-            raise ValueError(f"field {name!r} cannot be patched")
-        plain = _PLAIN.get(name)
-        if plain is not None:
-            pairs += (plain, _num(value))  # deadlines are never None
-            continue
-        encoded = _encode_field(name, value)
-        if encoded is None:
-            meta_deletes.append(_SHORT[name])
-        else:
-            meta_pairs += (_SHORT[name], encoded)
-    return [
-        str(len(deletes)),
-        *deletes,
-        str(len(pairs) // 2),
-        *pairs,
-        str(len(meta_deletes)),
-        *meta_deletes,
-        str(len(meta_pairs) // 2),
-        *meta_pairs,
-    ]
-
-
-_NO_PATCH = ("0", "0", "0", "0")
-
-
-def _unpack(text: str) -> dict[str, str] | None:
-    """The packed metadata field's content, or None when it is not what this store wrote
-    (not JSON, or without the handle and creation time)."""
-    try:
-        packed = _json_value(text)
-    except ValueError:
-        return None
-    if not isinstance(packed, dict) or "h" not in packed or "c" not in packed:
-        return None
-    return packed
-
-
-def _decode(key: str, fields: Mapping[str, str] | Sequence[str]) -> SessionRecord | None:
-    """A record from its hash (a mapping, or the flat field/value list of a reply that no
-    client callback turned into one), or None when it is missing, incomplete or not what
-    this store writes (a load then starts a fresh session, never a 500). Runs on every
-    load: one pass, no intermediate dict."""
-    flat = [x for kv in fields.items() for x in kv] if isinstance(fields, Mapping) else fields
-    try:
-        return _decoded(key, flat)
-    except (KeyError, ValueError, TypeError):
-        return None
-
-
-def _decoded(key: str, flat: Sequence[str]) -> SessionRecord | None:
-    loads = _json_value
-    data: dict[str, Any] = {}
-    text = last_seen = expires = absolute = None
-    for i in range(0, len(flat) - 1, 2):
-        name = flat[i]
-        if name[:2] == "d:":
-            data[name[2:]] = loads(flat[i + 1])
-        elif name == "m":
-            text = flat[i + 1]
-        elif name == "l":
-            last_seen = flat[i + 1]
-        elif name == "e":
-            expires = flat[i + 1]
-        elif name == "a":
-            absolute = flat[i + 1]
-    if text is None or last_seen is None or expires is None or absolute is None:
-        return None
-    m = _unpack(text)
-    if m is None:
-        return None
-    get = m.get
-    auth_at = get("t")
-    meta = get("x")
-    return SessionRecord(
-        key=key,
-        handle=m["h"],
-        data=data,
-        created_at=float(m["c"]),
-        last_seen_at=float(last_seen),
-        expires_at=float(expires),
-        absolute_at=float(absolute),
-        user_id=get("u"),
-        auth_at=float(auth_at) if auth_at is not None else None,
-        remember=get("r") == "1",
-        user_agent=get("ua"),
-        ip=get("ip"),
-        meta=loads(meta) if meta is not None else {},
-    )
-
-
-def _escape_glob(text: str) -> str:
+def escape_glob(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
-class _Hints:
-    """Per-process memory of the (handle, user) of records this process just loaded or
-    wrote, so that a rename or delete on a single node can name every key it touches in
-    one script. Only ever a hint: the scripts verify it and a stale one costs a round trip."""
-
-    def __init__(self, size: int = 8192) -> None:
-        self._size = size
-        self._items: dict[str, tuple[str, str | None]] = {}
-        self._lock = threading.Lock()
-
-    def remember(self, key: str, handle: str, user_id: str | None) -> None:
-        if not self._size:
-            return
-        with self._lock:
-            self._items.pop(key, None)
-            self._items[key] = (handle, user_id)
-            if len(self._items) > self._size:
-                del self._items[next(iter(self._items))]
-
-    def pop(self, key: str) -> tuple[str, str | None] | None:
-        with self._lock:
-            return self._items.pop(key, None)
 
 
 # -- connection settings -----------------------------------------------------------------
@@ -973,7 +789,7 @@ class RedisStore(ProcedureStore):
         self.single_node = options.mode != "cluster"
         self._sync = _SyncDriver(options)
         self._async = _AsyncDriver(options)
-        self._hints = _Hints(8192 if self.single_node else 0)  # a cluster cannot use them
+        self._hints = Hints(8192 if self.single_node else 0)  # a cluster cannot use them
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -1017,10 +833,10 @@ class RedisStore(ProcedureStore):
         """Commands that add ``handle`` to the user's index and keep the index's own TTL
         at its latest deadline (mirrors the Lua ``index_add``)."""
         idx = self.user_key(user_id)
-        at = _ms(absolute)
-        cmds = [] if now is None else [_Cmd(("ZREMRANGEBYSCORE", idx, "-inf", _num(now)))]
+        at = ms(absolute)
+        cmds = [] if now is None else [_Cmd(("ZREMRANGEBYSCORE", idx, "-inf", num(now)))]
         cmds += [
-            _Cmd(("ZADD", idx, _num(absolute), handle)),
+            _Cmd(("ZADD", idx, num(absolute), handle)),
             _Cmd(("PEXPIREAT", idx, at, "NX")),
             _Cmd(("PEXPIREAT", idx, at, "GT")),
         ]
@@ -1034,13 +850,13 @@ class RedisStore(ProcedureStore):
         return [
             _Cmd(("DEL", rec)),
             _Cmd(("HSET", rec, *fields)),
-            _Cmd(("PEXPIREAT", rec, _ms(min(expires, absolute)))),
-            _Cmd(("SET", self.pointer_key(handle), key, "PXAT", _ms(absolute))),
+            _Cmd(("PEXPIREAT", rec, ms(min(expires, absolute)))),
+            _Cmd(("SET", self.pointer_key(handle), key, "PXAT", ms(absolute))),
         ]
 
     def _get(self, key: str) -> _Steps[SessionRecord | None]:
         fields = yield _Cmd(("HGETALL", self.record_key(key)))
-        record = _decode(key, fields)
+        record = decode(key, fields)
         if record is not None:
             self._hints.remember(key, record.handle, record.user_id)
         return record
@@ -1048,7 +864,7 @@ class RedisStore(ProcedureStore):
     def _create(self, record: SessionRecord) -> _Steps[None]:
         steps = self._put(
             record.key,
-            _record_fields(record),
+            record_fields(record),
             record.handle,
             record.expires_at,
             record.absolute_at,
@@ -1070,11 +886,11 @@ class RedisStore(ProcedureStore):
         absolute = fields.get("absolute_at")
         ttl = ""
         if expires is not None:
-            ttl = str(_ms(expires if absolute is None else min(expires, absolute)))
+            ttl = str(ms(expires if absolute is None else min(expires, absolute)))
         elif absolute is not None:
             ttl = "*"
         reindex = "user_id" in fields or absolute is not None
-        args = (ttl, "1" if reindex else "0", *_patch_args(patch))
+        args = (ttl, "1" if reindex else "0", *patch_args(patch))
         guard = patch.expect_handle
         if guard is None:
             result = yield _Eval(_APPLY, (self.record_key(key),), args)
@@ -1092,13 +908,13 @@ class RedisStore(ProcedureStore):
                     steps.append(_Cmd(("ZREM", self.user_key(before), handle)))
                 if after:
                     steps += self._index_add(after, handle, float(absolute), None)
-                steps.append(_Cmd(("PEXPIREAT", self.pointer_key(handle), _ms(float(absolute)))))
+                steps.append(_Cmd(("PEXPIREAT", self.pointer_key(handle), ms(float(absolute)))))
                 yield _Batch(tuple(steps), atomic=True)
                 self._hints.remember(key, handle, after or None)
         return True
 
     def _rename(self, old_key: str, new_key: str, patch: Patch) -> _Steps[bool]:
-        args = _patch_args(patch)
+        args = patch_args(patch)
         now = patch.fields.get("last_seen_at")
         hint = self._hints.pop(old_key) if self.single_node else None
         guard = patch.expect_handle
@@ -1120,7 +936,7 @@ class RedisStore(ProcedureStore):
                     user or "",
                     new_user or "",
                     new_key,
-                    _num(now) if now is not None else "-inf",
+                    num(now) if now is not None else "-inf",
                     *args,
                 ),
             )
@@ -1136,7 +952,7 @@ class RedisStore(ProcedureStore):
             return False
         before = taken[0] or None
         fields = list(taken[1:])
-        moved = _decode(new_key, fields)
+        moved = decode(new_key, fields)
         if moved is None:  # not a record this store wrote: gone, like a missing one
             return False
         handle, after, absolute = moved.handle, moved.user_id, moved.absolute_at
@@ -1165,10 +981,10 @@ class RedisStore(ProcedureStore):
     def _take(self, key: str, handle: str) -> _Steps[SessionRecord | None]:
         """Delete the record under ``key`` (if its handle is ``handle``, when given) and
         clean its pointer and index entry; return it."""
-        taken = yield _Eval(_TAKE, (self.record_key(key),), (handle, *_NO_PATCH))
+        taken = yield _Eval(_TAKE, (self.record_key(key),), (handle, *NO_PATCH))
         if taken is None:
             return None
-        record = _decode(key, list(taken[1:]))
+        record = decode(key, list(taken[1:]))
         if record is None:
             return None
         steps = [_Cmd(("DEL", self.pointer_key(record.handle)))]
@@ -1201,7 +1017,7 @@ class RedisStore(ProcedureStore):
     def _list_user(self, user_id: str, now: float) -> _Steps[list[SessionRecord]]:
         idx = self.user_key(user_id)
         _, handles = yield _Batch(
-            (_Cmd(("ZREMRANGEBYSCORE", idx, "-inf", _num(now))), _Cmd(("ZRANGE", idx, 0, -1)))
+            (_Cmd(("ZREMRANGEBYSCORE", idx, "-inf", num(now))), _Cmd(("ZRANGE", idx, 0, -1)))
         )
         if not handles:
             return []
@@ -1210,7 +1026,7 @@ class RedisStore(ProcedureStore):
         hashes = yield _Batch(tuple(_Cmd(("HGETALL", self.record_key(k))) for _, k in found))
         records: dict[str, SessionRecord] = {}
         for (handle, key), fields in zip(found, hashes, strict=True):
-            record = _decode(key, fields)
+            record = decode(key, fields)
             if record is not None and record.handle == handle and record.user_id == user_id:
                 records[handle] = record
         stale = [(h, keys[i] or "") for i, h in enumerate(handles) if h not in records]
@@ -1270,7 +1086,7 @@ class RedisStore(ProcedureStore):
         purge is housekeeping, never urgent). Scripts go in small pipelines: Redis runs a
         client's pipelined commands back to back, so a long one would hold every other
         client's command behind it."""
-        match = _escape_glob(self.prefix) + "s:*"
+        match = escape_glob(self.prefix) + "s:*"
         cursor: Any = None
         total = 0
         page = min(batch_size, _PURGE_PAGE)
@@ -1283,14 +1099,14 @@ class RedisStore(ProcedureStore):
                 # per key (an integer, as the TTL is the deadline), not a script run; the
                 # script checks the deadline itself, atomically.
                 ends = yield _Batch(tuple(_Cmd(("PEXPIRETIME", k)) for k in keys))
-                due = _ms(now) + 1  # the TTL is the deadline rounded to a millisecond
+                due = ms(now) + 1  # the TTL is the deadline rounded to a millisecond
                 keys = [k for k, end in zip(keys, ends, strict=True) if 0 < int(end) <= due]
             yield _Pause(_PURGE_REST * (time.monotonic() - started))
             for first in range(0, len(keys), _PURGE_SCRIPTS):
                 started = time.monotonic()
                 chunk = keys[first : first + _PURGE_SCRIPTS]
                 results = yield _Batch(
-                    tuple(_Eval(_DROP_IF, (k,), ("expired", _num(now))) for k in chunk)
+                    tuple(_Eval(_DROP_IF, (k,), ("expired", num(now))) for k in chunk)
                 )
                 cleanup: list[_Cmd] = []
                 for result in results:
@@ -1307,7 +1123,7 @@ class RedisStore(ProcedureStore):
                 return total
 
     def _count(self, now: float) -> _Steps[int]:
-        match = _escape_glob(self.prefix) + "s:*"
+        match = escape_glob(self.prefix) + "s:*"
         cursor: Any = None
         total = 0
         while True:
@@ -1320,7 +1136,7 @@ class RedisStore(ProcedureStore):
 
     def _stats(self, now: float, top: int, soon: float) -> _Steps[dict[str, Any]]:
         """One SCAN over the records: exact counts, no index trusted."""
-        match = _escape_glob(self.prefix) + "s:*"
+        match = escape_glob(self.prefix) + "s:*"
         cursor: Any = None
         active = expiring = 0
         users: Counter[str] = Counter()
@@ -1329,7 +1145,7 @@ class RedisStore(ProcedureStore):
             if keys:
                 rows = yield _Batch(tuple(_Cmd(("HMGET", k, "e", "m")) for k in keys))
                 for deadline_text, text in rows:
-                    m = _unpack(text) if text is not None else None
+                    m = unpack(text) if text is not None else None
                     if m is None or deadline_text is None or float(deadline_text) <= now:
                         continue
                     deadline, user = float(deadline_text), m.get("u")
