@@ -84,10 +84,9 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
-from urllib.parse import parse_qsl, unquote, urlsplit
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
@@ -114,6 +113,7 @@ from coatcheck.stores.redis.codec import (
     unpack,
 )
 from coatcheck.stores.redis.hints import Hints
+from coatcheck.stores.redis.options import DEFAULT_PREFIX, RedisOptions
 from coatcheck.stores.redis.scripts import APPLY as _APPLY
 from coatcheck.stores.redis.scripts import APPLY_IF_HANDLE as _APPLY_IF_HANDLE
 from coatcheck.stores.redis.scripts import DELETE as _DELETE
@@ -126,8 +126,6 @@ from coatcheck.stores.redis.scripts import Script
 __all__ = ["DEFAULT_PREFIX", "RedisOptions", "RedisStore", "from_url"]
 
 T = TypeVar("T")
-
-DEFAULT_PREFIX = "coatcheck:"
 
 
 # -- operations as data, run by a sync or an async driver --------------------------------
@@ -190,139 +188,7 @@ def escape_glob(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-# -- connection settings -----------------------------------------------------------------
-Mode = Literal["standalone", "sentinel", "cluster"]
-
-_SSL_OPTIONS: dict[str, Callable[[str], Any]] = {
-    "ssl_ca_certs": str,
-    "ssl_certfile": str,
-    "ssl_keyfile": str,
-    "ssl_cert_reqs": str,
-    "ssl_check_hostname": lambda v: v.lower() in ("1", "true", "yes", "on"),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class RedisOptions:
-    """Where and how to connect, parsed from a URL by ``RedisOptions.from_url``.
-
-    ``timeout`` bounds each operation (socket reads and writes, and the wait for a free
-    connection); ``connect_timeout`` bounds opening a connection; ``max_connections`` caps
-    operations in flight per process and path (sync and async each have their own pool).
-    """
-
-    mode: Mode
-    hosts: tuple[tuple[str, int], ...]
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    db: int = 0
-    tls: bool = False
-    service_name: str | None = None
-    sentinel_username: str | None = None
-    sentinel_password: str | None = field(default=None, repr=False)
-    prefix: str = DEFAULT_PREFIX
-    timeout: float = 2.0
-    connect_timeout: float = 1.0
-    max_connections: int = 50
-    ssl: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.hosts:
-            raise ValueError("a Redis URL needs at least one host")
-        if "{" in self.prefix or "}" in self.prefix:
-            raise ValueError("the key prefix must not contain { or } (they pick cluster slots)")
-        if self.timeout <= 0 or self.connect_timeout <= 0:
-            raise ValueError("timeouts must be positive")
-        if self.max_connections < 1:
-            raise ValueError("max_connections must be at least 1")
-        if self.mode == "cluster" and self.db != 0:
-            raise ValueError("Redis Cluster has only database 0")
-        if self.mode == "sentinel" and not self.service_name:
-            raise ValueError("a redis+sentinel URL names the master: redis+sentinel://h:p/name")
-
-    @classmethod
-    def from_url(cls, url: str) -> RedisOptions:
-        """Parse ``redis://``, ``rediss://``, ``redis+sentinel://`` or ``redis+cluster://``.
-
-        Forms: ``redis://[user:password@]host[:port][/db]``,
-        ``redis+sentinel://[user:password@]h1:26379,h2:26379/master[/db]``,
-        ``redis+cluster://[user:password@]h1:7000,h2:7001``. Query options: ``prefix``,
-        ``timeout``, ``connect_timeout``, ``max_connections``, ``db``, ``ssl`` (TLS for
-        Sentinel and Cluster; ``rediss://`` for a single server), ``ssl_ca_certs``,
-        ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs``, ``ssl_check_hostname``,
-        ``sentinel_username``, ``sentinel_password`` (when the Sentinels have their own).
-        """
-        scheme, sep, rest = url.partition("://")
-        if not sep:
-            raise ValueError(f"not a URL: {url!r}")
-        scheme = scheme.lower()
-        modes: dict[str, tuple[Mode, bool, int]] = {
-            "redis": ("standalone", False, 6379),
-            "rediss": ("standalone", True, 6379),
-            "redis+sentinel": ("sentinel", False, 26379),
-            "redis+cluster": ("cluster", False, 6379),
-        }
-        if scheme not in modes:
-            raise ValueError(f"not a Redis URL: {url!r}")
-        mode, tls, default_port = modes[scheme]
-        parts = urlsplit("redis://" + rest)
-        netloc = parts.netloc
-        userinfo, at, hostlist = netloc.rpartition("@")
-        if not at:
-            userinfo, hostlist = "", netloc
-        username: str | None = None
-        password: str | None = None
-        if userinfo:
-            user, colon, secret = userinfo.partition(":")
-            username = unquote(user) or None
-            password = unquote(secret) if colon else None
-        hosts = tuple(_parse_host(h, default_port) for h in hostlist.split(",") if h)
-        path = [unquote(p) for p in parts.path.split("/") if p]
-        kwargs: dict[str, Any] = {}
-        if mode == "sentinel" and path:
-            kwargs["service_name"] = path.pop(0)
-        if path:
-            if len(path) > 1 or not path[0].isdigit():
-                raise ValueError(f"unexpected path in Redis URL: {parts.path!r}")
-            kwargs["db"] = int(path[0])
-        ssl: dict[str, Any] = {}
-        for name, value in parse_qsl(parts.query, keep_blank_values=True):
-            if name == "prefix":
-                kwargs["prefix"] = value
-            elif name in ("timeout", "connect_timeout"):
-                kwargs[name] = float(value)
-            elif name in ("max_connections", "db"):
-                kwargs[name] = int(value)
-            elif name == "ssl":
-                tls = value.lower() in ("1", "true", "yes", "on")
-            elif name in ("sentinel_username", "sentinel_password") and mode == "sentinel":
-                kwargs[name] = value
-            elif name in _SSL_OPTIONS:
-                ssl[name] = _SSL_OPTIONS[name](value)
-            else:
-                raise ValueError(f"unknown Redis URL option {name!r}")
-        return cls(
-            mode=mode,
-            hosts=hosts,
-            username=username,
-            password=password,
-            tls=tls,
-            ssl=ssl,
-            **kwargs,
-        )
-
-
-def _parse_host(text: str, default_port: int) -> tuple[str, int]:
-    if text.startswith("["):
-        host, _, port = text[1:].partition("]")
-        port = port.lstrip(":")
-    else:
-        host, _, port = text.partition(":")
-    if not host:
-        raise ValueError(f"empty host in Redis URL: {text!r}")
-    return host, int(port) if port else default_port
-
-
+# -- clients ---------------------------------------------------------------------------
 def _connection_kwargs(o: RedisOptions, retry: Any) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "username": o.username,
