@@ -3,17 +3,16 @@
 A script names every key it touches in KEYS (never building a key name inside Lua, which
 would break on proxies and on a cluster), so each one runs on the node that holds its
 keys. Scripts go by EVALSHA; a node whose script cache is empty (after a restart or a
-failover) answers NOSCRIPT and the script is sent again by EVAL, which caches it (the
-drivers do that, ``exchange.py`` and ``drivers.py``): nothing is loaded ahead of time, so
-a failover needs no re-registration step.
+failover) answers NOSCRIPT and the script is sent again by EVAL, which caches it
+(``operations.command_args`` builds both commands, the drivers resend): nothing is
+registered ahead of time, so a failover needs no re-registration step.
 
-No I/O here: sources, SHA1s and the argument lists of the commands that run them.
+No I/O here: the sources and their SHA1s.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 # -- Lua ---------------------------------------------------------------------------------
 # Shared helpers, prepended to every script. ``patch`` reads a delta from ARGV starting at
@@ -98,15 +97,6 @@ class Script:
         helpers = "".join(text for name, text in LUA_HELPERS.items() if name in uses)
         self.text = helpers + body
         self.sha = hashlib.sha1(self.text.encode(), usedforsecurity=False).hexdigest()
-
-    def command(
-        self, keys: tuple[str, ...], args: tuple[Any, ...], *, cached: bool
-    ) -> tuple[Any, ...]:
-        """The command that runs this script: EVALSHA when the server should have it
-        cached (``cached``), else EVAL with the whole text."""
-        if cached:
-            return ("EVALSHA", self.sha, len(keys), *keys, *args)
-        return ("EVAL", self.text, len(keys), *keys, *args)
 
 
 _APPLY_EXISTS = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
