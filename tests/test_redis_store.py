@@ -337,6 +337,48 @@ async def test_round_trips_on_a_cluster(
     store.close_sync()
 
 
+@pytest.mark.parametrize("mode", ["async", "sync"])
+async def test_a_cluster_resends_the_scripts_its_nodes_forgot(cluster_url: str, mode: str) -> None:
+    """After a restart or a failover a node's script cache is empty: a script sent alone
+    (a commit) and scripts in a pipeline (a purge page) are answered NOSCRIPT, sent again
+    by EVAL, which caches them again, and do their work."""
+    store = RedisStore.from_url(cluster_url)
+    host, port = store.options.hosts[0]
+    cluster = redis.RedisCluster(host=host, port=port, decode_responses=True)
+    nodes = [redis.Redis(host=n.host, port=n.port) for n in cluster.get_primaries()]
+
+    def forget() -> None:
+        for node in nodes:
+            node.script_flush()
+
+    async def call(name: str, *args: Any) -> Any:
+        if mode == "async":
+            return await getattr(store, name)(*args)
+        return getattr(store, f"{name}_sync")(*args)
+
+    kept = new_record({"a": 1}, user_id="erin")
+    ending = [new_record({"i": i}, expires_in=60) for i in range(6)]
+    for record in (kept, *ending):
+        await call("create", record)
+    forget()
+    assert await call("apply", kept.key, Patch(set_json={"b": "2"}, set_items={"b": 2}))
+    home = cluster.get_node_from_key(store.record_key(kept.key))
+    assert redis.Redis(host=home.host, port=home.port).script_exists(APPLY.sha) == [True]
+    loaded = await call("get", kept.key)
+    assert loaded is not None and loaded.data == {"a": 1, "b": 2}
+    forget()
+    assert await call("purge_expired", NOW + 61, 1000) == len(ending)
+    for record in ending:
+        assert await call("get", record.key) is None
+    assert await call("get", kept.key) == loaded
+    for node in nodes:
+        node.close()
+    cluster.close()
+    if mode == "async":
+        await store.close()
+    store.close_sync()
+
+
 # -- deadlines -----------------------------------------------------------------------------
 def test_ttl_equals_the_deadline_and_follows_touches(shared_url: str, clock: FakeClock) -> None:
     store = RedisStore.from_url(shared_url)

@@ -5,19 +5,22 @@ driver.run)``); each driver executes one operation (``operations.py``) and retur
 result. What the drivers keep apart is only what differs between the paths: the pool of
 slots that bounds operations in flight, the client (one per process on the sync path, one
 per event loop on the async one), fork safety, and the mapping of every failure to
-``StoreUnavailable``. How an operation becomes client calls is written once, in
-``exchange.py``, and driven by the same two core drivers.
+``StoreUnavailable``. How a pipeline or a SCAN page becomes client calls is written
+once, in ``exchange.py``, and driven by the same two core drivers.
 
-The one exception is the hot path. A request's own command on a single node (the load,
-a commit's script: one round trip, nearly every request) is a plain call on a kept
-connection (``clients.roundtrip_sync`` / ``roundtrip_async``), not a generator of steps:
+The one exception is the hot path. A single command or script (the load, a commit's
+script: one round trip, nearly every request) is a plain call, not a generator of steps:
 driving one measured about 0.7 µs per operation, which the common request should not pay
-(the manager is cut the same way; see ``engine/manager.py``).
+(the manager is cut the same way; see ``engine/manager.py``). On a single node it goes on
+a kept connection (``clients.roundtrip_sync`` / ``roundtrip_async``), on a cluster
+through the client; either way a script the node had not cached (NOSCRIPT) is sent
+again by EVAL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import operator
 import queue
 import threading
 import time
@@ -37,7 +40,7 @@ from coatcheck.stores.redis.clients import (
     roundtrip_async,
     roundtrip_sync,
 )
-from coatcheck.stores.redis.exchange import call_async, call_sync, exchange
+from coatcheck.stores.redis.exchange import exchange
 from coatcheck.stores.redis.operations import Cmd, Eval, Op, Pause, command_args
 from coatcheck.stores.redis.options import RedisOptions
 
@@ -106,7 +109,13 @@ class SyncDriver:
             raise StoreUnavailable(NO_SLOT) from None
         try:
             client = self.client()
-            if not self.cluster and isinstance(op, Cmd | Eval):  # the hot path: a plain call
+            if isinstance(op, Cmd | Eval):  # the hot path: a plain call
+                if self.cluster:
+                    send = client.execute_command
+                    try:
+                        return send(*command_args(op, cached=True))
+                    except NoScriptError:
+                        return send(*command_args(op, cached=False))
                 idle = self._idle
                 conn = idle_or_new(idle, client)
                 try:
@@ -116,7 +125,7 @@ class SyncDriver:
                         return roundtrip_sync(conn, command_args(op, cached=False))
                 finally:
                     idle.append(conn)
-            return drive_sync(exchange(client, op, self.cluster), call_sync)
+            return drive_sync(exchange(client, op, self.cluster), operator.call)
         except StoreUnavailable:
             raise
         except FAILURES as exc:
@@ -189,7 +198,13 @@ class AsyncDriver:
         else:
             await slots.acquire()
         try:
-            if not self.cluster and isinstance(op, Cmd | Eval):  # the hot path: a plain call
+            if isinstance(op, Cmd | Eval):  # the hot path: a plain call
+                if self.cluster:
+                    send = client.execute_command
+                    try:
+                        return await send(*command_args(op, cached=True))
+                    except NoScriptError:
+                        return await send(*command_args(op, cached=False))
                 conn = idle_or_new(idle, client)
                 try:
                     try:
@@ -198,7 +213,7 @@ class AsyncDriver:
                         return await roundtrip_async(conn, command_args(op, cached=False))
                 finally:
                     idle.append(conn)
-            return await drive_async(exchange(client, op, self.cluster), call_async)
+            return await drive_async(exchange(client, op, self.cluster), operator.call)
         except FAILURES as exc:
             raise unavailable(exc) from exc
         finally:

@@ -1,69 +1,36 @@
-"""How one operation is exchanged through a redis-py client, written once for both drivers.
+"""How a multi-step operation goes through a redis-py client, written once for both drivers.
 
-``exchange(client, op, cluster)`` is a generator of the client's I/O calls: it yields each
-one as a call with no arguments left (``client.execute_command`` with its command, a
-pipeline's ``execute``, a ``scan``), is sent the call's result, and returns the
-operation's. The sync driver runs it with ``drive_sync(..., call_sync)``, which calls each
-one; the async driver with ``drive_async(..., call_async)``, which awaits each one, on a
-``redis.asyncio`` client whose methods have the same names and arguments. Everything
-between the calls (building pipelines, resending the scripts a node had not cached,
-walking a cluster's nodes for SCAN) exists once.
+``exchange(client, op, cluster)`` is a generator of the client's I/O calls for a ``Batch``
+or a ``ScanPage``: it yields each call with its arguments bound (a pipeline's
+``execute``, a ``scan``), is sent the call's result, and returns the operation's. The
+sync driver runs it with ``drive_sync(..., operator.call)``, which makes each call; the
+async driver with ``drive_async(..., operator.call)``, which awaits what each call
+returns, on a ``redis.asyncio`` client whose methods have the same names and arguments.
+Everything between the calls (building pipelines, resending the scripts a node had not
+cached, walking a cluster's primaries for SCAN) exists once.
 
-A server's NOSCRIPT reply is an answer here, not a failure: ``call_sync`` and
-``call_async`` return it as a value, and the exchange resends the script by EVAL. Every
-other error propagates to the driver, which makes it ``StoreUnavailable``.
-
-The request's own commands on a single node (the load, a commit's script) do not come
-here: the drivers send them on a kept connection, as a plain call (see ``drivers.py``).
+A single command or script (a request's load, a commit's script) does not come here: it
+is one round trip, and driving a generator for it would cost the common request about
+0.7 µs, so the drivers send it as a plain call (``drivers.py``).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from redis.exceptions import NoScriptError
 
 from coatcheck.core.steps import Steps
-from coatcheck.stores.redis.operations import Batch, Cmd, Eval, ScanPage, Wire, command_args
-
-Call = Callable[[], Any]
-"""One I/O call of the client, its arguments bound (``functools.partial``)."""
+from coatcheck.stores.redis.operations import Batch, ScanPage, command_args
 
 
-def exchange(client: Any, op: Wire, cluster: bool) -> Steps[Any]:
+def exchange(client: Any, op: Batch | ScanPage, cluster: bool) -> Steps[Any]:
     """The client calls that carry out ``op`` (a cluster client when ``cluster``)."""
-    if isinstance(op, Cmd | Eval):
-        return (yield from _command(client, op))
     if isinstance(op, Batch):
-        return (yield from _batch(client, op, cluster))
-    return (yield from _scan(client, op, cluster))
-
-
-def call_sync(call: Call) -> Any:
-    """Run one call of a sync client; a NOSCRIPT reply is returned, not raised."""
-    try:
-        return call()
-    except NoScriptError as miss:
-        return miss
-
-
-async def call_async(call: Callable[[], Awaitable[Any]]) -> Any:
-    """Await one call of an asyncio client; a NOSCRIPT reply is returned, not raised."""
-    try:
-        return await call()
-    except NoScriptError as miss:
-        return miss
-
-
-def _command(client: Any, op: Cmd | Eval) -> Steps[Any]:
-    result = yield functools.partial(client.execute_command, *command_args(op, cached=True))
-    if isinstance(result, NoScriptError):  # only ever the reply to an EVALSHA
-        result = yield functools.partial(client.execute_command, *command_args(op, cached=False))
-    if isinstance(result, NoScriptError):
-        raise result
-    return result
+        return _batch(client, op, cluster)
+    return _scan(client, op, cluster)
 
 
 def _batch(client: Any, op: Batch, cluster: bool) -> Steps[list[Any]]:

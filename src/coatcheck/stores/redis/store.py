@@ -1,9 +1,10 @@
-"""RedisStore: the store contract as procedures of Redis operations, each written once.
+"""RedisStore: the store contract, each operation written once as a procedure.
 
-Each operation (``_get``, ``_apply``, ``_rename``, ...) is a generator of operations
-(``operations.py``) run by the core drivers with the sync or the async driver
-(``drivers.py``); the layout, the round trips and why the indexes cannot leak are the
-package docstring's.
+A procedure (``_get``, ``_apply``, ``_rename``, ...) is a generator of Redis operations
+(``operations.py``), run by ``coatcheck.core.steps`` with the sync driver for ``*_sync``
+and the async driver for the coroutines (``drivers.py``), so the two paths share every
+step and every decision between steps. The layout, the round trips and why the indexes
+cannot leak are the package docstring's.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def escape_glob(text: str) -> str:
 
 
 class RedisStore(ProcedureStore):
-    """Sessions in Redis (see the module docstring for the layout and its guarantees).
+    """Sessions in Redis (see the package docstring for the layout and its guarantees).
 
     Build it from a URL (``RedisStore.from_url("redis://localhost:6379/0")``) or from
     ``RedisOptions``. Connections open lazily, on first use.
