@@ -80,8 +80,8 @@ operations), ``operations`` (those operations as data), ``scripts`` (the Lua sou
 their SHA1s), ``codec`` (a record as a hash and a patch as script arguments: no I/O),
 ``hints`` (what a rename needs to be one script), ``options`` (``RedisOptions`` and the
 URL forms; a bad URL is a StoreURLError), ``clients`` (redis-py clients and the kept
-connections of the hot path), ``exchange`` (one operation as client calls, written once),
-``drivers`` (the sync and async executors).
+connections of the hot path), ``exchange`` (a pipeline or a SCAN page as client calls,
+written once for both paths), ``drivers`` (the sync and async executors of an operation).
 
 This package may import errors, core, stores.base and redis-py; this module only
 re-exports the names ``coatcheck.stores.redis`` has always offered (the scheme registry

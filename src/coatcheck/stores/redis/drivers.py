@@ -8,13 +8,13 @@ per event loop on the async one), fork safety, and the mapping of every failure 
 ``StoreUnavailable``. How a pipeline or a SCAN page becomes client calls is written
 once, in ``exchange.py``, and driven by the same two core drivers.
 
-The one exception is the hot path. A single command or script (the load, a commit's
-script: one round trip, nearly every request) is a plain call, not a generator of steps:
-driving one measured about 0.7 µs per operation, which the common request should not pay
-(the manager is cut the same way; see ``engine/manager.py``). On a single node it goes on
-a kept connection (``clients.roundtrip_sync`` / ``roundtrip_async``), on a cluster
-through the client; either way a script the node had not cached (NOSCRIPT) is sent
-again by EVAL.
+The one exception is the hot path: what is always one round trip is a plain call, not a
+generator of steps, since driving one measured about 0.7 µs per operation, which nearly
+every request would pay (the manager is cut the same way; see ``engine/manager.py``).
+That is a single command or script (the load, a commit's script), which on a single node
+goes on a kept connection (``clients.roundtrip_sync`` / ``roundtrip_async``) and on a
+cluster through the client, a script the node had not cached (NOSCRIPT) being sent again
+by EVAL; and an atomic batch (a new session's MULTI), built by ``exchange.pipeline``.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from coatcheck.stores.redis.clients import (
     roundtrip_async,
     roundtrip_sync,
 )
-from coatcheck.stores.redis.exchange import exchange
-from coatcheck.stores.redis.operations import Cmd, Eval, Op, Pause, command_args
+from coatcheck.stores.redis.exchange import exchange, pipeline
+from coatcheck.stores.redis.operations import Batch, Cmd, Eval, Op, Pause, command_args
 from coatcheck.stores.redis.options import RedisOptions
 
 FAILURES = (RedisError, RedisClusterException, OSError)
@@ -125,6 +125,8 @@ class SyncDriver:
                         return roundtrip_sync(conn, command_args(op, cached=False))
                 finally:
                     idle.append(conn)
+            if isinstance(op, Batch) and op.atomic:  # one round trip: a plain call too
+                return pipeline(client, op, self.cluster).execute()
             return drive_sync(exchange(client, op, self.cluster), operator.call)
         except StoreUnavailable:
             raise
@@ -213,6 +215,8 @@ class AsyncDriver:
                         return await roundtrip_async(conn, command_args(op, cached=False))
                 finally:
                     idle.append(conn)
+            if isinstance(op, Batch) and op.atomic:  # one round trip: a plain call too
+                return await pipeline(client, op, self.cluster).execute()
             return await drive_async(exchange(client, op, self.cluster), operator.call)
         except FAILURES as exc:
             raise unavailable(exc) from exc

@@ -1,17 +1,19 @@
 """How a multi-step operation goes through a redis-py client, written once for both drivers.
 
 ``exchange(client, op, cluster)`` is a generator of the client's I/O calls for a ``Batch``
-or a ``ScanPage``: it yields each call with its arguments bound (a pipeline's
-``execute``, a ``scan``), is sent the call's result, and returns the operation's. The
-sync driver runs it with ``drive_sync(..., operator.call)``, which makes each call; the
-async driver with ``drive_async(..., operator.call)``, which awaits what each call
-returns, on a ``redis.asyncio`` client whose methods have the same names and arguments.
+(whose uncached scripts are sent again) or a ``ScanPage`` (which walks a cluster's
+nodes): it yields each call with its arguments bound (a pipeline's ``execute``, a
+``scan``), is sent the call's result, and returns the operation's. The sync driver runs
+it with ``drive_sync(..., operator.call)``, which makes each call; the async driver with
+``drive_async(..., operator.call)``, which awaits what each call returns, on a
+``redis.asyncio`` client whose methods have the same names and arguments.
 Everything between the calls (building pipelines, resending the scripts a node had not
 cached, walking a cluster's primaries for SCAN) exists once.
 
-A single command or script (a request's load, a commit's script) does not come here: it
-is one round trip, and driving a generator for it would cost the common request about
-0.7 µs, so the drivers send it as a plain call (``drivers.py``).
+What is always one round trip does not come here: a single command or script (a
+request's load, a commit's script) and an atomic batch (a new session's MULTI). Driving a
+generator for it would cost about 0.7 µs on nearly every request, so the drivers send it
+as a plain call (``drivers.py``; ``pipeline`` builds the batch for both).
 """
 
 from __future__ import annotations
@@ -33,18 +35,22 @@ def exchange(client: Any, op: Batch | ScanPage, cluster: bool) -> Steps[Any]:
     return _scan(client, op, cluster)
 
 
+def pipeline(client: Any, op: Batch, cluster: bool) -> Any:
+    """``op``'s commands queued on a new pipeline, not yet sent (no I/O: the drivers send an
+    atomic batch, one round trip, with a plain ``execute()``)."""
+    pipe = client.pipeline(transaction=op.atomic and not cluster)
+    for step in op.steps:
+        pipe.execute_command(*command_args(step, cached=not op.atomic))
+    return pipe
+
+
 def _batch(client: Any, op: Batch, cluster: bool) -> Steps[list[Any]]:
     """Scripts go by EVALSHA in a batch that is not a transaction (a page of a purge runs
     one script per record, and EVAL would send the script's whole text each time); the
     steps the server answered NOSCRIPT did not run, and go again by EVAL in one more
     pipeline. Inside a MULTI they go as EVAL (see ``command_args``)."""
-    pipe = client.pipeline(transaction=op.atomic and not cluster)
-    for step in op.steps:
-        pipe.execute_command(*command_args(step, cached=not op.atomic))
-    if op.atomic:
-        results: list[Any] = yield pipe.execute
-        return results
-    results = yield functools.partial(pipe.execute, raise_on_error=False)
+    pipe = pipeline(client, op, cluster)
+    results: list[Any] = yield functools.partial(pipe.execute, raise_on_error=False)
     missing = _unknown_scripts(results)
     if missing:
         pipe = client.pipeline(transaction=False)

@@ -220,7 +220,7 @@ class RedisStore(ProcedureStore):
             if result == 0:
                 return False
         # Two steps (a cluster, or no usable hint): take the record off the old key, then
-        # write it under the new one. See the module docstring for why this is safe.
+        # write it under the new one. See the package docstring for why this is safe.
         taken = yield Eval(TAKE, (self.record_key(old_key),), (guard or "", *args))
         if taken is None:
             return False
