@@ -5,7 +5,7 @@ driver.run)``); each driver executes one operation (``operations.py``) and retur
 result. What the drivers keep apart is only what differs between the paths: the pool of
 slots that bounds operations in flight, the client (one per process on the sync path, one
 per event loop on the async one), fork safety, and the mapping of every failure to
-``StoreUnavailable``. How a pipeline or a SCAN page becomes client calls is written
+``StoreUnavailable``. How a batch of scripts or a SCAN page becomes client calls is written
 once, in ``exchange.py``, and driven by the same two core drivers.
 
 The one exception is the hot path: what is always one round trip is a plain call, not a
@@ -14,7 +14,8 @@ every request would pay (the manager is cut the same way; see ``engine/manager.p
 That is a single command or script (the load, a commit's script), which on a single node
 goes on a kept connection (``clients.roundtrip_sync`` / ``roundtrip_async``) and on a
 cluster through the client, a script the node had not cached (NOSCRIPT) being sent again
-by EVAL; and an atomic batch (a new session's MULTI), built by ``exchange.pipeline``.
+by EVAL; and a batch that cannot need a second round trip (a new session's MULTI, a
+batch with no script: ``exchange.one_round_trip``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from coatcheck.stores.redis.clients import (
     roundtrip_async,
     roundtrip_sync,
 )
-from coatcheck.stores.redis.exchange import exchange, pipeline
+from coatcheck.stores.redis.exchange import exchange, one_round_trip, pipeline
 from coatcheck.stores.redis.operations import Batch, Cmd, Eval, Op, Pause, command_args
 from coatcheck.stores.redis.options import RedisOptions
 
@@ -125,7 +126,7 @@ class SyncDriver:
                         return roundtrip_sync(conn, command_args(op, cached=False))
                 finally:
                     idle.append(conn)
-            if isinstance(op, Batch) and op.atomic:  # one round trip: a plain call too
+            if isinstance(op, Batch) and one_round_trip(op):  # a plain call too
                 return pipeline(client, op, self.cluster).execute()
             return drive_sync(exchange(client, op, self.cluster), operator.call)
         except StoreUnavailable:
@@ -215,7 +216,7 @@ class AsyncDriver:
                         return await roundtrip_async(conn, command_args(op, cached=False))
                 finally:
                     idle.append(conn)
-            if isinstance(op, Batch) and op.atomic:  # one round trip: a plain call too
+            if isinstance(op, Batch) and one_round_trip(op):  # a plain call too
                 return await pipeline(client, op, self.cluster).execute()
             return await drive_async(exchange(client, op, self.cluster), operator.call)
         except FAILURES as exc:

@@ -1,8 +1,8 @@
 """How a multi-step operation goes through a redis-py client, written once for both drivers.
 
 ``exchange(client, op, cluster)`` is a generator of the client's I/O calls for a ``Batch``
-(whose uncached scripts are sent again) or a ``ScanPage`` (which walks a cluster's
-nodes): it yields each call with its arguments bound (a pipeline's ``execute``, a
+of scripts (those a node had not cached are sent again) or a ``ScanPage`` (which walks a
+cluster's nodes): it yields each call with its arguments bound (a pipeline's ``execute``, a
 ``scan``), is sent the call's result, and returns the operation's. The sync driver runs
 it with ``drive_sync(..., operator.call)``, which makes each call; the async driver with
 ``drive_async(..., operator.call)``, which awaits what each call returns, on a
@@ -11,9 +11,10 @@ Everything between the calls (building pipelines, resending the scripts a node h
 cached, walking a cluster's primaries for SCAN) exists once.
 
 What is always one round trip does not come here: a single command or script (a
-request's load, a commit's script) and an atomic batch (a new session's MULTI). Driving a
-generator for it would cost about 0.7 µs on nearly every request, so the drivers send it
-as a plain call (``drivers.py``; ``pipeline`` builds the batch for both).
+request's load, a commit's script) and a batch that cannot need a second round trip (a
+new session's MULTI, the reads of a user's sessions: ``one_round_trip``). Driving a
+generator for it would cost about 0.7 µs per operation, so the drivers send it as a plain
+call (``drivers.py``; ``pipeline`` builds a batch for both).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from coatcheck.core.steps import Steps
-from coatcheck.stores.redis.operations import Batch, ScanPage, command_args
+from coatcheck.stores.redis.operations import Batch, Eval, ScanPage, command_args
 
 
 def exchange(client: Any, op: Batch | ScanPage, cluster: bool) -> Steps[Any]:
@@ -35,9 +36,15 @@ def exchange(client: Any, op: Batch | ScanPage, cluster: bool) -> Steps[Any]:
     return _scan(client, op, cluster)
 
 
+def one_round_trip(op: Batch) -> bool:
+    """Whether ``op`` is always one round trip: a MULTI (whose scripts go as EVAL) or a
+    batch with no script in it leaves nothing to send again. The drivers send such a batch
+    with a plain ``pipeline(...).execute()``, which raises the first error, if any."""
+    return op.atomic or not any(type(step) is Eval for step in op.steps)
+
+
 def pipeline(client: Any, op: Batch, cluster: bool) -> Any:
-    """``op``'s commands queued on a new pipeline, not yet sent (no I/O: the drivers send an
-    atomic batch, one round trip, with a plain ``execute()``)."""
+    """``op``'s commands queued on a new pipeline, not yet sent (no I/O)."""
     pipe = client.pipeline(transaction=op.atomic and not cluster)
     for step in op.steps:
         pipe.execute_command(*command_args(step, cached=not op.atomic))
