@@ -441,7 +441,7 @@ class RedisBackend(Backend):
     def chunks(
         self, pop: Population, resp: _Resp, template: SessionRecord, per_chunk: int = 2000
     ) -> Iterator[bytes]:
-        from coatcheck.stores.redis import _meta_text
+        from coatcheck.stores.redis.codec import meta_text
 
         prefix = self.prefix.encode()
         ident, times, render = pop.ident, pop.times, resp.render
@@ -463,7 +463,7 @@ class RedisBackend(Backend):
                         "last_seen": _num(last_seen),
                         "expires": _num(expires),
                         "absolute": _num(absolute),
-                        "meta": _meta_text(
+                        "meta": meta_text(
                             dataclasses.replace(
                                 template,
                                 handle=handle,

@@ -34,19 +34,18 @@ from coatcheck.core import tokens
 from coatcheck.core.record import Patch, SessionRecord
 from coatcheck.core.session import Session
 from coatcheck.engine.manager import CommitResult
-from coatcheck.errors import StoreUnavailable
+from coatcheck.errors import ConfigError, StoreUnavailable, StoreURLError
 from coatcheck.stores import from_url
-from coatcheck.stores.redis import (
-    _APPLY,
-    _APPLY_IF_HANDLE,
-    _DELETE,
-    _DROP_IF,
-    _LUA_HELPERS,
-    _RENAME,
-    _TAKE,
-    _UNLINK,
-    RedisOptions,
-    RedisStore,
+from coatcheck.stores.redis import RedisOptions, RedisStore
+from coatcheck.stores.redis.scripts import (
+    APPLY,
+    APPLY_IF_HANDLE,
+    DELETE,
+    DROP_IF,
+    LUA_HELPERS,
+    RENAME,
+    TAKE,
+    UNLINK,
 )
 from tests.support.browser import Browser, parse_set_cookie
 from tests.support.clock import FakeClock
@@ -64,7 +63,7 @@ from tests.support.shop import create_shop
 from tests.support.stats import check_stats
 
 COOKIE = "__Host-session"
-SCRIPTS = (_APPLY, _TAKE, _RENAME, _DELETE)
+SCRIPTS = (APPLY, TAKE, RENAME, DELETE)
 NOW = 1_800_000_000.0
 
 
@@ -220,7 +219,7 @@ async def test_round_trips_per_request_on_a_single_node(
     warm["warm"] = True
     await paths.commit(warm)
     with raw(shared_url) as client:  # a server's first EVALSHA of a script costs one more
-        for script in (_APPLY, _DELETE, _RENAME, _TAKE):
+        for script in (APPLY, DELETE, RENAME, TAKE):
             client.script_load(script.text)
     round_trips.take()
     costs: dict[str, int] = {}
@@ -332,6 +331,48 @@ async def test_round_trips_on_a_cluster(
     assert cluster.get_node_from_key(store.record_key(old_key)) is not None
     session = await paths.load(token)
     assert (session.user_id, session["cart"], session["size"]) == ("alice", ["hat"], "M")
+    cluster.close()
+    if mode == "async":
+        await store.close()
+    store.close_sync()
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+async def test_a_cluster_resends_the_scripts_its_nodes_forgot(cluster_url: str, mode: str) -> None:
+    """After a restart or a failover a node's script cache is empty: a script sent alone
+    (a commit) and scripts in a pipeline (a purge page) are answered NOSCRIPT, sent again
+    by EVAL, which caches them again, and do their work."""
+    store = RedisStore.from_url(cluster_url)
+    host, port = store.options.hosts[0]
+    cluster = redis.RedisCluster(host=host, port=port, decode_responses=True)
+    nodes = [redis.Redis(host=n.host, port=n.port) for n in cluster.get_primaries()]
+
+    def forget() -> None:
+        for node in nodes:
+            node.script_flush()
+
+    async def call(name: str, *args: Any) -> Any:
+        if mode == "async":
+            return await getattr(store, name)(*args)
+        return getattr(store, f"{name}_sync")(*args)
+
+    kept = new_record({"a": 1}, user_id="erin")
+    ending = [new_record({"i": i}, expires_in=60) for i in range(6)]
+    for record in (kept, *ending):
+        await call("create", record)
+    forget()
+    assert await call("apply", kept.key, Patch(set_json={"b": "2"}, set_items={"b": 2}))
+    home = cluster.get_node_from_key(store.record_key(kept.key))
+    assert redis.Redis(host=home.host, port=home.port).script_exists(APPLY.sha) == [True]
+    loaded = await call("get", kept.key)
+    assert loaded is not None and loaded.data == {"a": 1, "b": 2}
+    forget()
+    assert await call("purge_expired", NOW + 61, 1000) == len(ending)
+    for record in ending:
+        assert await call("get", record.key) is None
+    assert await call("get", kept.key) == loaded
+    for node in nodes:
+        node.close()
     cluster.close()
     if mode == "async":
         await store.close()
@@ -847,17 +888,96 @@ def test_url_forms() -> None:
         store = from_url(f"{scheme}://127.0.0.1:1/{'m' if 'sentinel' in scheme else ''}")
         assert isinstance(store, RedisStore)  # built without connecting
 
-    bad: list[tuple[str, str]] = [
-        ("redis://h?colour=red", "unknown Redis URL option"),
-        ("redis+sentinel://h1:26379", "names the master"),
-        ("redis+cluster://h:7000/2", "only database 0"),
-        ("redis://h?prefix=a{b}", "must not contain"),
-        ("redis://h?timeout=0", "positive"),
-        ("redis://h/x/y", "unexpected path"),
-    ]
-    for url, message in bad:
-        with pytest.raises(ValueError, match=message):
-            RedisOptions.from_url(url)
+
+BAD_URLS = [
+    ("redis://h?colour=red", "unknown Redis URL option 'colour'"),
+    ("redis://h?timeout=soon", "option timeout='soon' is not a number"),
+    ("redis://h?max_connections=2.5", "option max_connections='2.5' is not a whole number"),
+    ("redis://h?db=one", "option db='one' is not a whole number"),
+    ("rediss://h?ssl_check_hostname=maybe", "option ssl_check_hostname='maybe' is not a yes or no"),
+    ("redis+cluster://h:7000?ssl=perhaps", "option ssl='perhaps' is not a yes or no"),
+    ("redis://h:63a79", "port '63a79' of h is not a number"),
+    ("redis://h:70000", "port 70000 of h is not between 1 and 65535"),
+    ("redis://h1,:6380", "empty host in ':6380'"),
+    ("redis:///0", "a Redis URL needs at least one host"),
+    ("redis://[::1:6379", "host '[::1:6379' opens [ without closing it"),
+    ("redis://[::1]6379", "unexpected '6379' after [::1]"),
+    ("redis://h/x/y", "unexpected path '/x/y' (expected /<database number>)"),
+    ("redis://h/zero", "unexpected path '/zero'"),
+    ("redis+sentinel://h1:26379", "a redis+sentinel URL names the master"),
+    ("redis+cluster://h:7000/2", "Redis Cluster has only database 0"),
+    ("redis://h?prefix=a{b}", "the key prefix must not contain { or }"),
+    ("redis://h?timeout=0", "timeouts must be positive"),
+    ("redis://h?connect_timeout=inf", "timeouts must be positive"),
+    ("redis://h?timeout=nan", "timeouts must be positive"),
+    ("redis://h?max_connections=0", "max_connections must be at least 1"),
+    ("redis://h?db=-1", "database -1 is negative"),
+    ("redis://h?sentinel_username=s", "option sentinel_username applies to redis+sentinel://"),
+    ("redis://h?ssl_ca_certs=/ca.pem", "ssl_ca_certs without TLS: use rediss://"),
+    ("redis+cluster://h:7000?ssl_certfile=c.pem", "ssl_certfile without TLS"),
+]
+
+
+@pytest.mark.parametrize(("url", "problem"), BAD_URLS)
+def test_a_bad_url_is_a_store_url_error_naming_the_problem(url: str, problem: str) -> None:
+    """Through the scheme registry, the package's from_url and RedisOptions alike: a
+    StoreURLError (a configuration error at start-up, never a plain ValueError or a 503
+    later) whose message shows the URL and says what is wrong with it."""
+    import coatcheck.stores.redis as package
+
+    for parse in (from_url, package.from_url, RedisOptions.from_url):
+        with pytest.raises(StoreURLError) as caught:
+            parse(url)
+        assert type(caught.value) is StoreURLError
+        assert str(caught.value).startswith(f"Redis store URL {url!r}: ")
+        assert problem in str(caught.value)
+
+
+def test_a_url_that_is_not_a_redis_url_is_refused_without_echoing_it() -> None:
+    import coatcheck.stores.redis as package
+
+    with pytest.raises(StoreURLError) as caught:
+        package.from_url("http://cache:6379")
+    assert str(caught.value) == (
+        "Redis store URL 'http://cache:6379': scheme 'http' is not redis, rediss, "
+        "redis+sentinel or redis+cluster"
+    )
+    # Without a scheme the text may be credentials alone: the message does not repeat it.
+    with pytest.raises(StoreURLError) as caught:
+        RedisOptions.from_url("app:hunter2@cache:6379")
+    assert str(caught.value) == (
+        "not a Redis store URL: expected redis://, rediss://, redis+sentinel:// or redis+cluster://"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://app:hunter2@h?colour=red", "redis://app:***@h?colour=red"),
+        ("rediss://:hunter2@h:6380/0?db=x", "rediss://:***@h:6380/0?db=x"),
+        # A raw "/" or "@" in the password (it should be %-escaped) is still masked.
+        ("redis://app:hun/ter@2@h:bad", "redis://app:***@h:bad"),
+        (
+            "redis+sentinel://u:hunter2@h/m?sentinel_password=hunter2&colour=red",
+            "redis+sentinel://u:***@h/m?sentinel_password=***&colour=red",
+        ),
+    ],
+)
+def test_a_bad_url_error_masks_every_password(url: str, shown: str) -> None:
+    with pytest.raises(StoreURLError) as caught:
+        from_url(url)
+    assert str(caught.value).startswith(f"Redis store URL {shown!r}: ")
+    assert "hunter2" not in str(caught.value) and "ter@2" not in str(caught.value)
+
+
+def test_options_built_in_code_check_the_same_rules() -> None:
+    with pytest.raises(ConfigError, match="at least one host"):
+        RedisOptions(mode="standalone", hosts=())
+    with pytest.raises(ConfigError, match="names the master"):
+        RedisOptions(mode="sentinel", hosts=(("h", 26379),))
+    # A username without a password, and a password with a "/", are not errors.
+    assert RedisOptions.from_url("redis://app@h").username == "app"
+    assert RedisOptions.from_url("redis://:a%2Fb@h").password == "a/b"
 
 
 # -- coatcheck stats ------------------------------------------------------------------------
@@ -965,8 +1085,8 @@ def test_every_script_compiles_and_carries_the_helpers_it_calls(shared_url: str)
     """Scripts include only the Lua helpers they name; one calling a helper it left out
     would fail only when that branch runs (a rare re-index, say)."""
     with raw(shared_url) as client:
-        for script in (_APPLY, _APPLY_IF_HANDLE, _TAKE, _RENAME, _DELETE, _DROP_IF, _UNLINK):
-            for name in _LUA_HELPERS:
+        for script in (APPLY, APPLY_IF_HANDLE, TAKE, RENAME, DELETE, DROP_IF, UNLINK):
+            for name in LUA_HELPERS:
                 if re.search(rf"(?<!function )\b{name}\(", script.text):
                     assert f"local function {name}(" in script.text, (name, script.text)
             assert client.script_load(script.text) == script.sha

@@ -1,0 +1,452 @@
+"""RedisStore: the store contract, each operation written once as a procedure.
+
+A procedure (``_get``, ``_apply``, ``_rename``, ...) is a generator of Redis operations
+(``operations.py``), run by ``coatcheck.core.steps`` with the sync driver for ``*_sync``
+and the async driver for the coroutines (``drivers.py``), so the two paths share every
+step and every decision between steps. The layout, the round trips and why the indexes
+cannot leak are the package docstring's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any, TypeVar
+
+from coatcheck.core.record import Patch, SessionRecord
+from coatcheck.core.steps import drive_async, drive_sync
+from coatcheck.stores.base import ProcedureStore
+from coatcheck.stores.redis.codec import (
+    NO_PATCH,
+    decode,
+    ms,
+    num,
+    patch_args,
+    record_fields,
+    unpack,
+)
+from coatcheck.stores.redis.drivers import AsyncDriver, SyncDriver
+from coatcheck.stores.redis.hints import Hints
+from coatcheck.stores.redis.operations import Batch, Cmd, Eval, Pause, Procedure, ScanPage
+from coatcheck.stores.redis.options import RedisOptions
+from coatcheck.stores.redis.scripts import (
+    APPLY,
+    APPLY_IF_HANDLE,
+    DELETE,
+    DROP_IF,
+    RENAME,
+    TAKE,
+    UNLINK,
+)
+
+T = TypeVar("T")
+
+PURGE_REST = 1.0
+"""A purge rests this many times as long as each step took: it keeps at most half a core
+(and half of the server) busy. (Measured: resting three times as long did not lower the
+readers' p99 during a purge, only lengthened the purge.)"""
+
+PURGE_SCRIPTS = 16
+"""Purge scripts per pipeline at most (each runs for some microseconds on the server)."""
+
+PURGE_PAGE = 100
+"""Keys per purge page at most. A page is one SCAN and one pipeline, whose packing and
+replies take the client's CPU in one go: small pages keep each stall of an app's event
+loop (a purge run as an in-app task) well under a request's latency."""
+
+
+def escape_glob(text: str) -> str:
+    """``text`` matched literally in a SCAN pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class RedisStore(ProcedureStore):
+    """Sessions in Redis (see the package docstring for the layout and its guarantees).
+
+    Build it from a URL (``RedisStore.from_url("redis://localhost:6379/0")``) or from
+    ``RedisOptions``. Connections open lazily, on first use.
+    """
+
+    def __init__(self, options: RedisOptions) -> None:
+        self.options = options
+        self.prefix = options.prefix
+        self.single_node = options.mode != "cluster"
+        self._sync = SyncDriver(options)
+        self._async = AsyncDriver(options)
+        self._hints = Hints(8192 if self.single_node else 0)  # a cluster cannot use them
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisStore:
+        return cls(RedisOptions.from_url(url))
+
+    def __repr__(self) -> str:
+        hosts = ",".join(f"{h}:{p}" for h, p in self.options.hosts)
+        return f"<RedisStore {self.options.mode} {hosts} prefix={self.prefix!r}>"
+
+    # -- key names -----------------------------------------------------------------------
+    def record_key(self, key: str) -> str:
+        return f"{self.prefix}s:{key}"
+
+    def pointer_key(self, handle: str) -> str:
+        return f"{self.prefix}h:{handle}"
+
+    def user_key(self, user_id: str) -> str:
+        return f"{self.prefix}u:{user_id}"
+
+    # -- drivers -------------------------------------------------------------------------
+    def _drive_sync(self, steps: Procedure[T]) -> T:
+        return drive_sync(steps, self._sync.run)
+
+    async def _drive_async(self, steps: Procedure[T]) -> T:
+        return await drive_async(steps, self._async.run)
+
+    # -- procedures, each written once -----------------------------------------------------
+    def _index_add(
+        self, user_id: str, handle: str, absolute: float, now: float | None
+    ) -> list[Cmd]:
+        """Commands that add ``handle`` to the user's index and keep the index's own TTL
+        at its latest deadline (mirrors the Lua ``index_add``)."""
+        idx = self.user_key(user_id)
+        at = ms(absolute)
+        cmds = [] if now is None else [Cmd(("ZREMRANGEBYSCORE", idx, "-inf", num(now)))]
+        cmds += [
+            Cmd(("ZADD", idx, num(absolute), handle)),
+            Cmd(("PEXPIREAT", idx, at, "NX")),
+            Cmd(("PEXPIREAT", idx, at, "GT")),
+        ]
+        return cmds
+
+    def _put(
+        self, key: str, fields: list[str], handle: str, expires: float, absolute: float
+    ) -> list[Cmd]:
+        """Commands that write a whole record under ``key`` with its pointer and TTL."""
+        rec = self.record_key(key)
+        return [
+            Cmd(("DEL", rec)),
+            Cmd(("HSET", rec, *fields)),
+            Cmd(("PEXPIREAT", rec, ms(min(expires, absolute)))),
+            Cmd(("SET", self.pointer_key(handle), key, "PXAT", ms(absolute))),
+        ]
+
+    def _get(self, key: str) -> Procedure[SessionRecord | None]:
+        fields = yield Cmd(("HGETALL", self.record_key(key)))
+        record = decode(key, fields)
+        if record is not None:
+            self._hints.remember(key, record.handle, record.user_id)
+        return record
+
+    def _create(self, record: SessionRecord) -> Procedure[None]:
+        steps = self._put(
+            record.key,
+            record_fields(record),
+            record.handle,
+            record.expires_at,
+            record.absolute_at,
+        )
+        if record.user_id is not None:
+            steps += self._index_add(
+                record.user_id, record.handle, record.absolute_at, record.last_seen_at
+            )
+        yield Batch(tuple(steps), atomic=True)
+        self._hints.remember(record.key, record.handle, record.user_id)
+
+    def _apply(self, key: str, patch: Patch) -> Procedure[bool]:
+        fields = patch.fields
+        # The TTL follows the deadline in force, min(expires_at, absolute_at). The policy
+        # never sets expires_at past absolute_at, so a patch that moves expires_at (every
+        # touch) sets the TTL to it, and the script reads no field for it; a patch that
+        # moves only absolute_at (rare) has the script compute it from both.
+        expires = fields.get("expires_at")
+        absolute = fields.get("absolute_at")
+        ttl = ""
+        if expires is not None:
+            ttl = str(ms(expires if absolute is None else min(expires, absolute)))
+        elif absolute is not None:
+            ttl = "*"
+        reindex = "user_id" in fields or absolute is not None
+        args = (ttl, "1" if reindex else "0", *patch_args(patch))
+        guard = patch.expect_handle
+        if guard is None:
+            result = yield Eval(APPLY, (self.record_key(key),), args)
+        else:
+            result = yield Eval(APPLY_IF_HANDLE, (self.record_key(key),), (*args, guard))
+        if not result:
+            self._hints.pop(key)
+            return False
+        if isinstance(result, list):
+            # Rare (the manager changes users only by renaming): keep the indexes in step.
+            _, handle, before, after, absolute = result
+            if handle:
+                steps: list[Cmd] = []
+                if before and before != after:
+                    steps.append(Cmd(("ZREM", self.user_key(before), handle)))
+                if after:
+                    steps += self._index_add(after, handle, float(absolute), None)
+                steps.append(Cmd(("PEXPIREAT", self.pointer_key(handle), ms(float(absolute)))))
+                yield Batch(tuple(steps), atomic=True)
+                self._hints.remember(key, handle, after or None)
+        return True
+
+    def _rename(self, old_key: str, new_key: str, patch: Patch) -> Procedure[bool]:
+        args = patch_args(patch)
+        now = patch.fields.get("last_seen_at")
+        hint = self._hints.pop(old_key) if self.single_node else None
+        guard = patch.expect_handle
+        if hint is not None and guard is not None and hint[0] != guard:
+            hint = None  # the script would rename whatever has the hinted handle
+        if hint is not None:
+            handle, user = hint
+            new_user = patch.fields.get("user_id", user)
+            keys = [self.record_key(old_key), self.record_key(new_key), self.pointer_key(handle)]
+            if user:
+                keys.append(self.user_key(user))
+            if new_user:
+                keys.append(self.user_key(new_user))
+            result = yield Eval(
+                RENAME,
+                tuple(keys),
+                (
+                    handle,
+                    user or "",
+                    new_user or "",
+                    new_key,
+                    num(now) if now is not None else "-inf",
+                    *args,
+                ),
+            )
+            if result == 1:
+                self._hints.remember(new_key, handle, new_user)
+                return True
+            if result == 0:
+                return False
+        # Two steps (a cluster, or no usable hint): take the record off the old key, then
+        # write it under the new one. See the package docstring for why this is safe.
+        taken = yield Eval(TAKE, (self.record_key(old_key),), (guard or "", *args))
+        if taken is None:
+            return False
+        before = taken[0] or None
+        fields = list(taken[1:])
+        moved = decode(new_key, fields)
+        if moved is None:  # not a record this store wrote: gone, like a missing one
+            return False
+        handle, after, absolute = moved.handle, moved.user_id, moved.absolute_at
+        steps = self._put(new_key, fields, handle, moved.expires_at, absolute)
+        if before is not None and before != after:
+            steps.append(Cmd(("ZREM", self.user_key(before), handle)))
+        if after is not None:
+            steps += self._index_add(after, handle, absolute, now)
+        yield Batch(tuple(steps), atomic=True)
+        self._hints.remember(new_key, handle, after)
+        return True
+
+    def _delete(self, key: str) -> Procedure[bool]:
+        hint = self._hints.pop(key) if self.single_node else None
+        if hint is not None:
+            handle, user = hint
+            keys = [self.record_key(key), self.pointer_key(handle)]
+            if user:
+                keys.append(self.user_key(user))
+            result = yield Eval(DELETE, tuple(keys), (handle, user or ""))
+            if result != -1:
+                return bool(result == 1)
+        record = yield from self._take(key, "")
+        return record is not None
+
+    def _take(self, key: str, handle: str) -> Procedure[SessionRecord | None]:
+        """Delete the record under ``key`` (if its handle is ``handle``, when given) and
+        clean its pointer and index entry; return it."""
+        taken = yield Eval(TAKE, (self.record_key(key),), (handle, *NO_PATCH))
+        if taken is None:
+            return None
+        record = decode(key, list(taken[1:]))
+        if record is None:
+            return None
+        steps = [Cmd(("DEL", self.pointer_key(record.handle)))]
+        if record.user_id is not None:
+            steps.append(Cmd(("ZREM", self.user_key(record.user_id), record.handle)))
+        yield Batch(tuple(steps), atomic=True)
+        return record
+
+    def _get_by_handle(self, handle: str) -> Procedure[SessionRecord | None]:
+        key = yield Cmd(("GET", self.pointer_key(handle)))
+        if not key:
+            return None
+        record = yield from self._get(key)
+        return record if record is not None and record.handle == handle else None
+
+    def _delete_handle(self, handle: str) -> Procedure[SessionRecord | None]:
+        for _ in range(3):  # follow the pointer if a rename moves the record meanwhile
+            key = yield Cmd(("GET", self.pointer_key(handle)))
+            if not key:
+                return None
+            record = yield from self._take(key, handle)
+            if record is not None:
+                self._hints.pop(key)
+                return record
+            moved = yield Cmd(("GET", self.pointer_key(handle)))
+            if moved == key:
+                return None
+        return None
+
+    def _list_user(self, user_id: str, now: float) -> Procedure[list[SessionRecord]]:
+        idx = self.user_key(user_id)
+        _, handles = yield Batch(
+            (Cmd(("ZREMRANGEBYSCORE", idx, "-inf", num(now))), Cmd(("ZRANGE", idx, 0, -1)))
+        )
+        if not handles:
+            return []
+        keys = yield Batch(tuple(Cmd(("GET", self.pointer_key(h))) for h in handles))
+        found = [(h, k) for h, k in zip(handles, keys, strict=True) if k]
+        hashes = yield Batch(tuple(Cmd(("HGETALL", self.record_key(k))) for _, k in found))
+        records: dict[str, SessionRecord] = {}
+        for (handle, key), fields in zip(found, hashes, strict=True):
+            record = decode(key, fields)
+            if record is not None and record.handle == handle and record.user_id == user_id:
+                records[handle] = record
+        stale = [(h, keys[i] or "") for i, h in enumerate(handles) if h not in records]
+        if stale and self.single_node:
+            # On a cluster the entry, the pointer and the record live in different slots,
+            # so a stale entry cannot be told atomically from one being moved by a rename:
+            # it stays until its deadline trims it (it is never listed meanwhile).
+            yield Batch(
+                tuple(
+                    Eval(
+                        UNLINK,
+                        (idx, self.pointer_key(h), self.record_key(k or "-")),
+                        (h, k, user_id),
+                    )
+                    for h, k in stale
+                )
+            )
+        live = [r for r in records.values() if r.expires_at > now]
+        return sorted(live, key=lambda r: r.created_at)
+
+    def _delete_user(self, user_id: str, except_handle: str | None) -> Procedure[int]:
+        idx = self.user_key(user_id)
+        handles = yield Cmd(("ZRANGE", idx, 0, -1))
+        targets = [h for h in handles if h != except_handle]
+        deleted = 0
+        for _ in range(3):  # chase sessions that a concurrent rename moved
+            if not targets:
+                break
+            keys = yield Batch(tuple(Cmd(("GET", self.pointer_key(h))) for h in targets))
+            found = [(h, k) for h, k in zip(targets, keys, strict=True) if k]
+            if not found:
+                break
+            results = yield Batch(
+                tuple(Eval(DROP_IF, (self.record_key(k),), ("user", user_id, h)) for h, k in found)
+            )
+            gone = [h for (h, _), r in zip(found, results, strict=True) if r]
+            for _, k in found:
+                self._hints.pop(k)
+            deleted += len(gone)
+            if gone:
+                cleanup = [Cmd(("ZREM", idx, *gone))]
+                cleanup += [Cmd(("DEL", self.pointer_key(h))) for h in gone]
+                yield Batch(tuple(cleanup), atomic=True)
+            missed = [(h, k) for (h, k), r in zip(found, results, strict=True) if not r]
+            if not missed:
+                break
+            now_keys = yield Batch(tuple(Cmd(("GET", self.pointer_key(h))) for h, _ in missed))
+            targets = [h for (h, k), k2 in zip(missed, now_keys, strict=True) if k2 and k2 != k]
+        return deleted
+
+    def _purge(self, now: float, batch_size: int) -> Procedure[int]:
+        """SCAN the records in small pages, resting after each step (``PURGE_REST``): a
+        purge uses at most half a core and half of the server, and requests that run
+        meanwhile keep their latency (Redis' TTLs already reclaim ended sessions, so a
+        purge is housekeeping, never urgent). Scripts go in small pipelines: Redis runs a
+        client's pipelined commands back to back, so a long one would hold every other
+        client's command behind it."""
+        match = escape_glob(self.prefix) + "s:*"
+        cursor: Any = None
+        total = 0
+        page = min(batch_size, PURGE_PAGE)
+        while True:
+            started = time.monotonic()
+            cursor, keys = yield ScanPage(match, page, cursor)
+            if keys:
+                # Read first, script only the records past their deadline: Redis' own TTL
+                # has usually removed them already, so a page costs the server a TTL read
+                # per key (an integer, as the TTL is the deadline), not a script run; the
+                # script checks the deadline itself, atomically.
+                ends = yield Batch(tuple(Cmd(("PEXPIRETIME", k)) for k in keys))
+                due = ms(now) + 1  # the TTL is the deadline rounded to a millisecond
+                keys = [k for k, end in zip(keys, ends, strict=True) if 0 < int(end) <= due]
+            yield Pause(PURGE_REST * (time.monotonic() - started))
+            for first in range(0, len(keys), PURGE_SCRIPTS):
+                started = time.monotonic()
+                chunk = keys[first : first + PURGE_SCRIPTS]
+                results = yield Batch(
+                    tuple(Eval(DROP_IF, (k,), ("expired", num(now))) for k in chunk)
+                )
+                cleanup: list[Cmd] = []
+                for result in results:
+                    if result:
+                        handle, user = result
+                        cleanup.append(Cmd(("DEL", self.pointer_key(handle))))
+                        if user:
+                            cleanup.append(Cmd(("ZREM", self.user_key(user), handle)))
+                if cleanup:
+                    yield Batch(tuple(cleanup))
+                    total += sum(1 for r in results if r)
+                yield Pause(PURGE_REST * (time.monotonic() - started))
+            if cursor is None:
+                return total
+
+    def _count(self, now: float) -> Procedure[int]:
+        match = escape_glob(self.prefix) + "s:*"
+        cursor: Any = None
+        total = 0
+        while True:
+            cursor, keys = yield ScanPage(match, 1000, cursor)
+            if keys:
+                deadlines = yield Batch(tuple(Cmd(("HGET", k, "e")) for k in keys))
+                total += sum(1 for d in deadlines if d is not None and float(d) > now)
+            if cursor is None:
+                return total
+
+    def _stats(self, now: float, top: int, soon: float) -> Procedure[dict[str, Any]]:
+        """One SCAN over the records: exact counts, no index trusted."""
+        match = escape_glob(self.prefix) + "s:*"
+        cursor: Any = None
+        active = expiring = 0
+        users: Counter[str] = Counter()
+        while True:
+            cursor, keys = yield ScanPage(match, 1000, cursor)
+            if keys:
+                rows = yield Batch(tuple(Cmd(("HMGET", k, "e", "m")) for k in keys))
+                for deadline_text, text in rows:
+                    m = unpack(text) if text is not None else None
+                    if m is None or deadline_text is None or float(deadline_text) <= now:
+                        continue
+                    deadline, user = float(deadline_text), m.get("u")
+                    active += 1
+                    expiring += float(deadline) <= now + soon
+                    if user is not None:
+                        users[user] += 1
+            if cursor is None:
+                return {
+                    "active": active,
+                    "expiring_soon": expiring,
+                    "top_users": users.most_common(top),
+                }
+
+    def stats_sync(self, now: float, *, top: int = 10, soon: float = 300.0) -> dict[str, Any]:
+        """For ``coatcheck stats``: live sessions, those ending within ``soon`` seconds,
+        and the ``top`` users by number of live sessions."""
+        return self._drive_sync(self._stats(now, top, soon))
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def close_sync(self) -> None:
+        self._sync.close()
+
+    async def close(self) -> None:
+        await self._async.close()
+        self._sync.close()
+
+
+def from_url(url: str) -> RedisStore:
+    """Scheme-registry entry point for ``redis://``, ``rediss://``, ``redis+sentinel://``
+    and ``redis+cluster://`` URLs."""
+    return RedisStore.from_url(url)
