@@ -233,7 +233,8 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
     ======================================  ============================================
     has no record yet                       CREATE if it holds anything (``_plan_new``)
     was logged out                          DELETE, or REPLACE when data was written after
-    untouched by the handler                TOUCH when the touch interval has passed
+    untouched by the handler                TOUCH when the touch interval has passed, or
+                                            at once after ``keep_alive()``
     logs in over another user's session     REPLACE: nothing of the other user carries over
     regenerated or rotated                  RENAME, with the login's fields if any
     changed                                 UPDATE the delta; else TOUCH as above
@@ -254,7 +255,7 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
         or session._rotate
     ):
         # Untouched by the handler (most requests): at most a touch of the deadline.
-        if now - record.last_seen_at >= config.effective_touch_interval:
+        if now - record.last_seen_at >= config.effective_touch_interval or session._keep_alive:
             touched = _touch_fields(record, config, now)
             guard = _guard(record, config)
             return Plan(_TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, touched, guard))
@@ -273,7 +274,7 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
             fields["meta"] = dict(session._meta or {})
         guard = _guard(record, config)
         return Plan(_UPDATE, _NO_COOKIE, Patch(set_json, set_items, removed, fields, guard))
-    if now - record.last_seen_at >= config.effective_touch_interval:
+    if now - record.last_seen_at >= config.effective_touch_interval or session._keep_alive:
         return Plan(_TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, fields, _guard(record, config)))
     return NOTHING
 

@@ -1,5 +1,6 @@
 """What a response must carry after a commit: the new token (Set-Cookie, or the token
-header for a bearer client), ``Clear-Site-Data`` after a logout, and ``no-store``.
+header for a bearer client), ``Clear-Site-Data`` after a logout, ``no-store``, and the
+stored session's deadline in ``X-Session-Expires``.
 
 Decided once here as plain strings and merged into the edge's own header list by
 ``merge_headers``, so the ASGI and the sync edges cannot drift apart on which responses
@@ -9,6 +10,7 @@ carry a credential and must never be cached. The cookie syntax itself is
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -20,7 +22,10 @@ from coatcheck.http.cookies import clear_cookie, set_cookie
 __all__ = [
     "CLEAR_ALL",
     "CLEAR_KEEP_COOKIES",
+    "EXPIRES_HEADER",
     "SessionHeaders",
+    "deadline_value",
+    "expires_value",
     "merge_headers",
     "session_headers",
 ]
@@ -30,26 +35,53 @@ CLEAR_KEEP_COOKIES = '"cache", "storage"'
 """After a logout that leaves a new anonymous session (a flash message), clearing cookies
 would drop the new cookie too."""
 
+EXPIRES_HEADER = "x-session-expires"
+"""The deadline in force of the stored session (the idle deadline, or the absolute one when
+it comes first), as whole epoch seconds rounded up. ``coatcheck.js`` reads it from the
+responses of its own requests to warn before the session ends: the browser learns the
+deadline without any cookie readable by scripts."""
+
 
 @dataclass(frozen=True, slots=True)
 class SessionHeaders:
     """What a response must carry after a commit.
 
-    ``add`` are the credential headers (Set-Cookie, or the token header for bearer
-    clients). ``force_no_store`` replaces any Cache-Control the app chose with
-    ``no-store``, because the response carries a credential that no cache may keep;
-    otherwise ``no-store`` is added only when the app set no Cache-Control of its own.
+    ``add`` are the headers to send: the credential (Set-Cookie, or the token header for
+    bearer clients), Clear-Site-Data, X-Session-Expires. ``force_no_store`` replaces any
+    Cache-Control the app chose with ``no-store``, because the response carries a
+    credential that no cache may keep; ``no_store`` adds ``no-store`` only when the app
+    set no Cache-Control of its own (a personal page).
     """
 
     add: tuple[tuple[str, str], ...]
     force_no_store: bool
+    no_store: bool = True
 
 
 _NO_STORE_UNLESS_SET = SessionHeaders((), force_no_store=False)
 
 
+def expires_value(result: CommitResult, handle: str | None, expires_at: float | None) -> str | None:
+    """The ``X-Session-Expires`` value after a commit: only for a session that is stored
+    (it has a handle and a deadline, and the commit did not clear it), else None. Rounded
+    up, so a client that acts at that second never finds the session still alive."""
+    if handle is None or expires_at is None or result.clear:
+        return None
+    return deadline_value(expires_at)
+
+
+def deadline_value(expires_at: float) -> str:
+    """A deadline as ``X-Session-Expires`` writes it: whole epoch seconds, rounded up."""
+    return str(math.ceil(expires_at))
+
+
 def session_headers(
-    config: SessionConfig, result: CommitResult, *, bearer: bool, authenticated: bool
+    config: SessionConfig,
+    result: CommitResult,
+    *,
+    bearer: bool,
+    authenticated: bool,
+    expires: str | None = None,
 ) -> SessionHeaders | None:
     """The response headers a commit requires, or None when the response needs none.
 
@@ -57,6 +89,7 @@ def session_headers(
       in a Set-Cookie; a cleared token is an expired cookie (or an empty token header).
     - A response that changes the token, or that belongs to an authenticated session,
       must not be stored by a shared cache: personalised pages leak otherwise.
+    - ``expires`` (``expires_value``) goes out as ``X-Session-Expires``.
     """
     if result.changes_token:
         if bearer:
@@ -65,10 +98,14 @@ def session_headers(
             header = ("set-cookie", set_cookie(config, result.token, result.max_age))
         else:
             header = ("set-cookie", clear_cookie(config))
+        add: tuple[tuple[str, str], ...] = (header,)
         if result.ended and config.clear_site_data and not bearer:
-            wipe = CLEAR_ALL if result.token is None else CLEAR_KEEP_COOKIES
-            return SessionHeaders((header, ("clear-site-data", wipe)), force_no_store=True)
-        return SessionHeaders((header,), force_no_store=True)
+            add += (("clear-site-data", CLEAR_ALL if result.token is None else CLEAR_KEEP_COOKIES),)
+        if expires is not None:
+            add += ((EXPIRES_HEADER, expires),)
+        return SessionHeaders(add, force_no_store=True)
+    if expires is not None:
+        return SessionHeaders(((EXPIRES_HEADER, expires),), False, no_store=authenticated)
     if authenticated:
         return _NO_STORE_UNLESS_SET
     return None
@@ -93,7 +130,7 @@ def merge_headers(
         out = [(n, v) for n, v in out if n.lower() != cache_control]
         has_cache_control = False
     else:
-        has_cache_control = any(n.lower() == cache_control for n, _ in out)
+        has_cache_control = not update.no_store or any(n.lower() == cache_control for n, _ in out)
     out.extend((encode(n), encode(v)) for n, v in update.add)
     if not has_cache_control:
         out.append((cache_control, encode("no-store")))

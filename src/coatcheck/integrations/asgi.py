@@ -31,7 +31,7 @@ from coatcheck.core.session import Session
 from coatcheck.engine.manager import SessionManager
 from coatcheck.http import transport
 from coatcheck.http.csrf_check import CsrfCheck, NeedBody
-from coatcheck.http.headers import merge_headers, session_headers
+from coatcheck.http.headers import expires_value, merge_headers, session_headers
 from coatcheck.http.refusals import REFUSED, UNAVAILABLE_BODY, Refusal, refused
 from coatcheck.http.transport import RequestToken, scan_header_list
 
@@ -190,6 +190,7 @@ class SessionMiddleware:
                     result,
                     bearer=bearer,
                     authenticated=session.user_id is not None,
+                    expires=expires_value(result, session.handle, session.expires_at),
                 )
                 if update is not None:
                     message["headers"] = merge_headers(

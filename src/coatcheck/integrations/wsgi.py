@@ -30,7 +30,12 @@ from coatcheck.core.session import Session
 from coatcheck.engine.manager import SessionManager
 from coatcheck.http.csrf_check import CsrfCheck, NeedBody
 from coatcheck.http.forms import content_length
-from coatcheck.http.headers import SessionHeaders, merge_headers, session_headers
+from coatcheck.http.headers import (
+    SessionHeaders,
+    expires_value,
+    merge_headers,
+    session_headers,
+)
 from coatcheck.http.refusals import REFUSED, Refusal, refused
 from coatcheck.http.transport import scan_environ
 
@@ -108,6 +113,7 @@ class _Response:
                 result,
                 bearer=self.bearer,
                 authenticated=session.user_id is not None,
+                expires=expires_value(result, session.handle, session.expires_at),
             )
         if self.update is not None:
             headers = merge_headers(headers, self.update, "cache-control", str)

@@ -76,6 +76,8 @@ class SessionStore(SessionBase):
         """An old engine's session being moved into coatcheck (deleted once saved here)."""
         self.ended = False
         """``flush()`` ended a stored session (a logout): the response clears site data."""
+        self.stored_deadline: float | None = None
+        """The deadline this request's commit left in force (None: nothing stored)."""
         self.stale_token = False
         """The session was reached through a token a concurrent request rotated out (its
         grace window): the response must not send that token back as the cookie, or it
@@ -111,6 +113,16 @@ class SessionStore(SessionBase):
     def handle(self) -> str | None:
         """The session's public handle (safe to show and log); None until it is stored."""
         return self._get_session().handle
+
+    @property
+    def expires_at(self) -> float | None:
+        """The stored session's deadline in force, as far as this request knows it without
+        a store read: the loaded session's, or the one its save left. None when no stored
+        session backs the request, or when the request never opened the session."""
+        session: Session | None = self.__dict__.get("_session_cache")
+        if session is not None:
+            return None if session.is_new else session.expires_at
+        return self.stored_deadline
 
     async def ahandle(self) -> str | None:
         """``handle`` for async code (loading the session may need the store)."""
@@ -266,6 +278,8 @@ class SessionStore(SessionBase):
         result: CommitResult = yield call(manager.commit_sync, manager.commit, session)
         # A committed Session is frozen; the next access reads the stored state afresh.
         del self._session_cache
+        stored = session.handle is not None and not result.clear
+        self.stored_deadline = session.expires_at if stored else None
         self._modified = False
         if result.token is not None:
             self._session_key = result.token

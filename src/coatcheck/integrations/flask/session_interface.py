@@ -22,7 +22,7 @@ from werkzeug.exceptions import ServiceUnavailable
 from coatcheck.core.client import ClientInfo
 from coatcheck.engine.manager import CommitResult, SessionManager
 from coatcheck.http.csrf_check import CsrfCheck
-from coatcheck.http.headers import merge_headers, session_headers
+from coatcheck.http.headers import expires_value, merge_headers, session_headers
 from coatcheck.http.refusals import REFUSED, UNAVAILABLE, Refusal, refused
 from coatcheck.http.transport import scan_environ
 from coatcheck.integrations.flask.session import FlaskSession, UnavailableSession
@@ -98,6 +98,7 @@ class CoatcheckSessionInterface(SessionInterface):
             result,
             bearer=core.via_bearer,
             authenticated=core.user_id is not None,
+            expires=expires_value(result, core.handle, core.expires_at),
         )
         if update is not None:
             merged = merge_headers(response.headers.to_wsgi_list(), update, "cache-control", str)
