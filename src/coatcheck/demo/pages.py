@@ -1,4 +1,6 @@
-"""Server-rendered HTML of the demo: plain strings, no template engine, no JavaScript.
+"""Server-rendered HTML of the demo: plain strings, no template engine, no inline script.
+Every page works without JavaScript; ``coatcheck.js`` (loaded by ``layout``) improves it
+where present: the CSRF header on scripted requests, an idle warning, tabs in step.
 
 Everything that came from a client (user agents, handles, form values echoed back, even
 the fixed usernames stored in a session) goes through ``html.escape`` here, in one place,
@@ -66,8 +68,11 @@ def layout(title: str, body: str, session: Session) -> str:
     if user is not None:
         nav += ' · <a href="/sessions">Your devices</a>'
     return (
-        "<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
+        f'<!doctype html>\n<html lang=en data-coatcheck-user="{e(user or "")}">'
+        "<head><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width, initial-scale=1">'
+        f'<meta name=csrf-token content="{e(session.csrf_token())}">'
+        '<script type=module src="/coatcheck/coatcheck.js"></script>'
         f"<title>{e(title)} · coatcheck demo</title><style>{CSS}</style></head><body>"
         f"<header><h1>coatcheck demo shop</h1><span>{nav} · {who}</span></header>"
         f"{body}</body></html>\n"

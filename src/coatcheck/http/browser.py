@@ -47,7 +47,8 @@ SCRIPT_NAME: Final = "coatcheck.js"
 KEEP_ALIVE_NAME: Final = "keep-alive"
 SCRIPT_PATH: Final = f"{PREFIX}/{SCRIPT_NAME}"
 KEEP_ALIVE_PATH: Final = f"{PREFIX}/{KEEP_ALIVE_NAME}"
-"""``coatcheck.js`` calls this path unless the page names another (``data-coatcheck-keep-alive``)."""
+"""``coatcheck.js`` calls this path unless the page names another one
+(``data-coatcheck-keep-alive``)."""
 
 SCRIPT_CONTENT_TYPE: Final = "text/javascript; charset=utf-8"
 """RFC 9239's type for JavaScript; browsers run module scripts only with a JavaScript type."""

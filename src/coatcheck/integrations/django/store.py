@@ -148,6 +148,12 @@ class SessionStore(SessionBase):
 
     _session = property(_get_session)
 
+    @property
+    def core(self) -> Session:
+        """The coatcheck ``Session`` inside (loaded on first use), for the code every edge
+        shares (the keep-alive of ``coatcheck.http.browser``, say)."""
+        return self._get_session()
+
     def clear(self) -> None:
         # Django swaps in an empty dict; removing the keys instead makes them a delta.
         self._get_session().clear()
