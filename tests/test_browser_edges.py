@@ -15,6 +15,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -258,6 +259,17 @@ def test_every_edge_serves_the_script_with_its_type_and_etag(
         assert head.status_code == 200 and head.content == b""
         # A visitor fetching the script is given no session.
         assert browser.cookies == {}
+
+
+def test_the_wheel_ships_the_script_and_its_types(tmp_path: Path) -> None:
+    from hatchling.builders.wheel import WheelBuilder
+
+    root = Path(__file__).resolve().parent.parent
+    (wheel,) = WheelBuilder(str(root)).build(directory=str(tmp_path), versions=["standard"])
+    with zipfile.ZipFile(wheel) as archive:
+        assert archive.read("coatcheck/static/coatcheck.js") == SCRIPT.read_bytes()
+        assert "coatcheck/static/coatcheck.d.ts" in archive.namelist()
+        assert not [n for n in archive.namelist() if "node_modules" in n]
 
 
 # -- X-Session-Expires and the keep-alive -----------------------------------------------------

@@ -65,7 +65,8 @@ export function create(W = globalThis, options = {}) {
   const seen = (status, get) => {
     if (ended) return;
     if (get("clear-site-data") != null && o.user) return end("signout", true);
-    if (status === 401 && o.user) return check();
+    // 401, or 403 (a CSRF token of a session that is gone): ask whether it still stands
+    if ((status === 401 || status === 403) && o.user) return check();
     const expires = Number(get("x-session-expires"));
     if (expires && o.user) {
       const date = Date.parse(get("date") || "");
@@ -154,16 +155,16 @@ export function create(W = globalThis, options = {}) {
       if (emit("warn", seconds) === false || !o.ui) return;
       box.setAttribute("role", "alertdialog");
       box.setAttribute("aria-labelledby", "coatcheck-idle");
-      box.className = "coatcheck-idle";
       box.style.cssText =
-        "position:fixed;z-index:2147483647;left:50%;bottom:1rem;transform:translateX(-50%);" +
-        "max-width:90vw;padding:1rem 1.25rem;background:#fff;color:#111;border:1px solid #888;" +
-        "border-radius:.5rem;box-shadow:0 .25rem 1rem #0004;font:1rem/1.4 system-ui,sans-serif";
+        "position:fixed;z-index:9999;right:1rem;bottom:1rem;padding:1rem;background:#fff;" +
+        "color:#111;border:1px solid #888;border-radius:.5rem;box-shadow:0 .2rem 1rem #0004;" +
+        "font:1rem system-ui";
       const p = D.createElement("p");
       p.id = "coatcheck-idle";
       p.style.margin = "0 0 .75rem";
       const button = D.createElement("button");
       button.type = "button";
+      button.style.cssText = "font:inherit;padding:.3rem .9rem";
       button.textContent = o.stay;
       button.onclick = keepAlive;
       box.append(p, button);
@@ -178,7 +179,7 @@ export function create(W = globalThis, options = {}) {
   }
   async function keepAlive() {
     try {
-      const r = await W.fetch(o.keepAlive, { method: "POST", credentials: "same-origin" });
+      const r = await W.fetch(o.keepAlive, { method: "POST" });
       if (!r.ok) await check();
       return r.ok;
     } catch {
@@ -189,7 +190,7 @@ export function create(W = globalThis, options = {}) {
   function check() {
     if (!o.user || ended || !fetch0) return Promise.resolve();
     return (checking ||= fetch0
-      .call(W, o.keepAlive, { credentials: "same-origin", cache: "no-store" })
+      .call(W, o.keepAlive)
       .then((r) => {
         if (r.status === 401) end(deadline && now() < deadline - 1000 ? "revoked" : "expired", true);
         else seen(r.status, (n) => r.headers.get(n));
