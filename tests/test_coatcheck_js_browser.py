@@ -241,3 +241,29 @@ def test_no_token_is_readable_from_javascript(chromium: Any, site: Site) -> None
     assert token not in dump
     assert token not in page.content()
     context.close()
+
+
+def test_the_demo_shop_loads_coatcheck_js(chromium: Any, tmp_path: Path) -> None:
+    from coatcheck.demo import create_app
+    from coatcheck.integrations.asgi import SessionMiddleware
+
+    store = SQLiteStore(tmp_path / "demo.db")
+    # 20 s idle, under the script's default 60 s warning: it shows as soon as it knows.
+    manager = SessionManager(store, SessionConfig(idle_timeout=20))
+    with serve(SessionMiddleware(create_app(manager), manager=manager)) as url:
+        context = chromium.new_context()
+        page = context.new_page()
+        page.goto(url + "/")
+        page.fill("input[name=username]", "alice")
+        page.fill("input[name=password]", "alice")
+        with page.expect_navigation():
+            page.get_by_role("button", name="Log in", exact=True).click()
+        assert page.evaluate(f"async () => {IMPORT}.user") == "alice"
+        page.get_by_role("alertdialog").wait_for(timeout=5000)
+        shot(page, "demo-idle-warning")
+        before = page.evaluate(f"async () => {IMPORT}.deadline")
+        page.wait_for_timeout(1100)  # the header counts whole seconds
+        page.get_by_role("button", name="Stay signed in").click()
+        page.wait_for_function(f"async () => {IMPORT}.deadline > {before}", timeout=5000)
+        context.close()
+    store.close_sync()
