@@ -170,11 +170,15 @@ def _django_views() -> list[Any]:
     def csrf(request: HttpRequest) -> HttpResponse:
         return HttpResponse("no coatcheck CSRF on Django: its own middleware decides")
 
+    def untouched(request: HttpRequest) -> HttpResponse:
+        return HttpResponse("this view never opens request.session")
+
     return [
         path("login", login),
         path("read", read),
         path("logout", logout),
         path("csrf", csrf),
+        path("untouched", untouched),
         *browser_urls(),
     ]
 
@@ -322,3 +326,13 @@ def test_an_anonymous_session_that_is_stored_carries_the_header_and_stays_cachea
         again = browser.get("/read")
         assert expires(again) == "1800001801"
         assert "cache-control" not in again.headers
+
+
+def test_django_sends_the_header_only_when_the_request_opened_the_session(
+    manager: SessionManager,
+) -> None:
+    # Django opens the session lazily; learning the deadline would cost a store read.
+    with serve_django(manager) as url, Browser(url) as browser:
+        assert expires(browser.get("/login")) == "1800001801"
+        assert expires(browser.get("/untouched")) is None
+        assert expires(browser.get("/read")) == "1800001801"

@@ -47,7 +47,7 @@ test("an anonymous page asks nothing and learns no deadline", async () => {
   assert.equal(srv.requests.length, before + 1); // only the app's own request
 });
 
-test("the warning shows `warn` seconds before the deadline, counting down", async () => {
+test("the warning shows warn seconds before the deadline, counting down", async () => {
   srv.user = "alice";
   srv.expires = nowSeconds() + 100;
   b = browser(srv);
@@ -89,6 +89,7 @@ test("'Stay signed in' posts the keep-alive with the CSRF header and the warning
 test("at the deadline the tab wipes its storage and leaves for the sign-in page", async () => {
   srv.user = "alice";
   srv.expires = nowSeconds() + 50;
+  const seen = srv.requests.length;
   b = browser(srv);
   const tab = b.open({ attrs: signedIn() + ` data-coatcheck-sign-in="/login?next=/page"` });
   await until(() => tab.cc.deadline);
@@ -106,6 +107,8 @@ test("at the deadline the tab wipes its storage and leaves for the sign-in page"
   assert.equal(b.local.items.size, 0);
   assert.equal(tab.window.sessionStorage.length, 0);
   assert.equal(tab.cc.storage.local.set("late", 1), false); // nothing is written after the end
+  // Nobody clicked: the tab never called the keep-alive to extend its own session.
+  assert.deepEqual(srv.requests.slice(seen).filter((r) => r.method === "POST"), []);
 });
 
 test("a remember-me deadline a month away neither warns nor spins", async () => {
