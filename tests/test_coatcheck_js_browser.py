@@ -199,12 +199,13 @@ def test_idle_warning_stay_signed_in_then_silence_signs_out(chromium: Any, site:
     token = context.cookies()[0]["value"]
     first = site.record(token).expires_at
     deadline_ms = page.evaluate(f"async () => {IMPORT}.deadline")
-    # The script's deadline is the server's, rounded up and never early.
-    assert first * 1000 <= deadline_ms <= first * 1000 + 2500
+    # The script's deadline is the server's, never early; late by the rounding to whole
+    # seconds (of the header and of the Date that corrects clock skew) and the transit.
+    assert first * 1000 <= deadline_ms <= first * 1000 + 3500, (first, deadline_ms)
 
     warning = page.get_by_role("alertdialog")
     warning.wait_for(timeout=8000)
-    assert time.time() < first, "the warning came before the deadline"
+    assert time.time() < first, ("the warning came before the deadline", time.time(), first)
     assert "You will be signed out in" in warning.inner_text()
     path = shot(page, "3-idle-warning")
     assert path.stat().st_size > 0
@@ -212,7 +213,7 @@ def test_idle_warning_stay_signed_in_then_silence_signs_out(chromium: Any, site:
     page.get_by_role("button", name="Stay signed in").click()
     warning.wait_for(state="detached", timeout=3000)
     extended = site.record(token).expires_at
-    assert extended > first  # the server moved the deadline: the keep-alive touched it
+    assert extended > first, (first, extended)  # the keep-alive moved the server's deadline
 
     # Silence: the warning comes back, then the tab leaves for the sign-in page.
     warning.wait_for(timeout=10000)

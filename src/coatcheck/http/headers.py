@@ -46,42 +46,21 @@ deadline without any cookie readable by scripts."""
 class SessionHeaders:
     """What a response must carry after a commit.
 
-    ``add`` are the headers to send: the credential (Set-Cookie, or the token header for
-    bearer clients), Clear-Site-Data, X-Session-Expires. ``force_no_store`` replaces any
-    Cache-Control the app chose with ``no-store``, because the response carries a
-    credential that no cache may keep; ``no_store`` adds ``no-store`` only when the app
-    set no Cache-Control of its own (a personal page).
+    ``add`` are the credential headers (Set-Cookie, or the token header for bearer
+    clients). ``force_no_store`` replaces any Cache-Control the app chose with
+    ``no-store``, because the response carries a credential that no cache may keep;
+    otherwise ``no-store`` is added only when the app set no Cache-Control of its own.
     """
 
     add: tuple[tuple[str, str], ...]
     force_no_store: bool
-    no_store: bool = True
 
 
 _NO_STORE_UNLESS_SET = SessionHeaders((), force_no_store=False)
 
 
-def expires_value(result: CommitResult, handle: str | None, expires_at: float | None) -> str | None:
-    """The ``X-Session-Expires`` value after a commit: only for a session that is stored
-    (it has a handle and a deadline, and the commit did not clear it), else None. Rounded
-    up, so a client that acts at that second never finds the session still alive."""
-    if handle is None or expires_at is None or result.clear:
-        return None
-    return deadline_value(expires_at)
-
-
-def deadline_value(expires_at: float) -> str:
-    """A deadline as ``X-Session-Expires`` writes it: whole epoch seconds, rounded up."""
-    return str(math.ceil(expires_at))
-
-
 def session_headers(
-    config: SessionConfig,
-    result: CommitResult,
-    *,
-    bearer: bool,
-    authenticated: bool,
-    expires: str | None = None,
+    config: SessionConfig, result: CommitResult, *, bearer: bool, authenticated: bool
 ) -> SessionHeaders | None:
     """The response headers a commit requires, or None when the response needs none.
 
@@ -89,7 +68,6 @@ def session_headers(
       in a Set-Cookie; a cleared token is an expired cookie (or an empty token header).
     - A response that changes the token, or that belongs to an authenticated session,
       must not be stored by a shared cache: personalised pages leak otherwise.
-    - ``expires`` (``expires_value``) goes out as ``X-Session-Expires``.
     """
     if result.changes_token:
         if bearer:
@@ -98,17 +76,27 @@ def session_headers(
             header = ("set-cookie", set_cookie(config, result.token, result.max_age))
         else:
             header = ("set-cookie", clear_cookie(config))
-        add: tuple[tuple[str, str], ...] = (header,)
         if result.ended and config.clear_site_data and not bearer:
-            add += (("clear-site-data", CLEAR_ALL if result.token is None else CLEAR_KEEP_COOKIES),)
-        if expires is not None:
-            add += ((EXPIRES_HEADER, expires),)
-        return SessionHeaders(add, force_no_store=True)
-    if expires is not None:
-        return SessionHeaders(((EXPIRES_HEADER, expires),), False, no_store=authenticated)
+            wipe = CLEAR_ALL if result.token is None else CLEAR_KEEP_COOKIES
+            return SessionHeaders((header, ("clear-site-data", wipe)), force_no_store=True)
+        return SessionHeaders((header,), force_no_store=True)
     if authenticated:
         return _NO_STORE_UNLESS_SET
     return None
+
+
+def expires_value(result: CommitResult, handle: str | None, expires_at: float | None) -> str | None:
+    """The ``X-Session-Expires`` value after a commit: only for a session that is stored
+    (it has a handle and a deadline, and the commit did not clear it), else None."""
+    if handle is None or expires_at is None or result.clear:
+        return None
+    return str(math.ceil(expires_at))  # deadline_value, without a call on every response
+
+
+def deadline_value(expires_at: float) -> str:
+    """A deadline as ``X-Session-Expires`` writes it: whole epoch seconds, rounded up, so a
+    client that acts at that second never finds the session still alive."""
+    return str(math.ceil(expires_at))
 
 
 H = TypeVar("H", str, bytes)
@@ -116,21 +104,27 @@ H = TypeVar("H", str, bytes)
 
 def merge_headers(
     headers: Iterable[tuple[H, H]],
-    update: SessionHeaders,
+    update: SessionHeaders | None,
     cache_control: H,
     encode: Callable[[str], H],
+    expires: str | None = None,
 ) -> list[tuple[H, H]]:
-    """Apply ``update`` to a response's header list, in the edge's own string type.
+    """Apply ``update`` and ``expires`` (``expires_value``) to a response's header list,
+    in the edge's own string type.
 
     ``cache_control`` is the lower-case name in that type (``b"cache-control"`` for ASGI,
     ``"cache-control"`` for WSGI) and ``encode`` turns this module's strings into it.
     """
     out = list(headers)
+    if expires is not None:
+        out.append((encode(EXPIRES_HEADER), encode(expires)))
+    if update is None:
+        return out
     if update.force_no_store:
         out = [(n, v) for n, v in out if n.lower() != cache_control]
         has_cache_control = False
     else:
-        has_cache_control = not update.no_store or any(n.lower() == cache_control for n, _ in out)
+        has_cache_control = any(n.lower() == cache_control for n, _ in out)
     out.extend((encode(n), encode(v)) for n, v in update.add)
     if not has_cache_control:
         out.append((cache_control, encode("no-store")))

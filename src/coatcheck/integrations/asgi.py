@@ -190,11 +190,11 @@ class SessionMiddleware:
                     result,
                     bearer=bearer,
                     authenticated=session.user_id is not None,
-                    expires=expires_value(result, session.handle, session.expires_at),
                 )
-                if update is not None:
+                expires = expires_value(result, session.handle, session.expires_at)
+                if update is not None or expires is not None:
                     message["headers"] = merge_headers(
-                        message.get("headers", ()), update, b"cache-control", _latin1
+                        message.get("headers", ()), update, b"cache-control", _latin1, expires
                     )
             elif failed:
                 return  # the 503 is already out; drop the app's body

@@ -76,7 +76,16 @@ class _Response:
     remembers the outcome for any later call (an error page replacing the headers must
     still deliver the new token) and for the body."""
 
-    __slots__ = ("bearer", "committed", "failed", "manager", "session", "start", "update")
+    __slots__ = (
+        "bearer",
+        "committed",
+        "expires",
+        "failed",
+        "manager",
+        "session",
+        "start",
+        "update",
+    )
 
     def __init__(
         self, manager: SessionManager, session: Session, bearer: bool, start: StartResponse
@@ -88,6 +97,7 @@ class _Response:
         self.committed = False
         self.failed: Refusal | None = None
         self.update: SessionHeaders | None = None
+        self.expires: str | None = None
 
     def start_response(
         self,
@@ -113,10 +123,10 @@ class _Response:
                 result,
                 bearer=self.bearer,
                 authenticated=session.user_id is not None,
-                expires=expires_value(result, session.handle, session.expires_at),
             )
-        if self.update is not None:
-            headers = merge_headers(headers, self.update, "cache-control", str)
+            self.expires = expires_value(result, session.handle, session.expires_at)
+        if self.update is not None or self.expires is not None:
+            headers = merge_headers(headers, self.update, "cache-control", str, self.expires)
         return self.start(status, headers, exc_info)
 
 

@@ -98,10 +98,12 @@ class CoatcheckSessionInterface(SessionInterface):
             result,
             bearer=core.via_bearer,
             authenticated=core.user_id is not None,
-            expires=expires_value(result, core.handle, core.expires_at),
         )
-        if update is not None:
-            merged = merge_headers(response.headers.to_wsgi_list(), update, "cache-control", str)
+        expires = expires_value(result, core.handle, core.expires_at)
+        if update is not None or expires is not None:
+            merged = merge_headers(
+                response.headers.to_wsgi_list(), update, "cache-control", str, expires
+            )
             response.headers.clear()
             response.headers.extend(merged)
 
