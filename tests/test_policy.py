@@ -164,6 +164,26 @@ def test_untouched_session_after_touch_interval_is_touched_without_data() -> Non
     assert plan.cookie is CookieAction.NONE
 
 
+def test_keep_alive_touches_inside_the_touch_interval_and_stores_nothing_new() -> None:
+    s = Session(record(), now=NOW + 10)
+    s.keep_alive()
+    plan = plan_commit(s, CONFIG, NOW + 10)
+    assert plan.action is Action.TOUCH
+    assert plan.cookie is CookieAction.NONE
+    assert plan.patch is not None
+    assert plan.patch.set_json == {} and plan.patch.removed == frozenset()
+    assert plan.patch.fields["expires_at"] == NOW + 10 + 30 * 60
+    # A remember-me session has no idle deadline: the touch keeps the absolute one.
+    remembered = Session(record(remember=True, expires_at=NOW + 99, absolute_at=NOW + 99), NOW)
+    remembered.keep_alive()
+    patch = plan_commit(remembered, CONFIG, NOW + 10).patch
+    assert patch is not None and patch.fields["expires_at"] == NOW + 99
+    # Nothing stored: a keep-alive starts no session.
+    fresh = Session(None, now=NOW)
+    fresh.keep_alive()
+    assert plan_commit(fresh, CONFIG, NOW, "h").action is Action.NOTHING
+
+
 def test_in_place_mutation_is_a_delta_of_that_key_only() -> None:
     s = Session(record(data={"cart": ["hat"], "n": 1}), now=NOW)
     s["cart"].append("scarf")

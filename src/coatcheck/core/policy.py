@@ -254,7 +254,8 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
                                             else CLEAR when the client's token was dead
     was logged out, or its cap has passed   DELETE, or REPLACE when data was written after
                                             a logout (or it is kept)
-    untouched by the handler                TOUCH when the touch interval has passed
+    untouched by the handler                TOUCH when the touch interval has passed, or
+                                            at once after ``keep_alive()``
     logs in over another user's session     REPLACE: nothing of the other user carries over
     regenerated or rotated                  RENAME, with the login's fields if any
     changed                                 UPDATE the delta; else TOUCH as above, or
@@ -279,8 +280,9 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
         or session._rotate
     ) and (cap is None or cap >= record.expires_at):
         # Untouched by the handler (most requests): at most a touch of the deadline (a
-        # cap past the stored deadline writes nothing by itself).
-        if now - record.last_seen_at >= config.effective_touch_interval:
+        # cap past the stored deadline writes nothing by itself), at once after
+        # ``keep_alive()``.
+        if now - record.last_seen_at >= config.effective_touch_interval or session._keep_alive:
             touched = _touch_fields(record, config, now, cap)
             guard = _guard(record, config)
             return Plan(_TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, touched, guard))
@@ -315,6 +317,7 @@ def _plan_update(
     if (
         now - record.last_seen_at >= config.effective_touch_interval
         or fields["expires_at"] < record.expires_at
+        or session._keep_alive
     ):
         return Plan(_TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, fields, guard))
     return NOTHING

@@ -38,6 +38,7 @@ class Session(MutableMapping[str, Any]):
         "_expires_at",
         "_handle",
         "_keep",
+        "_keep_alive",
         "_login",
         "_logout",
         "_meta",
@@ -92,7 +93,7 @@ class Session(MutableMapping[str, Any]):
         self._now = now
         self._meta: dict[str, Any] | None = None
         self._login = self._logout = self._regenerate = self._rotate = False
-        self._committed = self._meta_dirty = self._keep = False
+        self._committed = self._meta_dirty = self._keep = self._keep_alive = False
         self._deadline_cap: float | None = None
         self.via_bearer = False
         """Set by the edge that loaded the session: the token came in ``Authorization:
@@ -319,6 +320,14 @@ class Session(MutableMapping[str, Any]):
         self._logout = True
         self._meta = {}
         self._meta_dirty = False
+
+    def keep_alive(self) -> None:
+        """Extend the idle deadline at this commit even within the touch interval, because
+        the person asked for it ("stay signed in"). Nothing else changes: no data, no
+        token, and a session that is not stored stays unstored, so a keep-alive can never
+        start or revive a session."""
+        self._check_open()
+        self._keep_alive = True
 
     def regenerate(self) -> None:
         """Issue a new token for the same session at commit (privilege change)."""

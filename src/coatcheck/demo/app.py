@@ -21,6 +21,7 @@ from coatcheck.core.session import Session
 from coatcheck.demo import pages
 from coatcheck.demo.shop import MAX_CART_ITEMS, PRODUCTS, authenticate
 from coatcheck.engine.manager import SessionManager
+from coatcheck.integrations.starlette import browser_routes
 
 
 def session_of(request: Request) -> Session:
@@ -144,6 +145,7 @@ async def revoke_others(request: Request) -> Response:
 
 
 ROUTES = [
+    *browser_routes(),  # /coatcheck/coatcheck.js and /coatcheck/keep-alive
     Route("/", home, methods=["GET"]),
     Route("/start", start, methods=["GET"]),
     Route("/cart/add", cart_add, methods=["POST"]),

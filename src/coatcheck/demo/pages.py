@@ -1,4 +1,6 @@
-"""Server-rendered HTML of the demo: plain strings, no template engine, no JavaScript.
+"""Server-rendered HTML of the demo: plain strings, no template engine, no inline script.
+Every page works without JavaScript; ``coatcheck.js`` (loaded by ``layout``) improves it
+where present: the CSRF header on scripted requests, an idle warning, tabs in step.
 
 Everything that came from a client (user agents, handles, form values echoed back, even
 the fixed usernames stored in a session) goes through ``html.escape`` here, in one place,
@@ -65,9 +67,15 @@ def layout(title: str, body: str, session: Session) -> str:
     nav = '<a href="/">Shop</a>'
     if user is not None:
         nav += ' · <a href="/sessions">Your devices</a>'
+    # A visitor with no stored session has no CSRF secret yet, and minting one here would
+    # store a session on a plain visit; /start begins it.
+    csrf = "" if session.is_new else f'<meta name=csrf-token content="{e(session.csrf_token())}">'
     return (
-        "<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
+        f'<!doctype html>\n<html lang=en data-coatcheck-user="{e(user or "")}">'
+        "<head><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width, initial-scale=1">'
+        f"{csrf}"
+        '<script type=module src="/coatcheck/coatcheck.js"></script>'
         f"<title>{e(title)} · coatcheck demo</title><style>{CSS}</style></head><body>"
         f"<header><h1>coatcheck demo shop</h1><span>{nav} · {who}</span></header>"
         f"{body}</body></html>\n"

@@ -1,5 +1,6 @@
 """What a response must carry after a commit: the new token (Set-Cookie, or the token
-header for a bearer client), ``Clear-Site-Data`` after a logout, and ``no-store``.
+header for a bearer client), ``Clear-Site-Data`` after a logout, ``no-store``, and the
+stored session's deadline in ``X-Session-Expires``.
 
 Decided once here as plain strings and merged into the edge's own header list by
 ``merge_headers``, so the ASGI and the sync edges cannot drift apart on which responses
@@ -9,6 +10,7 @@ carry a credential and must never be cached. The cookie syntax itself is
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -20,7 +22,10 @@ from coatcheck.http.cookies import clear_cookie, set_cookie
 __all__ = [
     "CLEAR_ALL",
     "CLEAR_KEEP_COOKIES",
+    "EXPIRES_HEADER",
     "SessionHeaders",
+    "deadline_value",
+    "expires_value",
     "merge_headers",
     "session_headers",
 ]
@@ -29,6 +34,12 @@ CLEAR_ALL = '"cache", "cookies", "storage"'
 CLEAR_KEEP_COOKIES = '"cache", "storage"'
 """After a logout that leaves a new anonymous session (a flash message), clearing cookies
 would drop the new cookie too."""
+
+EXPIRES_HEADER = "x-session-expires"
+"""The deadline in force of the stored session (the idle deadline, or the absolute one when
+it comes first), as whole epoch seconds rounded up. ``coatcheck.js`` reads it from the
+responses of its own requests to warn before the session ends: the browser learns the
+deadline without any cookie readable by scripts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,21 +85,41 @@ def session_headers(
     return None
 
 
+def expires_value(result: CommitResult, handle: str | None, expires_at: float | None) -> str | None:
+    """The ``X-Session-Expires`` value after a commit: only for a session that is stored
+    (it has a handle and a deadline, and the commit did not clear it), else None."""
+    if handle is None or expires_at is None or result.clear:
+        return None
+    return str(math.ceil(expires_at))  # deadline_value, without a call on every response
+
+
+def deadline_value(expires_at: float) -> str:
+    """A deadline as ``X-Session-Expires`` writes it: whole epoch seconds, rounded up, so a
+    client that acts at that second never finds the session still alive."""
+    return str(math.ceil(expires_at))
+
+
 H = TypeVar("H", str, bytes)
 
 
 def merge_headers(
     headers: Iterable[tuple[H, H]],
-    update: SessionHeaders,
+    update: SessionHeaders | None,
     cache_control: H,
     encode: Callable[[str], H],
+    expires: str | None = None,
 ) -> list[tuple[H, H]]:
-    """Apply ``update`` to a response's header list, in the edge's own string type.
+    """Apply ``update`` and ``expires`` (``expires_value``) to a response's header list,
+    in the edge's own string type.
 
     ``cache_control`` is the lower-case name in that type (``b"cache-control"`` for ASGI,
     ``"cache-control"`` for WSGI) and ``encode`` turns this module's strings into it.
     """
     out = list(headers)
+    if expires is not None:
+        out.append((encode(EXPIRES_HEADER), encode(expires)))
+    if update is None:
+        return out
     if update.force_no_store:
         out = [(n, v) for n, v in out if n.lower() != cache_control]
         has_cache_control = False

@@ -37,7 +37,7 @@ from coatcheck.engine.manager import NO_CHANGE, SessionManager
 from coatcheck.http import transport
 from coatcheck.http.csrf_check import CsrfCheck, NeedBody
 from coatcheck.http.forwarded import Proxies
-from coatcheck.http.headers import merge_headers, session_headers
+from coatcheck.http.headers import expires_value, merge_headers, session_headers
 from coatcheck.http.paths import is_under, prefixes
 from coatcheck.http.refusals import (
     REFUSED,
@@ -221,9 +221,10 @@ class SessionMiddleware:
                     bearer=bearer,
                     authenticated=session.user_id is not None,
                 )
-                if update is not None:
+                expires = expires_value(result, session.handle, session.expires_at)
+                if update is not None or expires is not None:
                     message["headers"] = merge_headers(
-                        message.get("headers", ()), update, b"cache-control", _latin1
+                        message.get("headers", ()), update, b"cache-control", _latin1, expires
                     )
             elif failed:
                 return  # the 503 is already out; drop the app's body

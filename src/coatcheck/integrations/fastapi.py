@@ -52,7 +52,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
@@ -60,7 +60,9 @@ from starlette.responses import JSONResponse, Response
 from coatcheck import errors
 from coatcheck.core.session import Session
 from coatcheck.engine.manager import SessionManager
+from coatcheck.http import browser
 from coatcheck.integrations.asgi import MANAGER_SCOPE_KEY, SessionMiddleware
+from coatcheck.integrations.starlette import browser_routes
 from coatcheck.security import reauth as auth
 
 __all__ = [
@@ -71,6 +73,7 @@ __all__ = [
     "CurrentUser",
     "add_exception_handlers",
     "authentication_required_handler",
+    "browser_router",
     "get_manager",
     "get_session",
     "install",
@@ -215,3 +218,9 @@ def require_level(level: int) -> Callable[..., Awaitable[str]]:
         return user_id
 
     return has_level
+
+
+def browser_router(prefix: str = browser.PREFIX) -> APIRouter:
+    """``coatcheck.js`` and its keep-alive under ``prefix``, kept out of the OpenAPI
+    schema: ``app.include_router(browser_router())``."""
+    return APIRouter(routes=list(browser_routes(prefix)), include_in_schema=False)

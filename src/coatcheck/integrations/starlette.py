@@ -1,5 +1,6 @@
 """Guards for Starlette endpoints: ``@require_user``, ``@require_recent_auth(300)``,
-``@require_level(2)``.
+``@require_level(2)``; and the routes of the browser side, ``browser_routes()``
+(``coatcheck.js`` and its keep-alive, as ``coatcheck.http.browser`` answers them).
 
 The checks are ``coatcheck.security.reauth``'s; this edge answers a failed one with a 401 JSON body
 such as ``{"error": "reauthentication_required", "max_age": 300}``, never cached. The
@@ -15,17 +16,22 @@ from typing import TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from coatcheck.core.session import Session
 from coatcheck.engine.manager import SessionManager
+from coatcheck.http import browser
 from coatcheck.integrations.asgi import MANAGER_SCOPE_KEY
 from coatcheck.security import reauth as auth
 
 __all__ = [
+    "browser_routes",
+    "keep_alive_route",
     "refused",
     "require_level",
     "require_recent_auth",
     "require_user",
+    "static_route",
 ]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -86,3 +92,37 @@ def require_level(level: int) -> Callable[[E], E]:
     7.5.3): otherwise 401 ``insufficient_auth_level`` with the required and current
     levels."""
     return _guard(lambda request: auth.level_problem(_session(request), level))
+
+
+# -- the browser side ---------------------------------------------------------------------
+def _response(answer: browser.Answer) -> Response:
+    return Response(answer.body, status_code=answer.status, headers=dict(answer.headers))
+
+
+async def _script(request: Request) -> Response:
+    return _response(browser.script_answer(request.headers.get("if-none-match")))
+
+
+async def _keep_alive(request: Request) -> Response:
+    return _response(browser.keep_alive(_session(request), request.method))
+
+
+def static_route(path: str = browser.SCRIPT_PATH) -> Route:
+    """``coatcheck.js`` at ``path`` (GET and HEAD), revalidated by its ETag."""
+    return Route(path, _script, methods=["GET"], name="coatcheck.js")
+
+
+def keep_alive_route(path: str = browser.KEEP_ALIVE_PATH) -> Route:
+    """The keep-alive at ``path``: ``POST`` extends a signed-in session, ``GET`` reports.
+    Needs ``SessionMiddleware`` around the app (which also checks the POST's CSRF token)."""
+    return Route(path, _keep_alive, methods=["GET", "POST"], name="coatcheck.keep_alive")
+
+
+def browser_routes(prefix: str = browser.PREFIX) -> list[Route]:
+    """Both routes under ``prefix``: ``Starlette(routes=[*browser_routes(), ...])``, or
+    ``app.router.routes.extend(browser_routes())`` (FastAPI's ``browser_router()`` too)."""
+    prefix = prefix.rstrip("/")
+    return [
+        static_route(f"{prefix}/{browser.SCRIPT_NAME}"),
+        keep_alive_route(f"{prefix}/{browser.KEEP_ALIVE_NAME}"),
+    ]

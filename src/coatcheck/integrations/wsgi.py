@@ -31,7 +31,12 @@ from coatcheck.engine.manager import SessionManager
 from coatcheck.http.csrf_check import CsrfCheck, NeedBody
 from coatcheck.http.forms import content_length
 from coatcheck.http.forwarded import Proxies
-from coatcheck.http.headers import SessionHeaders, merge_headers, session_headers
+from coatcheck.http.headers import (
+    SessionHeaders,
+    expires_value,
+    merge_headers,
+    session_headers,
+)
 from coatcheck.http.refusals import REFUSED, Refusal, refused, refused_at_load
 from coatcheck.http.transport import scan_environ
 
@@ -72,7 +77,16 @@ class _Response:
     remembers the outcome for any later call (an error page replacing the headers must
     still deliver the new token) and for the body."""
 
-    __slots__ = ("bearer", "committed", "failed", "manager", "session", "start", "update")
+    __slots__ = (
+        "bearer",
+        "committed",
+        "expires",
+        "failed",
+        "manager",
+        "session",
+        "start",
+        "update",
+    )
 
     def __init__(
         self, manager: SessionManager, session: Session, bearer: bool, start: StartResponse
@@ -84,6 +98,7 @@ class _Response:
         self.committed = False
         self.failed: Refusal | None = None
         self.update: SessionHeaders | None = None
+        self.expires: str | None = None
 
     def start_response(
         self,
@@ -110,8 +125,9 @@ class _Response:
                 bearer=self.bearer,
                 authenticated=session.user_id is not None,
             )
-        if self.update is not None:
-            headers = merge_headers(headers, self.update, "cache-control", str)
+            self.expires = expires_value(result, session.handle, session.expires_at)
+        if self.update is not None or self.expires is not None:
+            headers = merge_headers(headers, self.update, "cache-control", str, self.expires)
         return self.start(status, headers, exc_info)
 
 

@@ -30,8 +30,9 @@ on the server, and a user's sessions can be listed and revoked. Settings::
 working at once) and keeps the anonymous data, ``logout()`` deletes the record, and
 ``update_session_auth_hash()`` keeps the current session valid under a new token; call
 ``revoke_other_sessions(request)`` after it to end the user's other sessions now.
-``manage.py clearsessions`` purges expired records (add ``django.contrib.sessions`` to
-``INSTALLED_APPS`` for the command).
+``urlpatterns += browser_urls()`` serves ``coatcheck.js`` and its keep-alive (the browser
+side: CSRF header, idle warning, tabs in step). ``manage.py clearsessions`` purges expired
+records (add ``django.contrib.sessions`` to ``INSTALLED_APPS`` for the command).
 
 Moving from another engine: set ``COATCHECK_MIGRATE_FROM =
 "django.contrib.sessions.backends.db"`` (any Django engine path). A cookie that is not a
@@ -54,6 +55,7 @@ write), so Django's expiry only shortens it, and ``set_expiry()`` to a time gone
 
 from __future__ import annotations
 
+from coatcheck.integrations.django.browser import browser_urls
 from coatcheck.integrations.django.conf import configure, get_manager, manager_from_settings
 from coatcheck.integrations.django.middleware import (
     SessionMiddleware,
@@ -73,6 +75,7 @@ __all__ = [
     "SessionStore",
     "StoreUnavailableMiddleware",
     "arevoke_other_sessions",
+    "browser_urls",
     "configure",
     "get_manager",
     "manager_from_settings",

@@ -33,7 +33,7 @@ from coatcheck.core.client import ClientInfo
 from coatcheck.engine.manager import SessionManager
 from coatcheck.errors import CoatcheckError, Throttled
 from coatcheck.http.forwarded import Proxies
-from coatcheck.http.headers import CLEAR_ALL, CLEAR_KEEP_COOKIES
+from coatcheck.http.headers import CLEAR_ALL, CLEAR_KEEP_COOKIES, EXPIRES_HEADER, deadline_value
 from coatcheck.http.refusals import REFUSED, UNAVAILABLE, Refusal, refused
 from coatcheck.integrations.django.conf import get_manager
 from coatcheck.integrations.django.store import AUTH_USER_KEY, SessionStore
@@ -137,7 +137,8 @@ class SessionMiddleware(DjangoSessionMiddleware):
     - ``Cache-Control: no-store`` on a response that sets the session cookie (it carries a
       credential) or belongs to a logged-in session (when the view set no Cache-Control);
     - ``Clear-Site-Data`` after a logout (``clear_site_data``, on by default);
-    - no cookie with a token a concurrent request rotated out (``rotation_interval``).
+    - no cookie with a token a concurrent request rotated out (``rotation_interval``);
+    - ``X-Session-Expires``, the stored session's deadline, when the request opened it.
 
     The client's address is ``REMOTE_ADDR``, or, when that peer is one of
     ``trusted_proxies`` (``COATCHECK_CONFIG``), the nearest untrusted hop of
@@ -197,3 +198,6 @@ def _harden(session: SessionStore, response: HttpResponse, logged_in: bool) -> N
     if session.ended and get_manager().config.clear_site_data:
         kept = morsel is not None and morsel.value != ""  # a new anonymous session (a flash)
         response["Clear-Site-Data"] = CLEAR_KEEP_COOKIES if kept else CLEAR_ALL
+    deadline = session.expires_at if session.accessed else None
+    if deadline is not None:
+        response[EXPIRES_HEADER] = deadline_value(deadline)

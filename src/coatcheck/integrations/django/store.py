@@ -106,6 +106,8 @@ class SessionStore(SessionBase):
         there at the next access means the session ended meanwhile (a logout in another
         request), and the next save() must say so rather than store a new one."""
         self._interrupted = False
+        self.stored_deadline: float | None = None
+        """The deadline this request's commit left in force (None: nothing stored)."""
         self.stale_token = False
         """The session was reached through a token a concurrent request rotated out (its
         grace window): the response must not send that token back as the cookie, or it
@@ -142,6 +144,16 @@ class SessionStore(SessionBase):
         """The session's public handle (safe to show and log); None until it is stored."""
         return self._get_session().handle
 
+    @property
+    def expires_at(self) -> float | None:
+        """The stored session's deadline in force, as far as this request knows it without
+        a store read: the loaded session's, or the one its save left. None when no stored
+        session backs the request, or when the request never opened the session."""
+        session: Session | None = self.__dict__.get("_session_cache")
+        if session is not None:
+            return None if session.is_new else session.expires_at
+        return self.stored_deadline
+
     async def ahandle(self) -> str | None:
         """``handle`` for async code (loading the session may need the store)."""
         return (await self._aget_session()).handle
@@ -161,6 +173,12 @@ class SessionStore(SessionBase):
             return await run_async(self._current())
 
     _session = property(_get_session)
+
+    @property
+    def core(self) -> Session:
+        """The coatcheck ``Session`` inside (loaded on first use), for the code every edge
+        shares (the keep-alive of ``coatcheck.http.browser``, say)."""
+        return self._get_session()
 
     def clear(self) -> None:
         # Django swaps in an empty dict; removing the keys instead makes them a delta.
@@ -315,6 +333,8 @@ class SessionStore(SessionBase):
         result: CommitResult = yield call(manager.commit_sync, manager.commit, session)
         # A committed Session is frozen; the next access reads the stored state afresh.
         del self._session_cache
+        stored = session.handle is not None and not result.clear
+        self.stored_deadline = session.expires_at if stored else None
         # ``modified`` stays as it was, and turns True with a new key, as in Django's
         # backends: a view's own save() (after auth.login, say) leaves it to the
         # middleware to send the key, and that save finds nothing more to write.

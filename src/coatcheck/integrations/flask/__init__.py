@@ -32,9 +32,9 @@ truth for every edge. No ``secret_key`` is needed for sessions (the token is ran
 signed data).
 
 The parts: ``session`` (``FlaskSession``, ``UnavailableSession``), ``session_interface``
-(load and commit), ``csrf``, ``auth`` (the 401 decorators) and ``extension``
-(``init_app``). May import: ``coatcheck.http`` and everything below it, and Flask /
-werkzeug. Never another framework.
+(load and commit), ``csrf``, ``auth`` (the 401 decorators), ``extension`` (``init_app``)
+and ``browser`` (``browser_blueprint``: coatcheck.js and its keep-alive). May import:
+``coatcheck.http`` and everything below it, and Flask / werkzeug. Never another framework.
 """
 
 from coatcheck.integrations.flask.auth import (
@@ -43,6 +43,7 @@ from coatcheck.integrations.flask.auth import (
     require_level,
     require_recent_auth,
 )
+from coatcheck.integrations.flask.browser import browser_blueprint
 from coatcheck.integrations.flask.csrf import CSRFError, csrf_exempt, csrf_token
 from coatcheck.integrations.flask.extension import init_app
 from coatcheck.integrations.flask.session import FlaskSession, UnavailableSession
@@ -60,6 +61,7 @@ __all__ = [
     "CoatcheckSessionInterface",
     "FlaskSession",
     "UnavailableSession",
+    "browser_blueprint",
     "csrf_exempt",
     "csrf_token",
     "current_session",

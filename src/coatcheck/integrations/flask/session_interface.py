@@ -23,7 +23,7 @@ from coatcheck.core.client import ClientInfo
 from coatcheck.engine.manager import CommitResult, SessionManager
 from coatcheck.http.csrf_check import CsrfCheck
 from coatcheck.http.forwarded import Proxies
-from coatcheck.http.headers import merge_headers, session_headers
+from coatcheck.http.headers import expires_value, merge_headers, session_headers
 from coatcheck.http.refusals import REFUSED, UNAVAILABLE, Refusal, refused, refused_at_load
 from coatcheck.http.transport import scan_environ
 from coatcheck.integrations.flask.session import FlaskSession, UnavailableSession
@@ -105,8 +105,11 @@ class CoatcheckSessionInterface(SessionInterface):
             bearer=core.via_bearer,
             authenticated=core.user_id is not None,
         )
-        if update is not None:
-            merged = merge_headers(response.headers.to_wsgi_list(), update, "cache-control", str)
+        expires = expires_value(result, core.handle, core.expires_at)
+        if update is not None or expires is not None:
+            merged = merge_headers(
+                response.headers.to_wsgi_list(), update, "cache-control", str, expires
+            )
             response.headers.clear()
             response.headers.extend(merged)
 
