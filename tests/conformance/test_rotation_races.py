@@ -12,8 +12,12 @@ from coatcheck import SessionConfig, SessionManager
 from coatcheck.core.events import MemorySink
 from coatcheck.core.session import Session
 from coatcheck.engine.manager import CommitResult
-from tests.conformance.conftest import Driver
+from coatcheck.stores import HandleIndex, UserIndex
+from tests.conformance.conftest import Driver, needs
 from tests.support.clock import FakeClock
+
+pytestmark = needs(HandleIndex, UserIndex)
+"""Rotation follows sessions by handle; the revocation race ends them by user."""
 
 CONFIG = SessionConfig(rotation_interval=600, rotation_grace=30)
 

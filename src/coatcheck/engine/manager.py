@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, cast
+from typing import Any
 
 from coatcheck.core import events as ev
 from coatcheck.core import policy, tokens
@@ -36,7 +36,14 @@ from coatcheck.engine.operations import (
 from coatcheck.engine.results import NO_CHANGE, CommitResult, SessionInfo
 from coatcheck.errors import SessionLimitExceeded, Throttled
 from coatcheck.security.throttle import UnknownTokenThrottle
-from coatcheck.stores.base import ClientSideStore, Store
+from coatcheck.stores.base import (
+    AnyStore,
+    ClientSide,
+    HandleIndex,
+    Purgeable,
+    Store,
+    UserIndex,
+)
 
 __all__ = ["NO_CHANGE", "CommitResult", "SessionInfo", "SessionManager"]
 """CommitResult and SessionInfo live in ``results``; they stay importable from here."""
@@ -56,11 +63,19 @@ class SessionManager:
     ``clock`` returns seconds since the epoch (``time.time`` by default); inject a fake
     one to test expiry without sleeping. ``events`` are sinks called with every lifecycle
     event.
+
+    ``store`` meets the core contract of ``coatcheck.stores.base`` (or is ``ClientSide``);
+    what more the manager needs of it, it asks for by type (``Capability.of``). A setting whose
+    ordinary requests need a capability (``rotation_interval``: ``HandleIndex``;
+    ``max_sessions_per_user``: ``UserIndex``) is refused here, when the app starts, with
+    MissingCapability; a method that needs one (``list_user_sessions``, ``revoke``,
+    ``is_active``, ``revoke_user``, ``purge_expired``) is refused when it is called, and
+    everything else still works over that store.
     """
 
     def __init__(
         self,
-        store: Store,
+        store: AnyStore,
         config: SessionConfig | None = None,
         clock: Clock | None = None,
         events: Iterable[EventSink] = (),
@@ -76,16 +91,20 @@ class SessionManager:
             else None
         )
         # How a session travels, chosen once here rather than tested per request: by
-        # default the client holds a token naming a record in ``store`` (the procedures
-        # below). A client-side store (``client_side`` true: CookieStore) carries the
-        # session itself in the cookie; its procedures (``ClientSideSessions``) send their
-        # few store operations to its revocation store instead.
+        # default the client holds a token naming a record in ``store`` (``_records``, the
+        # procedures below). A ``ClientSide`` store (CookieStore) carries the session itself
+        # in the cookie; its procedures (``ClientSideSessions``) send their few store
+        # operations to its revocation store instead, and ``_records`` is None.
         self._client_side: ClientSideSessions | None = None
-        self._op_store: Store = store
-        if getattr(store, "client_side", False):
-            side = ClientSideSessions(self, cast(ClientSideStore, store))
-            self._client_side = side
-            self._op_store = side.revocations or store
+        self._records: Store | None = None
+        if isinstance(store, ClientSide):
+            self._client_side = ClientSideSessions(self, store)
+        else:
+            self._records = store
+        if self.config.max_sessions_per_user is not None:
+            UserIndex.of(store, "max_sessions_per_user")
+        if self.config.rotation_interval is not None and self._records is not None:
+            HandleIndex.of(store, "rotation_interval")
 
     # -- events ------------------------------------------------------------------------
     def emit(
@@ -401,9 +420,10 @@ class SessionManager:
     async def load(self, token: str | None, client: ClientInfo | None = None) -> Session:
         """The session ``token`` names, or a fresh anonymous one (never adopting the
         client's value). One store read at most."""
-        store = self._op_store
-        if self._client_side is not None:
-            return await run_async(self._client_side.load(token, client), store)
+        store = self._records
+        if store is None:
+            side = self._sealed()
+            return await run_async(side.load(token, client), side.revocations)
         now = self.clock()
         key = self._load_key(token, client, now)
         if key is None:
@@ -417,9 +437,10 @@ class SessionManager:
     async def commit(self, session: Session) -> CommitResult:
         """Persist what the request did to ``session`` in as few store calls as the plan
         needs (none for an untouched session between touches)."""
-        store = self._op_store
-        if self._client_side is not None:
-            return await run_async(self._client_side.commit(session), store)
+        store = self._records
+        if store is None:
+            side = self._sealed()
+            return await run_async(side.commit(session), side.revocations)
         plan, now, key = self._plan(session)
         if plan.action is _NOTHING:
             return NO_CHANGE
@@ -429,40 +450,41 @@ class SessionManager:
         return await run_async(self._commit_plan(session, plan, now), store)
 
     async def list_user_sessions(self, user_id: str) -> list[SessionInfo]:
-        records = await self.store.list_user(str(user_id), self.clock())
+        users = UserIndex.of(self.store, "list_user_sessions")
+        records = await users.list_user(str(user_id), self.clock())
         return [SessionInfo.from_record(r) for r in records]
 
     async def revoke(self, handle: str) -> bool:
         """End the session with this handle (e.g. from a "your devices" page)."""
-        record = await self.store.delete_handle(handle)
-        if record is None:
-            return False
-        self.emit(ev.REVOKED, handle=record.handle, user_id=record.user_id)
-        return True
+        record = await HandleIndex.of(self.store, "revoke").delete_handle(handle)
+        return self._revoked(record)
 
     async def revoke_user(self, user_id: str, except_handle: str | None = None) -> int:
         """End all of a user's sessions, optionally keeping the current one."""
-        if self._client_side is not None:
-            steps = self._client_side.revoke_user(str(user_id), except_handle)
-            return await run_async(steps, self._op_store)
-        count = await self.store.delete_user(str(user_id), except_handle)
+        side = self._client_side
+        if side is not None:
+            return await run_async(side.revoke_user(str(user_id), except_handle), side.revocations)
+        users = UserIndex.of(self.store, "revoke_user")
+        count = await users.delete_user(str(user_id), except_handle)
         self.emit(ev.REVOKED, user_id=str(user_id), count=count, kept=except_handle)
         return count
 
     async def purge_expired(self) -> int:
         """Delete expired records in batches; returns how many."""
-        return await self.store.purge_expired(self.clock(), self.config.purge_batch_size)
+        store = Purgeable.of(self.store, "purge_expired")
+        return await store.purge_expired(self.clock(), self.config.purge_batch_size)
 
     async def is_active(self, handle: str) -> bool:
         """Cheap re-check for long-lived connections: is this session still live?"""
-        record = await self.store.get_by_handle(handle)
+        record = await HandleIndex.of(self.store, "is_active").get_by_handle(handle)
         return policy.check(record, self.clock()) is policy.Verdict.VALID
 
     # -- sync API (WSGI and friends): same procedures, sync driver ------------------------
     def load_sync(self, token: str | None, client: ClientInfo | None = None) -> Session:
-        store = self._op_store
-        if self._client_side is not None:
-            return run_sync(self._client_side.load(token, client), store)
+        store = self._records
+        if store is None:
+            side = self._sealed()
+            return run_sync(side.load(token, client), side.revocations)
         now = self.clock()
         key = self._load_key(token, client, now)
         if key is None:
@@ -474,9 +496,10 @@ class SessionManager:
         return run_sync(self._load_found(record, now, client), store)
 
     def commit_sync(self, session: Session) -> CommitResult:
-        store = self._op_store
-        if self._client_side is not None:
-            return run_sync(self._client_side.commit(session), store)
+        store = self._records
+        if store is None:
+            side = self._sealed()
+            return run_sync(side.commit(session), side.revocations)
         plan, now, key = self._plan(session)
         if plan.action is _NOTHING:
             return NO_CHANGE
@@ -486,30 +509,42 @@ class SessionManager:
         return run_sync(self._commit_plan(session, plan, now), store)
 
     def list_user_sessions_sync(self, user_id: str) -> list[SessionInfo]:
-        records = self.store.list_user_sync(str(user_id), self.clock())
+        users = UserIndex.of(self.store, "list_user_sessions")
+        records = users.list_user_sync(str(user_id), self.clock())
         return [SessionInfo.from_record(r) for r in records]
 
     def revoke_sync(self, handle: str) -> bool:
-        record = self.store.delete_handle_sync(handle)
-        if record is None:
-            return False
-        self.emit(ev.REVOKED, handle=record.handle, user_id=record.user_id)
-        return True
+        return self._revoked(HandleIndex.of(self.store, "revoke").delete_handle_sync(handle))
 
     def revoke_user_sync(self, user_id: str, except_handle: str | None = None) -> int:
-        if self._client_side is not None:
-            steps = self._client_side.revoke_user(str(user_id), except_handle)
-            return run_sync(steps, self._op_store)
-        count = self.store.delete_user_sync(str(user_id), except_handle)
+        side = self._client_side
+        if side is not None:
+            return run_sync(side.revoke_user(str(user_id), except_handle), side.revocations)
+        count = UserIndex.of(self.store, "revoke_user").delete_user_sync(
+            str(user_id), except_handle
+        )
         self.emit(ev.REVOKED, user_id=str(user_id), count=count, kept=except_handle)
         return count
 
     def purge_expired_sync(self) -> int:
-        return self.store.purge_expired_sync(self.clock(), self.config.purge_batch_size)
+        store = Purgeable.of(self.store, "purge_expired")
+        return store.purge_expired_sync(self.clock(), self.config.purge_batch_size)
 
     def is_active_sync(self, handle: str) -> bool:
-        record = self.store.get_by_handle_sync(handle)
+        record = HandleIndex.of(self.store, "is_active").get_by_handle_sync(handle)
         return policy.check(record, self.clock()) is policy.Verdict.VALID
+
+    # -- helpers of the API ----------------------------------------------------------------
+    def _sealed(self) -> ClientSideSessions:
+        side = self._client_side
+        assert side is not None  # (``_records`` is None only for a ClientSide store)
+        return side
+
+    def _revoked(self, record: SessionRecord | None) -> bool:
+        if record is None:
+            return False
+        self.emit(ev.REVOKED, handle=record.handle, user_id=record.user_id)
+        return True
 
 
 Ran = tuple[CommitResult, bool]

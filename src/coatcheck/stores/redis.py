@@ -105,7 +105,14 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError, R
 
 from coatcheck.core.record import PATCHABLE_FIELDS, Patch, SessionRecord
 from coatcheck.errors import StoreUnavailable
-from coatcheck.stores.base import ProcedureStore, process_id
+from coatcheck.stores.base import (
+    ProcedureCountable,
+    ProcedureHandleIndex,
+    ProcedurePurgeable,
+    ProcedureUserIndex,
+    Statistics,
+    process_id,
+)
 
 __all__ = ["DEFAULT_PREFIX", "RedisOptions", "RedisStore", "from_url"]
 
@@ -1170,7 +1177,9 @@ def _next_pending(pending: list[tuple[Any, int]], cursor: int) -> list[tuple[Any
 
 
 # -- the store ---------------------------------------------------------------------------
-class RedisStore(ProcedureStore):
+class RedisStore(
+    ProcedureHandleIndex, ProcedureUserIndex, ProcedurePurgeable, ProcedureCountable, Statistics
+):
     """Sessions in Redis (see the module docstring for the layout and its guarantees).
 
     Build it from a URL (``RedisStore.from_url("redis://localhost:6379/0")``) or from

@@ -32,6 +32,7 @@ from coatcheck.core.session import Session
 from coatcheck.engine.results import CommitResult
 from coatcheck.integrations.django.conf import get_manager, migrate_from
 from coatcheck.integrations.django.steps import Steps, call, run_async, run_sync
+from coatcheck.stores.base import ClientSide, Store
 
 AUTH_USER_KEY = "_auth_user_id"
 """``django.contrib.auth.SESSION_KEY``: whose session this is. Mirrored into the record's
@@ -53,7 +54,7 @@ class _Sealer(Protocol):
 def _client_side() -> bool:
     """True when the store keeps sessions in the cookie itself (``cookie://``): the token
     is then the sealed session, and nothing on the server is filed under it."""
-    return bool(getattr(get_manager().store, "client_side", False))
+    return isinstance(get_manager().store, ClientSide)
 
 
 def _is_ours(key: str) -> bool:
@@ -234,7 +235,7 @@ class SessionStore(SessionBase):
         if _client_side():
             session: Session = yield call(manager.load_sync, manager.load, session_key, None)
             return not session.is_new
-        store = manager.store
+        store = cast(Store, manager.store)
         record = yield call(store.get_sync, store.get, tokens.storage_key(session_key))
         return policy.check(record, manager.clock()) is policy.Verdict.VALID
 
@@ -299,7 +300,8 @@ class SessionStore(SessionBase):
             token = cast(_Sealer, manager.store).seal(record)
         else:
             record.key = tokens.storage_key(token)
-            yield call(manager.store.create_sync, manager.store.create, record)
+            store = cast(Store, manager.store)
+            yield call(store.create_sync, store.create, record)
         manager.emit(events.CREATED, handle=record.handle, user_id=record.user_id)
         self._session_key = token
         self._session_cache = Session(record, now=now, client=self.client)
@@ -309,7 +311,7 @@ class SessionStore(SessionBase):
         key = self.session_key if session_key is None else session_key
         if key is None or not _is_ours(key) or _client_side():
             return  # a cookie session has no record to delete; flush() revokes it
-        store = get_manager().store
+        store = cast(Store, get_manager().store)
         yield call(store.delete_sync, store.delete, tokens.storage_key(key))
 
     def _cycle_key(self) -> Steps[None]:
