@@ -86,11 +86,12 @@ async def test_a_write_racing_a_rotation_lands_on_the_live_session(store: Driver
 async def test_a_plain_write_racing_a_rotation_is_not_lost(store: Driver) -> None:
     paths = Paths(store)
     old = await paths.logged_in()
-    paths.clock.advance(601)
+    paths.clock.advance(599)
+    b = await paths.load(old)  # just before the rotation is due
+    assert not b.intents.rotate
+    paths.clock.advance(2)
     a = await paths.load(old)
-    paths.clock.advance(1)
-    b = await paths.load(old)
-    b._rotate = False  # as if B's load came just before the rotation was due
+    assert a.intents.rotate
     b["coupon"] = "WINTER"
     rotated = await paths.commit(a)
     assert rotated.token is not None

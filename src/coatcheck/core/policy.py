@@ -3,6 +3,8 @@
 ``check`` says whether a stored record may be used now; ``plan_commit`` turns what a
 handler did to a Session into one Plan. The async and the sync paths both call these, so
 every rule about sessions is written exactly once, and each can be tested as plain data.
+What a plan is made of is the Session's public engine side: ``pending``, ``intents``, the
+data delta (``changed_keys()``, ``removed_keys``) and ``data_view``.
 """
 
 from __future__ import annotations
@@ -143,7 +145,7 @@ def data_size(session: Session, encoded: dict[str, str] | None = None) -> int:
     instead of encoding the whole session a second time on every write: the common
     one-key session (a counter, a user's cart) then costs no extra encoding at all.
     """
-    data = session._data
+    data = session.data_view
     if encoded is not None and len(encoded) == len(data) and data:
         size = 2 * len(data) + 1  # braces, a colon per item, commas between them
         for key, text in encoded.items():
@@ -189,22 +191,24 @@ _NO_KEYS: frozenset[str] = frozenset()
 
 def new_record(session: Session, config: SessionConfig, now: float, handle: str) -> SessionRecord:
     """A record holding the session's whole state, created at ``now`` (key left empty)."""
-    encoded = {key: encode_value(key, value) for key, value in session._data.items()}
+    data = session.data_view
+    encoded = {key: encode_value(key, value) for key, value in data.items()}
     check_size(session, config, encoded)  # fails at commit, naming the key, before this
-    remember = session._remember
+    remember = session.remember
     absolute_at = absolute_deadline(config, now=now, remember=remember)
-    client = session._client if config.record_client else None
+    client = session.client if config.record_client else None
+    user_id = session.user_id
     return SessionRecord(
         key="",
         handle=handle,
-        data=dict(session._data),
-        meta=dict(session._meta) if session._meta else {},
+        data=dict(data),
+        meta=session.meta,
         created_at=now,
         last_seen_at=now,
         expires_at=deadline(config, now=now, absolute_at=absolute_at, remember=remember),
         absolute_at=absolute_at,
-        user_id=session._user_id,
-        auth_at=now if session._user_id is not None else None,
+        user_id=user_id,
+        auth_at=now if user_id is not None else None,
         remember=remember,
         user_agent=client.user_agent if client else None,
         ip=client.ip if client else None,
@@ -239,38 +243,31 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
     changed                                 UPDATE the delta; else TOUCH as above
     ======================================  ============================================
     """
-    record = session._record
+    record = session.record
     if record is None:
         return _plan_new(session, config, now, new_handle)
-    if session._logout:
-        return _plan_logout(session, config, now, new_handle)
-    if not (
-        session._set
-        or session._removed
-        or session._snapshots
-        or session._meta_dirty
-        or session._login
-        or session._regenerate
-        or session._rotate
-    ):
+    if not session.pending:
         # Untouched by the handler (most requests): at most a touch of the deadline.
         if now - record.last_seen_at >= config.effective_touch_interval:
             touched = _touch_fields(record, config, now)
             guard = _guard(record, config)
             return Plan(_TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, touched, guard))
         return NOTHING
+    intents = session.intents
+    if intents.logout:
+        return _plan_logout(session, config, now, new_handle)
     set_json, set_items, removed = _data_delta(session, config)
-    if session._login and record.user_id is not None and record.user_id != session._user_id:
+    if intents.login and record.user_id is not None and record.user_id != session.user_id:
         # Another user logs in on this device: a new session (new handle, fresh data), so
         # nothing of the previous user's session, not even its public handle, carries over.
         return _plan_new(session, config, now, new_handle, Action.REPLACE)
-    if session._regenerate or session._rotate:
+    if intents.regenerate or intents.rotate:
         delta = Patch(set_json, set_items, removed)
         return _plan_rename(session, record, config, now, delta)
     fields = _touch_fields(record, config, now)
-    if set_json or removed or session._meta_dirty:
-        if session._meta_dirty:
-            fields["meta"] = dict(session._meta or {})
+    if set_json or removed or intents.meta_changed:
+        if intents.meta_changed:
+            fields["meta"] = session.meta
         guard = _guard(record, config)
         return Plan(_UPDATE, _NO_COOKIE, Patch(set_json, set_items, removed, fields, guard))
     if now - record.last_seen_at >= config.effective_touch_interval:
@@ -287,11 +284,12 @@ def _plan_new(
 ) -> Plan:
     """A whole new record: the first store of a session (CREATE), or one replacing the
     previous user's (REPLACE). A session that holds nothing is not stored."""
+    intents = session.intents
     if (
         action is Action.CREATE
-        and not session._data
-        and not session._login
-        and not session._meta_dirty
+        and not session.data_view
+        and not intents.login
+        and not intents.meta_changed
     ):
         return NOTHING
     new = new_record(session, config, now, new_handle)
@@ -300,13 +298,13 @@ def _plan_new(
         CookieAction.SET,
         record=new,
         max_age=cookie_max_age(new.remember, new.absolute_at, now),
-        events=_CREATED_LOGIN if session._login else _CREATED,
+        events=_CREATED_LOGIN if intents.login else _CREATED,
     )
 
 
 def _plan_logout(session: Session, config: SessionConfig, now: float, new_handle: str) -> Plan:
     """Logout ends the record; data written after it starts a new, anonymous one."""
-    if session._data:
+    if session.data_view:
         new = new_record(session, config, now, new_handle)
         return Plan(Action.REPLACE, CookieAction.SET, record=new, events=(ev.LOGOUT, ev.CREATED))
     return Plan(Action.DELETE, CookieAction.CLEAR, events=(ev.LOGOUT,))
@@ -317,15 +315,15 @@ def _data_delta(
 ) -> tuple[dict[str, str], dict[str, Any], frozenset[str]]:
     """The keys the handler set (or changed in place), encoded and size-checked, and the
     keys it removed."""
-    changed = session._changed_keys() if session._snapshots else session._set
-    data = session._data
+    data = session.data_view
     set_json: dict[str, str] = {}
     set_items: dict[str, Any] = {}
-    for key in changed:
+    for key in session.changed_keys():
         value = data[key]
         set_json[key] = encode_value(key, value)
         set_items[key] = value
-    removed = frozenset(session._removed) if session._removed else _NO_KEYS
+    gone = session.removed_keys
+    removed = frozenset(gone) if gone else _NO_KEYS
     if set_json:
         check_size(session, config, set_json)
     return set_json, set_items, removed
@@ -339,21 +337,22 @@ def _plan_rename(
     meta = session.meta
     meta[ROTATED_AT_KEY] = now
     fields: dict[str, Any] = {"last_seen_at": now, "meta": meta}
-    remember = session._remember
+    remember = session.remember
     absolute_at = record.absolute_at
     names: tuple[str, ...] = (ev.REGENERATED,)
-    if session._login:
+    intents = session.intents
+    if intents.login:
         absolute_at = absolute_deadline(config, now=now, remember=remember)
         fields.update(
-            user_id=session._user_id, auth_at=now, absolute_at=absolute_at, remember=remember
+            user_id=session.user_id, auth_at=now, absolute_at=absolute_at, remember=remember
         )
-        client = session._client if config.record_client else None
+        client = session.client if config.record_client else None
         if client is not None:
             fields.update(user_agent=client.user_agent, ip=client.ip)
         names = (ev.LOGIN,)
     fields["expires_at"] = deadline(config, now=now, absolute_at=absolute_at, remember=remember)
     patch = Patch(delta.set_json, delta.set_items, delta.removed, fields, _guard(record, config))
-    periodic = not session._regenerate
+    periodic = not intents.regenerate
     return Plan(
         Action.RENAME,
         CookieAction.SET,

@@ -1,12 +1,19 @@
 """What an application sees: ``Session``, a mapping of JSON values that records what the
 handler changed and which intents (login, logout, regenerate) it stated, so that commit can
 send a delta instead of a snapshot and make no I/O decisions of its own.
+
+What the engine reads of it is public and read-only: ``pending`` (is there anything for
+a commit to look at?), ``intents`` (an ``Intents`` value), ``changed_keys()`` and
+``removed_keys`` (the data delta), ``data_view``, ``record`` and ``client``. Its few
+writes go through the methods under "engine side" (``schedule_rotation``, ``stored``,
+``stored_deadline``). Nothing outside this module touches a private field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
-from typing import Any
+from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Set as AbstractSet
+from typing import Any, NamedTuple
 
 from coatcheck.core import csrf_secret
 from coatcheck.core.client import ClientInfo
@@ -17,6 +24,29 @@ from coatcheck.core.record import (
     encode_value,
 )
 from coatcheck.errors import SessionCommittedError, SessionDataError
+
+
+class Intents(NamedTuple):
+    """What a request asked of its commit beyond its data writes: the value ``policy``
+    plans from, together with the data delta (``Session.changed_keys()``,
+    ``Session.removed_keys``). Immutable: each intent a handler states gives its Session a
+    new value, so a plan can never see one half-changed.
+
+    ``login``: ``login()`` was called; its target is the session's ``user_id``,
+    ``remember`` and ``auth_level``. ``logout``: ``logout()`` was called. ``regenerate``: a
+    new token at commit (``regenerate()``, and every login). ``rotate``: the engine found the
+    periodic rotation due at load. ``meta_changed``: engine metadata (``set_meta``) to write.
+    """
+
+    login: bool = False
+    logout: bool = False
+    regenerate: bool = False
+    rotate: bool = False
+    meta_changed: bool = False
+
+
+NO_INTENTS = Intents()
+"""Every session's intents until its handler states one (most never do)."""
 
 
 class Session(MutableMapping[str, Any]):
@@ -34,19 +64,16 @@ class Session(MutableMapping[str, Any]):
         "_data",
         "_expires_at",
         "_handle",
-        "_login",
-        "_logout",
+        "_intents",
         "_meta",
-        "_meta_dirty",
         "_now",
         "_record",
-        "_regenerate",
         "_remember",
         "_removed",
-        "_rotate",
         "_set",
         "_snapshots",
         "_user_id",
+        "pending",
         "via_bearer",
     )
 
@@ -82,8 +109,12 @@ class Session(MutableMapping[str, Any]):
         self._client = client
         self._now = now
         self._meta: dict[str, Any] | None = None
-        self._login = self._logout = self._regenerate = self._rotate = False
-        self._committed = self._meta_dirty = False
+        self._intents = NO_INTENTS
+        self._committed = self.pending = False
+        """``pending``: False until anything happens that a commit must look at (a write,
+        a removal, a list or dict read that may be changed in place, engine metadata, an
+        intent). Read-only outside this class; a plain attribute, not a property, because
+        the untouched request (most requests) reads it and nothing else."""
         self.via_bearer = False
         """Set by the edge that loaded the session: the token came in ``Authorization:
         Bearer`` (or the client asked for bearer transport), so new tokens go back in a
@@ -112,6 +143,7 @@ class Session(MutableMapping[str, Any]):
         whether the handler changed it in place."""
         if not self._committed and key not in self._snapshots and key not in self._set:
             self._snapshots[key] = encode_value(key, value)
+            self.pending = True
 
     def __setitem__(self, key: str, value: Any) -> None:
         if self._committed:
@@ -121,6 +153,7 @@ class Session(MutableMapping[str, Any]):
         self._data[key] = value
         self._set.add(key)
         self._removed.discard(key)
+        self.pending = True
 
     def __delitem__(self, key: str) -> None:
         self._check_open()
@@ -128,6 +161,7 @@ class Session(MutableMapping[str, Any]):
         self._set.discard(key)
         self._snapshots.pop(key, None)
         self._removed.add(key)
+        self.pending = True
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
@@ -203,7 +237,7 @@ class Session(MutableMapping[str, Any]):
             self._meta = dict(self._record.meta) if self._record is not None else {}
         encode_value(f"meta:{key}", value)
         self._meta[key] = value
-        self._meta_dirty = True
+        self._state(self._intents._replace(meta_changed=True))
 
     def csrf_token(self) -> str:
         """A CSRF token for a form field or header, masked afresh at every call (see
@@ -232,15 +266,22 @@ class Session(MutableMapping[str, Any]):
         self._user_id = uid
         self._remember = remember
         self._auth_at = self._now
-        self._login = True
-        self._logout = False
-        self._regenerate = True
         if self._meta is None:
             self._meta = dict(self._record.meta) if self._record is not None else {}
         self._meta.pop(REAUTH_KEY, None)
         self._meta.pop(csrf_secret.SECRET_KEY, None)  # tokens rendered before login stop working
         self._meta[LEVEL_KEY] = int(level)
-        self._meta_dirty = True
+        self._state(Intents(True, False, True, self._intents.rotate, True))
+
+    def set_remember(self, remember: bool) -> None:
+        """Change whether the login stated in this request is remembered (a persistent
+        cookie, no idle timeout) without stating the login again, which would reset the
+        level and the CSRF secret it set. Only a login issues a persistent cookie, so
+        without a pending ``login()`` this raises RuntimeError."""
+        self._check_open()
+        if not self._intents.login:
+            raise RuntimeError("set_remember() changes a pending login(); use login(remember=)")
+        self._remember = bool(remember)
 
     def reauthenticate(self, *, level: int | None = None) -> None:
         """Record a fresh authentication of the current user (step-up before a sensitive
@@ -288,18 +329,71 @@ class Session(MutableMapping[str, Any]):
         self._user_id = None
         self._remember = False
         self._auth_at = None
-        self._login = False
-        self._regenerate = False
-        self._logout = True
         self._meta = {}
-        self._meta_dirty = False
+        self._state(Intents(False, True, False, self._intents.rotate, False))
 
     def regenerate(self) -> None:
         """Issue a new token for the same session at commit (privilege change)."""
         self._check_open()
-        self._regenerate = True
+        self._state(self._intents._replace(regenerate=True))
 
-    # -- engine side ---------------------------------------------------------------------
+    def _state(self, intents: Intents) -> None:
+        self._intents = intents
+        self.pending = True
+
+    # -- engine side: what commit reads --------------------------------------------------
+    @property
+    def intents(self) -> Intents:
+        """What the handler (and the engine, at load) asked of the coming commit."""
+        return self._intents
+
+    @property
+    def record(self) -> SessionRecord | None:
+        """The stored record this session was loaded from; None for a new session."""
+        return self._record
+
+    @property
+    def client(self) -> ClientInfo | None:
+        """The device of this request, as the edge described it (or None)."""
+        return self._client
+
+    @property
+    def data_view(self) -> Mapping[str, Any]:
+        """The data as a read-only mapping that records nothing: for the engine, which
+        encodes values without reading them "for change". An application reads the
+        session itself, which notices in-place changes of what it hands out."""
+        return self._data
+
+    def changed_keys(self) -> AbstractSet[str]:
+        """Keys a commit writes: set by the handler, or changed in place since read."""
+        if not self._snapshots:
+            return self._set
+        changed = set(self._set)
+        changed.update(self._mutated_keys())
+        return changed
+
+    @property
+    def removed_keys(self) -> AbstractSet[str]:
+        """Keys a commit removes."""
+        return self._removed
+
+    # -- engine side: what commit writes -------------------------------------------------
+    def schedule_rotation(self) -> None:
+        """The periodic token rotation is due: the commit renames the record (the old
+        token keeps working for ``rotation_grace``). Called by the engine at load."""
+        self._state(self._intents._replace(rotate=True))
+
+    def stored(self, record: SessionRecord) -> None:
+        """The commit stored ``record`` for this session (a new one, or the login's):
+        its handle, deadline and login time are the session's from now on."""
+        self._handle = record.handle
+        self._expires_at = record.expires_at
+        self._auth_at = record.auth_at
+
+    def stored_deadline(self, expires_at: float | None) -> None:
+        """The commit moved the session's deadline to ``expires_at``."""
+        self._expires_at = expires_at
+
     @property
     def committed(self) -> bool:
         """True once the session was committed (or closed): any later change raises
@@ -327,10 +421,4 @@ class Session(MutableMapping[str, Any]):
                 continue
             if encode_value(key, self._data[key]) != snapshot:
                 changed.append(key)
-        return changed
-
-    def _changed_keys(self) -> set[str]:
-        """Keys to write at commit: explicitly set plus mutated in place."""
-        changed = set(self._set)
-        changed.update(self._mutated_keys())
         return changed

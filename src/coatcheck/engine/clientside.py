@@ -166,7 +166,7 @@ class ClientSideSessions:
         now = manager.clock()
         plan = policy.plan_commit(session, manager.config, now, tokens.new_handle())
         session.close()
-        old = session._record
+        old = session.record
         action = plan.action
         if action is Action.NOTHING:
             return NO_CHANGE
@@ -181,9 +181,7 @@ class ClientSideSessions:
                 new = dataclasses.replace(old, data=dict(old.data))
                 plan.patch.apply_to(new)
             value = self._seal(new)
-            session._handle = new.handle
-            session._expires_at = new.expires_at
-            session._auth_at = new.auth_at
+            session.stored(new)
             # Every re-seal is delivered, so a remember-me cookie must stay persistent.
             result = CommitResult(
                 token=value, max_age=policy.cookie_max_age(new.remember, new.absolute_at, now)
@@ -204,7 +202,7 @@ class ClientSideSessions:
             if name == ev.LOGOUT and old is not None:
                 manager.emit(name, handle=old.handle, user_id=old.user_id)
             else:
-                manager.emit(name, handle=session._handle, user_id=session._user_id)
+                manager.emit(name, handle=session.handle, user_id=session.user_id)
         return result
 
     def revoke_user(self, user_id: str, except_handle: str | None) -> Steps[int]:

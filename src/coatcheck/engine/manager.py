@@ -190,7 +190,7 @@ class SessionManager:
         session = Session(record, now, client)
         config = self.config
         if config.rotation_interval is not None and policy.rotation_due(record, now, config):
-            session._rotate = True
+            session.schedule_rotation()
         return session
 
     def _admit(
@@ -245,11 +245,11 @@ class SessionManager:
         assert plan.patch is not None
         if not applied:
             # Revoked or purged while this request ran: never resurrect it.
-            record = session._record
+            record = session.record
             assert record is not None
             self.emit(ev.EXPIRED, handle=record.handle, user_id=record.user_id, reason="gone")
             return CommitResult(clear=True)
-        session._expires_at = plan.patch.fields.get("expires_at", session._expires_at)
+        session.stored_deadline(plan.patch.fields.get("expires_at", session.expires_at))
         return NO_CHANGE
 
     def _plan(self, session: Session) -> tuple[Plan, float, str | None]:
@@ -261,10 +261,12 @@ class SessionManager:
         plan = policy.plan_commit(session, self.config, now)
         session.close()
         action = plan.action
-        if (action is _TOUCH or action is _UPDATE) and not plan.events and not session._login:
-            assert session._record is not None and plan.patch is not None
+        if (action is _TOUCH or action is _UPDATE) and not plan.events:
+            # (A login always plans its event, so no login takes this path.)
+            record = session.record
+            assert record is not None and plan.patch is not None
             if plan.patch.expect_handle is None:  # (with rotation on, ``_moved`` may follow)
-                return plan, now, session._record.key
+                return plan, now, record.key
         return plan, now, None
 
     def _commit_plan(self, session: Session, plan: Plan, now: float) -> Steps[CommitResult]:
@@ -281,21 +283,22 @@ class SessionManager:
         result, took_place = yield from _RUNNERS[action](self, session, plan, now)
         if not took_place:
             return result
-        record = session._record
+        record = session.record
         for name in plan.events:
             if name == ev.LOGOUT and record is not None:
                 self.emit(name, handle=record.handle, user_id=record.user_id)
             else:
-                self.emit(name, handle=session._handle, user_id=session._user_id)
+                self.emit(name, handle=session.handle, user_id=session.user_id)
         limit = self.config.max_sessions_per_user
-        if limit is not None and session._login and session._user_id is not None:
-            yield from self._evict_over_limit(session._user_id, session._handle, limit, now)
+        user_id = session.user_id
+        if limit is not None and session.intents.login and user_id is not None:
+            yield from self._evict_over_limit(user_id, session.handle, limit, now)
         return result
 
     def _run_patch(self, session: Session, plan: Plan, now: float) -> Steps[Ran]:
         """TOUCH, UPDATE: apply the delta to the loaded record, or to where a concurrent
         rotation moved it."""
-        record = session._record
+        record = session.record
         assert record is not None and plan.patch is not None
         applied = yield Apply(record.key, plan.patch)
         if not applied and plan.patch.expect_handle is not None:
@@ -306,7 +309,7 @@ class SessionManager:
 
     def _run_rename(self, session: Session, plan: Plan, now: float) -> Steps[Ran]:
         """RENAME: move the record to a new token (regenerate, login, periodic rotation)."""
-        record = session._record
+        record = session.record
         assert record is not None and plan.patch is not None
         token = tokens.new_token()
         key = tokens.storage_key(token)
@@ -315,14 +318,14 @@ class SessionManager:
         renamed = yield Rename(record.key, key, plan.patch)
         if not renamed and plan.patch.expect_handle is not None:
             live = yield from self._moved(record, now)
-            if live is not None and plan.rotation and not session._login:
+            if live is not None and plan.rotation and not session.intents.login:
                 # A concurrent request rotated the token first: keep its token (the
                 # client gets it from that response) and apply this request's changes.
                 return self._applied(session, plan, (yield Apply(live.key, plan.patch))), False
             if live is not None:  # a login or regenerate() still moves it to a new token
                 renamed = yield Rename(live.key, key, plan.patch)
         if not renamed:
-            if not session._login:
+            if not session.intents.login:
                 # Revoked meanwhile (logout elsewhere, "sign out other devices", theft
                 # detection): a rotation or regenerate() must not bring it back.
                 return self._applied(session, plan, False), False
@@ -330,10 +333,10 @@ class SessionManager:
             fresh = policy.new_record(session, self.config, now, tokens.new_handle())
             fresh.key = key
             yield Create(fresh)
-            session._handle = fresh.handle
+            session.stored(fresh)
         elif plan.rotation and self.config.rotation_grace > 0:
             yield Create(policy.rotation_marker(record, now, self.config, tokens.new_handle()))
-        session._expires_at = plan.patch.fields.get("expires_at")
+        session.stored_deadline(plan.patch.fields.get("expires_at"))
         return CommitResult(token=token, max_age=plan.max_age), True
 
     def _run_create(self, session: Session, plan: Plan, now: float) -> Steps[Ran]:
@@ -342,24 +345,24 @@ class SessionManager:
         if self._limit_denies(session):  # before anything is deleted: a refusal keeps all
             yield from self._deny_over_limit(session, now)
         replace = plan.action is Action.REPLACE
+        loaded = session.record
         if replace:
-            assert session._record is not None
-            yield from self._end(session._record)
+            assert loaded is not None
+            yield from self._end(loaded)
         token = tokens.new_token()
         new = plan.record
         new.key = tokens.storage_key(token)
         new.handle = tokens.new_handle()  # minted only now: most commits create nothing
         yield Create(new)
-        session._handle = new.handle
-        session._expires_at = new.expires_at
-        session._auth_at = new.auth_at
+        session.stored(new)
         ended = replace and ev.LOGOUT in plan.events
         return CommitResult(token=token, max_age=plan.max_age, ended=ended), True
 
     def _run_delete(self, session: Session, plan: Plan, now: float) -> Steps[Ran]:
         """DELETE: end the loaded record (logout)."""
-        assert session._record is not None
-        yield from self._end(session._record)
+        record = session.record
+        assert record is not None
+        yield from self._end(record)
         return CommitResult(clear=True, ended=True), True
 
     def _moved(self, record: SessionRecord, now: float) -> Steps[SessionRecord | None]:
@@ -387,19 +390,20 @@ class SessionManager:
 
     def _limit_denies(self, session: Session) -> bool:
         return (
-            session._login
-            and session._user_id is not None
+            session.intents.login
+            and session.user_id is not None
             and self.config.max_sessions_per_user is not None
             and self.config.session_limit_action == "deny"
         )
 
     def _deny_over_limit(self, session: Session, now: float) -> Steps[None]:
         """Refuse a login that would exceed ``max_sessions_per_user`` (deny mode)."""
-        assert session._user_id is not None and self.config.max_sessions_per_user is not None
-        live = yield ListUser(session._user_id, now)
-        others = [r for r in live if r.handle != session._handle]
+        user_id = session.user_id
+        assert user_id is not None and self.config.max_sessions_per_user is not None
+        live = yield ListUser(user_id, now)
+        others = [r for r in live if r.handle != session.handle]
         if len(others) >= self.config.max_sessions_per_user:
-            self.emit(ev.LIMIT_REACHED, user_id=session._user_id, active=len(others))
+            self.emit(ev.LIMIT_REACHED, user_id=user_id, active=len(others))
             raise SessionLimitExceeded(
                 f"user already has {len(others)} active sessions "
                 f"(max_sessions_per_user={self.config.max_sessions_per_user})"
