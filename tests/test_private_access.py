@@ -19,11 +19,12 @@ from tests.support.clock import FakeClock
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "coatcheck"
 READERS = ["core/policy.py", "engine/manager.py", "engine/clientside.py"]
-PRIVATE = {name for name in Session.__slots__ if name.startswith("_")}
+PRIVATE = {name for name in vars(Session) if name.startswith("_") and not name.startswith("__")}
+"""Session's private fields, properties and methods."""
 
 
 def private_accesses(source: str) -> list[str]:
-    """Every ``session._x`` (and ``<anything but self>._x`` for a private field of
+    """Every ``session._x`` (and ``<anything but self>._x`` for a private name of
     Session, whatever the variable is called), as ``line: expression``."""
     found: list[tuple[int, str]] = []
     for node in ast.walk(ast.parse(source)):

@@ -6,14 +6,15 @@ What the engine reads of it is public and read-only: ``pending`` (is there anyth
 a commit to look at?), ``intents`` (an ``Intents`` value), ``changed_keys()`` and
 ``removed_keys`` (the data delta), ``data_view``, ``record`` and ``client``. Its few
 writes go through the methods under "engine side" (``schedule_rotation``, ``stored``,
-``stored_deadline``). Nothing outside this module touches a private field.
+``stored_deadline``). Policy and the engine touch no private field of it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping, MutableMapping
 from collections.abc import Set as AbstractSet
-from typing import Any, NamedTuple
+from typing import Any
 
 from coatcheck.core import csrf_secret
 from coatcheck.core.client import ClientInfo
@@ -26,11 +27,14 @@ from coatcheck.core.record import (
 from coatcheck.errors import SessionCommittedError, SessionDataError
 
 
-class Intents(NamedTuple):
+@dataclasses.dataclass(frozen=True, slots=True)
+class Intents:
     """What a request asked of its commit beyond its data writes: the value ``policy``
     plans from, together with the data delta (``Session.changed_keys()``,
     ``Session.removed_keys``). Immutable: each intent a handler states gives its Session a
-    new value, so a plan can never see one half-changed.
+    new value, so a plan can never see one half-changed. (A frozen slotted dataclass, not a
+    NamedTuple: reading a slot is a fraction of the cost of a tuple field, and policy reads
+    several on every writing request.)
 
     ``login``: ``login()`` was called; its target is the session's ``user_id``,
     ``remember`` and ``auth_level``. ``logout``: ``logout()`` was called. ``regenerate``: a
@@ -64,18 +68,33 @@ class Session(MutableMapping[str, Any]):
         "_data",
         "_expires_at",
         "_handle",
-        "_intents",
         "_meta",
         "_now",
-        "_record",
         "_remember",
         "_removed",
         "_set",
         "_snapshots",
         "_user_id",
+        "data_view",
+        "intents",
         "pending",
+        "record",
+        "removed_keys",
         "via_bearer",
     )
+
+    record: SessionRecord | None
+    """The stored record this session was loaded from; None for a new session. Read-only
+    (a plain attribute, as ``pending`` and ``intents``: commit reads them every time)."""
+    intents: Intents
+    """What the handler (and the engine, at load) asked of the coming commit. Read-only:
+    the Session's intent methods give it a new value."""
+    data_view: Mapping[str, Any]
+    """The data as a read-only mapping that records nothing: for the engine, which encodes
+    values without reading them "for change". An application reads the session itself,
+    which notices in-place changes of what it hands out."""
+    removed_keys: AbstractSet[str]
+    """Keys a commit removes (read-only)."""
 
     def __init__(
         self,
@@ -88,7 +107,7 @@ class Session(MutableMapping[str, Any]):
         # ``now`` and ``client`` may be passed by position: the engine builds a Session on
         # every request, and a class called with keywords pays for a keyword dict.
         # Built on every request: one test of ``record``, no work deferred to properties.
-        self._record = record
+        self.record = record
         if record is not None:
             self._data: dict[str, Any] = dict(record.data)
             self._user_id = record.user_id
@@ -103,13 +122,15 @@ class Session(MutableMapping[str, Any]):
             self._auth_at = None
             self._handle = handle
             self._expires_at = None
+        self.data_view = self._data  # the same dict, typed read-only, read without a call
         self._set: set[str] = set()
         self._removed: set[str] = set()
+        self.removed_keys = self._removed
         self._snapshots: dict[str, str] = {}
         self._client = client
         self._now = now
         self._meta: dict[str, Any] | None = None
-        self._intents = NO_INTENTS
+        self.intents = NO_INTENTS
         self._committed = self.pending = False
         """``pending``: False until anything happens that a commit must look at (a write,
         a removal, a list or dict read that may be changed in place, engine metadata, an
@@ -188,7 +209,7 @@ class Session(MutableMapping[str, Any]):
     @property
     def is_new(self) -> bool:
         """True when no stored session backed this request."""
-        return self._record is None
+        return self.record is None
 
     @property
     def is_authenticated(self) -> bool:
@@ -200,11 +221,11 @@ class Session(MutableMapping[str, Any]):
 
     @property
     def created_at(self) -> float | None:
-        return self._record.created_at if self._record is not None else None
+        return self.record.created_at if self.record is not None else None
 
     @property
     def last_seen_at(self) -> float | None:
-        return self._record.last_seen_at if self._record is not None else None
+        return self.record.last_seen_at if self.record is not None else None
 
     @property
     def expires_at(self) -> float | None:
@@ -225,7 +246,7 @@ class Session(MutableMapping[str, Any]):
         ``set_meta``. Kept apart from the app's data, so no app key can collide with it."""
         if self._meta is not None:
             return dict(self._meta)
-        return dict(self._record.meta) if self._record is not None else {}
+        return dict(self.record.meta) if self.record is not None else {}
 
     def set_meta(self, key: str, value: Any) -> None:
         """Set one engine metadata value (JSON); written with the next commit.
@@ -234,10 +255,10 @@ class Session(MutableMapping[str, Any]):
         """
         self._check_open()
         if self._meta is None:
-            self._meta = dict(self._record.meta) if self._record is not None else {}
+            self._meta = dict(self.record.meta) if self.record is not None else {}
         encode_value(f"meta:{key}", value)
         self._meta[key] = value
-        self._state(self._intents._replace(meta_changed=True))
+        self._state(dataclasses.replace(self.intents, meta_changed=True))
 
     def csrf_token(self) -> str:
         """A CSRF token for a form field or header, masked afresh at every call (see
@@ -267,11 +288,11 @@ class Session(MutableMapping[str, Any]):
         self._remember = remember
         self._auth_at = self._now
         if self._meta is None:
-            self._meta = dict(self._record.meta) if self._record is not None else {}
+            self._meta = dict(self.record.meta) if self.record is not None else {}
         self._meta.pop(REAUTH_KEY, None)
         self._meta.pop(csrf_secret.SECRET_KEY, None)  # tokens rendered before login stop working
         self._meta[LEVEL_KEY] = int(level)
-        self._state(Intents(True, False, True, self._intents.rotate, True))
+        self._state(Intents(True, False, True, self.intents.rotate, True))
 
     def set_remember(self, remember: bool) -> None:
         """Change whether the login stated in this request is remembered (a persistent
@@ -279,7 +300,7 @@ class Session(MutableMapping[str, Any]):
         level and the CSRF secret it set. Only a login issues a persistent cookie, so
         without a pending ``login()`` this raises RuntimeError."""
         self._check_open()
-        if not self._intents.login:
+        if not self.intents.login:
             raise RuntimeError("set_remember() changes a pending login(); use login(remember=)")
         self._remember = bool(remember)
 
@@ -302,7 +323,7 @@ class Session(MutableMapping[str, Any]):
         meta = (
             self._meta
             if self._meta is not None
-            else (self._record.meta if self._record is not None else {})
+            else (self.record.meta if self.record is not None else {})
         )
         return int(meta.get(LEVEL_KEY, 1))
 
@@ -312,7 +333,7 @@ class Session(MutableMapping[str, Any]):
         meta = (
             self._meta
             if self._meta is not None
-            else (self._record.meta if self._record is not None else {})
+            else (self.record.meta if self.record is not None else {})
         )
         return bool(meta.get(REAUTH_KEY))
 
@@ -330,39 +351,27 @@ class Session(MutableMapping[str, Any]):
         self._remember = False
         self._auth_at = None
         self._meta = {}
-        self._state(Intents(False, True, False, self._intents.rotate, False))
+        self._state(Intents(False, True, False, self.intents.rotate, False))
 
     def regenerate(self) -> None:
         """Issue a new token for the same session at commit (privilege change)."""
         self._check_open()
-        self._state(self._intents._replace(regenerate=True))
+        self._state(dataclasses.replace(self.intents, regenerate=True))
 
     def _state(self, intents: Intents) -> None:
-        self._intents = intents
+        self.intents = intents
         self.pending = True
 
-    # -- engine side: what commit reads --------------------------------------------------
+    # -- engine side: what commit reads (and ``record``, ``intents``, ``pending``) -------
     @property
-    def intents(self) -> Intents:
-        """What the handler (and the engine, at load) asked of the coming commit."""
-        return self._intents
-
-    @property
-    def record(self) -> SessionRecord | None:
-        """The stored record this session was loaded from; None for a new session."""
-        return self._record
+    def _record(self) -> SessionRecord | None:
+        """``record``, by its old name (``coatcheck.integrations.django`` reads it)."""
+        return self.record
 
     @property
     def client(self) -> ClientInfo | None:
         """The device of this request, as the edge described it (or None)."""
         return self._client
-
-    @property
-    def data_view(self) -> Mapping[str, Any]:
-        """The data as a read-only mapping that records nothing: for the engine, which
-        encodes values without reading them "for change". An application reads the
-        session itself, which notices in-place changes of what it hands out."""
-        return self._data
 
     def changed_keys(self) -> AbstractSet[str]:
         """Keys a commit writes: set by the handler, or changed in place since read."""
@@ -372,16 +381,11 @@ class Session(MutableMapping[str, Any]):
         changed.update(self._mutated_keys())
         return changed
 
-    @property
-    def removed_keys(self) -> AbstractSet[str]:
-        """Keys a commit removes."""
-        return self._removed
-
     # -- engine side: what commit writes -------------------------------------------------
     def schedule_rotation(self) -> None:
         """The periodic token rotation is due: the commit renames the record (the old
         token keeps working for ``rotation_grace``). Called by the engine at load."""
-        self._state(self._intents._replace(rotate=True))
+        self._state(dataclasses.replace(self.intents, rotate=True))
 
     def stored(self, record: SessionRecord) -> None:
         """The commit stored ``record`` for this session (a new one, or the login's):

@@ -249,7 +249,9 @@ class SessionManager:
             assert record is not None
             self.emit(ev.EXPIRED, handle=record.handle, user_id=record.user_id, reason="gone")
             return CommitResult(clear=True)
-        session.stored_deadline(plan.patch.fields.get("expires_at", session.expires_at))
+        expires_at = plan.patch.fields.get("expires_at")
+        if expires_at is not None:
+            session.stored_deadline(expires_at)
         return NO_CHANGE
 
     def _plan(self, session: Session) -> tuple[Plan, float, str | None]:
