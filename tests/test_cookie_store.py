@@ -34,10 +34,10 @@ from starlette.routing import Route
 import coatcheck.stores
 from coatcheck import CoatcheckError, ConfigError, MemorySink, SessionConfig, SessionManager
 from coatcheck.engine.clientside import COOKIE_LIMIT, HANDLE_PREFIX, revocation_key
-from coatcheck.errors import CookieTooLargeError, UnsupportedOperation
+from coatcheck.errors import CookieTooLargeError, MissingCapability, UnsupportedOperation
 from coatcheck.integrations.asgi import SessionMiddleware
 from coatcheck.security.sealing import derived_kid, key_id, new_key, parse_keys
-from coatcheck.stores import CookieStore, MemoryStore, SQLiteStore, Store, from_url
+from coatcheck.stores import ClientSide, CookieStore, MemoryStore, SQLiteStore, Store, from_url
 from tests.support.browser import Browser, parse_set_cookie
 from tests.support.clock import FakeClock
 from tests.support.server import serve
@@ -584,24 +584,62 @@ def test_revoke_user_ends_every_session_logged_in_before(
 
 
 def test_what_a_cookie_store_cannot_do_raises_clearly(clock: FakeClock) -> None:
+    """The store refuses nothing (it has no method that could); the manager refuses what
+    the store's type does not declare, naming the capability."""
     manager = make_manager(clock=clock)
     session = manager.load_sync(None)
     session.login("alice")
     token = manager.commit_sync(session).token
     handle = manager.load_sync(token).handle
     assert handle is not None
-    for call in (
-        lambda: manager.list_user_sessions_sync("alice"),
-        lambda: manager.revoke_sync(handle),
-        lambda: asyncio.run(manager.is_active(handle)),
-        lambda: asyncio.run(manager.list_user_sessions("alice")),
-        lambda: manager.revoke_user_sync("alice"),  # no revocation store configured
+    for call, capability, operation in (
+        (lambda: manager.list_user_sessions_sync("alice"), "UserIndex", "list_user_sessions"),
+        (lambda: manager.revoke_sync(handle), "HandleIndex", "revoke"),
+        (lambda: asyncio.run(manager.is_active(handle)), "HandleIndex", "is_active"),
+        (lambda: manager.is_active_sync(handle), "HandleIndex", "is_active"),
+        (
+            lambda: asyncio.run(manager.list_user_sessions("alice")),
+            "UserIndex",
+            "list_user_sessions",
+        ),
+        # No revocation store configured:
+        (lambda: manager.revoke_user_sync("alice"), "ClientSide.revocations", "revoke_user"),
+        (
+            lambda: asyncio.run(manager.revoke_user("alice")),
+            "ClientSide.revocations",
+            "revoke_user",
+        ),
     ):
-        with pytest.raises(UnsupportedOperation) as caught:
+        with pytest.raises(MissingCapability) as caught:
             call()
-        assert isinstance(caught.value, NotImplementedError)
-        assert isinstance(caught.value, CoatcheckError)
-    assert manager.purge_expired_sync() == 0
+        error = caught.value
+        assert (error.capability, error.operation, error.store) == (
+            capability,
+            operation,
+            "CookieStore",
+        )
+        assert f"{operation} needs a store with the {capability} capability" in str(error)
+        assert isinstance(error, UnsupportedOperation)
+        assert isinstance(error, NotImplementedError)
+        assert isinstance(error, CoatcheckError)
+    assert manager.purge_expired_sync() == 0  # Purgeable: nothing to purge without revocations
+    assert asyncio.run(manager.purge_expired()) == 0
+    assert manager.load_sync(token).user_id == "alice"  # and the manager still works
+
+
+def test_a_setting_the_cookie_store_cannot_honour_is_refused_at_startup(
+    clock: FakeClock,
+) -> None:
+    """``max_sessions_per_user`` needs a user index on every login: refused when the
+    manager is built, not at the first login (where it was once silently ignored)."""
+    with pytest.raises(MissingCapability) as caught:
+        SessionManager(CookieStore([KEY_A]), SessionConfig(max_sessions_per_user=3), clock=clock)
+    assert (caught.value.capability, caught.value.operation) == (
+        "UserIndex",
+        "max_sessions_per_user",
+    )
+    # Rotation needs no handle index here: every re-seal is a new cookie already.
+    SessionManager(CookieStore([KEY_A]), SessionConfig(rotation_interval=600), clock=clock)
 
 
 # -- time --------------------------------------------------------------------------------
@@ -696,7 +734,8 @@ print("ok")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
     assert coatcheck.stores.CookieStore is CookieStore
-    assert isinstance(CookieStore([KEY_A]), Store)
+    assert isinstance(CookieStore([KEY_A]), ClientSide)
+    assert not isinstance(CookieStore([KEY_A]), Store)  # it keeps no records
     assert not isinstance(MemoryStore(), CookieStore)
 
 

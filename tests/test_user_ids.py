@@ -37,7 +37,7 @@ def test_login_refuses_what_is_not_a_user_id(user_id: Any, clock: FakeClock) -> 
         session.login(user_id)
     assert isinstance(caught.value, TypeError)
     assert repr(user_id) in str(caught.value)
-    assert session.user_id is None and not session._login
+    assert session.user_id is None and not session.intents.login
 
 
 @pytest.mark.parametrize("user_id", NOT_USERS)

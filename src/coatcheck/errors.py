@@ -46,9 +46,25 @@ class StoreUnavailable(CoatcheckError):
 
 
 class UnsupportedOperation(CoatcheckError, NotImplementedError):
-    """The store cannot do this by its nature (e.g. list the sessions of a cookie store).
-    The engine asks a store's capabilities before calling it, so an application meets this
-    only by calling such a store method directly."""
+    """The store cannot do this by its nature (e.g. list the sessions of a cookie store)."""
+
+
+class MissingCapability(UnsupportedOperation):
+    """The engine was asked for something its store's type does not declare (a capability
+    of ``coatcheck.stores.base``, such as ``UserIndex`` to list a user's sessions).
+
+    No store method raises it: the engine asks for the capability by type before calling
+    the store. ``capability`` names the capability class, ``operation`` what needed it.
+    """
+
+    def __init__(self, store: str, capability: str, operation: str, hint: str = "") -> None:
+        super().__init__(
+            f"{operation} needs a store with the {capability} capability "
+            f"(coatcheck.stores.base.{capability}), and this {store} has none{hint}"
+        )
+        self.store = store
+        self.capability = capability
+        self.operation = operation
 
 
 # -- the application's data ------------------------------------------------------------------

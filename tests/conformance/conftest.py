@@ -3,6 +3,12 @@
 A backend joins the suite by adding a module to ``factories/`` whose ``FACTORIES`` maps a
 name to a context manager that yields a fresh, empty store talking to its real server (or
 fails, under CI, when that server is missing). Nothing else changes.
+
+The factory's return annotation names the store's class (``Iterator[RedisStore]``): a test
+marked ``needs(UserIndex, ...)`` runs only for the stores whose class declares those
+capabilities (``coatcheck.stores.base.capabilities``), and the core tests run for all.
+Stores are told apart by their declared type, before any server is reached, so a store
+without a capability is not asked for it, rather than skipped.
 """
 
 from __future__ import annotations
@@ -11,15 +17,32 @@ import contextlib
 import importlib
 import inspect
 import pkgutil
+import typing
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from coatcheck.stores import Store
+from coatcheck.stores import Store, capabilities
+from coatcheck.stores.base import Capability
 
 StoreFactory = Callable[[Path], contextlib.AbstractContextManager[Store]]
+
+
+def needs(*required: type[Capability]) -> pytest.MarkDecorator:
+    """Mark a contract test (or a module) as one for stores with these capabilities."""
+    return pytest.mark.needs.with_args(*required)  # (a lone class would be "decorated")
+
+
+def store_class(factory: StoreFactory) -> type[Store]:
+    """The concrete store class a factory's return annotation names."""
+    (kind,) = typing.get_args(typing.get_type_hints(factory)["return"])
+    assert isinstance(kind, type) and issubclass(kind, Store) and not inspect.isabstract(kind), (
+        f"{factory.__name__} must be annotated Iterator[<its concrete store class>], "
+        f"not Iterator[{kind!r}]: the suite reads the store's capabilities from it"
+    )
+    return kind
 
 
 def _discover() -> dict[str, StoreFactory]:
@@ -58,9 +81,22 @@ class Driver:
         return call
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "needs(*capabilities): a contract test for stores with these capabilities"
+    )
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "store_name" in metafunc.fixturenames:
-        metafunc.parametrize("store_name", list(STORE_FACTORIES))
+        required = {c for mark in metafunc.definition.iter_markers("needs") for c in mark.args}
+        names = [
+            name
+            for name, factory in STORE_FACTORIES.items()
+            if required <= capabilities(store_class(factory))
+        ]
+        assert names, f"no store has {sorted(c.__name__ for c in required)}"
+        metafunc.parametrize("store_name", names)
     if "mode" in metafunc.fixturenames:
         metafunc.parametrize("mode", ["async", "sync"])
 

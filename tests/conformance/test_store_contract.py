@@ -1,7 +1,8 @@
 """The store contract (stores/base.py), run against every store on both paths.
 
 Each test states one promise a backend makes to the manager. A new backend passes this
-file unchanged, against its real server, before it is usable.
+file unchanged, against its real server, before it is usable: the core tests always, and
+each test marked ``needs(...)`` when the store declares those capabilities.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 
 from coatcheck.core import tokens
 from coatcheck.core.record import Patch, SessionRecord
-from tests.conformance.conftest import Driver
+from coatcheck.stores import Countable, HandleIndex, Purgeable, UserIndex
+from tests.conformance.conftest import Driver, needs
 
 NOW = 1_800_000_000.0
 
@@ -171,6 +173,14 @@ async def test_rename_moves_record_and_applies_patch(store: Driver) -> None:
     assert moved.handle == record.handle
     assert moved.user_id == "alice"
     assert moved.data == {"cart": ["hat"], "n": 2}
+
+
+@needs(UserIndex)
+async def test_rename_moves_the_user_index_along(store: Driver) -> None:
+    record = make_record(user_id="alice")
+    await store.create(record)
+    new_key = tokens.storage_key(tokens.new_token())
+    assert await store.rename(record.key, new_key, patch({"n": 2})) is True
     assert [r.key for r in await store.list_user("alice", NOW)] == [new_key]
 
 
@@ -218,6 +228,7 @@ async def test_delete(store: Driver) -> None:
     assert await store.delete(record.key) is False
 
 
+@needs(HandleIndex)
 async def test_get_by_handle(store: Driver) -> None:
     record = make_record(user_id="alice")
     await store.create(record)
@@ -226,6 +237,7 @@ async def test_get_by_handle(store: Driver) -> None:
     assert await store.get_by_handle(tokens.new_handle()) is None
 
 
+@needs(UserIndex)
 async def test_list_user_returns_live_sessions_oldest_first(store: Driver) -> None:
     second = make_record(user_id="alice", created_at=NOW + 10)
     first = make_record(user_id="alice", created_at=NOW)
@@ -239,6 +251,7 @@ async def test_list_user_returns_live_sessions_oldest_first(store: Driver) -> No
     assert await store.list_user("nobody", NOW) == []
 
 
+@needs(UserIndex)
 async def test_user_index_follows_user_changes(store: Driver) -> None:
     record = make_record(user_id="alice")
     await store.create(record)
@@ -247,6 +260,7 @@ async def test_user_index_follows_user_changes(store: Driver) -> None:
     assert [r.handle for r in await store.list_user("bob", NOW)] == [record.handle]
 
 
+@needs(HandleIndex)
 async def test_delete_handle_returns_the_record(store: Driver) -> None:
     record = make_record(user_id="alice")
     await store.create(record)
@@ -256,6 +270,7 @@ async def test_delete_handle_returns_the_record(store: Driver) -> None:
     assert await store.delete_handle(record.handle) is None
 
 
+@needs(UserIndex)
 async def test_delete_user_keeps_the_excepted_handle(store: Driver) -> None:
     mine = [make_record(user_id="alice") for _ in range(3)]
     theirs = make_record(user_id="bob")
@@ -268,6 +283,7 @@ async def test_delete_user_keeps_the_excepted_handle(store: Driver) -> None:
     assert await store.get(theirs.key) is not None
 
 
+@needs(Purgeable)
 async def test_purge_deletes_only_expired_in_batches(store: Driver) -> None:
     expired = [make_record(user_id="alice", expires_at=NOW - i - 1) for i in range(7)]
     live = [make_record(user_id="alice", expires_at=NOW + 60) for _ in range(3)]
@@ -279,7 +295,16 @@ async def test_purge_deletes_only_expired_in_batches(store: Driver) -> None:
     for r in live:
         assert await store.get(r.key) is not None
     assert await store.purge_expired(NOW, 3) == 0
+
+
+@needs(Countable)
+async def test_count_counts_live_records(store: Driver) -> None:
+    for i in range(4):
+        await store.create(make_record(user_id="alice", expires_at=NOW - i))  # at or before
+    for _ in range(3):
+        await store.create(make_record(expires_at=NOW + 60))
     assert await store.count(NOW) == 3
+    assert await store.count(NOW - 10) == 7
 
 
 async def test_fifty_concurrent_patches_lose_nothing(store: Driver) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from coatcheck.cli.common import PROBE_KEY, CommandError, is_loopback, managed, printable, redacted
+from coatcheck.stores.base import Store
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -20,7 +21,10 @@ def run_demo(host: str, port: int, store_url: str, console: Console) -> None:
     except ImportError as exc:
         raise CommandError(f"the demo needs {exc.name!r}: pip install 'coatcheck[demo]'") from None
     with managed(store_url) as manager:
-        manager.store.get_sync(PROBE_KEY)  # an unreachable store fails here, not per request
+        store = manager.store  # an unreachable store fails here, not per request:
+        probe = store if isinstance(store, Store) else store.revocations
+        if probe is not None:
+            probe.get_sync(PROBE_KEY)
         app = SessionMiddleware(create_app(manager), manager=manager)
         shown = f"[{host}]" if ":" in host else host
         url = f"http://{shown}:{port}/"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from coatcheck.cli.common import CommandError, printable, utc
 from coatcheck.engine.manager import SessionInfo, SessionManager
+from coatcheck.stores.base import Countable, Statistics
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -40,17 +41,17 @@ def sessions_table(sessions: Sequence[SessionInfo]) -> Table:
 
 
 def store_stats(manager: SessionManager, *, top: int, soon: float) -> dict[str, Any]:
-    """``active`` live sessions, and where the store offers them (a ``stats_sync`` method),
+    """``active`` live sessions, and where the store offers them (``Statistics``),
     ``expiring_soon`` (within ``soon`` seconds) and ``top_users`` as (user id, sessions)."""
     now = manager.clock()
     store = manager.store
-    gather = getattr(store, "stats_sync", None)
-    if gather is not None:
-        return dict(gather(now, top=top, soon=soon))
-    try:
+    if isinstance(store, Statistics):
+        return dict(store.stats_sync(now, top=top, soon=soon))
+    if isinstance(store, Countable):
         return {"active": store.count_sync(now)}
-    except NotImplementedError:
-        raise CommandError("this store cannot count its sessions") from None
+    raise CommandError(
+        f"this store cannot count its sessions ({type(store).__name__} is not Countable)"
+    )
 
 
 def stats_lines(stats: dict[str, Any], soon: float) -> list[str]:

@@ -23,6 +23,7 @@ from coatcheck.engine.manager import SessionManager
 from coatcheck.engine.operations import run_sync
 from coatcheck.errors import ConfigError
 from coatcheck.stores import from_url
+from coatcheck.stores.base import AnyStore, Store
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -53,12 +54,10 @@ def service_manager(store_url: str, metrics: Metrics) -> SessionManager:
     """A manager over the store ``store_url`` names, timed and counted by ``metrics``."""
     from coatcheck.service.metrics import TimedStore
 
-    store = from_url(store_url)
-    if getattr(store, "client_side", False):
-        raise CommandError(
-            "the service needs a server-side store: a cookie:// store keeps each session in "
-            "its browser, where no other service can see it"
-        )
+    try:
+        store = server_store(from_url(store_url))
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
     config = SessionConfig.from_env()
     return SessionManager(TimedStore(store, metrics), config, events=[metrics.sink])
 
@@ -101,9 +100,10 @@ def prepare_store(settings: ServiceSettings) -> str | None:
     from coatcheck.service.signing import ensure
 
     with managed(settings.store_url) as manager:
-        store = manager.store
-        if getattr(store, "client_side", False):
-            raise CommandError("the service needs a server-side store, not cookie://")
+        try:
+            store = server_store(manager.store)
+        except ConfigError as exc:
+            raise CommandError(str(exc)) from None
         store.get_sync(PROBE_KEY)  # an unreachable store fails here, not per request
         now = manager.clock()
         key = run_sync(create_first(now), store)
@@ -154,7 +154,7 @@ def create_key(store_url: str, name: str, scopes: Iterable[str]) -> str:
 
     with managed(store_url) as manager:
         try:
-            return run_sync(create(name, scopes, manager.clock()), manager.store)
+            return run_sync(create(name, scopes, manager.clock()), server_store(manager.store))
         except ApiKeyError as exc:
             raise CommandError(str(exc)) from None
 
@@ -163,7 +163,7 @@ def list_keys(store_url: str) -> list[ApiKey]:
     from coatcheck.service.apikeys import listing
 
     with managed(store_url) as manager:
-        return run_sync(listing(), manager.store)
+        return run_sync(listing(), server_store(manager.store))
 
 
 def revoke_key(store_url: str, name: str) -> None:
@@ -171,7 +171,7 @@ def revoke_key(store_url: str, name: str) -> None:
 
     with managed(store_url) as manager:
         try:
-            run_sync(revoke(name, manager.clock()), manager.store)
+            run_sync(revoke(name, manager.clock()), server_store(manager.store))
         except ApiKeyError as exc:
             raise CommandError(str(exc)) from None
 
@@ -188,7 +188,7 @@ def rotate_jwt_key(store_url: str, algorithm: str) -> SigningKey:
     from coatcheck.service.signing import rotate
 
     with managed(store_url) as manager:
-        return run_sync(rotate(algorithm, manager.clock()), manager.store)
+        return run_sync(rotate(algorithm, manager.clock()), server_store(manager.store))
 
 
 def jwt_keys(store_url: str) -> tuple[list[SigningKey], float]:
@@ -198,6 +198,13 @@ def jwt_keys(store_url: str) -> tuple[list[SigningKey], float]:
     from coatcheck.service.signing import parse
 
     with managed(store_url) as manager:
-        data: dict[str, Any] = run_sync(read(JWT_KEYS), manager.store)
+        data: dict[str, Any] = run_sync(read(JWT_KEYS), server_store(manager.store))
         now = manager.clock()
     return sorted(parse(data).values(), key=lambda k: -k.created_at), now
+
+
+def server_store(store: AnyStore) -> Store:
+    """``store`` as the server-side store the service needs (its reserved records)."""
+    from coatcheck.service.reserved import server_store as checked
+
+    return checked(store)

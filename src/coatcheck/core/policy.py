@@ -3,6 +3,8 @@
 ``check`` says whether a stored record may be used now; ``plan_commit`` turns what a
 handler did to a Session into one Plan. The async and the sync paths both call these, so
 every rule about sessions is written exactly once, and each can be tested as plain data.
+What a plan is made of is the Session's public engine side: ``pending``, ``intents``, the
+data delta (``changed_keys()``, ``removed_keys``) and ``data_view``.
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ def data_size(session: Session, encoded: dict[str, str] | None = None) -> int:
     instead of encoding the whole session a second time on every write: the common
     one-key session (a counter, a user's cart) then costs no extra encoding at all.
     """
-    data = session._data
+    data = session.data_view
     if encoded is not None and len(encoded) == len(data) and data:
         size = 2 * len(data) + 1  # braces, a colon per item, commas between them
         for key, text in encoded.items():
@@ -194,30 +196,32 @@ _NO_KEYS: frozenset[str] = frozenset()
 
 def _capped(session: Session, expires_at: float) -> float:
     """``expires_at``, brought forward to the session's ``cap_deadline()`` if it is earlier."""
-    cap = session._deadline_cap
+    cap = session.intents.deadline_cap
     return cap if cap is not None and cap < expires_at else expires_at
 
 
 def new_record(session: Session, config: SessionConfig, now: float, handle: str) -> SessionRecord:
     """A record holding the session's whole state, created at ``now`` (key left empty)."""
-    encoded = {key: encode_value(key, value) for key, value in session._data.items()}
+    data = session.data_view
+    encoded = {key: encode_value(key, value) for key, value in data.items()}
     check_size(session, config, encoded)  # fails at commit, naming the key, before this
-    remember = session._remember
+    remember = session.remember
     absolute_at = absolute_deadline(config, now=now, remember=remember)
-    client = session._client if config.record_client else None
+    client = session.client if config.record_client else None
+    user_id = session.user_id
     return SessionRecord(
         key="",
         handle=handle,
-        data=dict(session._data),
-        meta=dict(session._meta) if session._meta else {},
+        data=dict(data),
+        meta=session.meta,
         created_at=now,
         last_seen_at=now,
         expires_at=_capped(
             session, deadline(config, now=now, absolute_at=absolute_at, remember=remember)
         ),
         absolute_at=absolute_at,
-        user_id=session._user_id,
-        auth_at=now if session._user_id is not None else None,
+        user_id=user_id,
+        auth_at=now if user_id is not None else None,
         remember=remember,
         user_agent=client.user_agent if client else None,
         ip=client.ip if client else None,
@@ -264,35 +268,26 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
 
     Every deadline a plan writes is brought forward to the session's ``cap_deadline()``.
     """
-    record = session._record
-    cap = session._deadline_cap
+    record = session.record
     if record is None:
         return _plan_new(session, config, now, new_handle)
-    if session._logout or (cap is not None and cap <= now):
-        return _plan_end(session, config, now, new_handle)
-    if not (
-        session._set
-        or session._removed
-        or session._snapshots
-        or session._meta_dirty
-        or session._login
-        or session._regenerate
-        or session._rotate
-    ) and (cap is None or cap >= record.expires_at):
-        # Untouched by the handler (most requests): at most a touch of the deadline (a
-        # cap past the stored deadline writes nothing by itself), at once after
-        # ``keep_alive()``.
-        if now - record.last_seen_at >= config.effective_touch_interval or session._keep_alive:
-            touched = _touch_fields(record, config, now, cap)
+    if not session.pending:
+        # Untouched by the handler (most requests): at most a touch of the deadline.
+        if now - record.last_seen_at >= config.effective_touch_interval:
+            touched = _touch_fields(record, config, now, None)
             guard = _guard(record, config)
             return Plan(_TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, touched, guard))
         return NOTHING
+    intents = session.intents
+    cap = intents.deadline_cap
+    if intents.logout or (cap is not None and cap <= now):
+        return _plan_end(session, config, now, new_handle)
     set_json, set_items, removed = _data_delta(session, config)
-    if session._login and record.user_id is not None and record.user_id != session._user_id:
+    if intents.login and record.user_id is not None and record.user_id != session.user_id:
         # Another user logs in on this device: a new session (new handle, fresh data), so
         # nothing of the previous user's session, not even its public handle, carries over.
         return _plan_new(session, config, now, new_handle, Action.REPLACE)
-    if session._regenerate or session._rotate:
+    if intents.regenerate or intents.rotate:
         delta = Patch(set_json, set_items, removed)
         return _plan_rename(session, record, config, now, delta)
     return _plan_update(session, record, config, now, (set_json, set_items, removed))
@@ -306,18 +301,20 @@ def _plan_update(
     delta: tuple[dict[str, str], dict[str, Any], frozenset[str]],
 ) -> Plan:
     """The same token, the data ``delta`` (UPDATE); with no delta, a TOUCH when the touch
-    interval has passed or the session's cap brings its deadline forward."""
+    interval has passed, the session's cap brings its deadline forward, or the handler
+    asked for a ``keep_alive()``."""
     set_json, set_items, removed = delta
-    fields = _touch_fields(record, config, now, session._deadline_cap)
+    intents = session.intents
+    fields = _touch_fields(record, config, now, intents.deadline_cap)
     guard = _guard(record, config)
-    if set_json or removed or session._meta_dirty:
-        if session._meta_dirty:
-            fields["meta"] = dict(session._meta or {})
+    if set_json or removed or intents.meta_changed:
+        if intents.meta_changed:
+            fields["meta"] = session.meta
         return Plan(_UPDATE, _NO_COOKIE, Patch(set_json, set_items, removed, fields, guard))
     if (
         now - record.last_seen_at >= config.effective_touch_interval
         or fields["expires_at"] < record.expires_at
-        or session._keep_alive
+        or intents.keep_alive
     ):
         return Plan(_TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, fields, guard))
     return NOTHING
@@ -334,35 +331,32 @@ def _plan_new(
     previous user's (REPLACE). A session that holds nothing is not stored, unless the
     caller asked to ``keep()`` it; nor is one whose ``cap_deadline()`` has passed. If the
     client came with a token that opened nothing, it is told to drop that (CLEAR)."""
-    cap = session._deadline_cap
-    if action is Action.CREATE and cap is not None and cap <= now:
-        return CLEAR_STALE if session._stale else NOTHING
-    if (
-        action is Action.CREATE
-        and not session._data
-        and not session._login
-        and not session._meta_dirty
-        and not session._keep
+    intents = session.intents
+    cap = intents.deadline_cap
+    if action is Action.CREATE and (
+        (cap is not None and cap <= now)
+        or not (session.data_view or intents.login or intents.meta_changed or intents.keep)
     ):
-        return CLEAR_STALE if session._stale else NOTHING
+        return CLEAR_STALE if session.dead_token else NOTHING
     new = new_record(session, config, now, new_handle)
     return Plan(
         action,
         CookieAction.SET,
         record=new,
         max_age=cookie_max_age(new.remember, new.absolute_at, now),
-        events=_CREATED_LOGIN if session._login else _CREATED,
+        events=_CREATED_LOGIN if intents.login else _CREATED,
     )
 
 
 def _plan_end(session: Session, config: SessionConfig, now: float, new_handle: str) -> Plan:
     """Logout ends the record; data written after it (or ``keep()``) starts a new,
     anonymous one. A ``cap_deadline()`` already passed ends it too, and nothing follows."""
-    cap = session._deadline_cap
+    intents = session.intents
+    cap = intents.deadline_cap
     if cap is not None and cap <= now:
-        names = (ev.LOGOUT,) if session._logout else (ev.EXPIRED,)
+        names = (ev.LOGOUT,) if intents.logout else (ev.EXPIRED,)
         return Plan(Action.DELETE, CookieAction.CLEAR, events=names)
-    if session._data or session._keep:
+    if session.data_view or intents.keep:
         new = new_record(session, config, now, new_handle)
         return Plan(Action.REPLACE, CookieAction.SET, record=new, events=(ev.LOGOUT, ev.CREATED))
     return Plan(Action.DELETE, CookieAction.CLEAR, events=(ev.LOGOUT,))
@@ -373,15 +367,15 @@ def _data_delta(
 ) -> tuple[dict[str, str], dict[str, Any], frozenset[str]]:
     """The keys the handler set (or changed in place), encoded and size-checked, and the
     keys it removed."""
-    changed = session._changed_keys() if session._snapshots else session._set
-    data = session._data
+    data = session.data_view
     set_json: dict[str, str] = {}
     set_items: dict[str, Any] = {}
-    for key in changed:
+    for key in session.changed_keys():
         value = data[key]
         set_json[key] = encode_value(key, value)
         set_items[key] = value
-    removed = frozenset(session._removed) if session._removed else _NO_KEYS
+    gone = session.removed_keys
+    removed = frozenset(gone) if gone else _NO_KEYS
     if set_json:
         check_size(session, config, set_json)
     return set_json, set_items, removed
@@ -395,15 +389,16 @@ def _plan_rename(
     meta = session.meta
     meta[ROTATED_AT_KEY] = now
     fields: dict[str, Any] = {"last_seen_at": now, "meta": meta}
-    remember = session._remember
+    remember = session.remember
     absolute_at = record.absolute_at
     names: tuple[str, ...] = (ev.REGENERATED,)
-    if session._login:
+    intents = session.intents
+    if intents.login:
         absolute_at = absolute_deadline(config, now=now, remember=remember)
         fields.update(
-            user_id=session._user_id, auth_at=now, absolute_at=absolute_at, remember=remember
+            user_id=session.user_id, auth_at=now, absolute_at=absolute_at, remember=remember
         )
-        client = session._client if config.record_client else None
+        client = session.client if config.record_client else None
         if client is not None:
             fields.update(user_agent=client.user_agent, ip=client.ip)
         names = (ev.LOGIN,)
@@ -411,7 +406,7 @@ def _plan_rename(
         session, deadline(config, now=now, absolute_at=absolute_at, remember=remember)
     )
     patch = Patch(delta.set_json, delta.set_items, delta.removed, fields, _guard(record, config))
-    periodic = not session._regenerate
+    periodic = not intents.regenerate
     return Plan(
         Action.RENAME,
         CookieAction.SET,

@@ -1,11 +1,19 @@
 """What an application sees: ``Session``, a mapping of JSON values that records what the
 handler changed and which intents (login, logout, regenerate) it stated, so that commit can
 send a delta instead of a snapshot and make no I/O decisions of its own.
+
+What the engine reads of it is public and read-only: ``pending`` (is there anything for
+a commit to look at?), ``intents`` (an ``Intents`` value), ``changed_keys()`` and
+``removed_keys`` (the data delta), ``data_view``, ``record`` and ``client``. Its few
+writes go through the methods under "engine side" (``schedule_rotation``, ``stored``,
+``stored_deadline``). Policy and the engine touch no private field of it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+import dataclasses
+from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from coatcheck.core import csrf_secret
@@ -21,6 +29,37 @@ from coatcheck.core.record import (
 from coatcheck.errors import SessionCommittedError, SessionDataError
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Intents:
+    """What a request asked of its commit beyond its data writes: the value ``policy``
+    plans from, together with the data delta (``Session.changed_keys()``,
+    ``Session.removed_keys``). Immutable: each intent a handler states gives its Session a
+    new value, so a plan can never see one half-changed. (A frozen slotted dataclass, not a
+    NamedTuple: reading a slot is a fraction of the cost of a tuple field, and policy reads
+    several on every writing request.)
+
+    ``login``: ``login()`` was called; its target is the session's ``user_id``,
+    ``remember`` and ``auth_level``. ``logout``: ``logout()`` was called. ``regenerate``: a
+    new token at commit (``regenerate()``, and every login). ``rotate``: the engine found the
+    periodic rotation due at load. ``meta_changed``: engine metadata (``set_meta``) to write.
+    ``keep``: store it even empty (``keep()``). ``keep_alive``: slide the idle deadline
+    now (``keep_alive()``). ``deadline_cap``: end it no later than this (``cap_deadline()``).
+    """
+
+    login: bool = False
+    logout: bool = False
+    regenerate: bool = False
+    rotate: bool = False
+    meta_changed: bool = False
+    keep: bool = False
+    keep_alive: bool = False
+    deadline_cap: float | None = None
+
+
+NO_INTENTS = Intents()
+"""Every session's intents until its handler states one (most never do)."""
+
+
 class Session(MutableMapping[str, Any]):
     """The session an application reads and writes: a dict of JSON-serializable values.
 
@@ -34,27 +73,36 @@ class Session(MutableMapping[str, Any]):
         "_client",
         "_committed",
         "_data",
-        "_deadline_cap",
         "_expires_at",
         "_handle",
-        "_keep",
-        "_keep_alive",
-        "_login",
-        "_logout",
         "_meta",
-        "_meta_dirty",
         "_now",
-        "_record",
-        "_regenerate",
         "_remember",
         "_removed",
-        "_rotate",
         "_set",
         "_snapshots",
-        "_stale",
         "_user_id",
+        "data_view",
+        "dead_token",
+        "intents",
+        "pending",
+        "record",
+        "removed_keys",
         "via_bearer",
     )
+
+    record: SessionRecord | None
+    """The stored record this session was loaded from; None for a new session. Read-only
+    (a plain attribute, as ``pending`` and ``intents``: commit reads them every time)."""
+    intents: Intents
+    """What the handler (and the engine, at load) asked of the coming commit. Read-only:
+    the Session's intent methods give it a new value."""
+    data_view: Mapping[str, Any]
+    """The data as a read-only mapping that records nothing: for the engine, which encodes
+    values without reading them "for change". An application reads the session itself,
+    which notices in-place changes of what it hands out."""
+    removed_keys: AbstractSet[str]
+    """Keys a commit removes (read-only)."""
 
     def __init__(
         self,
@@ -67,7 +115,7 @@ class Session(MutableMapping[str, Any]):
         # ``now`` and ``client`` may be passed by position: the engine builds a Session on
         # every request, and a class called with keywords pays for a keyword dict.
         # Built on every request: one test of ``record``, no work deferred to properties.
-        self._record = record
+        self.record = record
         if record is not None:
             self._data: dict[str, Any] = dict(record.data)
             self._user_id = record.user_id
@@ -82,19 +130,22 @@ class Session(MutableMapping[str, Any]):
             self._auth_at = None
             self._handle = handle
             self._expires_at = None
-            self._stale = False
-            """The client presented a token that opened nothing (unknown, expired,
-            malformed, revoked): its commit clears the cookie. Only a session without a
-            record has it (the engine sets it; a request's hot path never reads it)."""
+        self.data_view = self._data  # the same dict, typed read-only, read without a call
         self._set: set[str] = set()
         self._removed: set[str] = set()
+        self.removed_keys = self._removed
         self._snapshots: dict[str, str] = {}
         self._client = client
         self._now = now
         self._meta: dict[str, Any] | None = None
-        self._login = self._logout = self._regenerate = self._rotate = False
-        self._committed = self._meta_dirty = self._keep = self._keep_alive = False
-        self._deadline_cap: float | None = None
+        self.intents = NO_INTENTS
+        self._committed = self.pending = self.dead_token = False
+        """``pending``: False until anything happens that a commit must look at (a write,
+        a removal, a list or dict read that may be changed in place, engine metadata, an
+        intent). Read-only outside this class; a plain attribute, not a property, because
+        the untouched request (most requests) reads it and nothing else. ``dead_token``:
+        the client presented a token that opened nothing (unknown, expired, malformed,
+        revoked), so unless something is stored its commit clears the cookie."""
         self.via_bearer = False
         """Set by the edge that loaded the session: the token came in ``Authorization:
         Bearer`` (or the client asked for bearer transport), so new tokens go back in a
@@ -106,7 +157,7 @@ class Session(MutableMapping[str, Any]):
         malformed, revoked): unless the request stores something (then the new token
         replaces the dead one), its commit tells the client to drop the token."""
         session = cls(None, now, client)
-        session._stale = True
+        session.dead_token = True
         return session
 
     # -- mapping -----------------------------------------------------------------------
@@ -132,6 +183,7 @@ class Session(MutableMapping[str, Any]):
         whether the handler changed it in place."""
         if not self._committed and key not in self._snapshots and key not in self._set:
             self._snapshots[key] = encode_value(key, value)
+            self.pending = True
 
     def __setitem__(self, key: str, value: Any) -> None:
         if self._committed:
@@ -141,6 +193,7 @@ class Session(MutableMapping[str, Any]):
         self._data[key] = value
         self._set.add(key)
         self._removed.discard(key)
+        self.pending = True
 
     def __delitem__(self, key: str) -> None:
         self._check_open()
@@ -148,6 +201,7 @@ class Session(MutableMapping[str, Any]):
         self._set.discard(key)
         self._snapshots.pop(key, None)
         self._removed.add(key)
+        self.pending = True
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
@@ -174,7 +228,7 @@ class Session(MutableMapping[str, Any]):
     @property
     def is_new(self) -> bool:
         """True when no stored session backed this request."""
-        return self._record is None
+        return self.record is None
 
     @property
     def is_authenticated(self) -> bool:
@@ -186,11 +240,11 @@ class Session(MutableMapping[str, Any]):
 
     @property
     def created_at(self) -> float | None:
-        return self._record.created_at if self._record is not None else None
+        return self.record.created_at if self.record is not None else None
 
     @property
     def last_seen_at(self) -> float | None:
-        return self._record.last_seen_at if self._record is not None else None
+        return self.record.last_seen_at if self.record is not None else None
 
     @property
     def expires_at(self) -> float | None:
@@ -217,7 +271,7 @@ class Session(MutableMapping[str, Any]):
         ``set_meta``. Kept apart from the app's data, so no app key can collide with it."""
         if self._meta is not None:
             return dict(self._meta)
-        return dict(self._record.meta) if self._record is not None else {}
+        return dict(self.record.meta) if self.record is not None else {}
 
     def set_meta(self, key: str, value: Any) -> None:
         """Set one engine metadata value (JSON); written with the next commit.
@@ -226,10 +280,10 @@ class Session(MutableMapping[str, Any]):
         """
         self._check_open()
         if self._meta is None:
-            self._meta = dict(self._record.meta) if self._record is not None else {}
+            self._meta = dict(self.record.meta) if self.record is not None else {}
         encode_value(f"meta:{key}", value)
         self._meta[key] = value
-        self._meta_dirty = True
+        self._state(dataclasses.replace(self.intents, meta_changed=True))
 
     def csrf_token(self) -> str:
         """A CSRF token for a form field or header, masked afresh at every call (see
@@ -259,15 +313,26 @@ class Session(MutableMapping[str, Any]):
         self._user_id = uid
         self._remember = remember
         self._auth_at = self._now
-        self._login = True
-        self._logout = False
-        self._regenerate = True
         if self._meta is None:
-            self._meta = dict(self._record.meta) if self._record is not None else {}
+            self._meta = dict(self.record.meta) if self.record is not None else {}
         self._meta.pop(REAUTH_KEY, None)
         self._meta.pop(csrf_secret.SECRET_KEY, None)  # tokens rendered before login stop working
         self._meta[LEVEL_KEY] = int(level)
-        self._meta_dirty = True
+        self._state(
+            dataclasses.replace(
+                self.intents, login=True, logout=False, regenerate=True, meta_changed=True
+            )
+        )
+
+    def set_remember(self, remember: bool) -> None:
+        """Change whether the login stated in this request is remembered (a persistent
+        cookie, no idle timeout) without stating the login again, which would reset the
+        level and the CSRF secret it set. Only a login issues a persistent cookie, so
+        without a pending ``login()`` this raises RuntimeError."""
+        self._check_open()
+        if not self.intents.login:
+            raise RuntimeError("set_remember() changes a pending login(); use login(remember=)")
+        self._remember = bool(remember)
 
     def reauthenticate(self, *, level: int | None = None) -> None:
         """Record a fresh authentication of the current user (step-up before a sensitive
@@ -288,7 +353,7 @@ class Session(MutableMapping[str, Any]):
         meta = (
             self._meta
             if self._meta is not None
-            else (self._record.meta if self._record is not None else {})
+            else (self.record.meta if self.record is not None else {})
         )
         return int(meta.get(LEVEL_KEY, 1))
 
@@ -298,7 +363,7 @@ class Session(MutableMapping[str, Any]):
         meta = (
             self._meta
             if self._meta is not None
-            else (self._record.meta if self._record is not None else {})
+            else (self.record.meta if self.record is not None else {})
         )
         return bool(meta.get(REAUTH_KEY))
 
@@ -315,11 +380,12 @@ class Session(MutableMapping[str, Any]):
         self._user_id = None
         self._remember = False
         self._auth_at = None
-        self._login = False
-        self._regenerate = False
-        self._logout = True
         self._meta = {}
-        self._meta_dirty = False
+        self._state(
+            dataclasses.replace(
+                self.intents, login=False, logout=True, regenerate=False, meta_changed=False
+            )
+        )
 
     def keep_alive(self) -> None:
         """Extend the idle deadline at this commit even within the touch interval, because
@@ -327,12 +393,52 @@ class Session(MutableMapping[str, Any]):
         token, and a session that is not stored stays unstored, so a keep-alive can never
         start or revive a session."""
         self._check_open()
-        self._keep_alive = True
+        self._state(dataclasses.replace(self.intents, keep_alive=True))
 
     def regenerate(self) -> None:
         """Issue a new token for the same session at commit (privilege change)."""
         self._check_open()
-        self._regenerate = True
+        self._state(dataclasses.replace(self.intents, regenerate=True))
+
+    def _state(self, intents: Intents) -> None:
+        self.intents = intents
+        self.pending = True
+
+    # -- engine side: what commit reads (and ``record``, ``intents``, ``pending``) -------
+    @property
+    def _record(self) -> SessionRecord | None:
+        """``record``, by its old name (``coatcheck.integrations.django`` reads it)."""
+        return self.record
+
+    @property
+    def client(self) -> ClientInfo | None:
+        """The device of this request, as the edge described it (or None)."""
+        return self._client
+
+    def changed_keys(self) -> AbstractSet[str]:
+        """Keys a commit writes: set by the handler, or changed in place since read."""
+        if not self._snapshots:
+            return self._set
+        changed = set(self._set)
+        changed.update(self._mutated_keys())
+        return changed
+
+    # -- engine side: what commit writes -------------------------------------------------
+    def schedule_rotation(self) -> None:
+        """The periodic token rotation is due: the commit renames the record (the old
+        token keeps working for ``rotation_grace``). Called by the engine at load."""
+        self._state(dataclasses.replace(self.intents, rotate=True))
+
+    def stored(self, record: SessionRecord) -> None:
+        """The commit stored ``record`` for this session (a new one, or the login's):
+        its handle, deadline and login time are the session's from now on."""
+        self._handle = record.handle
+        self._expires_at = record.expires_at
+        self._auth_at = record.auth_at
+
+    def stored_deadline(self, expires_at: float | None) -> None:
+        """The commit moved the session's deadline to ``expires_at``."""
+        self._expires_at = expires_at
 
     def keep(self) -> None:
         """Store this session at commit even if it holds nothing.
@@ -344,7 +450,7 @@ class Session(MutableMapping[str, Any]):
         ended one.
         """
         self._check_open()
-        self._keep = True
+        self._state(dataclasses.replace(self.intents, keep=True))
 
     def cap_deadline(self, at: float) -> None:
         """End this session no later than ``at`` (epoch seconds): the deadline the next
@@ -358,12 +464,12 @@ class Session(MutableMapping[str, Any]):
         stated again on every request that commits. Calling it again replaces ``at``.
         """
         self._check_open()
-        self._deadline_cap = float(at)
+        self._state(dataclasses.replace(self.intents, deadline_cap=float(at)))
 
     @property
     def deadline_cap(self) -> float | None:
         """The ``at`` of ``cap_deadline()`` for the coming commit, or None."""
-        return self._deadline_cap
+        return self.intents.deadline_cap
 
     # -- engine side ---------------------------------------------------------------------
     @property
@@ -393,10 +499,4 @@ class Session(MutableMapping[str, Any]):
                 continue
             if encode_value(key, self._data[key]) != snapshot:
                 changed.append(key)
-        return changed
-
-    def _changed_keys(self) -> set[str]:
-        """Keys to write at commit: explicitly set plus mutated in place."""
-        changed = set(self._set)
-        changed.update(self._mutated_keys())
         return changed

@@ -16,7 +16,8 @@ What a cookie cannot do, and what this module does about it:
   checked against it at load, one read, as ASVS 5.0 7.4.1 asks of self-contained tokens.
   Anonymous sessions never cost a store call.
 - It cannot be listed or ended by handle from elsewhere: nothing on the server names it.
-  ``list_user_sessions``, ``revoke(handle)`` and ``is_active`` raise UnsupportedOperation.
+  The store declares no ``UserIndex`` or ``HandleIndex``, so the manager refuses
+  ``list_user_sessions``, ``revoke(handle)`` and ``is_active`` with MissingCapability.
 - It is a snapshot, not a delta: of two concurrent requests that change different keys,
   the browser keeps the cookie of the one that answered last.
 - It has a size: a browser keeps 4096 bytes of name plus value. A larger session fails at
@@ -40,13 +41,8 @@ from coatcheck.core.record import Patch, SessionRecord, encode_value
 from coatcheck.core.session import Session
 from coatcheck.engine.operations import Get, Op, Steps
 from coatcheck.engine.results import CLEARED, NO_CHANGE, CommitResult
-from coatcheck.errors import (
-    CookieTooLargeError,
-    InvalidCookie,
-    StoreUnavailable,
-    UnsupportedOperation,
-)
-from coatcheck.stores.base import ClientSideStore, Store
+from coatcheck.errors import CookieTooLargeError, InvalidCookie, MissingCapability, StoreUnavailable
+from coatcheck.stores.base import ClientSide, Store
 
 COOKIE_LIMIT = 4096
 """Bytes of cookie name plus value every browser keeps (RFC 6265 section 6.1)."""
@@ -132,7 +128,7 @@ class ClientSideSessions:
 
     __slots__ = ("_max_lifetime", "manager", "revocations", "sealer")
 
-    def __init__(self, manager: Host, store: ClientSideStore) -> None:
+    def __init__(self, manager: Host, store: ClientSide) -> None:
         self.manager = manager
         self.sealer = store
         self.revocations = store.revocations
@@ -170,7 +166,7 @@ class ClientSideSessions:
         now = manager.clock()
         plan = policy.plan_commit(session, manager.config, now, tokens.new_handle())
         session.close()
-        old = session._record
+        old = session.record
         action = plan.action
         if action is Action.NOTHING:
             return NO_CHANGE
@@ -187,9 +183,7 @@ class ClientSideSessions:
                 new = dataclasses.replace(old, data=dict(old.data))
                 plan.patch.apply_to(new)
             value = self._seal(new)
-            session._handle = new.handle
-            session._expires_at = new.expires_at
-            session._auth_at = new.auth_at
+            session.stored(new)
             # Every re-seal is delivered, so a remember-me cookie must stay persistent.
             result = CommitResult(
                 token=value, max_age=policy.cookie_max_age(new.remember, new.absolute_at, now)
@@ -210,17 +204,19 @@ class ClientSideSessions:
             if name == ev.LOGOUT and old is not None:
                 manager.emit(name, handle=old.handle, user_id=old.user_id)
             else:
-                manager.emit(name, handle=session._handle, user_id=session._user_id)
+                manager.emit(name, handle=session.handle, user_id=session.user_id)
         return result
 
     def revoke_user(self, user_id: str, except_handle: str | None) -> Steps[int]:
         """End every cookie session of ``user_id`` logged in until now, except the one with
         ``except_handle``. Returns 0: nothing on the server knows how many there were."""
         if self.revocations is None:
-            raise UnsupportedOperation(
-                "revoke_user on a cookie store needs a revocation store "
-                "(CookieStore(keys, revocations=...)): without one, a cookie stays valid "
-                "until the deadlines sealed inside it"
+            raise MissingCapability(
+                type(self.sealer).__name__,
+                "ClientSide.revocations",
+                "revoke_user",
+                " (CookieStore(keys, revocations=...)): without a revocation store, a cookie "
+                "stays valid until the deadlines sealed inside it",
             )
         manager = self.manager
         now = manager.clock()

@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, cast
 
 from coatcheck.core import events as ev
 from coatcheck.core import policy, tokens
 from coatcheck.core.client import ClientInfo
 from coatcheck.core.config import SessionConfig
-from coatcheck.core.events import EventSink, SessionEvent
+from coatcheck.core.events import EventSink
 from coatcheck.core.policy import Action, Plan
 from coatcheck.core.record import (
     REAUTH_KEY,
     ROTATED_AT_KEY,
     ROTATED_TO_KEY,
     SessionRecord,
-    UserId,
-    user_key,
 )
 from coatcheck.core.session import Session
+from coatcheck.engine.accounts import UserSessions
 from coatcheck.engine.clientside import ClientSideSessions
 from coatcheck.engine.operations import (
     Apply,
@@ -43,7 +41,13 @@ from coatcheck.engine.operations import (
 from coatcheck.engine.results import CLEARED, NO_CHANGE, CommitResult, SessionInfo
 from coatcheck.errors import SessionLimitExceeded, Throttled
 from coatcheck.security.throttle import UnknownTokenThrottle
-from coatcheck.stores.base import ClientSideStore, Store
+from coatcheck.stores.base import (
+    AnyStore,
+    ClientSide,
+    HandleIndex,
+    Store,
+    UserIndex,
+)
 
 __all__ = ["NO_CHANGE", "CommitResult", "SessionInfo", "SessionManager"]
 """CommitResult and SessionInfo live in ``results``; they stay importable from here."""
@@ -57,17 +61,25 @@ _VALID = policy.Verdict.VALID
 attribute of an Enum class takes ``EnumType.__getattr__``'s slow lookup every time."""
 
 
-class SessionManager:
+class SessionManager(UserSessions):
     """Loads and commits sessions over one store, under one configuration.
 
     ``clock`` returns seconds since the epoch (``time.time`` by default); inject a fake
     one to test expiry without sleeping. ``events`` are sinks called with every lifecycle
     event.
+
+    ``store`` meets the core contract of ``coatcheck.stores.base`` (or is ``ClientSide``);
+    what more the manager needs of it, it asks for by type (``Capability.of``). A setting whose
+    ordinary requests need a capability (``rotation_interval``: ``HandleIndex``;
+    ``max_sessions_per_user``: ``UserIndex``) is refused here, when the app starts, with
+    MissingCapability; a method that needs one (``list_user_sessions``, ``revoke``,
+    ``is_active``, ``revoke_user``, ``purge_expired``) is refused when it is called, and
+    everything else still works over that store.
     """
 
     def __init__(
         self,
-        store: Store,
+        store: AnyStore,
         config: SessionConfig | None = None,
         clock: Clock | None = None,
         events: Iterable[EventSink] = (),
@@ -83,31 +95,20 @@ class SessionManager:
             else None
         )
         # How a session travels, chosen once here rather than tested per request: by
-        # default the client holds a token naming a record in ``store`` (the procedures
-        # below). A client-side store (``client_side`` true: CookieStore) carries the
-        # session itself in the cookie; its procedures (``ClientSideSessions``) send their
-        # few store operations to its revocation store instead.
+        # default the client holds a token naming a record in ``store`` (``_records``, the
+        # procedures below). A ``ClientSide`` store (CookieStore) carries the session itself
+        # in the cookie; its procedures (``ClientSideSessions``) send their few store
+        # operations to its revocation store instead, and ``_records`` is None.
         self._client_side: ClientSideSessions | None = None
-        self._op_store: Store = store
-        if getattr(store, "client_side", False):
-            side = ClientSideSessions(self, cast(ClientSideStore, store))
-            self._client_side = side
-            self._op_store = side.revocations or store
-
-    # -- events ------------------------------------------------------------------------
-    def emit(
-        self,
-        name: str,
-        *,
-        handle: str | None = None,
-        user_id: str | None = None,
-        **detail: Any,
-    ) -> None:
-        if not self.sinks:
-            return
-        event = SessionEvent(name, self.clock(), handle, user_id, detail)
-        for sink in self.sinks:
-            sink(event)
+        self._records: Store | None = None
+        if isinstance(store, ClientSide):
+            self._client_side = ClientSideSessions(self, store)
+        else:
+            self._records = store
+        if self.config.max_sessions_per_user is not None:
+            UserIndex.of(store, "max_sessions_per_user")
+        if self.config.rotation_interval is not None and self._records is not None:
+            HandleIndex.of(store, "rotation_interval")
 
     # -- procedures (written once, driven twice) ---------------------------------------
     # A load is one read and a commit at most one write on almost every request, so each
@@ -181,7 +182,7 @@ class SessionManager:
         session = Session(record, now, client)
         config = self.config
         if config.rotation_interval is not None and policy.rotation_due(record, now, config):
-            session._rotate = True
+            session.schedule_rotation()
         return session
 
     def _admit(
@@ -236,11 +237,13 @@ class SessionManager:
         assert plan.patch is not None
         if not applied:
             # Revoked or purged while this request ran: never resurrect it.
-            record = session._record
+            record = session.record
             assert record is not None
             self.emit(ev.EXPIRED, handle=record.handle, user_id=record.user_id, reason="gone")
             return CommitResult(clear=True)
-        session._expires_at = plan.patch.fields.get("expires_at", session._expires_at)
+        expires_at = plan.patch.fields.get("expires_at")
+        if expires_at is not None:
+            session.stored_deadline(expires_at)
         return NO_CHANGE
 
     def _plan(self, session: Session) -> tuple[Plan, float, str | None]:
@@ -252,10 +255,12 @@ class SessionManager:
         plan = policy.plan_commit(session, self.config, now)
         session.close()
         action = plan.action
-        if (action is _TOUCH or action is _UPDATE) and not plan.events and not session._login:
-            assert session._record is not None and plan.patch is not None
+        if (action is _TOUCH or action is _UPDATE) and not plan.events:
+            # (A login always plans its event, so no login takes this path.)
+            record = session.record
+            assert record is not None and plan.patch is not None
             if plan.patch.expect_handle is None:  # (with rotation on, ``_moved`` may follow)
-                return plan, now, session._record.key
+                return plan, now, record.key
         return plan, now, None
 
     def _commit_plan(self, session: Session, plan: Plan, now: float) -> Steps[CommitResult]:
@@ -274,21 +279,22 @@ class SessionManager:
         result, took_place = yield from _RUNNERS[action](self, session, plan, now)
         if not took_place:
             return result
-        record = session._record
+        record = session.record
         for name in plan.events:
             if name == ev.LOGOUT and record is not None:
                 self.emit(name, handle=record.handle, user_id=record.user_id)
             else:
-                self.emit(name, handle=session._handle, user_id=session._user_id)
+                self.emit(name, handle=session.handle, user_id=session.user_id)
         limit = self.config.max_sessions_per_user
-        if limit is not None and session._login and session._user_id is not None:
-            yield from self._evict_over_limit(session._user_id, session._handle, limit, now)
+        user_id = session.user_id
+        if limit is not None and session.intents.login and user_id is not None:
+            yield from self._evict_over_limit(user_id, session.handle, limit, now)
         return result
 
     def _run_patch(self, session: Session, plan: Plan, now: float) -> Steps[Ran]:
         """TOUCH, UPDATE: apply the delta to the loaded record, or to where a concurrent
         rotation moved it."""
-        record = session._record
+        record = session.record
         assert record is not None and plan.patch is not None
         applied = yield Apply(record.key, plan.patch)
         if not applied and plan.patch.expect_handle is not None:
@@ -299,7 +305,7 @@ class SessionManager:
 
     def _run_rename(self, session: Session, plan: Plan, now: float) -> Steps[Ran]:
         """RENAME: move the record to a new token (regenerate, login, periodic rotation)."""
-        record = session._record
+        record = session.record
         assert record is not None and plan.patch is not None
         token = tokens.new_token()
         key = tokens.storage_key(token)
@@ -308,14 +314,14 @@ class SessionManager:
         renamed = yield Rename(record.key, key, plan.patch)
         if not renamed and plan.patch.expect_handle is not None:
             live = yield from self._moved(record, now)
-            if live is not None and plan.rotation and not session._login:
+            if live is not None and plan.rotation and not session.intents.login:
                 # A concurrent request rotated the token first: keep its token (the
                 # client gets it from that response) and apply this request's changes.
                 return self._applied(session, plan, (yield Apply(live.key, plan.patch))), False
             if live is not None:  # a login or regenerate() still moves it to a new token
                 renamed = yield Rename(live.key, key, plan.patch)
         if not renamed:
-            if not session._login:
+            if not session.intents.login:
                 # Revoked meanwhile (logout elsewhere, "sign out other devices", theft
                 # detection): a rotation or regenerate() must not bring it back.
                 return self._applied(session, plan, False), False
@@ -323,10 +329,10 @@ class SessionManager:
             fresh = policy.new_record(session, self.config, now, tokens.new_handle())
             fresh.key = key
             yield Create(fresh)
-            session._handle = fresh.handle
+            session.stored(fresh)
         elif plan.rotation and self.config.rotation_grace > 0:
             yield Create(policy.rotation_marker(record, now, self.config, tokens.new_handle()))
-        session._expires_at = plan.patch.fields.get("expires_at")
+        session.stored_deadline(plan.patch.fields.get("expires_at"))
         return CommitResult(token=token, max_age=plan.max_age), True
 
     def _run_create(self, session: Session, plan: Plan, now: float) -> Steps[Ran]:
@@ -335,24 +341,24 @@ class SessionManager:
         if self._limit_denies(session):  # before anything is deleted: a refusal keeps all
             yield from self._deny_over_limit(session, now)
         replace = plan.action is Action.REPLACE
+        loaded = session.record
         if replace:
-            assert session._record is not None
-            yield from self._end(session._record)
+            assert loaded is not None
+            yield from self._end(loaded)
         token = tokens.new_token()
         new = plan.record
         new.key = tokens.storage_key(token)
         new.handle = tokens.new_handle()  # minted only now: most commits create nothing
         yield Create(new)
-        session._handle = new.handle
-        session._expires_at = new.expires_at
-        session._auth_at = new.auth_at
+        session.stored(new)
         ended = replace and ev.LOGOUT in plan.events
         return CommitResult(token=token, max_age=plan.max_age, ended=ended), True
 
     def _run_delete(self, session: Session, plan: Plan, now: float) -> Steps[Ran]:
         """DELETE: end the loaded record (logout)."""
-        assert session._record is not None
-        yield from self._end(session._record)
+        record = session.record
+        assert record is not None
+        yield from self._end(record)
         return CommitResult(clear=True, ended=True), True
 
     def _moved(self, record: SessionRecord, now: float) -> Steps[SessionRecord | None]:
@@ -380,19 +386,20 @@ class SessionManager:
 
     def _limit_denies(self, session: Session) -> bool:
         return (
-            session._login
-            and session._user_id is not None
+            session.intents.login
+            and session.user_id is not None
             and self.config.max_sessions_per_user is not None
             and self.config.session_limit_action == "deny"
         )
 
     def _deny_over_limit(self, session: Session, now: float) -> Steps[None]:
         """Refuse a login that would exceed ``max_sessions_per_user`` (deny mode)."""
-        assert session._user_id is not None and self.config.max_sessions_per_user is not None
-        live = yield ListUser(session._user_id, now)
-        others = [r for r in live if r.handle != session._handle]
+        user_id = session.user_id
+        assert user_id is not None and self.config.max_sessions_per_user is not None
+        live = yield ListUser(user_id, now)
+        others = [r for r in live if r.handle != session.handle]
         if len(others) >= self.config.max_sessions_per_user:
-            self.emit(ev.LIMIT_REACHED, user_id=session._user_id, active=len(others))
+            self.emit(ev.LIMIT_REACHED, user_id=user_id, active=len(others))
             raise SessionLimitExceeded(
                 f"user already has {len(others)} active sessions "
                 f"(max_sessions_per_user={self.config.max_sessions_per_user})"
@@ -409,14 +416,6 @@ class SessionManager:
             yield DeleteHandle(victim.handle)
             self.emit(ev.REVOKED, handle=victim.handle, user_id=user_id, reason="session_limit")
 
-    def _live(self, record: SessionRecord | None) -> bool:
-        """Is ``record`` a live session (not a rotation marker) now?"""
-        return (
-            record is not None
-            and ROTATED_TO_KEY not in record.meta
-            and policy.check(record, self.clock()) is _VALID
-        )
-
     # -- questions an edge may ask, no I/O ------------------------------------------------
     def wants_commit(self, session: Session) -> bool:
         """Would committing ``session`` now write anything (a change, or a touch or a
@@ -429,7 +428,7 @@ class SessionManager:
         token out (inside ``rotation_grace``)? An edge that sends the client's token back
         on its own (Django's middleware) must then not send it: it would replace the new
         one in the browser and count as stolen once the grace window closes."""
-        record = session._record
+        record = session.record
         return (
             self._client_side is None
             and record is not None
@@ -440,9 +439,10 @@ class SessionManager:
     async def load(self, token: str | None, client: ClientInfo | None = None) -> Session:
         """The session ``token`` names, or a fresh anonymous one (never adopting the
         client's value). One store read at most."""
-        store = self._op_store
-        if self._client_side is not None:
-            return await run_async(self._client_side.load(token, client), store)
+        store = self._records
+        if store is None:
+            side = self._sealed()
+            return await run_async(side.load(token, client), side.revocations)
         now = self.clock()
         key = self._load_key(token, client, now)
         if key is None:  # no token, or a malformed one (a dead token: cleared at commit)
@@ -458,9 +458,10 @@ class SessionManager:
     async def commit(self, session: Session) -> CommitResult:
         """Persist what the request did to ``session`` in as few store calls as the plan
         needs (none for an untouched session between touches)."""
-        store = self._op_store
-        if self._client_side is not None:
-            return await run_async(self._client_side.commit(session), store)
+        store = self._records
+        if store is None:
+            side = self._sealed()
+            return await run_async(side.commit(session), side.revocations)
         plan, now, key = self._plan(session)
         if plan.action is _NOTHING:
             return NO_CHANGE
@@ -469,67 +470,12 @@ class SessionManager:
             return self._applied(session, plan, await store.apply(key, plan.patch))
         return await run_async(self._commit_plan(session, plan, now), store)
 
-    async def exists(self, token: str | None) -> bool:
-        """Does ``token`` name a live session now? A question, not a request: nothing is
-        counted against a client, and a rotated-out token is neither followed nor taken
-        as stolen (it names no session of its own any more)."""
-        if token is None:
-            return False
-        if self._client_side is not None:
-            steps = self._client_side.load(token, None)
-            return not (await run_async(steps, self._op_store)).is_new
-        key = tokens.checked_storage_key(token)
-        return key is not None and self._live(await self.store.get(key))
-
-    async def end(self, token: str) -> bool:
-        """End the session ``token`` names, now (a backend's ``delete(key)``, as Django's
-        contract has it); True when a record was there. A client-side store files
-        nothing under a token, so there is nothing to end: a logout's commit records
-        its revocation instead."""
-        key = tokens.checked_storage_key(token)
-        if key is None or self._client_side is not None:
-            return False
-        return await self.store.delete(key)
-
-    async def list_user_sessions(self, user_id: UserId) -> list[SessionInfo]:
-        """The user's live sessions ("your devices"). ``user_id`` None (an anonymous
-        visitor's) raises ``InvalidUserId``: it names no one's devices."""
-        records = await self.store.list_user(user_key(user_id), self.clock())
-        return [SessionInfo.from_record(r) for r in records]
-
-    async def revoke(self, handle: str) -> bool:
-        """End the session with this handle (e.g. from a "your devices" page)."""
-        record = await self.store.delete_handle(handle)
-        if record is None:
-            return False
-        self.emit(ev.REVOKED, handle=record.handle, user_id=record.user_id)
-        return True
-
-    async def revoke_user(self, user_id: UserId, except_handle: str | None = None) -> int:
-        """End all of a user's sessions, optionally keeping the current one. ``user_id``
-        None raises ``InvalidUserId`` (it would end the sessions of the user "None")."""
-        uid = user_key(user_id)
-        if self._client_side is not None:
-            steps = self._client_side.revoke_user(uid, except_handle)
-            return await run_async(steps, self._op_store)
-        count = await self.store.delete_user(uid, except_handle)
-        self.emit(ev.REVOKED, user_id=uid, count=count, kept=except_handle)
-        return count
-
-    async def purge_expired(self) -> int:
-        """Delete expired records in batches; returns how many."""
-        return await self.store.purge_expired(self.clock(), self.config.purge_batch_size)
-
-    async def is_active(self, handle: str) -> bool:
-        """Cheap re-check for long-lived connections: is this session still live?"""
-        record = await self.store.get_by_handle(handle)
-        return policy.check(record, self.clock()) is policy.Verdict.VALID
-
     # -- sync API (WSGI and friends): same procedures, sync driver ------------------------
     def load_sync(self, token: str | None, client: ClientInfo | None = None) -> Session:
-        store = self._op_store
-        if self._client_side is not None:
-            return run_sync(self._client_side.load(token, client), store)
+        store = self._records
+        if store is None:
+            side = self._sealed()
+            return run_sync(side.load(token, client), side.revocations)
         now = self.clock()
         key = self._load_key(token, client, now)
         if key is None:  # no token, or a malformed one (a dead token: cleared at commit)
@@ -543,9 +489,10 @@ class SessionManager:
         return run_sync(self._load_found(key, record, now, client), store)
 
     def commit_sync(self, session: Session) -> CommitResult:
-        store = self._op_store
-        if self._client_side is not None:
-            return run_sync(self._client_side.commit(session), store)
+        store = self._records
+        if store is None:
+            side = self._sealed()
+            return run_sync(side.commit(session), side.revocations)
         plan, now, key = self._plan(session)
         if plan.action is _NOTHING:
             return NO_CHANGE
@@ -554,46 +501,11 @@ class SessionManager:
             return self._applied(session, plan, store.apply_sync(key, plan.patch))
         return run_sync(self._commit_plan(session, plan, now), store)
 
-    def exists_sync(self, token: str | None) -> bool:
-        if token is None:
-            return False
-        if self._client_side is not None:
-            return not run_sync(self._client_side.load(token, None), self._op_store).is_new
-        key = tokens.checked_storage_key(token)
-        return key is not None and self._live(self.store.get_sync(key))
-
-    def end_sync(self, token: str) -> bool:
-        key = tokens.checked_storage_key(token)
-        if key is None or self._client_side is not None:
-            return False
-        return self.store.delete_sync(key)
-
-    def list_user_sessions_sync(self, user_id: UserId) -> list[SessionInfo]:
-        records = self.store.list_user_sync(user_key(user_id), self.clock())
-        return [SessionInfo.from_record(r) for r in records]
-
-    def revoke_sync(self, handle: str) -> bool:
-        record = self.store.delete_handle_sync(handle)
-        if record is None:
-            return False
-        self.emit(ev.REVOKED, handle=record.handle, user_id=record.user_id)
-        return True
-
-    def revoke_user_sync(self, user_id: UserId, except_handle: str | None = None) -> int:
-        uid = user_key(user_id)
-        if self._client_side is not None:
-            steps = self._client_side.revoke_user(uid, except_handle)
-            return run_sync(steps, self._op_store)
-        count = self.store.delete_user_sync(uid, except_handle)
-        self.emit(ev.REVOKED, user_id=uid, count=count, kept=except_handle)
-        return count
-
-    def purge_expired_sync(self) -> int:
-        return self.store.purge_expired_sync(self.clock(), self.config.purge_batch_size)
-
-    def is_active_sync(self, handle: str) -> bool:
-        record = self.store.get_by_handle_sync(handle)
-        return policy.check(record, self.clock()) is policy.Verdict.VALID
+    # -- helpers of the API ----------------------------------------------------------------
+    def _sealed(self) -> ClientSideSessions:
+        side = self._client_side
+        assert side is not None  # (``_records`` is None only for a ClientSide store)
+        return side
 
 
 Ran = tuple[CommitResult, bool]

@@ -4,6 +4,11 @@ The manager writes each of its procedures once, as a generator that yields opera
 (``Get(key)``, ``Apply(key, patch)``, ...) and receives their results. ``run_async`` awaits
 the store's async methods, ``run_sync`` calls its sync ones: the sequence of steps exists
 in one place, and neither path can drift from the other.
+
+``Get``, ``Create``, ``Apply``, ``Rename`` and ``Delete`` are the core contract every store
+meets; ``GetByHandle``, ``DeleteHandle`` and ``ListUser`` need a capability
+(``HandleIndex``, ``UserIndex``), which the manager makes sure of when it is built (the
+configuration that yields them) and which they ask for again by type when they run.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any, TypeVar
 
 from coatcheck.core.record import Patch, SessionRecord
 from coatcheck.core.steps import drive_async, drive_sync
-from coatcheck.stores.base import Store
+from coatcheck.stores.base import HandleIndex, Store, UserIndex
 
 T = TypeVar("T")
 
@@ -92,14 +97,27 @@ class Delete(Op):
 Steps = Generator[Op, Any, T]
 
 
-async def run_async(steps: Steps[T], store: Store) -> T:
-    """Drive ``steps`` with the store's async methods."""
+async def run_async(steps: Steps[T], store: Store | None) -> T:
+    """Drive ``steps`` with the store's async methods (None: steps that need no store,
+    such as a cookie session's without a revocation store)."""
+    if store is None:
+        return await drive_async(steps, _no_store_async)
     return await drive_async(steps, lambda op: op.run(store))
 
 
-def run_sync(steps: Steps[T], store: Store) -> T:
-    """Drive ``steps`` with the store's sync methods."""
+def run_sync(steps: Steps[T], store: Store | None) -> T:
+    """Drive ``steps`` with the store's sync methods (None: as for ``run_async``)."""
+    if store is None:
+        return drive_sync(steps, _no_store)
     return drive_sync(steps, lambda op: op.run_sync(store))
+
+
+def _no_store(op: Op) -> Any:
+    raise AssertionError(f"{op!r} yielded by a procedure that has no store to run it")
+
+
+async def _no_store_async(op: Op) -> Any:
+    return _no_store(op)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +125,10 @@ class GetByHandle(Op):
     handle: str
 
     async def run(self, store: Store) -> SessionRecord | None:
-        return await store.get_by_handle(self.handle)
+        return await HandleIndex.of(store, "following a rotated session").get_by_handle(self.handle)
 
     def run_sync(self, store: Store) -> SessionRecord | None:
-        return store.get_by_handle_sync(self.handle)
+        return HandleIndex.of(store, "following a rotated session").get_by_handle_sync(self.handle)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +136,10 @@ class DeleteHandle(Op):
     handle: str
 
     async def run(self, store: Store) -> SessionRecord | None:
-        return await store.delete_handle(self.handle)
+        return await HandleIndex.of(store, "ending a session by handle").delete_handle(self.handle)
 
     def run_sync(self, store: Store) -> SessionRecord | None:
-        return store.delete_handle_sync(self.handle)
+        return HandleIndex.of(store, "ending a session by handle").delete_handle_sync(self.handle)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +148,7 @@ class ListUser(Op):
     now: float
 
     async def run(self, store: Store) -> list[SessionRecord]:
-        return await store.list_user(self.user_id, self.now)
+        return await UserIndex.of(store, "a session limit").list_user(self.user_id, self.now)
 
     def run_sync(self, store: Store) -> list[SessionRecord]:
-        return store.list_user_sync(self.user_id, self.now)
+        return UserIndex.of(store, "a session limit").list_user_sync(self.user_id, self.now)

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from coatcheck.engine.manager import SessionManager
 from coatcheck.service.apikeys import KeyChecker
 from coatcheck.service.metrics import Metrics
+from coatcheck.service.reserved import server_store
 from coatcheck.service.settings import ServiceSettings
 from coatcheck.service.signing import Signer
 
@@ -24,7 +25,7 @@ class Service:
     @classmethod
     def build(cls, manager: SessionManager, settings: ServiceSettings, metrics: Metrics) -> Service:
         """The parts over ``manager``'s store (the API keys and the JWT ring live there)."""
-        store, clock = manager.store, manager.clock
+        store, clock = server_store(manager.store), manager.clock
         return cls(
             manager=manager,
             settings=settings,

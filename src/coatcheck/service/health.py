@@ -19,7 +19,7 @@ from coatcheck.service import models, problems, reserved
 from coatcheck.service.context import Service, service_of
 from coatcheck.service.metrics import CONTENT_TYPE
 from coatcheck.service.problems import Problem, openapi_responses
-from coatcheck.stores.base import InlineStore, Store
+from coatcheck.stores.base import Countable, InlineStore, Store
 
 PROBE_KEY: Final = "0" * 64
 """A storage key no token hashes to in practice: reading it shows the store answers."""
@@ -60,7 +60,7 @@ async def readyz(request: Request) -> Response:
     """The store answers within the deadline; 503 with ``Retry-After`` otherwise."""
     service = service_of(request)
     try:
-        await probe(service.manager.store, service.settings.ready_timeout)
+        await probe(reserved.server_store(service.manager.store), service.settings.ready_timeout)
     except StoreUnavailable as exc:
         detail = f"the session store is not ready: {exc}"
         raise Problem(problems.STORE_UNAVAILABLE, detail, headers={"retry-after": "5"}) from None
@@ -87,6 +87,8 @@ class ActiveCount:
     @staticmethod
     async def _count(service: Service) -> int | None:
         store = service.manager.store
+        if not isinstance(store, Store) or not isinstance(store, Countable):
+            return None
         timeout = service.settings.ready_timeout
         try:
             async with asyncio.timeout(timeout):

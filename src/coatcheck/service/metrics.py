@@ -25,7 +25,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from coatcheck.core import events as ev
 from coatcheck.core.events import SessionEvent
 from coatcheck.core.record import Patch, SessionRecord
-from coatcheck.stores.base import Store
+from coatcheck.stores.base import Countable, HandleIndex, Purgeable, Store, UserIndex
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -139,12 +139,18 @@ class RequestTimer:
             self.histogram.labels(name).observe(time.perf_counter() - start)
 
 
-class TimedStore(Store):
+class TimedStore(Store, HandleIndex, UserIndex, Purgeable, Countable):
     """The store ``inner``, each call timed into ``coatcheck_store_duration_seconds``.
-    Anything else (``stats_sync``, ``path``, ...) is the inner store's."""
+    Anything else (``stats_sync``, ``path``, ...) is the inner store's. The service needs
+    every capability it declares (devices, revocation by handle, purge, the active count),
+    so an inner store without one is refused here, naming it."""
 
     def __init__(self, inner: Store, metrics: Metrics) -> None:
         self.inner = inner
+        self._handles = HandleIndex.of(inner, "coatcheck serve")
+        self._users = UserIndex.of(inner, "coatcheck serve")
+        self._purge = Purgeable.of(inner, "coatcheck serve")
+        self._count = Countable.of(inner, "coatcheck serve")
         h = metrics.store_calls
         self._h = {
             name: h.labels(name)
@@ -199,22 +205,22 @@ class TimedStore(Store):
         return self._timed("delete", self.inner.delete_sync, key)
 
     def get_by_handle_sync(self, handle: str) -> SessionRecord | None:
-        return self._timed("get_by_handle", self.inner.get_by_handle_sync, handle)
+        return self._timed("get_by_handle", self._handles.get_by_handle_sync, handle)
 
     def list_user_sync(self, user_id: str, now: float) -> list[SessionRecord]:
-        return self._timed("list_user", self.inner.list_user_sync, user_id, now)
+        return self._timed("list_user", self._users.list_user_sync, user_id, now)
 
     def delete_handle_sync(self, handle: str) -> SessionRecord | None:
-        return self._timed("delete_handle", self.inner.delete_handle_sync, handle)
+        return self._timed("delete_handle", self._handles.delete_handle_sync, handle)
 
     def delete_user_sync(self, user_id: str, except_handle: str | None = None) -> int:
-        return self._timed("delete_user", self.inner.delete_user_sync, user_id, except_handle)
+        return self._timed("delete_user", self._users.delete_user_sync, user_id, except_handle)
 
     def purge_expired_sync(self, now: float, batch_size: int) -> int:
-        return self._timed("purge_expired", self.inner.purge_expired_sync, now, batch_size)
+        return self._timed("purge_expired", self._purge.purge_expired_sync, now, batch_size)
 
     def count_sync(self, now: float) -> int:
-        return self._timed("count", self.inner.count_sync, now)
+        return self._timed("count", self._count.count_sync, now)
 
     def close_sync(self) -> None:
         self.inner.close_sync()
@@ -236,22 +242,22 @@ class TimedStore(Store):
         return await self._atimed("delete", self.inner.delete, key)
 
     async def get_by_handle(self, handle: str) -> SessionRecord | None:
-        return await self._atimed("get_by_handle", self.inner.get_by_handle, handle)
+        return await self._atimed("get_by_handle", self._handles.get_by_handle, handle)
 
     async def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
-        return await self._atimed("list_user", self.inner.list_user, user_id, now)
+        return await self._atimed("list_user", self._users.list_user, user_id, now)
 
     async def delete_handle(self, handle: str) -> SessionRecord | None:
-        return await self._atimed("delete_handle", self.inner.delete_handle, handle)
+        return await self._atimed("delete_handle", self._handles.delete_handle, handle)
 
     async def delete_user(self, user_id: str, except_handle: str | None = None) -> int:
-        return await self._atimed("delete_user", self.inner.delete_user, user_id, except_handle)
+        return await self._atimed("delete_user", self._users.delete_user, user_id, except_handle)
 
     async def purge_expired(self, now: float, batch_size: int) -> int:
-        return await self._atimed("purge_expired", self.inner.purge_expired, now, batch_size)
+        return await self._atimed("purge_expired", self._purge.purge_expired, now, batch_size)
 
     async def count(self, now: float) -> int:
-        return await self._atimed("count", self.inner.count, now)
+        return await self._atimed("count", self._count.count, now)
 
     async def close(self) -> None:
         await self.inner.close()

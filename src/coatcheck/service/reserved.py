@@ -21,8 +21,8 @@ from typing import Any, Final
 
 from coatcheck.core.record import Patch, SessionRecord, encode_value
 from coatcheck.engine.operations import Get, Op, Steps
-from coatcheck.errors import StoreUnavailable
-from coatcheck.stores.base import Store
+from coatcheck.errors import ConfigError, StoreUnavailable
+from coatcheck.stores.base import AnyStore, Store
 
 HANDLE_PREFIX: Final = "coatcheck:"
 LIFETIME: Final = 10 * 365 * 24 * 3600.0
@@ -98,3 +98,15 @@ def merge(
         absolute_at=until,
     )
     yield Upsert(patch, fresh)
+
+
+def server_store(store: AnyStore) -> Store:
+    """``store`` as the server-side store the service keeps its own records in (API keys,
+    the JWT ring). A ``cookie://`` store keeps each session in its browser, where no other
+    service can see it, so the service refuses it."""
+    if not isinstance(store, Store):
+        raise ConfigError(
+            "the service needs a server-side store: a cookie:// store keeps each session in "
+            "its browser, where no other service can see it"
+        )
+    return store

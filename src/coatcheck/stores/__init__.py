@@ -6,7 +6,8 @@ them. New backends register a scheme with ``register_scheme``; there is no if/el
 
 May import: ``coatcheck.core``, ``coatcheck.security``, ``coatcheck.errors`` and client
 libraries. May not import: ``coatcheck.engine`` or anything above it: loading a store never
-loads the engine. A store meets ``base.Store``; what it cannot do it does not claim.
+loads the engine. A store meets ``base.Store`` (or ``base.ClientSide``) and declares the
+capabilities of ``base`` it has by inheriting them; what it cannot do it does not claim.
 """
 
 from __future__ import annotations
@@ -14,7 +15,18 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from coatcheck.stores.base import InlineStore, Store
+from coatcheck.stores.base import (
+    AnyStore,
+    ClientSide,
+    Countable,
+    HandleIndex,
+    InlineStore,
+    Purgeable,
+    Statistics,
+    Store,
+    UserIndex,
+    capabilities,
+)
 from coatcheck.stores.memory import MemoryStore
 from coatcheck.stores.registry import StoreFactory, from_url, register_scheme
 from coatcheck.stores.sqlite import SQLiteStore
@@ -26,11 +38,19 @@ if TYPE_CHECKING:
     from coatcheck.stores.redis import RedisStore as RedisStore
 
 __all__ = [
+    "AnyStore",
+    "ClientSide",
+    "Countable",
+    "HandleIndex",
     "InlineStore",
     "MemoryStore",
+    "Purgeable",
     "SQLiteStore",
+    "Statistics",
     "Store",
     "StoreFactory",
+    "UserIndex",
+    "capabilities",
     "from_url",
     "register_scheme",
 ]

@@ -1,10 +1,21 @@
-"""The store contract: what every backend must do, in both an async and a sync flavour.
+"""The store contract: a small core every server-side store meets, and capabilities a
+store declares by inheriting them.
 
-The contract is small on purpose (compare starsessions' three methods): one read to load,
-one atomic write per commit. Keys are SHA-256 hex digests of tokens, never tokens. Each
-backend answers both paths with its native client; backends whose I/O is local and short
-(memory, SQLite) implement the sync methods and inherit async ones that call them inline,
-except ``purge_expired``, which may run for minutes and so runs on a worker thread.
+The core (``Store``) is what every request needs: one read to load, one atomic write per
+commit (compare starsessions' three methods). Everything else a store may or may not be
+able to do is a capability class (``HandleIndex``, ``UserIndex``, ``Purgeable``,
+``Countable``, ``Statistics``): a store declares one by inheriting it, and the engine asks
+``isinstance(store, UserIndex)`` before it calls a method of it, so no store method ever
+answers "not supported". What the engine cannot do because its store lacks a capability
+it refuses with one error, ``MissingCapability``, naming the capability (``Capability.of``).
+A store whose sessions travel in the cookie (``ClientSide``) keeps no records at all and
+meets that contract instead of the core.
+
+Keys are SHA-256 hex digests of tokens, never tokens. Each backend answers both paths with
+its native client; backends whose I/O is local and short (memory, SQLite) write the sync
+methods and inherit async ones that call them inline (``InlineStore`` and the ``Inline*``
+capability mixins), networked ones write procedures driven twice (``ProcedureStore`` and
+the ``Procedure*`` mixins).
 
 Failures of the backend itself (connection lost, timeout, disk full, locked file) must be
 raised as ``StoreUnavailable`` so that edges answer 503.
@@ -16,9 +27,10 @@ import asyncio
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Generator
-from typing import Any, Protocol, TypeVar
+from typing import Any, Self, TypeVar
 
 from coatcheck.core.record import Patch, SessionRecord
+from coatcheck.errors import MissingCapability
 
 T = TypeVar("T")
 
@@ -43,7 +55,15 @@ def process_id() -> int:
 
 
 class Store(ABC):
-    """A place that keeps SessionRecords by storage key."""
+    """The core contract: what every request needs of a server-side store, and all a new
+    backend must write to be usable (five operations, each sync and async).
+
+    A load is one ``get``; a commit is one ``apply`` (a touch or a data write), one
+    ``rename`` (login, ``regenerate()``, rotation), one ``create`` (a new session) or one
+    ``delete`` (logout). Anything more (finding a session by handle, listing a user's
+    sessions, purging, counting) is a capability below, which a store declares by
+    inheriting it and the engine asks for by type.
+    """
 
     # -- sync path ---------------------------------------------------------------------
     @abstractmethod
@@ -61,7 +81,8 @@ class Store(ABC):
 
         Only the keys in the patch change, so concurrent patches that touch different keys
         both survive. Returns False, changing nothing, when no such record exists (it was
-        revoked or purged): a commit must never resurrect a session.
+        revoked or purged) or when ``patch.expect_handle`` names another record: a commit
+        must never resurrect a session.
         """
 
     @abstractmethod
@@ -74,31 +95,6 @@ class Store(ABC):
     @abstractmethod
     def delete_sync(self, key: str) -> bool:
         """Delete the record under ``key``; True if there was one."""
-
-    @abstractmethod
-    def get_by_handle_sync(self, handle: str) -> SessionRecord | None:
-        """The record with this public handle, or None."""
-
-    @abstractmethod
-    def list_user_sync(self, user_id: str, now: float) -> list[SessionRecord]:
-        """The user's records whose deadline is after ``now``, oldest first."""
-
-    @abstractmethod
-    def delete_handle_sync(self, handle: str) -> SessionRecord | None:
-        """Delete the record with this handle; return it (for events), or None."""
-
-    @abstractmethod
-    def delete_user_sync(self, user_id: str, except_handle: str | None = None) -> int:
-        """Delete all of a user's records except the one with ``except_handle``."""
-
-    @abstractmethod
-    def purge_expired_sync(self, now: float, batch_size: int) -> int:
-        """Delete records whose deadline is at or before ``now``, ``batch_size`` at a time
-        so that readers are never blocked for long. Returns how many were deleted."""
-
-    def count_sync(self, now: float) -> int:
-        """How many live records there are (for stats); backends may approximate."""
-        raise NotImplementedError
 
     def close_sync(self) -> None:  # noqa: B027 (optional hook, no-op by default)
         """Release connections."""
@@ -119,31 +115,156 @@ class Store(ABC):
     @abstractmethod
     async def delete(self, key: str) -> bool: ...
 
+    async def close(self) -> None:
+        self.close_sync()
+
+
+# -- capabilities: declared by inheriting them, asked for with isinstance --------------------
+class Capability(ABC):  # noqa: B024 (a base: the abstract methods are its subclasses')
+    """What a store may be able to do beyond the core contract; a store declares one by
+    inheriting it, and the engine asks for it by type."""
+
+    @classmethod
+    def of(cls, store: object, operation: str) -> Self:
+        """``store`` as this capability, or the one error that says the engine cannot do
+        ``operation`` because ``store``'s type does not declare it."""
+        if isinstance(store, cls):
+            return store
+        hint = ""
+        if isinstance(store, ClientSide):
+            hint = (
+                ": each session lives only in its browser's cookie, and nothing on the server "
+                "names it. revoke_user(user_id, except_handle=...) ends all of a user's "
+                "sessions (with a revocation store); use a server-side store if users must "
+                "see and end their sessions one by one"
+            )
+        raise MissingCapability(type(store).__name__, cls.__name__, operation, hint)
+
+
+class HandleIndex(Capability):
+    """Records found by their public handle. The engine needs it for ``is_active`` and
+    ``revoke(handle)``, and for ``rotation_interval`` (a request that raced a rotation
+    follows the session to its new key, and a logout ends it by handle)."""
+
+    @abstractmethod
+    def get_by_handle_sync(self, handle: str) -> SessionRecord | None:
+        """The record with this public handle, or None."""
+
+    @abstractmethod
+    def delete_handle_sync(self, handle: str) -> SessionRecord | None:
+        """Delete the record with this handle; return it (for events), or None."""
+
     @abstractmethod
     async def get_by_handle(self, handle: str) -> SessionRecord | None: ...
+
+    @abstractmethod
+    async def delete_handle(self, handle: str) -> SessionRecord | None: ...
+
+
+class UserIndex(Capability):
+    """Records found by user id, through an index that expires with them. The engine
+    needs it for ``list_user_sessions`` and ``revoke_user``, and for
+    ``max_sessions_per_user``."""
+
+    @abstractmethod
+    def list_user_sync(self, user_id: str, now: float) -> list[SessionRecord]:
+        """The user's records whose deadline is after ``now``, oldest first."""
+
+    @abstractmethod
+    def delete_user_sync(self, user_id: str, except_handle: str | None = None) -> int:
+        """Delete all of a user's records except the one with ``except_handle``."""
 
     @abstractmethod
     async def list_user(self, user_id: str, now: float) -> list[SessionRecord]: ...
 
     @abstractmethod
-    async def delete_handle(self, handle: str) -> SessionRecord | None: ...
+    async def delete_user(self, user_id: str, except_handle: str | None = None) -> int: ...
+
+
+class Purgeable(Capability):
+    """Expired records deleted on request (``manager.purge_expired``, ``coatcheck purge``),
+    for stores whose records do not vanish at their deadline by themselves."""
 
     @abstractmethod
-    async def delete_user(self, user_id: str, except_handle: str | None = None) -> int: ...
+    def purge_expired_sync(self, now: float, batch_size: int) -> int:
+        """Delete records whose deadline is at or before ``now``, ``batch_size`` at a time
+        so that readers are never blocked for long. Returns how many were deleted."""
 
     @abstractmethod
     async def purge_expired(self, now: float, batch_size: int) -> int: ...
 
-    async def count(self, now: float) -> int:
-        return self.count_sync(now)
+
+class Countable(Capability):
+    """How many live records there are (``coatcheck stats``)."""
+
+    @abstractmethod
+    def count_sync(self, now: float) -> int:
+        """Records whose deadline is after ``now``; a backend may approximate, and says
+        so in its docstring."""
+
+    @abstractmethod
+    async def count(self, now: float) -> int: ...
+
+
+class Statistics(Countable):
+    """Figures beyond the count, for ``coatcheck stats`` (a sync command, hence no async
+    twin): live sessions, those ending soon, and the users with the most sessions."""
+
+    @abstractmethod
+    def stats_sync(self, now: float, *, top: int = 10, soon: float = 300.0) -> dict[str, Any]:
+        """``active``, ``expiring_soon`` (within ``soon`` seconds) and ``top_users``, the
+        ``top`` users by live sessions as (user id, count) pairs, most first."""
+
+
+class ClientSide(Capability):
+    """A store whose sessions travel in the cookie itself (``CookieStore``): it keeps no
+    records, so it meets not the core contract but this one, and the manager runs its
+    client-side procedures (``coatcheck.engine.clientside``) for it."""
+
+    revocations: Store | None
+    """Where per-user "not before" times and logged-out handles are kept, or None."""
+
+    @abstractmethod
+    def seal(self, record: SessionRecord) -> str:
+        """The cookie value carrying ``record`` (its ``key`` is ignored)."""
+
+    @abstractmethod
+    def unseal(self, value: str) -> SessionRecord:
+        """The record sealed in ``value``; InvalidCookie, never anything else, otherwise."""
+
+    def close_sync(self) -> None:
+        """Release connections (of the revocation store, if any)."""
 
     async def close(self) -> None:
         self.close_sync()
 
 
+AnyStore = Store | ClientSide
+"""What ``SessionManager`` takes: a server-side store, or a client-side one."""
+
+CAPABILITIES: tuple[type[Capability], ...] = (
+    HandleIndex,
+    UserIndex,
+    Purgeable,
+    Countable,
+    Statistics,
+    ClientSide,
+)
+"""Every capability a store may declare, beyond the core contract."""
+
+
+def capabilities(store: object) -> frozenset[type[Capability]]:
+    """The capabilities a store (or a store class) declares."""
+    kind = store if isinstance(store, type) else type(store)
+    return frozenset(c for c in CAPABILITIES if issubclass(kind, c))
+
+
+# -- two ways to write a store ----------------------------------------------------------------
 class InlineStore(Store):
     """A store whose operations are local and short: async methods call the sync ones
     inline, without a thread hop (which would cost more than the operation itself).
+    ``InlineHandleIndex``, ``InlineUserIndex``, ``InlinePurgeable`` and ``InlineCountable``
+    do the same for the capabilities such a store declares.
 
     The exception is ``purge_expired``: its length grows with the number of expired
     records (minutes for a million SQLite rows), so it runs on a worker thread and the
@@ -167,23 +288,34 @@ class InlineStore(Store):
     async def delete(self, key: str) -> bool:
         return self.delete_sync(key)
 
+
+class InlineHandleIndex(HandleIndex):
     async def get_by_handle(self, handle: str) -> SessionRecord | None:
         return self.get_by_handle_sync(handle)
-
-    async def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
-        return self.list_user_sync(user_id, now)
 
     async def delete_handle(self, handle: str) -> SessionRecord | None:
         return self.delete_handle_sync(handle)
 
+
+class InlineUserIndex(UserIndex):
+    async def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
+        return self.list_user_sync(user_id, now)
+
     async def delete_user(self, user_id: str, except_handle: str | None = None) -> int:
         return self.delete_user_sync(user_id, except_handle)
 
+
+class InlinePurgeable(Purgeable):
     async def purge_expired(self, now: float, batch_size: int) -> int:
-        """``purge_expired_sync`` on a worker thread (see the class docstring): a long
-        purge must not stall the event loop. Cancelling the await does not stop the purge
+        """``purge_expired_sync`` on a worker thread (see ``InlineStore``): a long purge
+        must not stall the event loop. Cancelling the await does not stop the purge
         already under way; it finishes its batches in the background."""
         return await asyncio.to_thread(self.purge_expired_sync, now, batch_size)
+
+
+class InlineCountable(Countable):
+    async def count(self, now: float) -> int:
+        return self.count_sync(now)
 
 
 Procedure = Generator[Any, Any, T]
@@ -194,20 +326,21 @@ commands), whose results are sent back in; a sync and an async driver run it."""
 class ProcedureStore(Store):
     """A networked store whose operations are written once as procedures and driven twice.
 
-    Subclasses write ``_get``, ``_create``, ``_apply``, ``_rename``, ... as generators of
-    their own wire calls and two drivers, ``_drive_sync`` (the sync client) and
-    ``_drive_async`` (the async client); every method of the contract is defined here on
-    top of them, so the sync and async paths of a backend cannot drift apart.
+    Subclasses write ``_get``, ``_create``, ``_apply``, ``_rename`` and ``_delete`` as
+    generators of their own wire calls and two drivers, ``_drive_sync`` (the sync client)
+    and ``_drive_async`` (the async client); the core contract is defined here on top of
+    them, so the sync and async paths of a backend cannot drift apart. The capabilities
+    come the same way: ``ProcedureHandleIndex`` (``_get_by_handle``, ``_delete_handle``),
+    ``ProcedureUserIndex`` (``_list_user``, ``_delete_user``), ``ProcedurePurgeable``
+    (``_purge``) and ``ProcedureCountable`` (``_count``).
     """
 
-    # -- drivers -------------------------------------------------------------------------
     @abstractmethod
     def _drive_sync(self, steps: Procedure[T]) -> T: ...
 
     @abstractmethod
     async def _drive_async(self, steps: Procedure[T]) -> T: ...
 
-    # -- procedures ----------------------------------------------------------------------
     @abstractmethod
     def _get(self, key: str) -> Procedure[SessionRecord | None]: ...
 
@@ -223,25 +356,6 @@ class ProcedureStore(Store):
     @abstractmethod
     def _delete(self, key: str) -> Procedure[bool]: ...
 
-    @abstractmethod
-    def _get_by_handle(self, handle: str) -> Procedure[SessionRecord | None]: ...
-
-    @abstractmethod
-    def _list_user(self, user_id: str, now: float) -> Procedure[list[SessionRecord]]: ...
-
-    @abstractmethod
-    def _delete_handle(self, handle: str) -> Procedure[SessionRecord | None]: ...
-
-    @abstractmethod
-    def _delete_user(self, user_id: str, except_handle: str | None) -> Procedure[int]: ...
-
-    @abstractmethod
-    def _purge(self, now: float, batch_size: int) -> Procedure[int]: ...
-
-    @abstractmethod
-    def _count(self, now: float) -> Procedure[int]: ...
-
-    # -- sync path -----------------------------------------------------------------------
     def get_sync(self, key: str) -> SessionRecord | None:
         return self._drive_sync(self._get(key))
 
@@ -257,25 +371,6 @@ class ProcedureStore(Store):
     def delete_sync(self, key: str) -> bool:
         return self._drive_sync(self._delete(key))
 
-    def get_by_handle_sync(self, handle: str) -> SessionRecord | None:
-        return self._drive_sync(self._get_by_handle(handle))
-
-    def list_user_sync(self, user_id: str, now: float) -> list[SessionRecord]:
-        return self._drive_sync(self._list_user(user_id, now))
-
-    def delete_handle_sync(self, handle: str) -> SessionRecord | None:
-        return self._drive_sync(self._delete_handle(handle))
-
-    def delete_user_sync(self, user_id: str, except_handle: str | None = None) -> int:
-        return self._drive_sync(self._delete_user(user_id, except_handle))
-
-    def purge_expired_sync(self, now: float, batch_size: int) -> int:
-        return self._drive_sync(self._purge(now, batch_size))
-
-    def count_sync(self, now: float) -> int:
-        return self._drive_sync(self._count(now))
-
-    # -- async path ----------------------------------------------------------------------
     async def get(self, key: str) -> SessionRecord | None:
         return await self._drive_async(self._get(key))
 
@@ -291,37 +386,64 @@ class ProcedureStore(Store):
     async def delete(self, key: str) -> bool:
         return await self._drive_async(self._delete(key))
 
+
+class ProcedureHandleIndex(ProcedureStore, HandleIndex):
+    @abstractmethod
+    def _get_by_handle(self, handle: str) -> Procedure[SessionRecord | None]: ...
+
+    @abstractmethod
+    def _delete_handle(self, handle: str) -> Procedure[SessionRecord | None]: ...
+
+    def get_by_handle_sync(self, handle: str) -> SessionRecord | None:
+        return self._drive_sync(self._get_by_handle(handle))
+
+    def delete_handle_sync(self, handle: str) -> SessionRecord | None:
+        return self._drive_sync(self._delete_handle(handle))
+
     async def get_by_handle(self, handle: str) -> SessionRecord | None:
         return await self._drive_async(self._get_by_handle(handle))
-
-    async def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
-        return await self._drive_async(self._list_user(user_id, now))
 
     async def delete_handle(self, handle: str) -> SessionRecord | None:
         return await self._drive_async(self._delete_handle(handle))
 
+
+class ProcedureUserIndex(ProcedureStore, UserIndex):
+    @abstractmethod
+    def _list_user(self, user_id: str, now: float) -> Procedure[list[SessionRecord]]: ...
+
+    @abstractmethod
+    def _delete_user(self, user_id: str, except_handle: str | None) -> Procedure[int]: ...
+
+    def list_user_sync(self, user_id: str, now: float) -> list[SessionRecord]:
+        return self._drive_sync(self._list_user(user_id, now))
+
+    def delete_user_sync(self, user_id: str, except_handle: str | None = None) -> int:
+        return self._drive_sync(self._delete_user(user_id, except_handle))
+
+    async def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
+        return await self._drive_async(self._list_user(user_id, now))
+
     async def delete_user(self, user_id: str, except_handle: str | None = None) -> int:
         return await self._drive_async(self._delete_user(user_id, except_handle))
+
+
+class ProcedurePurgeable(ProcedureStore, Purgeable):
+    @abstractmethod
+    def _purge(self, now: float, batch_size: int) -> Procedure[int]: ...
+
+    def purge_expired_sync(self, now: float, batch_size: int) -> int:
+        return self._drive_sync(self._purge(now, batch_size))
 
     async def purge_expired(self, now: float, batch_size: int) -> int:
         return await self._drive_async(self._purge(now, batch_size))
 
+
+class ProcedureCountable(ProcedureStore, Countable):
+    @abstractmethod
+    def _count(self, now: float) -> Procedure[int]: ...
+
+    def count_sync(self, now: float) -> int:
+        return self._drive_sync(self._count(now))
+
     async def count(self, now: float) -> int:
         return await self._drive_async(self._count(now))
-
-
-class ClientSideStore(Protocol):
-    """What a store whose sessions travel in the cookie provides. The manager recognises
-    one by its ``client_side`` attribute being true."""
-
-    client_side: bool
-    revocations: Store | None
-    """Where per-user "not before" times and logged-out handles are kept, or None."""
-
-    def seal(self, record: SessionRecord) -> str:
-        """The cookie value carrying ``record`` (its ``key`` is ignored)."""
-        ...
-
-    def unseal(self, value: str) -> SessionRecord:
-        """The record sealed in ``value``; InvalidCookie, never anything else, otherwise."""
-        ...

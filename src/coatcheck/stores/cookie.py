@@ -24,8 +24,12 @@ add the new key second; promote it to first; retire the old one after ``remember
 
 Revocation: pass ``revocations=`` a store (or a store URL) to make logout and
 ``revoke_user`` effective against copied cookies; see ``coatcheck.engine.clientside``.
-``list_user_sessions``, ``revoke(handle)`` and ``is_active`` raise UnsupportedOperation: a
-cookie session lives only in its browser, and nothing on the server can name it.
+
+What it declares (``coatcheck.stores.base``): ``ClientSide``, and ``Purgeable`` (it purges
+its revocation store). It keeps no records, so it has neither the core contract nor a
+``HandleIndex`` or ``UserIndex``: a cookie session lives only in its browser, and nothing
+on the server can name it. The manager refuses ``list_user_sessions``, ``revoke(handle)``
+and ``is_active`` over it with ``MissingCapability``; no method here refuses anything.
 """
 
 from __future__ import annotations
@@ -37,10 +41,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from coatcheck.core.record import Patch, SessionRecord
+from coatcheck.core.record import SessionRecord
 from coatcheck.errors import ConfigError, CookieTooLargeError, InvalidCookie, UnsupportedOperation
 from coatcheck.security.sealing import KeyRing, KeySpec, UnsealError, keys_from_env
-from coatcheck.stores.base import InlineStore, Store
+from coatcheck.stores.base import ClientSide, Purgeable, Store
 from coatcheck.stores.registry import from_url as store_from_url
 
 __all__ = [
@@ -75,7 +79,7 @@ def _optional_number(value: Any) -> float | None:
     return None if value is None else _number(value)
 
 
-class CookieStore(InlineStore):
+class CookieStore(ClientSide, Purgeable):
     """A client-side store: sessions sealed into the cookie under a key ring.
 
     ``keys``: the ring, primary first. ``revocations``: a coatcheck store (or store URL)
@@ -83,9 +87,6 @@ class CookieStore(InlineStore):
     no server state at all. ``compress_min``: data shorter than this many bytes of JSON is
     never worth deflating.
     """
-
-    client_side = True
-    """Tells SessionManager to use the client-side procedures (``coatcheck.engine.clientside``)."""
 
     def __init__(
         self,
@@ -95,11 +96,10 @@ class CookieStore(InlineStore):
         compress_min: int = 64,
     ) -> None:
         self.ring = KeyRing(keys)
-        if isinstance(revocations, str):
-            revocations = store_from_url(revocations)
-        if getattr(revocations, "client_side", False):
+        built = store_from_url(revocations) if isinstance(revocations, str) else revocations
+        if built is not None and not isinstance(built, Store):
             raise ConfigError("the revocation store must be a server-side store")
-        self.revocations: Store | None = revocations
+        self.revocations: Store | None = built
         self.compress_min = compress_min
 
     @classmethod
@@ -194,53 +194,20 @@ class CookieStore(InlineStore):
             meta=meta,
         )
 
-    # -- the server-side contract: what a cookie cannot do ---------------------------------
-    @staticmethod
-    def _no_records(what: str) -> UnsupportedOperation:
-        return UnsupportedOperation(
-            f"CookieStore cannot {what}: each session lives only in its browser's cookie, and "
-            "nothing on the server names it. revoke_user(user_id, except_handle=...) ends all "
-            "of a user's sessions (with a revocation store); use a server-side store if users "
-            "must see and end their sessions one by one"
-        )
-
-    def get_sync(self, key: str) -> SessionRecord | None:
-        raise self._no_records("look a session up by key (use SessionManager.load)")
-
-    def create_sync(self, record: SessionRecord) -> None:
-        raise self._no_records("store a record (use SessionManager.commit)")
-
-    def apply_sync(self, key: str, patch: Patch) -> bool:
-        raise self._no_records("patch a record (use SessionManager.commit)")
-
-    def rename_sync(self, old_key: str, new_key: str, patch: Patch) -> bool:
-        raise self._no_records("rename a record (use SessionManager.commit)")
-
-    def delete_sync(self, key: str) -> bool:
-        raise self._no_records("delete a record (use SessionManager.commit)")
-
-    def get_by_handle_sync(self, handle: str) -> SessionRecord | None:
-        raise self._no_records("find a session by handle (is_active)")
-
-    def list_user_sync(self, user_id: str, now: float) -> list[SessionRecord]:
-        raise self._no_records("list a user's sessions (list_user_sessions)")
-
-    def delete_handle_sync(self, handle: str) -> SessionRecord | None:
-        raise self._no_records("end one session by handle (revoke)")
-
-    def delete_user_sync(self, user_id: str, except_handle: str | None = None) -> int:
-        raise self._no_records("delete a user's records (SessionManager.revoke_user does it)")
-
+    # -- what it can do besides: purge its revocation store, close it ----------------------
     def purge_expired_sync(self, now: float, batch_size: int) -> int:
-        """Expired sessions vanish with their cookies; this purges the revocation store."""
-        if self.revocations is None:
+        """Expired sessions vanish with their cookies; this purges the revocation store
+        (none, or one whose records vanish by themselves: nothing to purge, 0)."""
+        revocations = self.revocations
+        if not isinstance(revocations, Purgeable):
             return 0
-        return self.revocations.purge_expired_sync(now, batch_size)
+        return revocations.purge_expired_sync(now, batch_size)
 
     async def purge_expired(self, now: float, batch_size: int) -> int:
-        if self.revocations is None:
+        revocations = self.revocations
+        if not isinstance(revocations, Purgeable):
             return 0
-        return await self.revocations.purge_expired(now, batch_size)
+        return await revocations.purge_expired(now, batch_size)
 
     def close_sync(self) -> None:
         if self.revocations is not None:

@@ -15,7 +15,14 @@ from collections import Counter
 from typing import Any
 
 from coatcheck.core.record import Patch, SessionRecord
-from coatcheck.stores.base import InlineStore
+from coatcheck.stores.base import (
+    InlineCountable,
+    InlineHandleIndex,
+    InlinePurgeable,
+    InlineStore,
+    InlineUserIndex,
+    Statistics,
+)
 
 _SCALARS = frozenset({str, int, bool, type(None)})
 """Exact types whose decoded value is immutable and equal to what its JSON text decodes
@@ -75,7 +82,9 @@ def _copy_out(entry: _Entry) -> SessionRecord:
     )
 
 
-class MemoryStore(InlineStore):
+class MemoryStore(
+    InlineStore, InlineHandleIndex, InlineUserIndex, InlinePurgeable, InlineCountable, Statistics
+):
     """In-process store. Nothing survives a restart and nothing is shared between
     processes: use SQLite, PostgreSQL or Redis for that."""
 

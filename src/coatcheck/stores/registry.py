@@ -12,11 +12,12 @@ from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 from coatcheck.errors import StoreURLError
-from coatcheck.stores.base import Store
+from coatcheck.stores.base import AnyStore, Store
 from coatcheck.stores.memory import MemoryStore
 from coatcheck.stores.sqlite import SQLiteStore
 
-StoreFactory = Callable[[str], Store]
+StoreFactory = Callable[[str], AnyStore]
+"""Takes the full URL; builds a server-side ``Store`` or a ``ClientSide`` one."""
 
 _SCHEMES: dict[str, str | StoreFactory] = {}
 
@@ -27,7 +28,7 @@ def register_scheme(scheme: str, factory: str | StoreFactory) -> None:
     _SCHEMES[scheme.lower()] = factory
 
 
-def from_url(url: str) -> Store:
+def from_url(url: str) -> AnyStore:
     """Build the store a URL names, e.g. ``memory://`` or ``sqlite:///path/to.db``."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     factory = _SCHEMES.get(scheme)

@@ -18,7 +18,15 @@ from typing import Any, TypeVar, TypeVarTuple
 
 from coatcheck.core.record import PATCHABLE_FIELDS, Patch, SessionRecord
 from coatcheck.errors import StoreUnavailable
-from coatcheck.stores.base import InlineStore, process_id
+from coatcheck.stores.base import (
+    InlineCountable,
+    InlineHandleIndex,
+    InlinePurgeable,
+    InlineStore,
+    InlineUserIndex,
+    Statistics,
+    process_id,
+)
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -173,7 +181,9 @@ def _update_sql(
     return sql
 
 
-class SQLiteStore(InlineStore):
+class SQLiteStore(
+    InlineStore, InlineHandleIndex, InlineUserIndex, InlinePurgeable, InlineCountable, Statistics
+):
     """Sessions in one SQLite file (or ``:memory:`` for a throwaway database).
 
     ``max_idle`` bounds the pooled idle connections. ``timeout`` is how long a writer

@@ -1,4 +1,5 @@
-"""The stores that need no server: memory and the embedded SQLite default."""
+"""The stores that need no server: memory, the embedded SQLite default, and a store of the
+core contract only (``tests.support.core_store``), which runs the core tests and no other."""
 
 from __future__ import annotations
 
@@ -6,16 +7,22 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from coatcheck.stores import MemoryStore, SQLiteStore, Store
+from coatcheck.stores import MemoryStore, SQLiteStore
+from tests.support.core_store import CoreOnlyStore
 
 
 @contextlib.contextmanager
-def memory_store(tmp_path: Path) -> Iterator[Store]:
+def memory_store(tmp_path: Path) -> Iterator[MemoryStore]:
     yield MemoryStore()
 
 
 @contextlib.contextmanager
-def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+def core_only_store(tmp_path: Path) -> Iterator[CoreOnlyStore]:
+    yield CoreOnlyStore()
+
+
+@contextlib.contextmanager
+def sqlite_store(tmp_path: Path) -> Iterator[SQLiteStore]:
     store = SQLiteStore(tmp_path / "sessions.db")
     try:
         yield store
@@ -23,4 +30,4 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
         store.close_sync()
 
 
-FACTORIES = {"memory": memory_store, "sqlite": sqlite_store}
+FACTORIES = {"memory": memory_store, "sqlite": sqlite_store, "core-only": core_only_store}

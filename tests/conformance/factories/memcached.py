@@ -10,12 +10,12 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from coatcheck.stores import Store, from_url
+from coatcheck.stores.memcached import MemcachedStore, from_url
 from tests.support.memcached_server import fresh_prefix, shared_memcached
 
 
 @contextlib.contextmanager
-def memcached_store(tmp_path: Path) -> Iterator[Store]:
+def memcached_store(tmp_path: Path) -> Iterator[MemcachedStore]:
     server = shared_memcached()
     store = from_url(f"{server.url}?prefix={fresh_prefix()}&timeout=2&connect_timeout=2")
     try:

@@ -7,13 +7,12 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from coatcheck.stores import Store
-from coatcheck.stores.postgres import from_url
+from coatcheck.stores.postgres import PostgresStore, from_url
 from tests.support.postgres_server import scratch_table, store_url
 
 
 @contextlib.contextmanager
-def postgres_store(tmp_path: Path) -> Iterator[Store]:
+def postgres_store(tmp_path: Path) -> Iterator[PostgresStore]:
     with scratch_table() as table:
         # A fixed-size pool, filled before the first operation: it never grows, so no
         # connection attempt is in flight when the test's event loop shuts down (the

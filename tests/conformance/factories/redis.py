@@ -11,13 +11,12 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from coatcheck.stores import Store
 from coatcheck.stores.redis import RedisStore
 from tests.support.redis_servers import SHARED, delete_prefix, shared_redis_url, unique_prefix
 
 
 @contextlib.contextmanager
-def _store(url: str, cleanup_url: str) -> Iterator[Store]:
+def _store(url: str, cleanup_url: str) -> Iterator[RedisStore]:
     prefix = unique_prefix()
     separator = "&" if "?" in url else "?"
     store = RedisStore.from_url(f"{url}{separator}prefix={prefix}")
@@ -29,21 +28,21 @@ def _store(url: str, cleanup_url: str) -> Iterator[Store]:
 
 
 @contextlib.contextmanager
-def redis_store(tmp_path: Path) -> Iterator[Store]:
+def redis_store(tmp_path: Path) -> Iterator[RedisStore]:
     url = shared_redis_url()
     with _store(url, url) as store:
         yield store
 
 
 @contextlib.contextmanager
-def redis_cluster_store(tmp_path: Path) -> Iterator[Store]:
+def redis_cluster_store(tmp_path: Path) -> Iterator[RedisStore]:
     url = SHARED.cluster()
     with _store(url, url) as store:
         yield store
 
 
 @contextlib.contextmanager
-def redis_sentinel_store(tmp_path: Path) -> Iterator[Store]:
+def redis_sentinel_store(tmp_path: Path) -> Iterator[RedisStore]:
     url = SHARED.sentinel()
     with _store(url, SHARED.sentinel_master_url()) as store:
         yield store

@@ -35,6 +35,7 @@ from coatcheck.core.session import Session
 from coatcheck.engine.results import CommitResult
 from coatcheck.integrations.django.conf import get_manager, migrate_from
 from coatcheck.integrations.django.steps import Steps, call, run_async, run_sync
+from coatcheck.stores.base import ClientSide
 
 AUTH_USER_KEY = "_auth_user_id"
 """``django.contrib.auth.SESSION_KEY``: whose session this is. Mirrored into the record's
@@ -53,7 +54,7 @@ MAX_COOKIE = 4096
 def _client_side() -> bool:
     """True when the store keeps sessions in the cookie itself (``cookie://``): the token
     is then the sealed session, and nothing on the server is filed under it."""
-    return bool(getattr(get_manager().store, "client_side", False))
+    return isinstance(get_manager().store, ClientSide)
 
 
 def _is_ours(key: str) -> bool:

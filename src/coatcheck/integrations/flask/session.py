@@ -92,10 +92,10 @@ class FlaskSession(SessionMixin):
     def permanent(self, value: bool) -> None:
         self._permanent = bool(value)
         core = self.core
-        if core._login and core.user_id is not None:
+        if core.intents.login and core.user_id is not None:
             # Only the remember choice changes: logging in again would reset the level
             # (and the CSRF secret) that the pending login set.
-            core._remember = self._permanent
+            core.set_remember(self._permanent)
 
     # -- coatcheck intents and facts ---------------------------------------------------
     def login(self, user_id: UserId, *, remember: bool | None = None, level: int = 1) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from coatcheck.core.record import Patch, SessionRecord
 from coatcheck.errors import StoreUnavailable
-from coatcheck.stores.base import Store
+from coatcheck.stores.base import Countable, HandleIndex, Purgeable, Store, UserIndex
 from coatcheck.stores.memcached.codec import (
     DEFAULT_MAX_TTL,
     NAME_PART,
@@ -55,7 +55,7 @@ def _offloaded(
     return offloaded
 
 
-class MemcachedStore(Store):
+class MemcachedStore(Store, HandleIndex, UserIndex, Purgeable, Countable):
     """Sessions in one memcached server (see the package docstring for what that means).
 
     ``prefix`` namespaces every item name, so several applications (or test runs) can share

@@ -20,7 +20,13 @@ from psycopg.conninfo import conninfo_to_dict
 from coatcheck.core.record import PATCHABLE_FIELDS, Patch, SessionRecord
 from coatcheck.core.steps import Steps, drive_async, drive_sync
 from coatcheck.errors import SessionDataError, StoreUnavailable
-from coatcheck.stores.base import ProcedureStore
+from coatcheck.stores.base import (
+    ProcedureCountable,
+    ProcedureHandleIndex,
+    ProcedurePurgeable,
+    ProcedureUserIndex,
+    Statistics,
+)
 from coatcheck.stores.postgres.migrations import migrate_steps
 from coatcheck.stores.postgres.pool import Pools, build_conninfo
 from coatcheck.stores.postgres.sql import (
@@ -61,7 +67,9 @@ async def _execute_async(conn: psycopg.AsyncConnection[Any], call: Call) -> Any:
     return None
 
 
-class PostgresStore(ProcedureStore):
+class PostgresStore(
+    ProcedureHandleIndex, ProcedureUserIndex, ProcedurePurgeable, ProcedureCountable, Statistics
+):
     """Sessions in a PostgreSQL table (``coatcheck_sessions`` by default).
 
     ``conninfo`` is a libpq URL or key/value string. Timeouts are in seconds:

@@ -15,7 +15,13 @@ from typing import Any, TypeVar
 
 from coatcheck.core.record import Patch, SessionRecord
 from coatcheck.core.steps import drive_async, drive_sync
-from coatcheck.stores.base import ProcedureStore
+from coatcheck.stores.base import (
+    ProcedureCountable,
+    ProcedureHandleIndex,
+    ProcedurePurgeable,
+    ProcedureUserIndex,
+    Statistics,
+)
 from coatcheck.stores.redis.codec import (
     NO_PATCH,
     decode,
@@ -60,7 +66,9 @@ def escape_glob(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-class RedisStore(ProcedureStore):
+class RedisStore(
+    ProcedureHandleIndex, ProcedureUserIndex, ProcedurePurgeable, ProcedureCountable, Statistics
+):
     """Sessions in Redis (see the package docstring for the layout and its guarantees).
 
     Build it from a URL (``RedisStore.from_url("redis://localhost:6379/0")``) or from
