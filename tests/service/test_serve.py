@@ -242,9 +242,12 @@ def test_metrics_of_several_workers_add_up(tmp_path: Path) -> None:
 
 def test_make_run_installs_the_serve_extra_and_starts_serve(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
+    # Run as a top-level make even under `make test`: a sub-make prints its directory.
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
     proc = subprocess.run(
-        ["make", "-n", "run", f"VENV={venv}"],
+        ["make", "--no-print-directory", "-n", "run", f"VENV={venv}"],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=30,
