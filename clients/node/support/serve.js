@@ -72,7 +72,7 @@ export async function startRedis() {
     url: `redis://127.0.0.1:${port}/0`,
     kill() {
       child.kill("SIGKILL");
-      return new Promise((r) => (child.exitCode !== null ? r() : child.once("exit", r)));
+      return new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once("exit", r)));
     },
   };
 }
