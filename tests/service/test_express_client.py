@@ -9,6 +9,7 @@ under CI=true, where .ci/run installs it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -78,3 +79,19 @@ def test_the_node_client_passes_its_own_tests_against_a_real_service() -> None:
         "0",
         "0",
     ), output
+
+
+def test_the_package_is_plain_javascript_with_no_dependency_of_its_own() -> None:
+    package = json.loads((CLIENT / "package.json").read_text())
+    assert package["name"] == "coatcheck-express"
+    assert package["type"] == "module"  # ES modules
+    assert "dependencies" not in package and "scripts" in package
+    assert "build" not in package["scripts"]  # no build step: src/ is what runs
+    assert package["exports"] == {".": "./src/index.js"}
+    assert package["engines"] == {"node": ">=20"}
+    assert package["peerDependencies"] == {"express": "^5.0.0"}
+    assert set(package["devDependencies"]) == {"express"}
+    lock = json.loads((CLIENT / "package-lock.json").read_text())
+    assert lock["packages"][""]["devDependencies"] == package["devDependencies"]
+    sources = sorted(p.suffix for p in (CLIENT / "src").iterdir())
+    assert set(sources) == {".js"}
