@@ -12,7 +12,7 @@ needs and nothing else: no API key, no engine, no metrics, no commit.
 The read is what the store itself does, with the store's own client and settings: for
 SQLite one ``SELECT`` of the row by key on a connection in WAL mode, on the event loop as
 the store does; for Redis one ``HGETALL`` of the record's hash with redis.asyncio (RESP2,
-decoded replies). Run by hand::
+decoded replies, the store's timeouts). Run by hand::
 
     python -m bench.apps.service_floor --store sqlite:///coatcheck.db --port 8001
 """
@@ -56,7 +56,16 @@ def sqlite_reader(path: str) -> Reader:
 def redis_reader(url: str, prefix: str) -> Reader:
     import redis.asyncio
 
-    client = redis.asyncio.Redis.from_url(url.split("?")[0], decode_responses=True, protocol=2)
+    from coatcheck.stores.redis import RedisOptions
+
+    options = RedisOptions.from_url(url)  # the store's own timeouts
+    client = redis.asyncio.Redis.from_url(
+        url.split("?")[0],
+        decode_responses=True,
+        protocol=2,
+        socket_timeout=options.timeout,
+        socket_connect_timeout=options.connect_timeout,
+    )
 
     async def read(key: str) -> bool:
         return bool(await client.hgetall(f"{prefix}s:{key}"))
