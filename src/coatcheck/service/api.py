@@ -89,6 +89,21 @@ ON_TOKEN = (*COMMON, problems.SESSION_NOT_FOUND)
 router = APIRouter(prefix="/v1", tags=["sessions"])
 
 
+# Introspect first: the call made for every request a client serves, so the route table
+# (tried in order) finds it at once.
+@router.post(
+    "/sessions/introspect",
+    name="sessions.introspect",
+    response_model=models.Active | models.Inactive,
+    responses=openapi_responses(*COMMON, problems.THROTTLED),
+    dependencies=INTROSPECT,
+)
+async def introspect(body: models.Introspect, request: Request) -> Response:
+    """Is the token live? As RFC 7662: ``active: false`` for any token that is not. With
+    ``touch`` (the default) the call counts as activity and may rotate the token."""
+    return JSONResponse(await calls.introspect(service_of(request).manager, body))
+
+
 @router.post(
     "/sessions",
     name="sessions.create",
@@ -101,19 +116,6 @@ async def create_session(body: models.CreateSession, request: Request) -> Respon
     """A new session (signed in when ``user_id`` is given): its token and its view."""
     answer = await calls.create(service_of(request).manager, body)
     return JSONResponse(answer, status_code=201)
-
-
-@router.post(
-    "/sessions/introspect",
-    name="sessions.introspect",
-    response_model=models.Active | models.Inactive,
-    responses=openapi_responses(*COMMON, problems.THROTTLED),
-    dependencies=INTROSPECT,
-)
-async def introspect(body: models.Introspect, request: Request) -> Response:
-    """Is the token live? As RFC 7662: ``active: false`` for any token that is not. With
-    ``touch`` (the default) the call counts as activity and may rotate the token."""
-    return JSONResponse(await calls.introspect(service_of(request).manager, body))
 
 
 @router.post(

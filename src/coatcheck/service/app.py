@@ -198,10 +198,17 @@ def create_app(
     app.add_exception_handler(CoatcheckError, _problem)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(HTTPException, _http)
-    app.include_router(forward_auth.router)  # first: gateways call it for every request
+    # FastAPI tries routes in order, each a regex: the calls made for every request a
+    # gateway or a client serves come first (forward-auth, then introspect, the API's
+    # first), the document's own pages last.
+    app.include_router(forward_auth.router)
     app.include_router(api.router)
+    app.include_router(forward_auth.envoy)
     app.include_router(health.router)
     app.include_router(forward_auth.documented)  # the document's view of forward-auth
+    pages = {app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url}
+    own = [r for r in app.router.routes if getattr(r, "path", None) in pages]
+    app.router.routes[:] = [r for r in app.router.routes if r not in own] + own
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     limited = BodyLimit(app, body_limit(manager))

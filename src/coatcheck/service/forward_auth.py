@@ -149,7 +149,11 @@ router.add_api_route(
 )
 
 
-@router.api_route(
+envoy = APIRouter(tags=["gateways"])
+"""Envoy's form of the call, included after the API: only Envoy sends it."""
+
+
+@envoy.api_route(
     PATH + "/{suffix:path}", methods=METHODS, name="forward_auth", include_in_schema=False
 )
 async def forward_auth_envoy(suffix: str, request: Request) -> Response:
