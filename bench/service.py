@@ -13,8 +13,9 @@ upstream. SQLite is a file in a temporary directory; Redis a private ``redis-ser
 free port, so no other user of the machine's Redis is in the figures.
 
 The load comes from another process: ``wrk`` (Debian's package) with 64 connections, each
-request naming one of 64 signed-in sessions in turn, or, without wrk, an asyncio httpx
-client in a subprocess (``bench/service_load.py``). Any answer but 2xx aborts the run. Each
+request naming one of 64 signed-in sessions in turn, or, without wrk (or with
+``BENCH_SERVICE_TOOL=httpx``), an asyncio httpx client in a subprocess
+(``bench/service_load.py``). Any answer but 2xx aborts the run. Each
 case is warmed up (``BENCH_SERVICE_WARMUP`` s), then measured ``BENCH_SERVICE_ROUNDS`` (6)
 times for ``BENCH_SERVICE_SECONDS`` (3); a floor and its coatcheck case run back to back,
 the pairs in an order rotated per round. Reported: the median of requests per second over
@@ -485,7 +486,12 @@ async def run(settings: Settings, console: Console) -> list[WorkloadResult]:
         raise BenchError("service: nginx is not installed (apt-get install nginx)")
     if shutil.which("redis-server") is None:
         raise BenchError("service: redis-server is not installed (apt-get install redis-server)")
-    tool, load = ("wrk", run_wrk) if shutil.which("wrk") else ("httpx", run_httpx)
+    chosen = os.environ.get("BENCH_SERVICE_TOOL") or ("wrk" if shutil.which("wrk") else "httpx")
+    if chosen not in ("wrk", "httpx"):
+        raise BenchError(f"BENCH_SERVICE_TOOL={chosen!r}: wrk or httpx")
+    if chosen == "wrk" and shutil.which("wrk") is None:
+        raise BenchError("service: wrk is not installed (apt-get install wrk)")
+    tool, load = (chosen, run_wrk if chosen == "wrk" else run_httpx)
     with tempfile.TemporaryDirectory(prefix="coatcheck-bench-service-") as name:
         directory = Path(name)
         stacks: list[Stack] = []
