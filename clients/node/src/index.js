@@ -81,10 +81,32 @@ function clientOf(req) {
   return client;
 }
 
+const isCacheControl = (name) => String(name).toLowerCase() === "cache-control";
+
+/** The headers argument of a writeHead call (an object, a flat array of names and
+ * values, or an array of pairs) without Cache-Control. */
 function dropCacheControl(headers) {
-  if (Array.isArray(headers)) return headers.filter((_, i, all) => i % 2 || String(all[i]).toLowerCase() !== "cache-control");
-  for (const name of Object.keys(headers)) if (name.toLowerCase() === "cache-control") delete headers[name];
-  return headers;
+  if (!Array.isArray(headers)) {
+    return Object.fromEntries(Object.entries(headers).filter(([name]) => !isCacheControl(name)));
+  }
+  if (headers.length > 0 && Array.isArray(headers[0])) return headers.filter(([name]) => !isCacheControl(name));
+  const out = [];
+  for (let i = 0; i + 1 < headers.length; i += 2) {
+    if (!isCacheControl(headers[i])) out.push(headers[i], headers[i + 1]);
+  }
+  return out;
+}
+
+function namesCacheControl(headers) {
+  if (!Array.isArray(headers)) return Object.keys(headers).some(isCacheControl);
+  if (headers.length > 0 && Array.isArray(headers[0])) return headers.some(([name]) => isCacheControl(name));
+  return headers.some((name, i) => i % 2 === 0 && isCacheControl(name));
+}
+
+/** The headers object a queued writeHead call carries, if any. */
+function headersOf(name, args) {
+  const last = args.at(-1);
+  return name === "writeHead" && last !== null && typeof last === "object" ? last : null;
 }
 
 /** Put the commit's headers on the response, as http/headers.py decides them: the new
@@ -97,17 +119,13 @@ function deliver(res, session, config, queue) {
     const present = res.getHeader("set-cookie");
     res.setHeader("set-cookie", present == null ? [cookie] : [...[present].flat(), cookie]);
     if (ended && config.clearSiteData) res.setHeader("clear-site-data", issued ? CLEAR_KEEP_COOKIES : CLEAR_ALL);
-    res.setHeader("cache-control", "no-store");
+    res.setHeader("cache-control", "no-store"); // a credential: no cache may keep it
     for (const [name, args] of queue) {
-      const last = args.at(-1);
-      if (name === "writeHead" && last !== null && typeof last === "object") args[args.length - 1] = dropCacheControl(last);
+      if (headersOf(name, args)) args[args.length - 1] = dropCacheControl(args.at(-1));
     }
   } else if (session.userId != null && !res.hasHeader("cache-control")) {
-    const explicit = queue.some(([name, args]) => {
-      const last = args.at(-1);
-      return name === "writeHead" && last && typeof last === "object" && JSON.stringify(Object.keys(last)).toLowerCase().includes('"cache-control"');
-    });
-    if (!explicit) res.setHeader("cache-control", "no-store");
+    const chosen = queue.some(([name, args]) => headersOf(name, args) && namesCacheControl(args.at(-1)));
+    if (!chosen) res.setHeader("cache-control", "no-store");
   }
 }
 

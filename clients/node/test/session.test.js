@@ -63,6 +63,11 @@ function app(service, options = {}) {
     res.writeHead(200, { "content-type": "text/plain", "cache-control": "public, max-age=60" });
     res.end("explicit");
   });
+  app.get("/head-array", (req, res) => {
+    req.session.set("h", 2);
+    res.writeHead(200, ["content-type", "text/plain", "cache-control", "public, max-age=60"]);
+    res.end("flat");
+  });
   return app;
 }
 
@@ -229,6 +234,15 @@ describe("req.session", () => {
     assert.equal(res.text_, "explicit");
     assert.equal(res.headers.get("content-type"), "text/plain");
     assert.equal(res.headers.get("cache-control"), "no-store"); // a credential: never public
+    assert.equal(res.headers.getSetCookie().length, 1);
+  });
+
+  it("does the same for headers given to writeHead as a flat array", async () => {
+    const browser = new Browser();
+    const res = await browser.request(`${base}/head-array`);
+    assert.equal(res.text_, "flat");
+    assert.equal(res.headers.get("content-type"), "text/plain");
+    assert.equal(res.headers.get("cache-control"), "no-store");
     assert.equal(res.headers.getSetCookie().length, 1);
   });
 
