@@ -38,10 +38,13 @@ async function page(req, error = "") {
   const cart = req.session.get("cart") ?? [];
   const account = user
     ? `<p>Logged in as <b>${escape(user)}</b>.</p>
-       <form method="post" action="${PREFIX}/logout"><input type="hidden" name="csrf_token" value="${token}"><button>Log out</button></form>`
+       <form method="post" action="${PREFIX}/logout">
+         <input type="hidden" name="csrf_token" value="${token}"><button>Log out</button>
+       </form>`
     : `${error ? `<p role="alert">${escape(error)}</p>` : ""}
        <form method="post" action="${PREFIX}/login"><input type="hidden" name="csrf_token" value="${token}">
-       <label>User <input name="username" required></label> <label>Password <input name="password" type="password" required></label>
+       <label>User <input name="username" required></label>
+       <label>Password <input name="password" type="password" required></label>
        <button>Log in</button></form>`;
   return `<!doctype html><html lang="en"><meta charset="utf-8"><title>Express side</title>
     <h1>The Express side</h1>${account}

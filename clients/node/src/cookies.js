@@ -55,7 +55,14 @@ export function cookieConfig({
   } else if (lowered.startsWith("__secure-") && !secure) {
     throw new ConfigError("a __Secure- cookie needs secure: true");
   }
-  return { name: cookieName, secure: Boolean(secure), httpOnly: Boolean(httpOnly), sameSite: site, path, domain: domain ?? null };
+  return {
+    name: cookieName,
+    secure: Boolean(secure),
+    httpOnly: Boolean(httpOnly),
+    sameSite: site,
+    path,
+    domain: domain ?? null,
+  };
 }
 
 /**

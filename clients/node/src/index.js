@@ -148,7 +148,8 @@ async function csrfVerdict(req, session, config) {
     } else {
       const body = await readBody(req, MAX_FORM_BODY);
       if (body === null) return Rejection.BODY_TOO_LARGE;
-      token = body === undefined ? undefined : formField(req.headers["content-type"], body, config.csrfField) ?? undefined;
+      const field = body === undefined ? null : formField(req.headers["content-type"], body, config.csrfField);
+      token = field ?? undefined;
     }
   }
   if (token === undefined || token === "") return Rejection.MISSING_TOKEN;
@@ -161,11 +162,15 @@ function resolve(options) {
   const trusted = new Set();
   for (const origin of options.trustedOrigins ?? []) {
     const normalized = normalizeOrigin(origin);
-    if (normalized == null) throw new ConfigError(`trustedOrigins: ${JSON.stringify(origin)} is not an origin (scheme://host[:port])`);
+    if (normalized == null) {
+      throw new ConfigError(`trustedOrigins: ${JSON.stringify(origin)} is not an origin (scheme://host[:port])`);
+    }
     trusted.add(normalized);
   }
   const csrfHeader = options.csrfHeader ?? "X-CSRF-Token";
-  if (!csrfHeader || /[ :;,"\t\r\n]/.test(csrfHeader)) throw new ConfigError(`invalid csrfHeader ${JSON.stringify(csrfHeader)}`);
+  if (!csrfHeader || /[ :;,"\t\r\n]/.test(csrfHeader)) {
+    throw new ConfigError(`invalid csrfHeader ${JSON.stringify(csrfHeader)}`);
+  }
   return {
     service: new ServiceClient(options.url, options.apiKey, options.timeout ?? 5000),
     cookie: cookieConfig(options),
