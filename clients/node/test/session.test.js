@@ -35,8 +35,8 @@ function app(service, options = {}) {
     res.json({ n: req.session.get("n") });
   });
   app.post("/login", express.json(), async (req, res) => {
-    await req.session.login(req.body.user, { remember: req.body.remember ?? false });
-    res.json({ user: req.session.userId });
+    await req.session.login(req.body.user, { remember: req.body.remember ?? false, level: req.body.level });
+    res.json({ user: req.session.userId, level: req.session.level });
   });
   app.post("/logout", async (req, res) => {
     await req.session.logout();
@@ -156,14 +156,15 @@ describe("req.session", () => {
     const browser = new Browser();
     await post(browser, "/set", { set: { cart: ["coat"] } });
     const anonymous = browser.cookies.get(COOKIE);
-    const res = await post(browser, "/login", { user: "ada" });
-    assert.deepEqual(JSON.parse(res.text_), { user: "ada" });
+    const res = await post(browser, "/login", { user: "ada", level: 2 });
+    assert.deepEqual(JSON.parse(res.text_), { user: "ada", level: 2 });
     const signedIn = browser.cookies.get(COOKIE);
     assert.notEqual(signedIn, anonymous);
     assert.deepEqual(res.headers.getSetCookie(), [`${COOKIE}=${signedIn}; ${ATTRS}`]);
     assert.deepEqual((await api(service, "sessions/introspect", { token: anonymous })).body, { active: false });
     const seen = await api(service, "sessions/introspect", { token: signedIn, touch: false });
     assert.equal(seen.body.session.user_id, "ada");
+    assert.equal(seen.body.session.level, 2);
     assert.deepEqual(seen.body.session.data, { cart: ["coat"] });
     const read = await browser.request(`${base}/read`);
     assert.equal(JSON.parse(read.text_).user, "ada");
