@@ -35,6 +35,7 @@ SCENARIOS: dict[str, str] = {
     "redis": "bench.redis_sessions",
     "postgres": "bench.postgres_sessions",
     "load": "bench.load",
+    "service": "bench.service",
     "scale": "bench.scale",
 }
 """Scenario name -> module defining ``SCENARIO``. Add new scenarios here."""

@@ -83,14 +83,20 @@ class Upstream:
 class Nginx:
     """One nginx master we own, in a directory of its own."""
 
-    def __init__(self, directory: Path, nodes: list[int], app: int) -> None:
+    def __init__(
+        self, directory: Path, nodes: list[int], app: int, *, config: str | None = None
+    ) -> None:
+        """nginx running ``docs/gateways/nginx.conf``, or ``config`` (a server block with
+        the port already in place) when given."""
         if NGINX is None:
             pytest.skip("nginx is not installed (apt-get install nginx)")
         self.directory = directory
         self.port = free_port()
         directory.mkdir(parents=True, exist_ok=True)
         snippet = directory / "coatcheck.conf"
-        snippet.write_text(templated(SHIPPED.read_text(), self.port, nodes, app))
+        if config is None:
+            config = templated(SHIPPED.read_text(), self.port, nodes, app)
+        snippet.write_text(config.replace("@LISTEN@", str(self.port)))
         user = "user root;\n" if os.geteuid() == 0 else ""
         temp = "".join(
             f"    {name}_temp_path {directory / name};\n"

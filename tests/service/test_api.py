@@ -420,3 +420,13 @@ def test_no_call_takes_the_token_in_its_url(running: Running) -> None:
         if "requestBody" in operation
     ]
     assert len(bodies) == 7  # every call on a token takes it in its body
+
+
+def test_a_user_id_is_measured_as_javascript_measures_it(api: httpx.Client) -> None:
+    """256 characters at most, in UTF-16 units: 129 astral characters are 129 code points
+    but 258 units, too long for a Node client, so too long here."""
+    astral = "\U0001f600"  # one code point, two UTF-16 units
+    assert api.get(f"/v1/users/{astral * 128}/sessions").status_code == 200
+    refused = api.get(f"/v1/users/{astral * 129}/sessions")
+    assert refused.status_code == 422
+    assert refused.headers["content-type"].startswith("application/problem+json")

@@ -33,6 +33,8 @@ TRAEFIK = ROOT / "docs" / "gateways" / "traefik.yml"
 TEST_ID = re.compile(r"`(tests/[\w/]+\.py)::(\w+)`")
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.DOTALL | re.MULTILINE)
 ANY = "…"
+EXPRESS_IMPORT = 'from "coatcheck-express"'
+NODE_DOCS_TEST = ROOT / "clients" / "node" / "test" / "docs.test.js"
 
 
 @dataclass
@@ -127,6 +129,8 @@ def test_the_examples_answer_what_the_page_shows(tmp_path: Path) -> None:
             if block.lang == "python":
                 command = [sys.executable, "-c", block.text]
             elif block.lang == "js":
+                if EXPRESS_IMPORT in block.text:
+                    continue  # run by clients/node/test/docs.test.js, beside its package
                 if shutil.which("node") is None:
                     pytest.skip("node is not installed")
                 script_file = work / "verify.mjs"
@@ -215,3 +219,14 @@ def test_the_traefik_and_envoy_recipes_name_what_forward_auth_answers() -> None:
     assert response["allowed_upstream_headers"]["patterns"] == [{"prefix": "x-coatcheck-"}]
     assert all(h.lower().startswith("x-coatcheck-") for h in answered)
     assert response["allowed_client_headers_on_success"]["patterns"] == [{"exact": "set-cookie"}]
+
+
+def test_the_express_example_is_the_one_the_node_tests_run() -> None:
+    """The Express block needs its package beside it, so node's own runner runs it
+    (``docs.test.js``, run by ``test_express_client``), not the loop above."""
+    express = [b for b in blocks() if b.lang == "js" and EXPRESS_IMPORT in b.text]
+    assert len(express) == 1
+    assert "export default app;" in express[0].text
+    driver = NODE_DOCS_TEST.read_text()
+    assert '"docs", "service.md"' in driver  # the page itself, read as it is
+    assert f"b.includes('{EXPRESS_IMPORT}')" in driver  # this very block

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -139,6 +140,15 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         schemas["ProblemDetails"] = models.ProblemDetails.model_json_schema(
             ref_template="#/components/schemas/{model}"
         )
+        security = document["components"].setdefault("securitySchemes", {})
+        security["ApiKey"] = dict(api.SECURITY_SCHEME)
+        for route in api.router.routes:  # the calls that need a key, by their dependency
+            if isinstance(route, APIRoute) and any(
+                hasattr(d.dependency, api.SCOPE_ATTRIBUTE) for d in route.dependencies
+            ):
+                for method in route.methods or ():
+                    operation = document["paths"][route.path_format][method.lower()]
+                    operation["security"] = [{"ApiKey": []}]
         for path in document.get("paths", {}).values():
             for operation in path.values():
                 # FastAPI documents its own 422 shape; ours is a problem document.
@@ -188,9 +198,17 @@ def create_app(
     app.add_exception_handler(CoatcheckError, _problem)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(HTTPException, _http)
-    app.include_router(api.router)
+    # FastAPI tries routes in order, each a regex: the calls made for every request a
+    # gateway or a client serves come first (forward-auth, then introspect, the API's
+    # first), the document's own pages last.
     app.include_router(forward_auth.router)
+    app.include_router(api.router)
+    app.include_router(forward_auth.envoy)
     app.include_router(health.router)
+    app.include_router(forward_auth.documented)  # the document's view of forward-auth
+    pages = {app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url}
+    own = [r for r in app.router.routes if getattr(r, "path", None) in pages]
+    app.router.routes[:] = [r for r in app.router.routes if r not in own] + own
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     limited = BodyLimit(app, body_limit(manager))

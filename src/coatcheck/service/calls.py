@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from coatcheck.core.client import ClientInfo
+from coatcheck.core.csrf_secret import mask, stored_secret
 from coatcheck.core.session import Session
 from coatcheck.engine.manager import SessionInfo, SessionManager
 from coatcheck.service import models, problems, signing
@@ -31,8 +32,15 @@ def client_info(client: models.Client | None) -> ClientInfo | None:
 
 
 def view(session: Session) -> dict[str, Any]:
-    """The documented ``session`` view of a stored session."""
-    return {
+    """The documented ``session`` view of a stored session.
+
+    ``csrf_token`` is there only when the session has a CSRF secret (a Python edge
+    rendered a form, or a caller asked with ``csrf: true``): a token masked afresh for
+    this answer, which verifies wherever the session's tokens do. A client of the API
+    (the Express middleware) unmasks it to check the tokens its pages send back and
+    masks new ones from it; it is no more than the caller already holds, since the
+    caller holds the session's own token."""
+    answer = {
         "handle": session.handle,
         "user_id": session.user_id,
         "level": session.auth_level,
@@ -43,6 +51,10 @@ def view(session: Session) -> dict[str, Any]:
         "absolute_at": session.absolute_at,
         "remember": session.remember,
     }
+    secret = stored_secret(session)
+    if secret is not None:
+        answer["csrf_token"] = mask(secret)
+    return answer
 
 
 def device(info: SessionInfo) -> dict[str, Any]:
@@ -99,8 +111,10 @@ async def create(manager: SessionManager, body: models.CreateSession) -> dict[st
         session[key] = value
     if body.user_id is not None:
         session.login(body.user_id, remember=bool(body.remember), level=body.level or 1)
-    elif not body.data:
+    elif not body.data and not body.csrf:
         session.set_meta(CREATED_BY, "service")
+    if body.csrf:
+        session.csrf_token()  # creates the secret, stored by this commit
     token = await committed_token(manager, session)
     assert token is not None  # a created session always has a new token
     return {"token": token, "session": await reloaded(manager, token)}
@@ -138,6 +152,8 @@ async def update(manager: SessionManager, body: models.Update) -> dict[str, Any]
             del session[key]
     for key, value in values.items():
         session[key] = value
+    if body.csrf:
+        session.csrf_token()  # a secret when there is none; an existing one stays
     token = await committed_token(manager, session)
     answer: dict[str, Any] = {"session": await reloaded(manager, token or body.token)}
     if token is not None:  # a periodic rotation fell due with this write

@@ -101,6 +101,12 @@ DataKey = Annotated[
 ]
 
 
+CSRF_FIELD: Final = (
+    "true: the session gets a CSRF secret if it has none, and the answer's session view "
+    "its csrf_token"
+)
+
+
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -124,6 +130,7 @@ class CreateSession(Body):
     remember: Omittable[bool]
     level: Omittable[Level]
     client: Omittable[Client]
+    csrf: Omittable[Annotated[bool, Field(description=CSRF_FIELD)]]
 
 
 class Introspect(Body):
@@ -136,6 +143,7 @@ class Update(Body):
     token: SessionToken
     set: Omittable[Data]
     unset: Omittable[list[DataKey]]
+    csrf: Omittable[Annotated[bool, Field(description=CSRF_FIELD)]]
 
 
 class Login(Body):
@@ -168,6 +176,11 @@ class SessionView(BaseModel):
     expires_at: float = Field(description="The deadline in force (idle or absolute)")
     absolute_at: float = Field(description="The session ends then, however busy")
     remember: bool
+    csrf_token: str | SkipJsonSchema[None] = Field(
+        default=None,
+        description="Present only when the session has a CSRF secret: a token masked "
+        "afresh for this answer, as the Python edges render them",
+    )
 
 
 class Issued(BaseModel):
