@@ -21,6 +21,12 @@ from tests.support.browser import Browser
 from tests.support.server import serve
 
 COOKIE = "__Host-session"
+ACCOUNT_POSTS = (
+    "/account/devices/revoke",
+    "/account/devices/revoke-others",
+    "/account/password",
+    "/account/email",
+)
 
 
 @pytest.fixture
@@ -76,7 +82,7 @@ def log_in(browser: Browser, user: str, *, remember: bool = False) -> None:
 
 def logged_in_as(browser: Browser) -> str | None:
     page = browser.get("/").text
-    match = re.search(r"logged in as <b>([^<]+)</b>", page)
+    match = re.search(r"signed in as <b>([^<]+)</b>", page)
     return match.group(1) if match else None
 
 
@@ -149,7 +155,7 @@ def test_cart_survives_login_with_a_new_token(
     assert browser.cookies[COOKIE] != anonymous_token  # no session fixation
     assert manager.store.get_sync(storage_key(anonymous_token)) is None
     page = browser.get("/").text
-    assert "logged in as <b>alice</b>" in page
+    assert "signed in as <b>alice</b>" in page
     assert "Wool coat &times; 2" in page and "Striped scarf &times; 1" in page
 
     assert browser.post("/cart/clear").status_code == 303
@@ -192,11 +198,15 @@ def test_remember_me_sets_a_persistent_cookie(base_url: str, browsers: list[Brow
     assert "remember-me" in remembered.get("/").text
 
 
-def test_sessions_page_needs_login(base_url: str, browsers: list[Browser]) -> None:
+def test_account_pages_need_a_sign_in(base_url: str, browsers: list[Browser]) -> None:
+    """Every account route sends an anonymous visitor to the sign-in page."""
     browser = open_browser(base_url, browsers, "Laptop")
-    response = browser.get("/sessions")
+    response = browser.get("/account")
     assert response.status_code == 303
-    assert response.headers["location"] == "/"
+    assert response.headers["location"] == "/login"
+    for path in ACCOUNT_POSTS:
+        response = browser.post(path, data={"handle": "x", "email": "a@b.example"})
+        assert (response.status_code, response.headers["location"]) == (303, "/login"), path
 
 
 def test_sessions_lists_devices_and_revokes_the_other(
@@ -209,18 +219,19 @@ def test_sessions_lists_devices_and_revokes_the_other(
     handles = handles_by_agent(manager, "alice")
     assert set(handles) == {"Laptop Firefox", "Phone Safari"}
 
-    page = laptop.get("/sessions")
+    page = laptop.get("/account")
     assert page.status_code == 200
     assert "2 active session(s)" in page.text
     assert "Laptop Firefox" in page.text and "Phone Safari" in page.text
     assert "127.0.0.0" in page.text  # truncated IP, never the full address
     assert page.text.count("(this device)") == 1
-    this_row = page.text.split(handles["Laptop Firefox"], 1)[1].split("</tr>", 1)[0]
-    assert "(this device)" in this_row
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", page.text)
+    (this_row,) = [row for row in rows if "(this device)" in row]
+    assert handles["Laptop Firefox"] in this_row and "Phone Safari" not in this_row
 
-    response = laptop.post("/sessions/revoke", data={"handle": handles["Phone Safari"]})
+    response = laptop.post("/account/devices/revoke", data={"handle": handles["Phone Safari"]})
     assert response.status_code == 303
-    assert response.headers["location"] == "/sessions"
+    assert response.headers["location"] == "/account"
     assert logged_in_as(phone) is None
     assert logged_in_as(laptop) == "alice"
     assert set(handles_by_agent(manager, "alice")) == {"Laptop Firefox"}
@@ -232,7 +243,7 @@ def test_revoking_this_device_logs_out(
     laptop = open_browser(base_url, browsers, "Laptop")
     log_in(laptop, "alice")
     handle = handles_by_agent(manager, "alice")["Laptop"]
-    response = laptop.post("/sessions/revoke", data={"handle": handle})
+    response = laptop.post("/account/devices/revoke", data={"handle": handle})
     assert response.status_code == 303
     assert COOKIE not in laptop.cookies
     assert manager.list_user_sessions_sync("alice") == []
@@ -247,12 +258,12 @@ def test_revoke_others_keeps_only_this_device(
     bob = open_browser(base_url, browsers, "Bob's")
     log_in(bob, "bob")
 
-    response = devices[0].post("/sessions/revoke-others")
+    response = devices[0].post("/account/devices/revoke-others")
     assert response.status_code == 303
     assert [logged_in_as(d) for d in devices] == ["alice", None, None]
     assert logged_in_as(bob) == "bob"
     assert set(handles_by_agent(manager, "alice")) == {"Device 0"}
-    assert "Log out all other devices" not in devices[0].get("/sessions").text
+    assert "Sign out everywhere else" not in devices[0].get("/account").text
 
 
 def test_revoking_another_users_handle_does_nothing(
@@ -264,7 +275,7 @@ def test_revoking_another_users_handle_does_nothing(
     log_in(bob, "bob")
     bob_handle = handles_by_agent(manager, "bob")["Bob's"]
 
-    response = alice.post("/sessions/revoke", data={"handle": bob_handle})
+    response = alice.post("/account/devices/revoke", data={"handle": bob_handle})
     assert response.status_code == 303
     assert logged_in_as(bob) == "bob"
     assert handles_by_agent(manager, "bob") == {"Bob's": bob_handle}
@@ -329,7 +340,7 @@ def test_same_origin_posts_are_allowed(base_url: str, browsers: list[Browser]) -
 def test_user_agent_is_escaped_on_the_sessions_page(base_url: str, browsers: list[Browser]) -> None:
     browser = open_browser(base_url, browsers, '<script>alert("x")</script>')
     log_in(browser, "alice")
-    page = browser.get("/sessions").text
+    page = browser.get("/account").text
     assert "<script>" not in page
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
 
