@@ -259,7 +259,7 @@ def test_the_demo_shop_loads_coatcheck_js(chromium: Any, tmp_path: Path) -> None
         page.fill("input[name=username]", "alice")
         page.fill("input[name=password]", "alice")
         with page.expect_navigation():
-            page.get_by_role("button", name="Log in", exact=True).click()
+            page.get_by_role("button", name="Sign in", exact=True).click()
         assert page.evaluate(f"async () => {IMPORT}.user") == "alice"
         page.get_by_role("alertdialog").wait_for(timeout=5000)
         shot(page, "demo-idle-warning")

@@ -8,19 +8,29 @@ import contextlib
 import re
 import sqlite3
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 
+import httpx
 import pytest
 
 from coatcheck.core.tokens import storage_key
 from coatcheck.demo import create_app
+from coatcheck.demo.shop import Accounts
 from coatcheck.engine.manager import SessionManager
 from coatcheck.integrations.asgi import SessionMiddleware
 from coatcheck.stores import SQLiteStore
 from tests.support.browser import Browser
+from tests.support.clock import FakeClock
 from tests.support.server import serve
 
 COOKIE = "__Host-session"
+ACCOUNT_POSTS = (
+    "/account/devices/revoke",
+    "/account/devices/revoke-others",
+    "/account/password",
+    "/account/email",
+)
 
 
 @pytest.fixture
@@ -76,7 +86,7 @@ def log_in(browser: Browser, user: str, *, remember: bool = False) -> None:
 
 def logged_in_as(browser: Browser) -> str | None:
     page = browser.get("/").text
-    match = re.search(r"logged in as <b>([^<]+)</b>", page)
+    match = re.search(r"signed in as <b>([^<]+)</b>", page)
     return match.group(1) if match else None
 
 
@@ -149,7 +159,7 @@ def test_cart_survives_login_with_a_new_token(
     assert browser.cookies[COOKIE] != anonymous_token  # no session fixation
     assert manager.store.get_sync(storage_key(anonymous_token)) is None
     page = browser.get("/").text
-    assert "logged in as <b>alice</b>" in page
+    assert "signed in as <b>alice</b>" in page
     assert "Wool coat &times; 2" in page and "Striped scarf &times; 1" in page
 
     assert browser.post("/cart/clear").status_code == 303
@@ -192,11 +202,15 @@ def test_remember_me_sets_a_persistent_cookie(base_url: str, browsers: list[Brow
     assert "remember-me" in remembered.get("/").text
 
 
-def test_sessions_page_needs_login(base_url: str, browsers: list[Browser]) -> None:
+def test_account_pages_need_a_sign_in(base_url: str, browsers: list[Browser]) -> None:
+    """Every account route sends an anonymous visitor to the sign-in page."""
     browser = open_browser(base_url, browsers, "Laptop")
-    response = browser.get("/sessions")
+    response = browser.get("/account")
     assert response.status_code == 303
-    assert response.headers["location"] == "/"
+    assert response.headers["location"] == "/login"
+    for path in ACCOUNT_POSTS:
+        response = browser.post(path, data={"handle": "x", "email": "a@b.example"})
+        assert (response.status_code, response.headers["location"]) == (303, "/login"), path
 
 
 def test_sessions_lists_devices_and_revokes_the_other(
@@ -209,18 +223,19 @@ def test_sessions_lists_devices_and_revokes_the_other(
     handles = handles_by_agent(manager, "alice")
     assert set(handles) == {"Laptop Firefox", "Phone Safari"}
 
-    page = laptop.get("/sessions")
+    page = laptop.get("/account")
     assert page.status_code == 200
     assert "2 active session(s)" in page.text
     assert "Laptop Firefox" in page.text and "Phone Safari" in page.text
     assert "127.0.0.0" in page.text  # truncated IP, never the full address
     assert page.text.count("(this device)") == 1
-    this_row = page.text.split(handles["Laptop Firefox"], 1)[1].split("</tr>", 1)[0]
-    assert "(this device)" in this_row
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", page.text)
+    (this_row,) = [row for row in rows if "(this device)" in row]
+    assert handles["Laptop Firefox"] in this_row and "Phone Safari" not in this_row
 
-    response = laptop.post("/sessions/revoke", data={"handle": handles["Phone Safari"]})
+    response = laptop.post("/account/devices/revoke", data={"handle": handles["Phone Safari"]})
     assert response.status_code == 303
-    assert response.headers["location"] == "/sessions"
+    assert response.headers["location"] == "/account"
     assert logged_in_as(phone) is None
     assert logged_in_as(laptop) == "alice"
     assert set(handles_by_agent(manager, "alice")) == {"Laptop Firefox"}
@@ -232,7 +247,7 @@ def test_revoking_this_device_logs_out(
     laptop = open_browser(base_url, browsers, "Laptop")
     log_in(laptop, "alice")
     handle = handles_by_agent(manager, "alice")["Laptop"]
-    response = laptop.post("/sessions/revoke", data={"handle": handle})
+    response = laptop.post("/account/devices/revoke", data={"handle": handle})
     assert response.status_code == 303
     assert COOKIE not in laptop.cookies
     assert manager.list_user_sessions_sync("alice") == []
@@ -247,12 +262,12 @@ def test_revoke_others_keeps_only_this_device(
     bob = open_browser(base_url, browsers, "Bob's")
     log_in(bob, "bob")
 
-    response = devices[0].post("/sessions/revoke-others")
+    response = devices[0].post("/account/devices/revoke-others")
     assert response.status_code == 303
     assert [logged_in_as(d) for d in devices] == ["alice", None, None]
     assert logged_in_as(bob) == "bob"
     assert set(handles_by_agent(manager, "alice")) == {"Device 0"}
-    assert "Log out all other devices" not in devices[0].get("/sessions").text
+    assert "Sign out everywhere else" not in devices[0].get("/account").text
 
 
 def test_revoking_another_users_handle_does_nothing(
@@ -264,7 +279,7 @@ def test_revoking_another_users_handle_does_nothing(
     log_in(bob, "bob")
     bob_handle = handles_by_agent(manager, "bob")["Bob's"]
 
-    response = alice.post("/sessions/revoke", data={"handle": bob_handle})
+    response = alice.post("/account/devices/revoke", data={"handle": bob_handle})
     assert response.status_code == 303
     assert logged_in_as(bob) == "bob"
     assert handles_by_agent(manager, "bob") == {"Bob's": bob_handle}
@@ -329,7 +344,7 @@ def test_same_origin_posts_are_allowed(base_url: str, browsers: list[Browser]) -
 def test_user_agent_is_escaped_on_the_sessions_page(base_url: str, browsers: list[Browser]) -> None:
     browser = open_browser(base_url, browsers, '<script>alert("x")</script>')
     log_in(browser, "alice")
-    page = browser.get("/sessions").text
+    page = browser.get("/account").text
     assert "<script>" not in page
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
 
@@ -357,3 +372,224 @@ def test_every_form_carries_its_own_csrf_token_and_a_post_without_one_is_refused
     accepted = forger.post("/cart/add", data={"item": "coat", "csrf_token": fields[-1]})
     assert accepted.status_code == 303
     assert "Wool coat &times; 1" in browser.get("/").text
+
+
+class FormAudit(HTMLParser):
+    """Every visible form control of a page inside a ``<label>``, and every button's text:
+    what a screen reader would name them by."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.label_depth = 0
+        self.unlabelled: list[str] = []
+        self.controls = 0
+        self.buttons: list[str] = []
+        self._button: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        fields = dict(attrs)
+        if tag == "label":
+            self.label_depth += 1
+        elif tag in ("input", "select", "textarea") and fields.get("type") != "hidden":
+            self.controls += 1
+            if self.label_depth == 0 and not fields.get("aria-label"):
+                self.unlabelled.append(str(fields.get("name")))
+        elif tag == "button":
+            self._button = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "label":
+            self.label_depth -= 1
+        elif tag == "button" and self._button is not None:
+            self.buttons.append("".join(self._button).strip())
+            self._button = None
+
+    def handle_data(self, data: str) -> None:
+        if self._button is not None:
+            self._button.append(data)
+
+
+def audit(html: str) -> FormAudit:
+    parser = FormAudit()
+    parser.feed(html)
+    return parser
+
+
+def account_of(browser: Browser) -> str:
+    response = browser.get("/account")
+    assert response.status_code == 200
+    return response.text
+
+
+def test_demo_passwords_are_argon2id_hashes() -> None:
+    accounts = Accounts()
+    stored = accounts.password_hash_of("alice")
+    assert stored.startswith("$argon2id$v=19$")
+    assert "alice" not in stored.split("$", 4)[-1]  # salt and hash only, no password
+    assert accounts.authenticate("alice", "alice") == "alice"
+    assert accounts.authenticate("alice", "bob") is None
+    assert accounts.authenticate("mallory", "mallory") is None
+    accounts.set_password("alice", "correct horse")
+    assert accounts.password_hash_of("alice") != stored  # a fresh salt, a new hash
+    assert accounts.authenticate("alice", "alice") is None
+    assert accounts.authenticate("alice", "correct horse") == "alice"
+
+
+def test_the_sign_in_page_names_the_demo_users(
+    base_url: str, browsers: list[Browser], manager: SessionManager
+) -> None:
+    """The sign-in page is where a visitor chose to go: it starts the session its form's
+    CSRF token needs, names alice and bob, and a failed sign-in shows it again with 401."""
+    browser = open_browser(base_url, browsers, "Laptop", start=False)
+    first = browser.get("/login")
+    assert first.status_code == 200 and first.headers["set-cookie"].startswith(f"{COOKIE}=")
+    assert "<code>alice</code> / <code>alice</code>" in first.text
+    assert "<code>bob</code> / <code>bob</code>" in first.text
+    assert 'name="csrf_token"' in first.text and "Remember me" in first.text
+    failed = browser.post("/login", data={"username": "bob", "password": "alice"})
+    assert failed.status_code == 401 and "Wrong username or password." in failed.text
+    assert 'action="/login"' in failed.text
+    # Names are trimmed and lower-cased, as people type them; passwords are not.
+    typed = browser.post("/login", data={"username": " Bob ", "password": "bob"})
+    assert typed.status_code == 303
+    assert logged_in_as(browser) == "bob"
+    again = browser.get("/login")
+    assert (again.status_code, again.headers["location"]) == (303, "/account")
+
+
+def test_the_account_page_is_private_and_complete(base_url: str, browsers: list[Browser]) -> None:
+    browser = open_browser(base_url, browsers, "Laptop")
+    log_in(browser, "alice", remember=True)
+    response = browser.get("/account")
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"  # never kept for the back button
+    page = response.text
+    assert "Signed in as <b>alice</b> (remember-me (persistent cookie))" in page
+    assert "Your e-mail address is <b>alice@example.com</b>." in page
+    assert "1 active session(s)" in page and "(this device)" in page
+    assert "No other device is signed in." in page
+    for action in ('"/account/password"', '"/account/email"', '"/logout"'):
+        assert f"action={action}" in page
+    assert "name=password type=password" not in page  # signed in just now: no re-prompt
+
+
+def test_every_control_has_a_label_and_every_button_a_name(
+    base_url: str, browsers: list[Browser]
+) -> None:
+    laptop = open_browser(base_url, browsers, "Laptop")
+    phone = open_browser(base_url, browsers, "Phone")
+    laptop.post("/cart/add", data={"item": "coat"})
+    pages_seen = [laptop.get("/").text, laptop.get("/login").text]
+    log_in(laptop, "alice")
+    log_in(phone, "alice")
+    pages_seen += [laptop.get("/").text, account_of(laptop)]
+    buttons: list[str] = []
+    for html in pages_seen:
+        found = audit(html)
+        assert found.unlabelled == []
+        assert found.controls > 0 and all(found.buttons)
+        buttons += found.buttons
+    assert "Revoke the session on Phone" in " ".join(buttons)
+    assert {"Sign in", "Add to cart", "Sign out", "Change password", "Change e-mail"} <= {
+        b.split("  ")[0] for b in buttons
+    }
+
+
+def test_changing_the_password_ends_the_other_sessions(
+    base_url: str, browsers: list[Browser], manager: SessionManager
+) -> None:
+    laptop = open_browser(base_url, browsers, "Laptop")
+    phone = open_browser(base_url, browsers, "Phone")
+    bob = open_browser(base_url, browsers, "Bob's")
+    for browser, user in ((laptop, "alice"), (phone, "alice"), (bob, "bob")):
+        log_in(browser, user)
+    before = laptop.cookies[COOKIE]
+
+    def change(current: str, new: str, confirm: str) -> httpx.Response:
+        form = {"current_password": current, "new_password": new, "confirm_password": confirm}
+        return laptop.post("/account/password", data=form)
+
+    wrong = change("bob", "correct horse", "correct horse")
+    assert wrong.status_code == 401 and "Your current password is wrong." in wrong.text
+    differ = change("alice", "correct horse", "correct h0rse")
+    assert differ.status_code == 400 and "The two new passwords differ." in differ.text
+    short = change("alice", "seven77", "seven77")
+    assert short.status_code == 400 and "at least 8 characters" in short.text
+    assert logged_in_as(phone) == "alice"  # nothing changed yet
+
+    done = change("alice", "correct horse", "correct horse")
+    assert (done.status_code, done.headers["location"]) == (303, "/account")
+    assert laptop.cookies[COOKIE] != before  # this session's token changed too
+    assert "Password changed; 1 other session(s) signed out." in account_of(laptop)
+    assert "Password changed" not in account_of(laptop)  # the notice shows once
+    assert logged_in_as(phone) is None
+    assert logged_in_as(bob) == "bob"  # another user's sessions are untouched
+    assert set(handles_by_agent(manager, "alice")) == {"Laptop"}
+
+    old = open_browser(base_url, browsers, "Tablet")
+    assert old.post("/login", data={"username": "alice", "password": "alice"}).status_code == 401
+    new = old.post("/login", data={"username": "alice", "password": "correct horse"})
+    assert new.status_code == 303
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def clocked_url(tmp_path: Path, clock: FakeClock) -> Iterator[str]:
+    """The demo over a manager whose clock the test moves: five minutes pass at once."""
+    store = SQLiteStore(tmp_path / "clocked.db")
+    manager = SessionManager(store, clock=clock)
+    with serve(SessionMiddleware(create_app(manager), manager=manager)) as url:
+        yield url
+    store.close_sync()
+
+
+def test_changing_the_email_asks_for_the_password_after_five_minutes(
+    clocked_url: str, browsers: list[Browser], clock: FakeClock
+) -> None:
+    browser = open_browser(clocked_url, browsers, "Laptop")
+    log_in(browser, "alice")
+
+    clock.advance(300)  # exactly five minutes: still recent (older than 300 s asks)
+    fresh = browser.post("/account/email", data={"email": "alice@new.example"})
+    assert fresh.status_code == 303
+    assert "Your e-mail address is now alice@new.example." in account_of(browser)
+
+    clock.advance(1)  # 301 s since sign-in
+    page = account_of(browser)
+    assert "You signed in 5 min ago" in page  # 301 s, in whole minutes
+    assert "name=password type=password" in page
+    token = browser.cookies[COOKIE]
+    asked = browser.post("/account/email", data={"email": "alice@later.example"})
+    assert asked.status_code == 401
+    assert "Enter your password again to change your e-mail address." in asked.text
+    assert 'value="alice@later.example"' in asked.text  # what was typed is kept
+    wrong = browser.post("/account/email", data={"email": "alice@later.example", "password": "x"})
+    assert wrong.status_code == 401 and "That password is wrong." in wrong.text
+    assert "<b>alice@new.example</b>" in account_of(browser)
+    assert browser.cookies[COOKIE] == token
+
+    done = browser.post(
+        "/account/email", data={"email": "alice@later.example", "password": "alice"}
+    )
+    assert done.status_code == 303
+    assert browser.cookies[COOKIE] != token  # a fresh authentication: a new token
+    page = account_of(browser)
+    assert "<b>alice@later.example</b>" in page
+    assert "name=password type=password" not in page  # recent again
+    clock.advance(60)
+    again = browser.post("/account/email", data={"email": "a@third.example"})
+    assert again.status_code == 303
+
+
+@pytest.mark.parametrize("email", ["", "no-at-sign", "a@nodot", "two words@example.com"])
+def test_a_malformed_email_is_refused(base_url: str, browsers: list[Browser], email: str) -> None:
+    browser = open_browser(base_url, browsers, "Laptop")
+    log_in(browser, "alice")
+    response = browser.post("/account/email", data={"email": email})
+    assert response.status_code == 400
+    assert "Enter an e-mail address like name@example.com." in response.text
+    assert "<b>alice@example.com</b>" in account_of(browser)

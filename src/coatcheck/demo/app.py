@@ -7,46 +7,30 @@ pages put a ``csrf_token`` field in every form, and a post from another site, or
 a valid token, is a 403 that changes nothing.
 The manager is passed in rather than built here so the caller picks the store (a SQLite
 file for ``coatcheck demo``, a temporary one in tests) and the listing and revocation on
-``/sessions`` go through the same manager the middleware uses.
+``/account`` go through the same manager the middleware uses. The account routes live in
+``coatcheck.demo.account``; the users (argon2id hashes) in ``coatcheck.demo.shop``.
 """
 
 from __future__ import annotations
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from coatcheck.core.session import Session
-from coatcheck.demo import pages
-from coatcheck.demo.shop import MAX_CART_ITEMS, PRODUCTS, authenticate
+from coatcheck.demo import account, pages
+from coatcheck.demo.shop import MAX_CART_ITEMS, PRODUCTS, Accounts
+from coatcheck.demo.web import (
+    accounts_of,
+    form_field,
+    manager_of,
+    page,
+    see_other,
+    session_of,
+)
 from coatcheck.engine.manager import SessionManager
 from coatcheck.integrations.starlette import browser_routes
-
-
-def session_of(request: Request) -> Session:
-    """The coatcheck session of this request (fails loudly without the middleware)."""
-    session = request.scope.get("session")
-    if not isinstance(session, Session):
-        raise RuntimeError("wrap the demo app in coatcheck.asgi.SessionMiddleware")
-    return session
-
-
-async def form_field(request: Request, name: str) -> str | None:
-    value = (await request.form()).get(name)
-    return value if isinstance(value, str) else None
-
-
-def see_other(path: str) -> RedirectResponse:
-    """303: the browser follows with a GET, so reloading never resubmits a form."""
-    return RedirectResponse(path, status_code=303)
-
-
-def manager_of(request: Request) -> SessionManager:
-    """The manager ``create_app`` was given, kept in the app's state."""
-    manager = request.app.state.coatcheck_manager
-    assert isinstance(manager, SessionManager)
-    return manager
 
 
 async def home(request: Request) -> Response:
@@ -86,20 +70,29 @@ async def cart_clear(request: Request) -> Response:
     return see_other("/")
 
 
+async def sign_in(request: Request) -> Response:
+    """The sign-in page. Its form needs a CSRF token (a login form without one lets another
+    site sign you in as its own user), so a visitor without a session gets one here: asking
+    to sign in is the visitor's choice, unlike a plain look at the shop."""
+    session = session_of(request)
+    if session.user_id is not None:
+        return see_other("/account")
+    return page(pages.sign_in_page(session))
+
+
 async def login(request: Request) -> Response:
-    manager = manager_of(request)
+    """Check the credentials (argon2id, in a worker thread) and state the login: the
+    middleware then issues a new token and keeps the data (the anonymous cart)."""
     session = session_of(request)
     form = await request.form()
-    username = form.get("username")
-    password = form.get("password")
+    username, password = form.get("username"), form.get("password")
     user = None
     if isinstance(username, str) and isinstance(password, str):
-        user = authenticate(username.strip().lower(), password)
+        name = username.strip().lower()
+        user = await run_in_threadpool(accounts_of(request).authenticate, name, password)
     if user is None:
-        page = pages.home_page(
-            session, manager.config, manager.clock(), error="Wrong username or password."
-        )
-        return HTMLResponse(page, status_code=401)
+        failed = pages.sign_in_page(session, error="Wrong username or password.")
+        return page(failed, 401)
     session.login(user, remember=form.get("remember") is not None)
     return see_other("/")
 
@@ -109,57 +102,23 @@ async def logout(request: Request) -> Response:
     return see_other("/")
 
 
-async def sessions(request: Request) -> Response:
-    manager = manager_of(request)
-    session = session_of(request)
-    if session.user_id is None:
-        return see_other("/")
-    infos = await manager.list_user_sessions(session.user_id)
-    return HTMLResponse(pages.sessions_page(session, infos, manager.clock()))
-
-
-async def revoke(request: Request) -> Response:
-    manager = manager_of(request)
-    session = session_of(request)
-    user = session.user_id
-    if user is None:
-        return see_other("/")
-    handle = await form_field(request, "handle")
-    if handle is not None and handle == session.handle:
-        session.logout()  # deletes the record and clears this browser's cookie
-        return see_other("/")
-    # Only handles of this user's own sessions: a handle is public (it appears in
-    # logs and on pages), so knowing one must not let anyone end someone else's session.
-    owned = {info.handle for info in await manager.list_user_sessions(user)}
-    if handle in owned:
-        await manager.revoke(handle)
-    return see_other("/sessions")
-
-
-async def revoke_others(request: Request) -> Response:
-    manager = manager_of(request)
-    session = session_of(request)
-    if session.user_id is not None:
-        await manager.revoke_user(session.user_id, except_handle=session.handle)
-    return see_other("/sessions")
-
-
 ROUTES = [
     *browser_routes(),  # /coatcheck/coatcheck.js and /coatcheck/keep-alive
     Route("/", home, methods=["GET"]),
     Route("/start", start, methods=["GET"]),
     Route("/cart/add", cart_add, methods=["POST"]),
     Route("/cart/clear", cart_clear, methods=["POST"]),
+    Route("/login", sign_in, methods=["GET"]),
     Route("/login", login, methods=["POST"]),
     Route("/logout", logout, methods=["POST"]),
-    Route("/sessions", sessions, methods=["GET"]),
-    Route("/sessions/revoke", revoke, methods=["POST"]),
-    Route("/sessions/revoke-others", revoke_others, methods=["POST"]),
+    *account.ROUTES,
 ]
 
 
-def create_app(manager: SessionManager) -> Starlette:
-    """The demo shop as a Starlette app; wrap it in ``SessionMiddleware(app, manager=manager)``."""
+def create_app(manager: SessionManager, accounts: Accounts | None = None) -> Starlette:
+    """The demo shop as a Starlette app; wrap it in ``SessionMiddleware(app, manager=manager)``.
+    ``accounts`` defaults to the demo users with their starting passwords."""
     app = Starlette(routes=ROUTES)
     app.state.coatcheck_manager = manager
+    app.state.demo_accounts = accounts if accounts is not None else Accounts()
     return app

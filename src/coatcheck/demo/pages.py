@@ -14,27 +14,52 @@ from __future__ import annotations
 
 import html
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from coatcheck.core.config import SessionConfig
 from coatcheck.core.session import Session
-from coatcheck.demo.shop import PRODUCTS, USERS
-from coatcheck.engine.results import SessionInfo
+from coatcheck.demo.shop import DEMO_USERS, PRODUCTS
 
 CSS = """
-body { font-family: system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem;
-       color: #222; line-height: 1.45; }
-header { display: flex; justify-content: space-between; align-items: baseline;
-         border-bottom: 1px solid #ddd; margin-bottom: 1rem; }
-section { border: 1px solid #ddd; border-radius: 6px; padding: .5rem 1rem; margin: 1rem 0; }
+:root { --ink: #1f2328; --muted: #59636e; --line: #d8dee4; --accent: #1a6b5a;
+        --bad: #a4262c; --soft: #f6f8fa; }
+* { box-sizing: border-box; }
+body { font-family: system-ui, sans-serif; max-width: 52rem; margin: 0 auto; padding: 0 1rem 2rem;
+       color: var(--ink); line-height: 1.45; }
+header { display: flex; flex-wrap: wrap; gap: .5rem 1rem; justify-content: space-between;
+         align-items: center; border-bottom: 1px solid var(--line); padding: .75rem 0;
+         margin-bottom: 1rem; }
+header h1 { font-size: 1.2rem; margin: 0; }
+nav a { margin-right: .75rem; }
+a { color: var(--accent); }
+h2 { font-size: 1.1rem; margin: .25rem 0 .5rem; }
+section { border: 1px solid var(--line); border-radius: 8px; padding: .75rem 1rem;
+          margin: 1rem 0; }
 form.inline { display: inline; }
+form.stack { display: grid; gap: .6rem; max-width: 24rem; }
+form.stack label { display: grid; gap: .15rem; font-weight: 600; font-size: .95rem; }
+form.stack label.check { display: flex; gap: .4rem; font-weight: normal; align-items: center; }
+input:not([type=checkbox]), select { font: inherit; padding: .35rem .5rem;
+       border: 1px solid #afb8c1; border-radius: 6px; }
+button { font: inherit; padding: .35rem .9rem; border-radius: 6px; cursor: pointer;
+         border: 1px solid var(--accent); background: var(--accent); color: #fff; }
+button.quiet { background: #fff; color: var(--accent); }
+button.danger { background: #fff; color: var(--bad); border-color: var(--bad); }
 table { border-collapse: collapse; width: 100%; font-size: .9rem; }
-td, th { border-bottom: 1px solid #eee; padding: .3rem; text-align: left; vertical-align: top; }
-code { background: #f4f4f4; padding: 0 .2rem; }
-.error { background: #fde8e8; border-color: #e99; }
-.this { font-weight: bold; color: #176; }
-.muted { color: #666; font-size: .9rem; }
+td, th { border-bottom: 1px solid var(--line); padding: .4rem .3rem; text-align: left;
+         vertical-align: middle; }
+tr.this { background: #eef7f4; }
+code { background: var(--soft); padding: 0 .2rem; border-radius: 3px; }
+.error { background: #fdeeee; border-color: #e3a5a8; }
+p.error { padding: .4rem .6rem; border: 1px solid #e3a5a8; border-radius: 6px; }
+.notice { background: #eef7f4; padding: .4rem .6rem; border: 1px solid #9fd1c3;
+          border-radius: 6px; }
+.this-device { font-weight: 600; color: var(--accent); }
+.muted { color: var(--muted); font-size: .9rem; }
+.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(20rem, 1fr)); gap: 0 1rem; }
+.visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden;
+                   clip: rect(0 0 0 0); white-space: nowrap; }
 """
 
 
@@ -63,12 +88,11 @@ def duration(seconds: float) -> str:
 
 def layout(title: str, body: str, session: Session) -> str:
     user = session.user_id
-    who = f"logged in as <b>{e(user)}</b>" if user is not None else "anonymous visitor"
+    who = f"signed in as <b>{e(user)}</b>" if user is not None else "anonymous visitor"
     nav = '<a href="/">Shop</a>'
-    if user is not None:
-        nav += ' · <a href="/sessions">Your devices</a>'
+    nav += ' <a href="/account">Account</a>' if user else ' <a href="/login">Sign in</a>'
     # A visitor with no stored session has no CSRF secret yet, and minting one here would
-    # store a session on a plain visit; /start begins it.
+    # store a session on a plain visit; /start (or the sign-in page) begins it.
     csrf = "" if session.is_new else f'<meta name=csrf-token content="{e(session.csrf_token())}">'
     return (
         f'<!doctype html>\n<html lang=en data-coatcheck-user="{e(user or "")}">'
@@ -77,26 +101,40 @@ def layout(title: str, body: str, session: Session) -> str:
         f"{csrf}"
         '<script type=module src="/coatcheck/coatcheck.js"></script>'
         f"<title>{e(title)} · coatcheck demo</title><style>{CSS}</style></head><body>"
-        f"<header><h1>coatcheck demo shop</h1><span>{nav} · {who}</span></header>"
-        f"{body}</body></html>\n"
+        f'<header><h1>coatcheck demo shop</h1><nav aria-label="Main">{nav}</nav>'
+        f"<span>{who}</span></header><main>{body}</main></body></html>\n"
     )
 
 
-def _csrf_field(session: Session) -> str:
+def csrf_field(session: Session) -> str:
     """The hidden field that proves a form came from one of this site's own pages."""
     return f'<input type=hidden name="csrf_token" value="{e(session.csrf_token())}">'
 
 
-def _button(
-    session: Session, action: str, label: str, fields: Iterable[tuple[str, str]] = ()
+def button(
+    session: Session,
+    action: str,
+    label: str,
+    fields: Iterable[tuple[str, str]] = (),
+    *,
+    css: str = "",
+    hidden_label: str = "",
 ) -> str:
-    hidden = _csrf_field(session) + "".join(
+    """A one-button form. ``hidden_label`` is read to screen readers after the visible
+    label (which it keeps as its start), so ten "Revoke" buttons are ten distinct names."""
+    hidden = csrf_field(session) + "".join(
         f'<input type=hidden name="{e(k)}" value="{e(v)}">' for k, v in fields
     )
+    extra = f"<span class=visually-hidden> {e(hidden_label)}</span>" if hidden_label else ""
+    klass = f" class={css}" if css else ""
     return (
         f'<form class=inline method=post action="{e(action)}">{hidden}'
-        f"<button>{e(label)}</button></form>"
+        f"<button{klass}>{e(label)}{extra}</button></form>"
     )
+
+
+def problem(error: str | None) -> str:
+    return f"<p class=error role=alert>{e(error)}</p>" if error else ""
 
 
 def _cart(session: Session) -> str:
@@ -107,53 +145,57 @@ def _cart(session: Session) -> str:
             f"<li>{e(PRODUCTS.get(item, item))} &times; {count}</li>"
             for item, count in counts.items()
         )
-        contents = f"<ul>{rows}</ul>{_button(session, '/cart/clear', 'Empty the cart')}"
+        contents = f"<ul>{rows}</ul>{button(session, '/cart/clear', 'Empty the cart', css='quiet')}"
     else:
         contents = "<p>Your cart is empty.</p>"
     options = "".join(
         f'<option value="{e(pid)}">{e(name)}</option>' for pid, name in PRODUCTS.items()
     )
     add = (
-        f'<form method=post action="/cart/add">{_csrf_field(session)}<select name=item>'
-        f"{options}</select> <button>Add to cart</button></form>"
+        f'<form method=post action="/cart/add">{csrf_field(session)}'
+        f"<label>Product <select name=item>{options}</select></label> "
+        "<button>Add to cart</button></form>"
     )
     return f"<section><h2>Cart</h2>{contents}{add}</section>"
 
 
-def _account(session: Session, error: str | None) -> str:
-    if session.user_id is not None:
-        how = (
-            "remember-me (persistent cookie)" if session.remember else "until you close the browser"
-        )
-        return (
-            f"<section><h2>Account</h2><p>Logged in as <b>{e(session.user_id)}</b> "
-            f"({e(how)}), authenticated at {e(when(session.auth_at))}.</p>"
-            f"<p>{_button(session, '/logout', 'Log out')} "
-            '<a href="/sessions">See your devices</a></p>'
-            "</section>"
-        )
-    users = ", ".join(f"<code>{e(u)}</code> / <code>{e(p)}</code>" for u, p in USERS.items())
-    problem = f"<p class=error role=alert>{e(error)}</p>" if error else ""
+def sign_in_form(session: Session, error: str | None) -> str:
+    """The sign-in form, with the demo users named under it."""
+    users = ", ".join(f"<code>{e(u)}</code> / <code>{e(p)}</code>" for u, p in DEMO_USERS.items())
     return (
-        f"<section{' class=error' if error else ''}><h2>Log in</h2>{problem}"
-        f'<form method=post action="/login">{_csrf_field(session)}'
-        "<label>User <input name=username autocomplete=username required></label> "
+        f"<section{' class=error' if error else ''} aria-labelledby=sign-in>"
+        f"<h2 id=sign-in>Sign in</h2>{problem(error)}"
+        f'<form class=stack method=post action="/login">{csrf_field(session)}'
+        "<label>Username <input name=username autocomplete=username required></label>"
         "<label>Password <input name=password type=password autocomplete=current-password "
-        "required></label> "
-        "<label><input type=checkbox name=remember value=1> Remember me</label> "
-        "<button>Log in</button></form>"
-        f"<p class=muted>Demo users: {users}.</p></section>"
+        "required></label>"
+        "<label class=check><input type=checkbox name=remember value=1> Remember me on this "
+        "device</label>"
+        "<div><button>Sign in</button></div></form>"
+        f"<p class=muted>Demo users (username / password): {users}. Passwords are stored "
+        "only as argon2id hashes; a changed one lasts until the server restarts.</p></section>"
+    )
+
+
+def _signed_in(session: Session) -> str:
+    how = "remember-me (persistent cookie)" if session.remember else "until you close the browser"
+    return (
+        f"<section><h2>Account</h2><p>Signed in as <b>{e(session.user_id)}</b> "
+        f"({e(how)}), authenticated at {e(when(session.auth_at))}.</p>"
+        f"<p>{button(session, '/logout', 'Sign out', css='quiet')} "
+        '<a href="/account">Your account and devices</a></p>'
+        "</section>"
     )
 
 
 def _welcome() -> str:
     """What a visitor without a session sees instead of the forms (which need a session's
-    CSRF secret): the catalogue, and the link that starts a session."""
+    CSRF secret): the catalogue, and the links that start a session."""
     products = "".join(f"<li>{e(name)}</li>" for name in PRODUCTS.values())
     return (
         "<section><h2>Welcome</h2><p>You have no session yet, and looking costs the server "
-        'nothing. <a href="/start">Start shopping</a> to get one: a cart, and a login '
-        "form.</p></section>"
+        'nothing. <a href="/start">Start shopping</a> to get one (a cart, and a sign-in '
+        'form), or <a href="/login">sign in</a>.</p></section>'
         f"<section><h2>Cart</h2><p>Your cart is empty.</p><ul>{products}</ul></section>"
     )
 
@@ -181,8 +223,8 @@ def _explanation(session: Session, config: SessionConfig, now: float) -> str:
         "<li>Every form carries a CSRF token, masked afresh for each form; a post from "
         "another site, or without a valid token, is refused before it can change your "
         "session.</li>"
-        "<li>Logging in issues a new token (no session fixation) and keeps your cart; "
-        "logging out deletes the session on the server, not just the cookie.</li>"
+        "<li>Signing in issues a new token (no session fixation) and keeps your cart; "
+        "signing out deletes the session on the server, not just the cookie.</li>"
         f"<li>Sessions end after {e(duration(config.idle_timeout))} idle or "
         f"{e(duration(config.absolute_timeout))} in total; "
         f"remember-me lasts {e(duration(config.remember_timeout))}.</li>"
@@ -196,39 +238,15 @@ def home_page(
     if session.is_new:  # no stored session: nothing here may create one
         body = _welcome() + _explanation(session, config, now)
     else:
-        body = f"{_account(session, error)}{_cart(session)}{_explanation(session, config, now)}"
+        account = (
+            _signed_in(session) if session.user_id is not None else sign_in_form(session, error)
+        )
+        body = f"{account}{_cart(session)}{_explanation(session, config, now)}"
     return layout("Shop", body, session)
 
 
-def sessions_page(session: Session, sessions: Sequence[SessionInfo], now: float) -> str:
-    rows = []
-    for info in sessions:
-        this = info.handle == session.handle
-        marker = " <span class=this>(this device)</span>" if this else ""
-        label = "Log out" if this else "Revoke"
-        rows.append(
-            "<tr>"
-            f"<td><code>{e(info.handle)}</code>{marker}</td>"
-            f"<td>{e(when(info.created_at))}</td>"
-            f"<td>{e(duration(now - info.last_seen_at))} ago</td>"
-            f"<td>{e(info.user_agent or 'unknown')}</td>"
-            f"<td>{e(info.ip or '-')}</td>"
-            f"<td>{_button(session, '/sessions/revoke', label, [('handle', info.handle)])}</td>"
-            "</tr>"
-        )
-    others = any(info.handle != session.handle for info in sessions)
-    revoke_others = (
-        _button(session, "/sessions/revoke-others", "Log out all other devices") if others else ""
-    )
-    body = (
-        f"<h2>Your devices</h2><p>{len(sessions)} active session(s) for "
-        f"<b>{e(session.user_id)}</b>. IP addresses are truncated before they are stored.</p>"
-        "<table><thead><tr><th>Handle</th><th>Created</th><th>Last seen</th>"
-        "<th>User agent</th><th>IP (truncated)</th><th></th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
-        f"<p>{revoke_others}</p>"
-    )
-    return layout("Your devices", body, session)
+def sign_in_page(session: Session, *, error: str | None = None) -> str:
+    return layout("Sign in", sign_in_form(session, error), session)
 
 
 def message_page(session: Session, title: str, message: str) -> str:
