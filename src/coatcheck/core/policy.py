@@ -260,7 +260,8 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
                                             a logout (or it is kept)
     untouched by the handler                TOUCH when the touch interval has passed, or
                                             at once after ``keep_alive()``
-    logs in over another user's session     REPLACE: nothing of the other user carries over
+    logs in over another user's session,    REPLACE: nothing of the ended session
+    or after a logout in the same request   carries over
     regenerated or rotated                  RENAME, with the login's fields if any
     changed                                 UPDATE the delta; else TOUCH as above, or
                                             when its cap brings the deadline forward
@@ -283,9 +284,12 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
     if intents.logout or (cap is not None and cap <= now):
         return _plan_end(session, config, now, new_handle)
     set_json, set_items, removed = _data_delta(session, config)
-    if intents.login and record.user_id is not None and record.user_id != session.user_id:
-        # Another user logs in on this device: a new session (new handle, fresh data), so
-        # nothing of the previous user's session, not even its public handle, carries over.
+    if intents.login and (
+        intents.ended or (record.user_id is not None and record.user_id != session.user_id)
+    ):
+        # Another user logs in on this device, or a login follows a logout in one request:
+        # a new session (new handle, fresh data), so nothing of the ended session, not even
+        # its public handle or an impersonation or MFA mark, carries over.
         return _plan_new(session, config, now, new_handle, Action.REPLACE)
     if intents.regenerate or intents.rotate:
         delta = Patch(set_json, set_items, removed)
@@ -339,12 +343,13 @@ def _plan_new(
     ):
         return CLEAR_STALE if session.dead_token else NOTHING
     new = new_record(session, config, now, new_handle)
+    names = _CREATED_LOGIN if intents.login else _CREATED
     return Plan(
         action,
         CookieAction.SET,
         record=new,
         max_age=cookie_max_age(new.remember, new.absolute_at, now),
-        events=_CREATED_LOGIN if intents.login else _CREATED,
+        events=(ev.LOGOUT, *names) if intents.ended and action is Action.REPLACE else names,
     )
 
 

@@ -44,6 +44,9 @@ class Intents:
     periodic rotation due at load. ``meta_changed``: engine metadata (``set_meta``) to write.
     ``keep``: store it even empty (``keep()``). ``keep_alive``: slide the idle deadline
     now (``keep_alive()``). ``deadline_cap``: end it no later than this (``cap_deadline()``).
+    ``ended``: ``logout()`` was called, even if a ``login()`` followed it in the same
+    request: the loaded record ends, so whatever is stored next is a new record (a new
+    handle and nothing of the old one's data or metadata), never the old one renamed.
     """
 
     login: bool = False
@@ -54,6 +57,7 @@ class Intents:
     keep: bool = False
     keep_alive: bool = False
     deadline_cap: float | None = None
+    ended: bool = False
 
 
 NO_INTENTS = Intents()
@@ -383,7 +387,12 @@ class Session(MutableMapping[str, Any]):
         self._meta = {}
         self._state(
             dataclasses.replace(
-                self.intents, login=False, logout=True, regenerate=False, meta_changed=False
+                self.intents,
+                login=False,
+                logout=True,
+                regenerate=False,
+                meta_changed=False,
+                ended=True,
             )
         )
 
