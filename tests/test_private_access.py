@@ -72,7 +72,7 @@ def test_intents_are_one_value_changed_only_by_the_sessions_methods(clock: FakeC
     session.set_remember(False)  # the login's choice changes; nothing else does
     assert (session.remember, session.auth_level, session.intents) == (False, 2, after_login)
     session.logout()
-    assert session.intents == Intents(logout=True)
+    assert session.intents == Intents(logout=True, ended=True)
     with pytest.raises(RuntimeError, match="pending login"):
         session.set_remember(True)
     with pytest.raises(AttributeError):

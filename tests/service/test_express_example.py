@@ -75,7 +75,7 @@ class Site:
         return user
 
     def demo_user(self) -> str | None:
-        found = re.search(r"Logged in as <b>([^<]+)</b>", self.browser.get("/").text)
+        found = re.search(r"[Ss]igned in as <b>([^<]+)</b>", self.browser.get("/").text)
         return found.group(1) if found else None
 
     def cookie(self) -> str | None:
