@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from coatcheck.core import events as ev
@@ -39,10 +38,10 @@ from coatcheck.core.config import SessionConfig
 from coatcheck.core.policy import Action
 from coatcheck.core.record import Patch, SessionRecord, encode_value
 from coatcheck.core.session import Session
-from coatcheck.engine.operations import Get, Op, Steps
+from coatcheck.engine.operations import Get, Steps, Upsert
 from coatcheck.engine.results import CLEARED, NO_CHANGE, CommitResult
-from coatcheck.errors import CookieTooLargeError, InvalidCookie, MissingCapability, StoreUnavailable
-from coatcheck.stores.base import ClientSide, Store
+from coatcheck.errors import CookieTooLargeError, InvalidCookie, MissingCapability
+from coatcheck.stores.base import ClientSide
 
 COOKIE_LIMIT = 4096
 """Bytes of cookie name plus value every browser keeps (RFC 6265 section 6.1)."""
@@ -74,36 +73,6 @@ def is_revoked(entry: SessionRecord, record: SessionRecord) -> bool:
         return False
     issued = record.auth_at if record.auth_at is not None else record.created_at
     return issued <= not_before
-
-
-@dataclass(frozen=True, slots=True)
-class Upsert(Op):
-    """Apply ``patch`` to ``record.key``, or create ``record`` when nothing is there.
-
-    Two writers racing to create the same record: the loser's insert fails (a unique key)
-    and its patch is then applied to the winner's record, so neither revocation is lost.
-    """
-
-    patch: Patch
-    record: SessionRecord
-
-    async def run(self, store: Store) -> None:
-        if await store.apply(self.record.key, self.patch):
-            return
-        try:
-            await store.create(self.record)
-        except StoreUnavailable:
-            if not await store.apply(self.record.key, self.patch):
-                raise
-
-    def run_sync(self, store: Store) -> None:
-        if store.apply_sync(self.record.key, self.patch):
-            return
-        try:
-            store.create_sync(self.record)
-        except StoreUnavailable:
-            if not store.apply_sync(self.record.key, self.patch):
-                raise
 
 
 class Host(Protocol):

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from coatcheck.core.record import Patch, SessionRecord
 from coatcheck.core.steps import drive_async, drive_sync
+from coatcheck.errors import StoreUnavailable
 from coatcheck.stores.base import HandleIndex, Store, UserIndex
 
 T = TypeVar("T")
@@ -152,3 +153,33 @@ class ListUser(Op):
 
     def run_sync(self, store: Store) -> list[SessionRecord]:
         return UserIndex.of(store, "a session limit").list_user_sync(self.user_id, self.now)
+
+
+@dataclass(frozen=True, slots=True)
+class Upsert(Op):
+    """Apply ``patch`` to ``record.key``, or create ``record`` when nothing is there.
+
+    Two writers racing to create the same record: the loser's insert fails (a unique key)
+    and its patch is then applied to the winner's record, so neither revocation is lost.
+    """
+
+    patch: Patch
+    record: SessionRecord
+
+    async def run(self, store: Store) -> None:
+        if await store.apply(self.record.key, self.patch):
+            return
+        try:
+            await store.create(self.record)
+        except StoreUnavailable:
+            if not await store.apply(self.record.key, self.patch):
+                raise
+
+    def run_sync(self, store: Store) -> None:
+        if store.apply_sync(self.record.key, self.patch):
+            return
+        try:
+            store.create_sync(self.record)
+        except StoreUnavailable:
+            if not store.apply_sync(self.record.key, self.patch):
+                raise

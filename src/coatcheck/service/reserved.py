@@ -16,12 +16,11 @@ key), so two nodes changing different entries at once never lose each other's ch
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from typing import Any, Final
 
 from coatcheck.core.record import Patch, SessionRecord, encode_value
-from coatcheck.engine.operations import Get, Op, Steps
-from coatcheck.errors import ConfigError, StoreUnavailable
+from coatcheck.engine.operations import Get, Steps, Upsert
+from coatcheck.errors import ConfigError
 from coatcheck.stores.base import AnyStore, Store
 
 HANDLE_PREFIX: Final = "coatcheck:"
@@ -39,34 +38,6 @@ def reserved_key(name: str) -> str:
 
 def is_reserved_handle(handle: str) -> bool:
     return handle.startswith(HANDLE_PREFIX)
-
-
-@dataclass(frozen=True, slots=True)
-class Upsert(Op):
-    """Apply ``patch`` to ``record.key``, or create ``record`` when nothing is there; when
-    two writers race to create it, the loser's insert fails and its patch goes onto the
-    winner's record."""
-
-    patch: Patch
-    record: SessionRecord
-
-    async def run(self, store: Store) -> None:
-        if await store.apply(self.record.key, self.patch):
-            return
-        try:
-            await store.create(self.record)
-        except StoreUnavailable:
-            if not await store.apply(self.record.key, self.patch):
-                raise
-
-    def run_sync(self, store: Store) -> None:
-        if store.apply_sync(self.record.key, self.patch):
-            return
-        try:
-            store.create_sync(self.record)
-        except StoreUnavailable:
-            if not store.apply_sync(self.record.key, self.patch):
-                raise
 
 
 def read(name: str) -> Steps[dict[str, Any]]:
