@@ -29,6 +29,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("security",),
     ("stores",),
     ("engine",),
+    ("privacy",),
+    ("analytics",),
     ("http",),
     ("integrations",),
     ("demo", "testing", "service"),
