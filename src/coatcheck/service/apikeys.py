@@ -200,6 +200,15 @@ class KeyChecker:
             await self._note_use(key, now)
         return key
 
+    async def named(self, name: str) -> ApiKey | None:
+        """The key called ``name`` as this node last read the keys (refreshed as
+        ``authenticate`` does): an admin session asks on each request whether its key
+        still exists, so revoking the key ends the session within the cache time."""
+        now = self.clock()
+        if self._loaded_at is None or now - self._loaded_at >= self.cache_seconds:
+            await self._refresh(now)
+        return next((key for key in self._keys if key.name == name), None)
+
     async def _note_use(self, key: ApiKey, now: float) -> None:
         last = self._written.get(key.name, key.last_used_at)
         if last is not None and now - last < USE_WRITE_INTERVAL:

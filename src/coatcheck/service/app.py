@@ -1,6 +1,7 @@
 """The service as one ASGI app: the ``/v1`` API, forward-auth, health, metrics, the JWKS,
-the OpenAPI document (``/openapi.json``, ``/docs``), and whatever the caller mounts below
-them (the command line mounts the demo shop at ``/``).
+the OpenAPI document (``/openapi.json``, ``/docs``), the admin dashboard (``/admin``,
+``service.admin``), and whatever the caller mounts below them (the command line mounts the
+demo shop at ``/``).
 
 Around FastAPI sit two small ASGI layers: ``RequestTimer`` (latency per operation) and
 ``BodyLimit`` (a ``/v1`` body over the limit is a 413 before any parsing). Every refusal,
@@ -26,6 +27,7 @@ from coatcheck.engine.manager import SessionManager
 from coatcheck.errors import CoatcheckError
 from coatcheck.integrations.asgi import buffer_body
 from coatcheck.service import api, forward_auth, health, models, problems
+from coatcheck.service.admin import AdminPaths, DashboardData, RecentEvents, create_admin
 from coatcheck.service.context import Service
 from coatcheck.service.metrics import FALLBACK_KEY, ASGIApp, RequestTimer, Scope
 from coatcheck.service.problems import Problem
@@ -175,9 +177,15 @@ def create_app(
     service: Service,
     *,
     fallback: ASGIApp | None = None,
+    dashboard: DashboardData | None = None,
+    recent: RecentEvents | None = None,
 ) -> ASGIApp:
     """The service over ``manager`` (whose store holds the sessions, the API keys and the
-    JWT ring); requests for any path that is not the service's go to ``fallback``."""
+    JWT ring); requests for any path that is not the service's go to ``fallback``.
+
+    ``/admin`` is the dashboard, its figures from ``dashboard`` (None: the security events
+    of this process only, which ``recent``, a bounded in-memory sink added to the
+    manager's sinks, keeps until an analytics store records them)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -213,4 +221,8 @@ def create_app(
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     limited = BodyLimit(app, body_limit(manager))
     served = limited if fallback is None else Dispatch(limited, fallback)
-    return RequestTimer(served, service.metrics)
+    recent = recent if recent is not None else RecentEvents()
+    if recent not in manager.sinks:
+        manager.sinks.append(recent)
+    admin = create_admin(service, dashboard, recent)
+    return RequestTimer(AdminPaths(admin, served), service.metrics)
