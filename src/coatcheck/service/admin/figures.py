@@ -82,14 +82,16 @@ def series(summary: Mapping[str, Any], period: str, field: str, label: Any) -> l
 
 
 def duration(seconds: float | None) -> str:
-    """``75`` as ``1m 15s``; None as ``-``."""
+    """``75`` as ``1m 15s``, ``300`` as ``5m``, ``3725`` as ``1h 2m``; None as ``-``."""
     if seconds is None:
         return "-"
     whole = round(seconds)
     minutes, secs = divmod(whole, 60)
     if minutes >= 60:
         return f"{minutes // 60}h {minutes % 60}m"
-    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
+    if not minutes:
+        return f"{secs}s"
+    return f"{minutes}m {secs}s" if secs else f"{minutes}m"
 
 
 def histogram(summary: Mapping[str, Any]) -> list[Point]:
