@@ -60,6 +60,8 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 DOC_IMAGES = ROOT / "docs" / "images"
 ADMIN_COOKIE = "__Host-coatcheck-admin"
 DAY = 86400.0
+DOC_SHOTS = ("admin-overview", "admin-user")
+"""The screenshots docs/analytics.md shows (the others stay in tests/artifacts/)."""
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -219,7 +221,7 @@ def shot(page: Any, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
-    if os.environ.get("COATCHECK_DOC_IMAGES") == "1":
+    if os.environ.get("COATCHECK_DOC_IMAGES") == "1" and name in DOC_SHOTS:
         DOC_IMAGES.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOC_IMAGES / path.name)
     return path
@@ -243,6 +245,7 @@ def test_a_wrong_key_is_refused_and_the_admin_key_signs_in(
     sign_in(page, dashboard.url, "cc_" + "x" * 43)
     assert page.url == dashboard.url + "/admin/signin"
     assert "That is not an admin API key." in page.inner_text("body")
+    shot(page, "admin-signin-refused")
     page.get_by_label("Admin API key").fill(dashboard.gateway_key)  # a real key, not admin
     submit(page, "Sign in")
     assert "That is not an admin API key." in page.inner_text("body")
@@ -321,6 +324,7 @@ def test_every_page_renders_with_the_seeded_data(chromium: Any, dashboard: Dashb
     assert "Client changed" in events[0] and "alice" in events[0]  # newest first
     assert "Session limit reached" in events[1] and "carol" in events[1]
     assert "active=4" in events[1]
+    shot(page, "admin-security")
 
     page.get_by_role("link", name="Consent", exact=True).click()
     page.wait_for_url("**/admin/consent")
@@ -332,6 +336,7 @@ def test_every_page_renders_with_the_seeded_data(chromium: Any, dashboard: Dashb
         "analytics: 60; marketing: 25; necessary: 100"
         in page.locator("svg desc").first.inner_html()
     )
+    shot(page, "admin-consent")
     context.close()
 
 
@@ -401,8 +406,9 @@ def test_revoking_after_five_minutes_asks_for_the_key_again(
     assert len(dashboard.live_handles("bob")) == 2  # nothing revoked yet
     page.get_by_label("Admin API key").fill(dashboard.gateway_key)  # another key
     submit(page, "Confirm and revoke")
-    assert "That is not an admin API key." in page.inner_text("body")
+    assert "That is not the key ops." in page.inner_text("body")
     assert len(dashboard.live_handles("bob")) == 2
+    shot(page, "admin-key-again")
 
     page.get_by_label("Admin API key").fill(dashboard.admin_key)
     submit(page, "Confirm and revoke")
@@ -493,11 +499,29 @@ def test_a_shop_token_in_the_admin_cookie_opens_nothing(dashboard: Dashboard) ->
 def test_revoking_the_key_ends_its_admin_sessions(dashboard: Dashboard) -> None:
     with Browser(dashboard.url, csrf_path="/admin/signin") as client:
         assert client.post("/admin/signin", data={"key": dashboard.admin_key}).status_code == 303
-        page = client.get("/admin/security")
-        assert page.status_code == 200
-        assert page.headers["cache-control"] == "no-store"
-        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        for path in ("/admin", "/admin/users?q=bob", "/admin/security", "/admin/consent"):
+            page = client.get(path)
+            assert page.status_code == 200, path
+            assert page.headers["cache-control"] == "no-store", path
+            assert "frame-ancestors 'none'" in page.headers["content-security-policy"], path
         run_sync(apikeys.revoke("ops", dashboard.clock()), dashboard.store)
         gone = client.get("/admin/security")
         assert (gone.status_code, gone.headers["location"]) == (303, "/admin/signin")
         assert ADMIN_COOKIE not in client.cookies  # the session ended with its key
+
+
+def test_an_admin_session_ends_after_15_idle_minutes_or_8_hours(dashboard: Dashboard) -> None:
+    minute = 60
+    with Browser(dashboard.url, csrf_path="/admin/signin") as client:
+        assert client.post("/admin/signin", data={"key": dashboard.admin_key}).status_code == 303
+        dashboard.clock.offset = 16 * minute  # idle for 16 minutes
+        assert client.get("/admin").status_code == 303
+    dashboard.clock.offset = 0
+    with Browser(dashboard.url, csrf_path="/admin/signin") as client:
+        assert client.post("/admin/signin", data={"key": dashboard.admin_key}).status_code == 303
+        for step in range(1, 35):  # a request every 14 minutes: never idle, 476 minutes in
+            dashboard.clock.offset = step * 14 * minute
+            assert client.get("/admin/security").status_code == 200, step
+        dashboard.clock.offset = 481 * minute  # 5 minutes after the last: 8 h 1 min in all
+        ended = client.get("/admin/security")
+        assert (ended.status_code, ended.headers["location"]) == (303, "/admin/signin")

@@ -129,6 +129,7 @@ def run_serve(host: str, port: int, workers: int, store_url: str, console: Conso
     base = f"http://{shown}:{port}"
     console.print(f"[bold]coatcheck session service[/bold] on {base}/v1 (docs: {base}/docs)")
     console.print(f"demo shop: {base}/", markup=False)
+    console.print(f"dashboard: {base}/admin (sign in with an admin API key)", markup=False)
     console.print(f"store: {printable(redacted(store_url))}", markup=False)
     if SessionConfig.from_env().secure and not is_loopback(host):
         console.print(

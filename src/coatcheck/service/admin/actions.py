@@ -88,7 +88,7 @@ def ask_key(
         key=key,
         action=action,
         fields=fields,
-        error=WRONG_KEY if wrong else None,
+        error=f"That is not the key {key.name}." if wrong else None,
         minutes=int(auth.REAUTH_AFTER // 60),
     )
 
