@@ -83,8 +83,15 @@ class SeededFigures:
     def __init__(self, recent: RecentEvents) -> None:
         self.recent = recent
         self.asked: list[tuple[float, float, str | None]] = []
+        self.broken = False
+        """Set by a test: every method raises, as a provider whose store is down."""
+
+    def check(self) -> None:
+        if self.broken:
+            raise ConnectionError("the analytics store is down")
 
     async def summary(self, since: float, until: float, route: str | None = None) -> dict[str, Any]:
+        self.check()
         self.asked.append((since, until, route))
         start = until - 7 * DAY
         return {
@@ -133,9 +140,11 @@ class SeededFigures:
         }
 
     async def security_events(self, limit: int) -> list[SessionEvent]:
+        self.check()
         return self.recent.latest(limit)
 
     async def consent(self, since: float, until: float) -> dict[str, Any]:
+        self.check()
         return {
             "sessions": 40,
             "categories": {"necessary": 1.0, "analytics": 0.6, "marketing": 0.25},
@@ -525,3 +534,26 @@ def test_an_admin_session_ends_after_15_idle_minutes_or_8_hours(dashboard: Dashb
         dashboard.clock.offset = 481 * minute  # 5 minutes after the last: 8 h 1 min in all
         ended = client.get("/admin/security")
         assert (ended.status_code, ended.headers["location"]) == (303, "/admin/signin")
+
+
+def test_a_failing_provider_or_a_strange_user_id_is_a_page_not_a_500(
+    dashboard: Dashboard,
+) -> None:
+    with Browser(dashboard.url, csrf_path="/admin/signin") as client:
+        assert client.post("/admin/signin", data={"key": dashboard.admin_key}).status_code == 303
+        dashboard.figures.broken = True
+        overview = client.get("/admin")
+        assert overview.status_code == 200
+        assert "Figures unavailable" in overview.text
+        assert "Live sessions in the store" in overview.text
+        assert "Figures unavailable" in client.get("/admin/consent").text
+        assert "The events store did not answer." in client.get("/admin/security").text
+        for query, said in (
+            ("al\x00ice", "Not a user id: text must not contain NUL"),
+            ("x" * 257, "A user id has at most 256 characters."),
+        ):
+            found = client.get("/admin/users", params={"q": query})
+            assert (found.status_code, said in found.text) == (200, True), query
+        page = client.get("/admin/nothing-here")
+        assert page.status_code == 404 and "No page of the dashboard is here." in page.text
+        assert client.get("/admin?days=oops").status_code == 200  # the default range

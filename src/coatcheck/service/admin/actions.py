@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import Response
 
-from coatcheck.service.admin import auth
+from coatcheck.service.admin import auth, pages
 from coatcheck.service.admin.web import (
     NOTICE,
     PREFIX,
@@ -117,7 +117,7 @@ async def revoke_all(request: Request, key: ApiKey) -> Response:
     """End every session of one user (this admin's own aside)."""
     user = await form_field(request, "user")
     fields = {"user": user}
-    if not user:
+    if not user or pages.user_problem(user) is not None:
         return see_other(PREFIX + "/users")
     if not await confirmed(request, key):
         wrong = bool(await form_field(request, "key", MAX_PRESENTED))

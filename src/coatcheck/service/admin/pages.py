@@ -3,7 +3,9 @@ the actions that change something are in ``actions``."""
 
 from __future__ import annotations
 
-from typing import Any, Final
+import logging
+from collections.abc import Awaitable
+from typing import Any, Final, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -15,6 +17,10 @@ from coatcheck.service.admin import figures
 from coatcheck.service.admin.web import admin_only, admin_state, page, session_of
 from coatcheck.service.api import HANDLE_PATTERN
 from coatcheck.service.apikeys import ApiKey
+from coatcheck.service.models import storable_text
+
+T = TypeVar("T")
+logger = logging.getLogger("coatcheck.service.admin")
 
 DAY: Final = 24 * 3600.0
 RANGES: Final = (1, 7, 30)
@@ -26,6 +32,27 @@ EVENT_LABELS: Final = {
     ev.LIMIT_REACHED: "Session limit reached",
     ev.CLIENT_CHANGED: "Client changed",
 }
+
+
+async def asked(call: Awaitable[T], what: str) -> tuple[T | None, bool]:
+    """The provider's answer, and whether it failed: a provider that raises (its store
+    is down) leaves its part of the page empty with a note, never a 500."""
+    try:
+        return await call, False
+    except Exception:
+        logger.warning("the dashboard's %s provider failed", what, exc_info=True)
+        return None, True
+
+
+def user_problem(query: str) -> str | None:
+    """Why ``query`` is no user id a store can look up, or None."""
+    if len(query) > MAX_QUERY:
+        return f"A user id has at most {MAX_QUERY} characters."
+    try:
+        storable_text(query)
+    except ValueError as exc:
+        return f"Not a user id: {exc}."
+    return None
 
 
 def days_of(request: Request) -> int:
@@ -46,7 +73,7 @@ async def overview(request: Request, key: ApiKey) -> Response:
     state = admin_state(request)
     days, since, until = window(request)
     route = request.query_params.get("route", "").strip()[:MAX_QUERY] or None
-    summary = await state.data.summary(since, until, route)
+    summary, failed = await asked(state.data.summary(since, until, route), "summary")
     return page(
         request,
         "overview.html",
@@ -58,6 +85,7 @@ async def overview(request: Request, key: ApiKey) -> Response:
         headline=figures.headline(summary) if summary is not None else [],
         charts=figures.overview_charts(summary) if summary is not None else [],
         configured=summary is not None,
+        failed=failed,
     )
 
 
@@ -83,10 +111,8 @@ async def users(request: Request, key: ApiKey) -> Response:
     store contract offers a search by part of one)."""
     query = request.query_params.get("q", "").strip()
     rows: list[dict[str, Any]] | None = None
-    error = None
-    if len(query) > MAX_QUERY:
-        error = f"A user id has at most {MAX_QUERY} characters."
-    elif query:
+    error = user_problem(query) if query else None
+    if query and error is None:
         infos = await admin_state(request).service.manager.list_user_sessions(query)
         rows = [device(info) for info in infos if HANDLE_PATTERN.fullmatch(info.handle)]
     this = session_of(request).handle
@@ -108,21 +134,22 @@ def event_row(event: SessionEvent) -> dict[str, Any]:
 async def security(request: Request, key: ApiKey) -> Response:
     """The latest theft suspicions, refused logins over the session limit and sessions
     that came back from another client, with a count of each."""
-    events = await admin_state(request).data.security_events(EVENT_ROWS)
+    found, failed = await asked(admin_state(request).data.security_events(EVENT_ROWS), "events")
+    events = found or []
     counts = {label: 0 for label in EVENT_LABELS.values()}
     for event in events:
         label = EVENT_LABELS.get(event.name)
         if label is not None:
             counts[label] += 1
     rows = [event_row(e) for e in events]
-    return page(request, "security.html", key=key, rows=rows, counts=counts)
+    return page(request, "security.html", key=key, rows=rows, counts=counts, failed=failed)
 
 
 @admin_only
 async def consent(request: Request, key: ApiKey) -> Response:
     """Share of sessions granting each consent category, and the share sending GPC."""
     days, since, until = window(request)
-    found = await admin_state(request).data.consent(since, until)
+    found, failed = await asked(admin_state(request).data.consent(since, until), "consent")
     charts = figures.consent_charts(found) if found is not None else []
     sessions = figures.number(found.get("sessions")) if found is not None else None
     return page(
@@ -134,4 +161,5 @@ async def consent(request: Request, key: ApiKey) -> Response:
         charts=charts,
         sessions=sessions,
         configured=found is not None,
+        failed=failed,
     )
