@@ -25,10 +25,11 @@ from starlette.responses import Response
 from coatcheck.engine.manager import SessionManager
 from coatcheck.errors import CoatcheckError
 from coatcheck.integrations.asgi import buffer_body
-from coatcheck.service import api, forward_auth, health, models, problems
+from coatcheck.service import api, forward_auth, health, models, problems, rights
 from coatcheck.service.context import Service
 from coatcheck.service.metrics import FALLBACK_KEY, ASGIApp, RequestTimer, Scope
 from coatcheck.service.problems import Problem
+from coatcheck.service.retention import RetentionTask
 
 logger = logging.getLogger("coatcheck.service")
 
@@ -142,7 +143,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         )
         security = document["components"].setdefault("securitySchemes", {})
         security["ApiKey"] = dict(api.SECURITY_SCHEME)
-        for route in api.router.routes:  # the calls that need a key, by their dependency
+        keyed = [*api.router.routes, *rights.router.routes]
+        for route in keyed:  # the calls that need a key, by their dependency
             if isinstance(route, APIRoute) and any(
                 hasattr(d.dependency, api.SCOPE_ATTRIBUTE) for d in route.dependencies
             ):
@@ -179,10 +181,20 @@ def create_app(
     """The service over ``manager`` (whose store holds the sessions, the API keys and the
     JWT ring); requests for any path that is not the service's go to ``fallback``."""
 
+    retention = RetentionTask(manager, service.privacy) if service.privacy is not None else None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        await manager.store.close()
+        if retention is not None:
+            retention.start()
+        try:
+            yield
+        finally:
+            if retention is not None:
+                await retention.stop()
+            if service.privacy is not None:
+                await service.privacy.close()
+            await manager.store.close()
 
     app = FastAPI(
         title="coatcheck session service",
@@ -194,6 +206,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.coatcheck_service = service
+    app.state.coatcheck_retention = retention
     app.state.coatcheck_active = health.ActiveCount()
     app.add_exception_handler(CoatcheckError, _problem)
     app.add_exception_handler(RequestValidationError, _invalid)
@@ -203,6 +216,7 @@ def create_app(
     # first), the document's own pages last.
     app.include_router(forward_auth.router)
     app.include_router(api.router)
+    app.include_router(rights.router)
     app.include_router(forward_auth.envoy)
     app.include_router(health.router)
     app.include_router(forward_auth.documented)  # the document's view of forward-auth
