@@ -226,6 +226,7 @@ class ActivityLog:
         return await asyncio.to_thread(self.erase_user_sync, user_id)
 
     def purge_older_than_sync(self, cutoffs: Mapping[str, float], batch: int) -> int:
+        self.flush()
         self._ensure()
         sql = (
             f"DELETE FROM {self.table} WHERE id IN "
