@@ -114,7 +114,10 @@ class PrivacySettings:
         for name in RetentionPeriods.names():
             var = f"COATCHECK_RETENTION_{name.upper()}"
             if var in env:
-                periods[name] = _number(var, env[var]) * DAY
+                days = _number(var, env[var])
+                if days <= 0:
+                    raise ConfigError(f"{var}={env[var]!r} is not a positive number of days")
+                periods[name] = days * DAY
         if periods:
             values["retention"] = RetentionPeriods(**periods)
         if RETENTION_INTERVAL_ENV in env:
