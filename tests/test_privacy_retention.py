@@ -77,7 +77,8 @@ def test_each_period_is_a_setting_in_days() -> None:
     )
     assert settings.retention_interval == 600
     for bad in ("soon", "0", "-1", "nan"):
-        with pytest.raises(ConfigError, match=f"COATCHECK_RETENTION_ENDED_SESSIONS='{bad}' is not a"):
+        message = f"COATCHECK_RETENTION_ENDED_SESSIONS='{bad}' is not a"
+        with pytest.raises(ConfigError, match=message):
             PrivacySettings.from_env({"COATCHECK_RETENTION_ENDED_SESSIONS": bad})
 
 
