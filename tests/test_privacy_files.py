@@ -4,6 +4,7 @@ other users' data is still there; the stores coatcheck writes delete securely.""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from coatcheck.core.client import ClientInfo
+from tests.support.postgres_server import admin_connect
 from tests.support.privacy import World, world
 
 USER = "marker-user-5d1c"
@@ -79,3 +81,33 @@ def test_the_sqlite_store_and_the_privacy_database_delete_securely(w: World) -> 
     with store.connection() as conn:
         assert conn.execute("PRAGMA secure_delete").fetchone() == (1,)
     assert w.database.run(lambda cur: cur.execute("PRAGMA secure_delete").fetchone()) == (1,)
+
+
+def test_postgresql_keeps_erased_bytes_until_vacuum_full(tmp_path: Path) -> None:
+    """What docs/privacy.md asks of the operator: PostgreSQL leaves a deleted row's bytes
+    in the table's file after the erasure; ``VACUUM (FULL)`` writes a file without them.
+    (Reads the server's files: the test runs beside the server, as its owner or root.)"""
+    with world("postgres", tmp_path) as w:
+        w.log_in(USER, AGENT, "203.0.113.7", note=DATA)
+        table = w.registry.holders[0].table  # type: ignore[attr-defined]
+        assert w.registry.holders[0].name == "activity"
+        admin = admin_connect()
+        try:
+            data_dir = Path(admin.execute("SHOW data_directory").fetchone()[0])
+
+            def table_file() -> bytes:
+                admin.execute("CHECKPOINT")
+                rel = admin.execute("SELECT pg_relation_filepath(%s)", (table,)).fetchone()[0]
+                path = data_dir / rel
+                if not path.exists():
+                    pytest.skip(f"the server's files are not readable here ({path})")
+                return path.read_bytes()
+
+            w.registry.holders[0].flush()  # type: ignore[attr-defined]
+            assert USER.encode() in table_file()
+            asyncio.run(w.registry.erase(USER))
+            assert USER.encode() in table_file()  # deleted, yet still in the file
+            admin.execute(f"VACUUM (FULL) {table}")
+            assert USER.encode() not in table_file()
+        finally:
+            admin.close()

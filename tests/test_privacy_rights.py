@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from coatcheck.core import events as ev
 from coatcheck.core.client import ClientInfo
+from coatcheck.core.events import SessionEvent
 from coatcheck.errors import ConfigError
 from coatcheck.privacy.registry import PrivacyRegistry
 from coatcheck.privacy.tombstones import Tombstones
@@ -164,3 +166,46 @@ def test_a_secret_shorter_than_16_characters_is_refused() -> None:
     with pytest.raises(ConfigError, match="at least 16"):
         PrivacySettings(tombstone_secret="short")
     assert PrivacySettings(tombstone_secret=SECRET).tombstone_secret == SECRET
+
+
+async def test_the_activity_log_keeps_user_events_and_listed_detail_only(w: World) -> None:
+    activity = w.registry.holders[0]
+    assert activity.name == "activity"
+    sink = activity.sink  # type: ignore[attr-defined]
+    sink(SessionEvent(ev.REJECTED, w.clock.now, None, None, {"reason": "unknown"}))
+    sink(SessionEvent(ev.CREATED, w.clock.now, "h1", "alice"))  # not a kept event
+    sink(SessionEvent(ev.REVOKED, w.clock.now, "h2", "alice", {"kept": "h3", "count": 2}))
+    events = (await w.registry.export("alice"))["holders"]["activity"]["events"]
+    assert events == [
+        {
+            "at": "2027-01-15T08:00:00Z",
+            "kind": "security",
+            "event": "session.revoked",
+            "handle": "h2",
+            "count": 2,
+        }
+    ]
+
+
+async def test_with_the_activity_log_off_nothing_is_written_but_old_rows_still_count(
+    w: World,
+) -> None:
+    from coatcheck.privacy.registry import Deployment
+    from coatcheck.privacy.settings import PrivacySettings
+    from coatcheck.service.holders import default_registry
+
+    w.log_in("alice", *LAPTOP)
+    w.registry.holders[0].flush()  # type: ignore[attr-defined]  (written by the log that is on)
+    off = default_registry(
+        Deployment(
+            w.store,
+            w.manager.config,
+            w.clock,
+            w.database,
+            PrivacySettings(tombstone_secret=SECRET, activity_log=False),
+        )
+    )
+    assert off.sinks == []
+    events = (await off.export("alice"))["holders"]["activity"]["events"]
+    assert [e["event"] for e in events] == ["session.login"]
+    assert (await off.erase("alice")).removed["activity"] == 1
