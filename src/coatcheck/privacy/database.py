@@ -223,8 +223,9 @@ class _Translating:
 def database_from_url(url: str) -> Database:
     """``sqlite:///path.db`` or ``postgresql://...``, with an optional ``prefix`` query
     option for the table names (``coatcheck_`` by default). A store URL works too: the
-    options only a store takes are dropped, and a PostgreSQL store's ``table=T`` gives the
-    prefix ``T_`` so two stores in one database keep apart."""
+    options only a store takes are dropped, and a PostgreSQL store's ``table=t`` gives the
+    prefix ``t_`` (lower-cased, other characters as ``_``) so two stores in one database
+    keep apart."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     options = parse_qsl(parts.query.replace("+", "%2B"), keep_blank_values=True)
@@ -241,7 +242,8 @@ def database_from_url(url: str) -> Database:
         )
     if scheme in ("postgresql", "postgres"):
         table = {k: v for k, v in options if k == "table"}.get("table")
-        prefix = ours.get("prefix", f"{table}_" if table else DEFAULT_PREFIX)
+        derived = re.sub(r"[^a-z0-9_]", "_", table.lower())[:40] + "_" if table else None
+        prefix = ours.get("prefix", derived or DEFAULT_PREFIX)
         theirs = [(k, v) for k, v in options if k not in POSTGRES_STORE_OPTIONS | {"prefix"}]
         query = urlencode(theirs, quote_via=quote)
         return PostgresDatabase(
