@@ -91,18 +91,22 @@ class _Writer:
                 logger.warning("activity log: queue full, oldest event dropped")
             self._pending.append(row)
             self._queued += 1
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._loop, name="coatcheck-activity", daemon=True
-                )
-                self._thread.start()
+            self._running()
             self._cond.notify_all()
+
+    def _running(self) -> None:
+        """Start the writer thread unless it runs (called holding the lock)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(
+                target=self._loop, name="coatcheck-activity", daemon=True
+            )
+            self._thread.start()
 
     def _loop(self) -> None:
         while True:
             with self._cond:
                 while not self._pending:
-                    if not self._cond.wait(timeout=30.0):
+                    if not self._cond.wait(timeout=30.0) and not self._pending:
                         self._thread = None  # idle: the next event starts another
                         return
                 batch, self._pending = self._pending, []
@@ -118,7 +122,8 @@ class _Writer:
         with self._cond:
             target = self._queued
             while self._done < target:
-                self._cond.wait()
+                self._running()
+                self._cond.wait(timeout=1.0)
 
 
 @personal_data_holder
