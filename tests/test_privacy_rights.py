@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -209,3 +210,32 @@ async def test_with_the_activity_log_off_nothing_is_written_but_old_rows_still_c
     events = (await off.export("alice"))["holders"]["activity"]["events"]
     assert [e["event"] for e in events] == ["session.login"]
     assert (await off.erase("alice")).removed["activity"] == 1
+
+
+async def test_after_erasure_a_request_with_the_old_cookie_is_anonymous(w: World) -> None:
+    """Through the ASGI edge: the browser keeps its cookie, the erasure ends the session
+    behind it, and the next request is an anonymous visitor's."""
+    import httpx
+
+    from coatcheck.integrations.asgi import SessionMiddleware
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        session = scope["session"]
+        if scope["path"] == "/login":
+            session["note"] = "alice-private-note"
+            session.login("alice")
+        body = json.dumps({"user": session.user_id, "data": dict(session)}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    edge = SessionMiddleware(app, w.manager, csrf_exempt=["/login"])
+    transport = httpx.ASGITransport(app=edge)
+    async with httpx.AsyncClient(transport=transport, base_url="https://shop.example") as browser:
+        assert (await browser.post("/login")).json()["user"] == "alice"
+        assert (await browser.get("/")).json() == {
+            "user": "alice",
+            "data": {"note": "alice-private-note"},
+        }
+        await w.registry.erase("alice")
+        assert browser.cookies.get("__Host-session")  # the browser still sends it
+        assert (await browser.get("/")).json() == {"user": None, "data": {}}
