@@ -186,6 +186,17 @@ async def test_the_activity_log_keeps_user_events_and_listed_detail_only(w: Worl
             "count": 2,
         }
     ]
+    for name in (ev.EXPIRED, ev.THEFT_SUSPECTED, ev.LIMIT_REACHED, ev.ROTATED):
+        sink(SessionEvent(name, w.clock.now, "h4", "carol"))
+    kinds = [
+        (e["event"], e["kind"])
+        for e in (await w.registry.export("carol"))["holders"]["activity"]["events"]
+    ]
+    assert kinds == [  # expiries are history, theft and refused logins security events
+        ("session.expired", "session"),
+        ("session.theft_suspected", "security"),
+        ("session.limit_reached", "security"),
+    ]
 
 
 async def test_with_the_activity_log_off_nothing_is_written_but_old_rows_still_count(

@@ -158,3 +158,17 @@ def service_app_retention(app: Any) -> Any:
     while not hasattr(inner, "state"):
         inner = inner.app
     return inner.state.coatcheck_retention
+
+
+async def test_a_retention_interval_of_zero_runs_no_task(tmp_path: Path) -> None:
+    from coatcheck.service.retention import RetentionTask
+
+    store = SQLiteStore(tmp_path / "none.db")
+    settings = PrivacySettings(retention_interval=0)
+    deployment = Deployment(store, SessionConfig(), FakeClock(), None, settings)
+    registry = default_registry(deployment)
+    task = RetentionTask(SessionManager(store), registry)
+    task.start()
+    assert task._task is None
+    await task.stop()
+    store.close_sync()
