@@ -139,8 +139,8 @@ def test_the_cli_runs_from_the_virtualenv_as_the_readme_says() -> None:
     (block,) = code_blocks("Command line", "sh")
     commands = [line.split("#")[0].strip() for line in block.splitlines()]
     commands = [c for c in commands if c]
-    assert len(commands) == 8
-    groups = {"sessions", "api-keys", "jwt-keys"}  # commands with subcommands of their own
+    assert len(commands) == 10
+    groups = {"sessions", "api-keys", "jwt-keys", "privacy"}  # commands with subcommands
     for line in commands:
         words = line.split()
         assert words[0] == "coatcheck"

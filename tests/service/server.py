@@ -24,10 +24,12 @@ KEY_LINE = re.compile(r"^(cc_[A-Za-z0-9_-]{43})$", re.MULTILINE)
 
 TEST_ENV = {
     "COATCHECK_API_KEY_CACHE": "0",
+    "COATCHECK_TOMBSTONE_SECRET": "service-tests-tombstone-secret",
     "PYTHONUNBUFFERED": "1",
     "COLUMNS": "200",
 }
-"""Tests see a revoked key refused at once (an operator's default is 5 s)."""
+"""Tests see a revoked key refused at once (an operator's default is 5 s), and erasure
+has its tombstone secret."""
 
 
 def free_port() -> int:

@@ -51,6 +51,8 @@ def test_routes_around_the_api(running: Running) -> None:
         "/v1/sessions/logout",
         "/v1/sessions/token",
         "/v1/users/{user_id}/sessions",
+        "/v1/users/{user_id}/export",
+        "/v1/users/{user_id}",
         "/v1/sessions/{handle}",
         "/v1/forward-auth",
         "/healthz",

@@ -5,6 +5,7 @@ line and exit code 1. Importing this module needs click and rich (the ``cli`` ex
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,6 +22,7 @@ from coatcheck.cli.common import (
     printable,
 )
 from coatcheck.cli.demo import run_demo
+from coatcheck.cli.privacy import erase_user, export_document, purge_retained
 from coatcheck.cli.report import keys_table, ring_table, sessions_table, stats_lines, store_stats
 from coatcheck.cli.serve import (
     create_key,
@@ -65,12 +67,46 @@ def demo(host: str, port: int, store_url: str) -> None:
         run_demo(host, port, store_url, make_console())
 
 
-@cli.command(help="Delete expired sessions, in batches.")
+@cli.command(help="Delete expired sessions, and rows past their retention period, in batches.")
 @store_option
 def purge(store_url: str) -> None:
     with reported(), managed(store_url) as manager:
         count = manager.purge_expired_sync()
-    make_console().print(f"Purged {plural(count, 'expired session')}.")
+        retained = purge_retained(manager, store_url)
+    console = make_console()
+    console.print(f"Purged {plural(count, 'expired session')}.")
+    for name, rows in retained.items():
+        console.print(f"Purged {plural(rows, 'row')} of {name} past its retention period.")
+
+
+@cli.group(help="A user's rights over their data: export (GDPR Art. 15, 20), erase (Art. 17).")
+def privacy() -> None:
+    pass
+
+
+@privacy.command(help="Print, as one JSON document, everything coatcheck holds about a user.")
+@click.option("--user", "user_id", required=True, help="User id.")
+@store_option
+def export(user_id: str, store_url: str) -> None:
+    with reported():
+        document = export_document(store_url, user_id)
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+@privacy.command(help="End a user's sessions and delete what coatcheck holds about them.")
+@click.option("--user", "user_id", required=True, help="User id.")
+@click.option("--yes", is_flag=True, help="Confirm: this cannot be undone.")
+@store_option
+def erase(user_id: str, yes: bool, store_url: str) -> None:
+    if not yes:
+        raise click.UsageError("erase cannot be undone: add --yes to confirm")
+    with reported():
+        erasure = erase_user(store_url, user_id)
+    removed = ", ".join(f"{name} {count}" for name, count in erasure.removed.items())
+    make_console().print(
+        f"Erased user {printable(user_id)} ({removed}); tombstone of {erasure.erased_on} kept.",
+        markup=False,
+    )
 
 
 @cli.command(help="Show live sessions, those expiring soon, and the users with the most.")

@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from coatcheck.stores.base import AnyStore, Store
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from coatcheck.privacy.registry import PrivacyRegistry
     from coatcheck.service.apikeys import ApiKey
     from coatcheck.service.metrics import ASGIApp, Metrics
     from coatcheck.service.settings import ServiceSettings
@@ -50,16 +52,24 @@ def _service_modules() -> None:
         raise CommandError(SERVE_HINT.format(name=exc.name)) from None
 
 
-def service_manager(store_url: str, metrics: Metrics) -> SessionManager:
-    """A manager over the store ``store_url`` names, timed and counted by ``metrics``."""
+def service_manager(store_url: str, metrics: Metrics) -> tuple[SessionManager, PrivacyRegistry]:
+    """A manager over the store ``store_url`` names, timed and counted by ``metrics``, and
+    the deployment's privacy registry, whose event sinks (the activity log) it feeds."""
+    from coatcheck.privacy.settings import PrivacySettings
+    from coatcheck.service.holders import default_registry, deployment
     from coatcheck.service.metrics import TimedStore
 
     try:
         store = server_store(from_url(store_url))
+        config = SessionConfig.from_env()
+        privacy = PrivacySettings.from_env()
+        clock = time.time
+        registry = default_registry(deployment(store, store_url, config, clock, privacy))
     except ConfigError as exc:
         raise CommandError(str(exc)) from None
-    config = SessionConfig.from_env()
-    return SessionManager(TimedStore(store, metrics), config, events=[metrics.sink])
+    sinks = [metrics.sink, *registry.sinks]
+    manager = SessionManager(TimedStore(store, metrics), config, clock, events=sinks)
+    return manager, registry
 
 
 def build_app(settings: ServiceSettings) -> ASGIApp:
@@ -71,8 +81,8 @@ def build_app(settings: ServiceSettings) -> ASGIApp:
     from coatcheck.service.metrics import Metrics
 
     metrics = Metrics()
-    manager = service_manager(settings.store_url, metrics)
-    service = Service.build(manager, settings, metrics)
+    manager, registry = service_manager(settings.store_url, metrics)
+    service = Service.build(manager, settings, metrics, privacy=registry)
     demo = SessionMiddleware(create_demo(manager), manager=manager)
     return create_app(manager, service, fallback=demo)
 

@@ -18,6 +18,7 @@ from coatcheck.core import policy, tokens
 from coatcheck.core.config import SessionConfig
 from coatcheck.core.events import EventSink, SessionEvent
 from coatcheck.core.record import ROTATED_TO_KEY, SessionRecord, UserId, user_key
+from coatcheck.core.session import Session
 from coatcheck.engine.clientside import ClientSideSessions
 from coatcheck.engine.operations import run_async, run_sync
 from coatcheck.engine.results import SessionInfo
@@ -52,6 +53,16 @@ class UserSessions:
         event = SessionEvent(name, self.clock(), handle, user_id, detail)
         for sink in self.sinks:
             sink(event)
+
+    def login_detail(self, session: Session) -> dict[str, str]:
+        """The client of a login as the record keeps it (user agent, truncated IP; nothing
+        when ``record_client`` is off): the login event carries it, so a login history
+        can say from which device, without more than the session itself keeps."""
+        client = session.client if self.config.record_client else None
+        if client is None:
+            return {}
+        found = (("user_agent", client.user_agent), ("ip", client.ip))
+        return {name: value for name, value in found if value}
 
     def _live(self, record: SessionRecord | None) -> bool:
         """Is ``record`` a live session (not a rotation marker) now?"""

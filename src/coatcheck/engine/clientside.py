@@ -86,6 +86,8 @@ class Host(Protocol):
         self, name: str, *, handle: str | None = None, user_id: str | None = None, **detail: Any
     ) -> None: ...
 
+    def login_detail(self, session: Session) -> dict[str, str]: ...
+
 
 class ClientSideSessions:
     """The manager's load / commit / revoke_user procedures for a client-side store.
@@ -172,6 +174,9 @@ class ClientSideSessions:
         for name in plan.events:
             if name == ev.LOGOUT and old is not None:
                 manager.emit(name, handle=old.handle, user_id=old.user_id)
+            elif name == ev.LOGIN:
+                detail = manager.login_detail(session)
+                manager.emit(name, handle=session.handle, user_id=session.user_id, **detail)
             else:
                 manager.emit(name, handle=session.handle, user_id=session.user_id)
         return result

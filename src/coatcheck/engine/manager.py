@@ -283,6 +283,9 @@ class SessionManager(UserSessions):
         for name in plan.events:
             if name == ev.LOGOUT and record is not None:
                 self.emit(name, handle=record.handle, user_id=record.user_id)
+            elif name == ev.LOGIN:
+                detail = self.login_detail(session)
+                self.emit(name, handle=session.handle, user_id=session.user_id, **detail)
             else:
                 self.emit(name, handle=session.handle, user_id=session.user_id)
         limit = self.config.max_sessions_per_user

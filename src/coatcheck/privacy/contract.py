@@ -11,6 +11,7 @@ nothing else about them.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 
@@ -35,6 +36,15 @@ class PersonalDataHolder(Protocol):
         ...
 
 
+def json_time(at: float | None) -> str | None:
+    """A time as holders export it: ISO 8601 in UTC (``2027-01-15T08:00:00Z``), which a
+    person reads and every language parses (GDPR Art. 20: a commonly used format)."""
+    if at is None:
+        return None
+    text = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+    return text.replace(".000+00:00", "Z").replace("+00:00", "Z")
+
+
 H = TypeVar("H", bound=type)
 
 DECLARED_HOLDERS: dict[str, type] = {}
@@ -51,3 +61,29 @@ def personal_data_holder(cls: H) -> H:
         raise TypeError(f"two personal-data holders named {name!r}")
     DECLARED_HOLDERS[name] = cls
     return cls
+
+
+@runtime_checkable
+class Retaining(Protocol):
+    """A holder whose rows have a retention period (GDPR Art. 5(1)(e)).
+
+    ``retention`` names the periods of ``RetentionPeriods`` its rows fall under;
+    ``purge_older_than`` gets every period's cutoff (a time: rows older are past it),
+    deletes what is past, ``batch`` rows per transaction, and returns how many went.
+    """
+
+    retention: tuple[str, ...]
+
+    async def purge_older_than(self, cutoffs: Mapping[str, float], batch: int) -> int:
+        """Delete the rows past their retention period; the number deleted."""
+        ...
+
+
+@runtime_checkable
+class Scrubbing(Protocol):
+    """A holder whose deletions may leave copies in files (a SQLite WAL): ``scrub`` runs
+    after an erasure so that no page still holds what was erased."""
+
+    async def scrub(self) -> None:
+        """Leave no copy of deleted data in the holder's files."""
+        ...

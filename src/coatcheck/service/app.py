@@ -26,11 +26,12 @@ from starlette.responses import Response
 from coatcheck.engine.manager import SessionManager
 from coatcheck.errors import CoatcheckError
 from coatcheck.integrations.asgi import buffer_body
-from coatcheck.service import api, forward_auth, health, models, problems
+from coatcheck.service import api, forward_auth, health, models, problems, rights
 from coatcheck.service.admin import AdminPaths, DashboardData, RecentEvents, create_admin
 from coatcheck.service.context import Service
 from coatcheck.service.metrics import FALLBACK_KEY, ASGIApp, RequestTimer, Scope
 from coatcheck.service.problems import Problem
+from coatcheck.service.retention import RetentionTask
 
 logger = logging.getLogger("coatcheck.service")
 
@@ -144,7 +145,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         )
         security = document["components"].setdefault("securitySchemes", {})
         security["ApiKey"] = dict(api.SECURITY_SCHEME)
-        for route in api.router.routes:  # the calls that need a key, by their dependency
+        keyed = [*api.router.routes, *rights.router.routes]
+        for route in keyed:  # the calls that need a key, by their dependency
             if isinstance(route, APIRoute) and any(
                 hasattr(d.dependency, api.SCOPE_ATTRIBUTE) for d in route.dependencies
             ):
@@ -187,10 +189,20 @@ def create_app(
     of this process only, which ``recent``, a bounded in-memory sink added to the
     manager's sinks, keeps until an analytics store records them)."""
 
+    retention = RetentionTask(manager, service.privacy) if service.privacy is not None else None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        await manager.store.close()
+        if retention is not None:
+            retention.start()
+        try:
+            yield
+        finally:
+            if retention is not None:
+                await retention.stop()
+            if service.privacy is not None:
+                await service.privacy.close()
+            await manager.store.close()
 
     app = FastAPI(
         title="coatcheck session service",
@@ -202,6 +214,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.coatcheck_service = service
+    app.state.coatcheck_retention = retention
     app.state.coatcheck_active = health.ActiveCount()
     app.add_exception_handler(CoatcheckError, _problem)
     app.add_exception_handler(RequestValidationError, _invalid)
@@ -211,6 +224,7 @@ def create_app(
     # first), the document's own pages last.
     app.include_router(forward_auth.router)
     app.include_router(api.router)
+    app.include_router(rights.router)
     app.include_router(forward_auth.envoy)
     app.include_router(health.router)
     app.include_router(forward_auth.documented)  # the document's view of forward-auth

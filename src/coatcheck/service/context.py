@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from coatcheck.engine.manager import SessionManager
+from coatcheck.privacy.registry import PrivacyRegistry
 from coatcheck.service.apikeys import KeyChecker
 from coatcheck.service.metrics import Metrics
 from coatcheck.service.reserved import server_store
@@ -21,9 +22,18 @@ class Service:
     keys: KeyChecker
     signer: Signer
     metrics: Metrics
+    privacy: PrivacyRegistry | None = None
+    """Export and erasure of a user (``/v1/users/{user_id}``), retention; None: the
+    service offers neither (those calls answer 503)."""
 
     @classmethod
-    def build(cls, manager: SessionManager, settings: ServiceSettings, metrics: Metrics) -> Service:
+    def build(
+        cls,
+        manager: SessionManager,
+        settings: ServiceSettings,
+        metrics: Metrics,
+        privacy: PrivacyRegistry | None = None,
+    ) -> Service:
         """The parts over ``manager``'s store (the API keys and the JWT ring live there)."""
         store, clock = server_store(manager.store), manager.clock
         return cls(
@@ -32,6 +42,7 @@ class Service:
             keys=KeyChecker(store, clock, settings.api_key_cache),
             signer=Signer(store, clock, settings.jwt_algorithm),
             metrics=metrics,
+            privacy=privacy,
         )
 
 

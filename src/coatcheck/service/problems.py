@@ -55,6 +55,9 @@ THROTTLED: Final = Kind("throttled", 429, "Too many unknown session tokens")
 STORE_UNAVAILABLE: Final = Kind("store-unavailable", 503, "The session store is unavailable")
 NOT_FOUND: Final = Kind("not-found", 404, "No such resource")
 METHOD_NOT_ALLOWED: Final = Kind("method-not-allowed", 405, "Method not allowed here")
+PRIVACY_UNAVAILABLE: Final = Kind(
+    "privacy-unavailable", 503, "Export or erasure is not configured on this service"
+)
 
 KINDS: Final = (
     BAD_KEY,
@@ -70,6 +73,7 @@ KINDS: Final = (
     STORE_UNAVAILABLE,
     NOT_FOUND,
     METHOD_NOT_ALLOWED,
+    PRIVACY_UNAVAILABLE,
 )
 
 

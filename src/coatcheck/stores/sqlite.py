@@ -218,6 +218,9 @@ class SQLiteStore(
             self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
         )
         conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        # A deleted session's bytes are overwritten, not left in a free page of the file
+        # (an erased user must be gone from the file too: coatcheck.privacy).
+        conn.execute("PRAGMA secure_delete = ON")
         if self.path != ":memory:":
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
