@@ -12,8 +12,8 @@ document; a store failure is a 503 with ``Retry-After``.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import metadata
 from typing import Any, Final
 
@@ -174,6 +174,28 @@ def _version() -> str:
         return "0+unknown"
 
 
+def _lifespan(
+    manager: SessionManager, service: Service, retention: RetentionTask | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start the retention task with the app; on shutdown stop it and close the privacy
+    holders and the store."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if retention is not None:
+            retention.start()
+        try:
+            yield
+        finally:
+            if retention is not None:
+                await retention.stop()
+            if service.privacy is not None:
+                await service.privacy.close()
+            await manager.store.close()
+
+    return lifespan
+
+
 def create_app(
     manager: SessionManager,
     service: Service,
@@ -190,20 +212,6 @@ def create_app(
     manager's sinks, keeps until an analytics store records them)."""
 
     retention = RetentionTask(manager, service.privacy) if service.privacy is not None else None
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if retention is not None:
-            retention.start()
-        try:
-            yield
-        finally:
-            if retention is not None:
-                await retention.stop()
-            if service.privacy is not None:
-                await service.privacy.close()
-            await manager.store.close()
-
     app = FastAPI(
         title="coatcheck session service",
         version=_version(),
@@ -211,7 +219,7 @@ def create_app(
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
-        lifespan=lifespan,
+        lifespan=_lifespan(manager, service, retention),
     )
     app.state.coatcheck_service = service
     app.state.coatcheck_retention = retention
