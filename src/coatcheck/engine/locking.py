@@ -121,7 +121,7 @@ class SessionLocks:
             left = give_up - self.monotonic()
             if left <= 0:
                 raise SessionLocked(retry_after=1)
-            yield Wait(min(left, wait * random.uniform(0.5, 1.0)))  # noqa: S311 (jitter)
+            yield Wait(min(left, wait * random.uniform(0.5, 1.0)))  # (jitter)
             wait = min(wait * 2, LONGEST_WAIT)
 
     async def acquire(self, token: str | None) -> Held | None:

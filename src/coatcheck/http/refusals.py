@@ -1,7 +1,8 @@
 """The answers an edge sends instead of the app's when the engine refuses a request.
 
 A failing store is a 503, a client throttled for guessing tokens a 429, a login over the
-session limit a 403, a session whose lock stayed held past ``lock_timeout`` a 409. Every edge (ASGI, WSGI, Flask, Django) must answer them alike, and
+session limit a 403, a session whose lock stayed held past ``lock_timeout`` a 409. Every
+edge (ASGI, WSGI, Flask, Django) must answer them alike, and
 the status each deserves is already written on the error class (``CoatcheckError.status``),
 so the answers are one table keyed by error class rather than a ladder of ``isinstance``
 tests per edge: adding a refusal is adding a row. The answers are short, plain, never

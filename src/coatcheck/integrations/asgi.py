@@ -33,6 +33,7 @@ from typing import Any, Final
 from coatcheck.core import events as ev
 from coatcheck.core.client import ClientInfo
 from coatcheck.core.session import Session
+from coatcheck.engine.locking import Held, session_locks
 from coatcheck.engine.manager import NO_CHANGE, SessionManager
 from coatcheck.http import transport
 from coatcheck.http.csrf_check import CsrfCheck, NeedBody
@@ -57,10 +58,12 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 logger = logging.getLogger("coatcheck")
 
 __all__ = [
+    "LOCK_SCOPE_KEY",
     "MANAGER_SCOPE_KEY",
     "UNAVAILABLE_BODY",
     "RequestToken",
     "SessionMiddleware",
+    "lock_route",
     "read_request",
 ]
 
@@ -68,12 +71,39 @@ MANAGER_SCOPE_KEY: Final = "coatcheck.manager"
 """Where the middleware puts its SessionManager in the scope, next to ``scope["session"]``,
 for helpers that need its clock or config (``coatcheck.starlette``, ``coatcheck.fastapi``)."""
 
+LOCK_SCOPE_KEY: Final = "coatcheck.lock"
+"""Where the middleware puts, for a request it did not lock, the coroutine function a route
+marked locked calls first (``coatcheck.starlette.locked_session``, ``coatcheck.fastapi``'s
+``LockedSession``): it takes the session's lock and loads the session again under it, so
+the route reads what the request before it committed. It raises one of ``REFUSED``."""
+
 read_request = transport.read_header_list
 """Kept under its first name: the token in an ASGI header list (``coatcheck.http.transport``)."""
 
 
 def _latin1(value: str) -> bytes:
     return value.encode("latin-1")
+
+
+async def lock_route(scope: Scope) -> Refusal | None:
+    """What a route marked locked runs first (``coatcheck.starlette.locked_session``,
+    ``coatcheck.fastapi.LockedSession``): the session's lock, and the session loaded again
+    under it into ``scope["session"]``. None once it holds the lock (or when there is
+    nothing to lock: a new session, or a request the middleware locked already); the
+    refusal to send instead of the route's answer otherwise (409 ``SessionLocked``, 503).
+    A store that cannot lock raises MissingCapability on the route's first request."""
+    manager = scope.get(MANAGER_SCOPE_KEY)
+    if not isinstance(manager, SessionManager):
+        raise RuntimeError("coatcheck.asgi.SessionMiddleware must wrap this app")
+    session_locks(manager)  # MissingCapability for a store that cannot lock
+    relock: Callable[[], Awaitable[Session]] | None = scope.get(LOCK_SCOPE_KEY)
+    if relock is None:
+        return None
+    try:
+        await relock()
+    except REFUSED as exc:
+        return refused(exc, "load")
+    return None
 
 
 async def send_refusal(send: Send, refusal: Refusal) -> None:
@@ -129,7 +159,11 @@ class SessionMiddleware:
     ``csrf_exempt``: paths (``["/webhooks"]``, each with the paths below it) whose unsafe
     requests skip the CSRF check, for endpoints that authenticate by other means (a signed
     payload). ``passive``: paths whose session is read-only and never committed (see the
-    module docstring).
+    module docstring). ``locked``: paths whose requests of one session run one at a time
+    (``coatcheck.engine.locking``): the lock is taken before the load and freed after the
+    commit, or when the app raised or the client left; ``SessionConfig.lock_sessions``
+    locks every path. A lock not had within ``lock_timeout`` is a 409 with
+    ``Retry-After``, and the app does not run.
     """
 
     def __init__(
@@ -139,12 +173,17 @@ class SessionMiddleware:
         *,
         csrf_exempt: Iterable[str] = (),
         passive: Iterable[str] = (),
+        locked: Iterable[str] = (),
     ) -> None:
         self.app = app
         self.manager = manager
         self.csrf = CsrfCheck(manager, csrf_exempt)
         self.passive = prefixes(passive)
+        self.locked = prefixes(locked)
         config = manager.config
+        self._lock_all = config.lock_sessions
+        # Built now, so a store that cannot lock fails when the app starts.
+        self._locks = session_locks(manager) if self._lock_all or self.locked else None
         self._cookie_name = config.cookie_name
         self._allow_bearer = config.allow_bearer
         self._proxies = Proxies.of(config)
@@ -187,50 +226,85 @@ class SessionMiddleware:
         manager = self.manager
         client = scope.get("client") if self._proxies is None else self._client(scope)
         address = client[0] if client else None
-        try:
-            session = await manager.load(token, ClientInfo(user_agent, address))
-        except REFUSED as exc:
-            await send_refusal(send, refused_at_load(exc, manager.config, bearer=bearer))
-            return
-        session.via_bearer = bearer
-        scope["session"] = session
-        scope[MANAGER_SCOPE_KEY] = manager
-        if self.csrf.applies(scope["method"], bearer):
-            refusal, receive = await self._check_csrf(scope, receive, session)
-            if refusal is not None:
-                await send_refusal(send, refusal)
+        held: Held | None = None
+        locks = self._locks
+        if (
+            locks is not None
+            and token is not None
+            and (self._lock_all or is_under(scope["path"], self.locked))
+        ):
+            try:
+                held = await locks.acquire(token)
+            except REFUSED as exc:
+                await send_refusal(send, refused(exc, "load"))
                 return
-        passive = bool(self.passive) and is_under(scope["path"], self.passive)
-        if passive:
-            session.close()  # checked, never committed: no touch, no cookie
-
-        failed = False
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal failed
-            if message["type"] == "http.response.start":
-                try:
-                    result = NO_CHANGE if passive else await manager.commit(session)
-                except REFUSED as exc:
-                    failed = True
-                    await send_refusal(send, refused(exc, "commit"))
+        try:
+            try:
+                session = await manager.load(token, ClientInfo(user_agent, address))
+            except REFUSED as exc:
+                await send_refusal(send, refused_at_load(exc, manager.config, bearer=bearer))
+                return
+            session.via_bearer = bearer
+            scope["session"] = session
+            scope[MANAGER_SCOPE_KEY] = manager
+            if self.csrf.applies(scope["method"], bearer):
+                refusal, receive = await self._check_csrf(scope, receive, session)
+                if refusal is not None:
+                    await send_refusal(send, refusal)
                     return
-                update = session_headers(
-                    manager.config,
-                    result,
-                    bearer=bearer,
-                    authenticated=session.user_id is not None,
-                )
-                expires = expires_value(result, session.handle, session.expires_at)
-                if update is not None or expires is not None:
-                    message["headers"] = merge_headers(
-                        message.get("headers", ()), update, b"cache-control", _latin1, expires
-                    )
-            elif failed:
-                return  # the 503 is already out; drop the app's body
-            await send(message)
+            passive = bool(self.passive) and is_under(scope["path"], self.passive)
+            if passive:
+                session.close()  # checked, never committed: no touch, no cookie
+            elif held is None and session.record is not None:
 
-        await self.app(scope, receive, send_wrapper)
+                async def relock() -> Session:
+                    """A route marked locked: take the lock, then load the session again
+                    under it (the first load was made before the route was known)."""
+                    nonlocal session, held
+                    if held is None:
+                        held = await session_locks(manager).acquire(token)
+                        fresh = await manager.load(token, ClientInfo(user_agent, address))
+                        fresh.via_bearer = bearer
+                        session = scope["session"] = fresh
+                    return session
+
+                scope[LOCK_SCOPE_KEY] = relock
+
+            failed = False
+
+            async def send_wrapper(message: Message) -> None:
+                nonlocal failed, held
+                if message["type"] == "http.response.start":
+                    try:
+                        result = NO_CHANGE if passive else await manager.commit(session)
+                    except REFUSED as exc:
+                        failed = True
+                        await send_refusal(send, refused(exc, "commit"))
+                        return
+                    update = session_headers(
+                        manager.config,
+                        result,
+                        bearer=bearer,
+                        authenticated=session.user_id is not None,
+                    )
+                    expires = expires_value(result, session.handle, session.expires_at)
+                    if update is not None or expires is not None:
+                        message["headers"] = merge_headers(
+                            message.get("headers", ()), update, b"cache-control", _latin1, expires
+                        )
+                    if held is not None:  # committed: the next request may load it now
+                        await send(message)
+                        done, held = held, None
+                        await session_locks(manager).release(done)
+                        return
+                elif failed:
+                    return  # the 503 is already out; drop the app's body
+                await send(message)
+
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            if held is not None:  # the app raised, the client left, or nothing was sent
+                await session_locks(manager).release(held)
 
     async def _check_csrf(
         self, scope: Scope, receive: Receive, session: Session

@@ -4,12 +4,12 @@ store declares by inheriting them.
 The core (``Store``) is what every request needs: one read to load, one atomic write per
 commit (compare starsessions' three methods). Everything else a store may or may not be
 able to do is a capability class (``HandleIndex``, ``UserIndex``, ``Purgeable``,
-``Countable``, ``Statistics``, ``Lockable``): a store declares one by inheriting it, and the engine asks
-``isinstance(store, UserIndex)`` before it calls a method of it, so no store method ever
-answers "not supported". What the engine cannot do because its store lacks a capability
-it refuses with one error, ``MissingCapability``, naming the capability (``Capability.of``).
-A store whose sessions travel in the cookie (``ClientSide``) keeps no records at all and
-meets that contract instead of the core.
+``Countable``, ``Statistics``, ``Lockable``): a store declares one by inheriting it, and
+the engine asks ``isinstance(store, UserIndex)`` before it calls a method of it, so no
+store method ever answers "not supported". What the engine cannot do because its store
+lacks a capability it refuses with one error, ``MissingCapability``, naming the capability
+(``Capability.of``). A store whose sessions travel in the cookie (``ClientSide``) keeps no
+records at all and meets that contract instead of the core.
 
 Keys are SHA-256 hex digests of tokens, never tokens. Each backend answers both paths with
 its native client; backends whose I/O is local and short (memory, SQLite) write the sync

@@ -461,7 +461,8 @@ class RedisStore(
     def _acquire_lock(self, key: str, owner: str, now: float, lease: float) -> Procedure[bool]:
         """``SET lock owner NX PX lease``: one command, and the lease is Redis' own TTL
         (``now`` is not needed), so a crashed holder's lock vanishes by itself."""
-        taken = yield Cmd(("SET", self.lock_key(key), owner, "NX", "PX", max(1, round(lease * 1000))))
+        lease_ms = max(1, round(lease * 1000))
+        taken = yield Cmd(("SET", self.lock_key(key), owner, "NX", "PX", lease_ms))
         return bool(taken)
 
     def _release_lock(self, key: str, owner: str) -> Procedure[bool]:
