@@ -27,7 +27,7 @@ from fastapi import FastAPI
 from coatcheck import SessionConfig, SessionManager
 from coatcheck.core import tokens
 from coatcheck.engine.locking import session_locks
-from coatcheck.errors import MissingCapability
+from coatcheck.errors import MissingCapability, SessionLocked
 from coatcheck.integrations.fastapi import LockedSession, install
 from coatcheck.stores import CookieStore, MemoryStore
 from coatcheck.stores.redis import RedisStore
@@ -351,3 +351,81 @@ def test_a_store_that_cannot_lock_is_refused_when_the_app_starts() -> None:
         with pytest.raises(MissingCapability) as caught:
             middleware(lambda *a: None, manager=manager, locked=["/cart"])  # type: ignore[arg-type]
         assert caught.value.capability == "Lockable"
+
+
+async def test_asgi_frees_the_lock_when_the_client_left() -> None:
+    """The app awaits something when the client goes away and the server cancels it; or
+    it returns without a response at all. Either way the lock is free afterwards."""
+    from coatcheck.integrations.asgi import SessionMiddleware
+
+    manager = SessionManager(MemoryStore(), SessionConfig(csrf=False, lock_timeout=0))
+    session = manager.load_sync(None)
+    session["cart"] = []
+    token = manager.commit_sync(session).token
+    assert token is not None
+    entered = asyncio.Event()
+
+    async def hangs(scope: Any, receive: Any, send: Any) -> None:
+        entered.set()
+        await asyncio.Event().wait()
+
+    async def answers_nothing(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        return None
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/cart",
+        "headers": [(b"cookie", f"{COOKIE}={token}".encode())],
+        "client": ("192.0.2.1", 5000),
+        "scheme": "https",
+    }
+    for app in (hangs, answers_nothing):
+        middleware = SessionMiddleware(app, manager=manager, locked=["/cart"])
+        task = asyncio.ensure_future(middleware(dict(scope), receive, send))
+        if app is hangs:
+            await entered.wait()
+            with pytest.raises(SessionLocked):  # held while the app runs
+                session_locks(manager).acquire_sync(token)
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        held = session_locks(manager).acquire_sync(token)
+        assert held is not None
+        session_locks(manager).release_sync(held)
+
+
+def test_wsgi_frees_the_lock_when_the_body_is_closed_before_the_commit() -> None:
+    """A WSGI generator app that calls ``start_response`` only when iterated; the client
+    leaves first, and the server closes the body it never iterated."""
+    from coatcheck.integrations.wsgi import SessionMiddleware
+
+    manager = SessionManager(MemoryStore(), SessionConfig(csrf=False, lock_timeout=0))
+    session = manager.load_sync(None)
+    session["cart"] = []
+    token = manager.commit_sync(session).token
+    assert token is not None
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield b"[]"
+
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/cart",
+        "HTTP_COOKIE": f"{COOKIE}={token}",
+        "REMOTE_ADDR": "192.0.2.1",
+        "wsgi.url_scheme": "https",
+    }
+    body = SessionMiddleware(app, manager=manager, locked=["/cart"])(environ, lambda *a: None)
+    with pytest.raises(SessionLocked):  # still held: the request runs
+        session_locks(manager).acquire_sync(token)
+    body.close()  # type: ignore[attr-defined]
+    held = session_locks(manager).acquire_sync(token)
+    assert held is not None
