@@ -40,7 +40,18 @@ PAUSE = 0.005
 """Between a handler's read of the cart and its write: long enough for another request
 to run in between, were there no lock."""
 
-EDGES = ("asgi", "starlette", "fastapi", "asgi-all", "wsgi", "wsgi-all", "flask", "django")
+EDGES = (
+    "asgi",
+    "starlette",
+    "fastapi",
+    "asgi-all",
+    "wsgi",
+    "wsgi-all",
+    "flask",
+    "flask-all",
+    "django",
+    "django-all",
+)
 """``asgi``/``wsgi``: ``locked=`` paths; ``-all``: ``lock_sessions``; the others: the
 framework's marker."""
 
@@ -140,10 +151,13 @@ def _wsgi(manager: SessionManager, mode: str) -> Any:
     return SessionMiddleware(app, manager=manager, locked=locked)
 
 
-def _flask(manager: SessionManager) -> Any:
+def _flask(manager: SessionManager, mode: str) -> Any:
     from flask import Flask, jsonify, request, session
 
-    from coatcheck.integrations.flask import init_app, locked_session
+    from coatcheck.integrations.flask import init_app
+    from coatcheck.integrations.flask import locked_session as marker
+
+    locked_session = marker if mode == "flask" else (lambda view: view)
 
     app = Flask(__name__)
     init_app(app, manager)
@@ -174,16 +188,18 @@ def _flask(manager: SessionManager) -> Any:
     return app
 
 
-urlpatterns: list[Any] = []
-"""The Django edge's URLconf (this module is its ``ROOT_URLCONF``), filled on first use."""
+URLCONFS: dict[str, Any] = {}
+"""The Django edge's URLconfs (its ``ROOT_URLCONF``): views marked, or not (``-all``)."""
 
 
-def _django_views() -> list[Any]:
+def _django_views(mode: str) -> list[Any]:
     from django.http import HttpRequest, JsonResponse
     from django.urls import path
     from django.views.decorators.csrf import csrf_exempt
 
-    from coatcheck.integrations.django import locked_session
+    from coatcheck.integrations.django import locked_session as marker
+
+    locked_session = marker if mode == "django" else (lambda view: view)
 
     def start(request: HttpRequest) -> JsonResponse:
         request.session["cart"] = []
@@ -209,7 +225,7 @@ def _django_views() -> list[Any]:
 
 
 @contextlib.contextmanager
-def _django(manager: SessionManager) -> Iterator[Any]:
+def _django(manager: SessionManager, mode: str) -> Iterator[Any]:
     from django.core.wsgi import get_wsgi_application
     from django.test import override_settings
 
@@ -217,10 +233,10 @@ def _django(manager: SessionManager) -> Iterator[Any]:
     from tests.support import django_settings
 
     django_settings.setup()
-    if not urlpatterns:
-        urlpatterns.extend(_django_views())
+    if mode not in URLCONFS:
+        URLCONFS[mode] = type(f"URLconf_{mode}", (), {"urlpatterns": _django_views(mode)})
     settings = override_settings(
-        ROOT_URLCONF=__name__,
+        ROOT_URLCONF=URLCONFS[mode],
         MIDDLEWARE=[
             "coatcheck.django.StoreUnavailableMiddleware",
             "coatcheck.django.SessionMiddleware",
@@ -245,11 +261,11 @@ def served(edge: str, manager: SessionManager) -> Iterator[str]:
         app = _fastapi(manager) if edge == "fastapi" else _starlette(manager, edge)
         with serve(app) as url:
             yield url
-    elif edge == "django":
-        with _django(manager) as app, serve_wsgi(app) as url:
+    elif edge.startswith("django"):
+        with _django(manager, edge) as app, serve_wsgi(app) as url:
             yield url
     else:
-        app = _flask(manager) if edge == "flask" else _wsgi(manager, edge)
+        app = _flask(manager, edge) if edge.startswith("flask") else _wsgi(manager, edge)
         with serve_wsgi(app) as url:
             yield url
 
