@@ -153,6 +153,18 @@ async def buffer_body(
     return body, replay
 
 
+class _Request:
+    """What one request's parts share: its session (a route marked locked loads it again),
+    the session lock it holds, and whether its commit was refused."""
+
+    __slots__ = ("failed", "held", "session")
+
+    def __init__(self) -> None:
+        self.session: Session | None = None
+        self.held: Held | None = None
+        self.failed = False
+
+
 class SessionMiddleware:
     """``Middleware(SessionMiddleware, manager=manager)`` in Starlette or FastAPI.
 
@@ -218,15 +230,14 @@ class SessionMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        # Runs on every request: locals rather than objects, and ``_load`` written out
-        # (one coroutine less per request).
+        # Runs on every request: ``_load`` written out (one coroutine less per request).
         token, bearer, user_agent = scan_header_list(
             scope["headers"], self._cookie_name, self._allow_bearer
         )
         manager = self.manager
         client = scope.get("client") if self._proxies is None else self._client(scope)
-        address = client[0] if client else None
-        held: Held | None = None
+        info = ClientInfo(user_agent, client[0] if client else None)
+        state = _Request()
         locks = self._locks
         if (
             locks is not None
@@ -234,18 +245,18 @@ class SessionMiddleware:
             and (self._lock_all or is_under(scope["path"], self.locked))
         ):
             try:
-                held = await locks.acquire(token)
+                state.held = await locks.acquire(token)
             except REFUSED as exc:
                 await send_refusal(send, refused(exc, "load"))
                 return
         try:
             try:
-                session = await manager.load(token, ClientInfo(user_agent, address))
+                session = await manager.load(token, info)
             except REFUSED as exc:
                 await send_refusal(send, refused_at_load(exc, manager.config, bearer=bearer))
                 return
             session.via_bearer = bearer
-            scope["session"] = session
+            state.session = scope["session"] = session
             scope[MANAGER_SCOPE_KEY] = manager
             if self.csrf.applies(scope["method"], bearer):
                 refusal, receive = await self._check_csrf(scope, receive, session)
@@ -255,56 +266,65 @@ class SessionMiddleware:
             passive = bool(self.passive) and is_under(scope["path"], self.passive)
             if passive:
                 session.close()  # checked, never committed: no touch, no cookie
-            elif held is None and session.record is not None:
-
-                async def relock() -> Session:
-                    """A route marked locked: take the lock, then load the session again
-                    under it (the first load was made before the route was known)."""
-                    nonlocal session, held
-                    if held is None:
-                        held = await session_locks(manager).acquire(token)
-                        fresh = await manager.load(token, ClientInfo(user_agent, address))
-                        fresh.via_bearer = bearer
-                        session = scope["session"] = fresh
-                    return session
-
-                scope[LOCK_SCOPE_KEY] = relock
-
-            failed = False
-
-            async def send_wrapper(message: Message) -> None:
-                nonlocal failed, held
-                if message["type"] == "http.response.start":
-                    try:
-                        result = NO_CHANGE if passive else await manager.commit(session)
-                    except REFUSED as exc:
-                        failed = True
-                        await send_refusal(send, refused(exc, "commit"))
-                        return
-                    update = session_headers(
-                        manager.config,
-                        result,
-                        bearer=bearer,
-                        authenticated=session.user_id is not None,
-                    )
-                    expires = expires_value(result, session.handle, session.expires_at)
-                    if update is not None or expires is not None:
-                        message["headers"] = merge_headers(
-                            message.get("headers", ()), update, b"cache-control", _latin1, expires
-                        )
-                    if held is not None:  # committed: the next request may load it now
-                        await send(message)
-                        done, held = held, None
-                        await session_locks(manager).release(done)
-                        return
-                elif failed:
-                    return  # the 503 is already out; drop the app's body
-                await send(message)
-
-            await self.app(scope, receive, send_wrapper)
+            elif state.held is None and token is not None and session.record is not None:
+                scope[LOCK_SCOPE_KEY] = self._relock(scope, state, token, info, bearer)
+            await self.app(scope, receive, self._send_wrapper(send, state, passive, bearer))
         finally:
-            if held is not None:  # the app raised, the client left, or nothing was sent
-                await session_locks(manager).release(held)
+            if state.held is not None:  # the app raised, the client left, or nothing was sent
+                await session_locks(manager).release(state.held)
+
+    def _relock(
+        self, scope: Scope, state: _Request, token: str, info: ClientInfo, bearer: bool
+    ) -> Callable[[], Awaitable[Session]]:
+        """What a route marked locked calls first (``LOCK_SCOPE_KEY``): take the lock, then
+        load the session again under it (the first load came before the route was known)."""
+        manager = self.manager
+
+        async def relock() -> Session:
+            if state.held is None:
+                state.held = await session_locks(manager).acquire(token)
+                fresh = await manager.load(token, info)
+                fresh.via_bearer = bearer
+                state.session = scope["session"] = fresh
+            assert state.session is not None
+            return state.session
+
+        return relock
+
+    def _send_wrapper(self, send: Send, state: _Request, passive: bool, bearer: bool) -> Send:
+        """``send`` for the app: the commit when the response starts (its headers merged
+        into the app's), then the session lock freed; after a refused commit, the app's
+        body is dropped."""
+        manager = self.manager
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                session = state.session
+                assert session is not None
+                try:
+                    result = NO_CHANGE if passive else await manager.commit(session)
+                except REFUSED as exc:
+                    state.failed = True
+                    await send_refusal(send, refused(exc, "commit"))
+                    return
+                update = session_headers(
+                    manager.config, result, bearer=bearer, authenticated=session.user_id is not None
+                )
+                expires = expires_value(result, session.handle, session.expires_at)
+                if update is not None or expires is not None:
+                    message["headers"] = merge_headers(
+                        message.get("headers", ()), update, b"cache-control", _latin1, expires
+                    )
+                held, state.held = state.held, None
+                await send(message)
+                if held is not None:  # committed: the next request may load it now
+                    await session_locks(manager).release(held)
+                return
+            if state.failed:
+                return  # the 503 is already out; drop the app's body
+            await send(message)
+
+        return send_wrapper
 
     async def _check_csrf(
         self, scope: Scope, receive: Receive, session: Session
