@@ -220,7 +220,14 @@ def _django_views(mode: str) -> list[Any]:
     def cart(request: HttpRequest) -> JsonResponse:
         return JsonResponse(request.session.get("cart"), safe=False)
 
-    views = {"start": start, "add": add, "boom": boom, "cart": cart}
+    @locked_session
+    async def async_add(request: HttpRequest) -> JsonResponse:
+        cart = await request.session.aget("cart", [])
+        await asyncio.sleep(PAUSE)
+        await request.session.aset("cart", [*cart, int(request.GET["item"])])
+        return JsonResponse(await request.session.aget("cart"), safe=False)
+
+    views = {"start": start, "add": add, "boom": boom, "cart": cart, "async-add": async_add}
     return [path(name, csrf_exempt(view)) for name, view in views.items()]
 
 
@@ -445,3 +452,17 @@ def test_wsgi_frees_the_lock_when_the_body_is_closed_before_the_commit() -> None
     body.close()  # type: ignore[attr-defined]
     held = session_locks(manager).acquire_sync(token)
     assert held is not None
+
+
+def test_an_async_django_view_takes_the_lock_too() -> None:
+    manager = SessionManager(MemoryStore(), config_for("django", lock_timeout=0))
+    with served("django", manager) as url:
+        token = started(url)
+        locks = session_locks(manager)
+        held = locks.acquire_sync(token)
+        response = httpx.post(f"{url}/async-add", params={"item": 1}, headers=cookie(token))
+        assert (response.status_code, response.headers["retry-after"]) == (409, "1")
+        locks.release_sync(held)
+        response = httpx.post(f"{url}/async-add", params={"item": 1}, headers=cookie(token))
+        assert (response.status_code, response.json()) == (200, [1])
+        assert locks.acquire_sync(token) is not None  # freed after the save
