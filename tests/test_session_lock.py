@@ -229,3 +229,51 @@ def test_lock_settings_from_the_environment() -> None:
         }
     )
     assert (config.lock_sessions, config.lock_timeout, config.lock_lease) == (True, 2.5, 60.0)
+
+
+def test_a_sqlite_file_of_the_previous_schema_gains_the_locks_table(tmp_path: Path) -> None:
+    """A database written before locks existed (schema 1, with a session in it) is brought
+    up to date when the store opens it: the session is still there, and it locks."""
+    import sqlite3
+
+    from coatcheck.stores.sqlite import MIGRATIONS
+
+    db = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.executescript(MIGRATIONS[0])
+        conn.execute("PRAGMA user_version = 1")
+        conn.commit()
+    manager = SessionManager(SQLiteStore(db), SessionConfig(lock_sessions=True))
+    token = started(manager)
+    assert session_locks(manager).acquire_sync(token) is not None
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+
+
+def test_a_postgres_table_of_the_previous_schema_gains_the_locks_table() -> None:
+    import psycopg
+
+    from coatcheck.stores.postgres import from_url
+    from coatcheck.stores.postgres.migrations import migration_statements
+    from coatcheck.stores.postgres.sql import Statements
+    from tests.support.postgres_server import SHARED_URL, scratch_table, store_url
+
+    with scratch_table() as table, psycopg.connect(SHARED_URL, autocommit=True) as admin:
+        for statement in migration_statements(Statements([table]), 0):
+            admin.execute(statement)
+        admin.execute(
+            "CREATE TABLE IF NOT EXISTS coatcheck_schema (name text PRIMARY KEY, "
+            "version integer NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        admin.execute("INSERT INTO coatcheck_schema (name, version) VALUES (%s, 1)", (table,))
+        store = from_url(store_url(table))
+        try:
+            manager = SessionManager(store, SessionConfig(lock_sessions=True))
+            token = started(manager)
+            assert session_locks(manager).acquire_sync(token) is not None
+        finally:
+            store.close_sync()
+        version = admin.execute(
+            "SELECT version FROM coatcheck_schema WHERE name = %s", (table,)
+        ).fetchone()
+        assert version == (2,)

@@ -152,7 +152,7 @@ class Statements:
             "WHERE user_id IS NOT NULL AND expires_at > %s "
             "GROUP BY user_id ORDER BY n DESC, user_id LIMIT %s"
         )
-        self.acquire_lock, self.release_lock, self.purge_locks = _lock_statements(q)
+        self.acquire_lock, self.release_lock = _lock_statements(q)
         self.version_table_exists = b"SELECT to_regclass(%s) IS NOT NULL"
         self.lock = b"SELECT pg_advisory_xact_lock(%s)"
         self.create_version_table = q(
@@ -189,9 +189,9 @@ class Statements:
         return query
 
 
-def _lock_statements(q: Any) -> tuple[bytes, bytes, bytes]:
+def _lock_statements(q: Any) -> tuple[bytes, bytes]:
     """Take a free lock (or one whose lease ended) in one statement; free it if still its
-    owner's; delete the locks crashed holders left."""
+    owner's."""
     return (
         q(
             "INSERT INTO {locks} AS l (key, owner, expires_at) VALUES (%s, %s, %s) "
@@ -199,5 +199,4 @@ def _lock_statements(q: Any) -> tuple[bytes, bytes, bytes]:
             "expires_at = EXCLUDED.expires_at WHERE l.expires_at <= %s"
         ),
         q("DELETE FROM {locks} WHERE key = %s AND owner = %s"),
-        q("DELETE FROM {locks} WHERE expires_at <= %s"),
     )

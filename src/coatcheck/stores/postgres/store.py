@@ -311,14 +311,15 @@ class PostgresStore(
             deleted = yield Call(self._sql.purge, (now, batch_size), "rowcount")
             total += int(deleted)
             if deleted < batch_size:
-                break
-        yield Call(self._sql.purge_locks, (now,), "nothing")  # left by crashed holders
-        return total
+                return total
 
     def _acquire_lock(self, key: str, owner: str, now: float, lease: float) -> Steps[bool]:
         """One autocommit statement: the row is the lock, so no pooled connection (and no
         session-level advisory lock, which would pin one) is held while the request
-        runs; the primary key makes two takers of a free lock one winner."""
+        runs; the primary key makes two takers of a free lock one winner. A row is deleted
+        when its holder frees it; one left by a crashed holder is taken over at the key's
+        next lock (a purge leaves the locks table alone: a store made with
+        ``migrate=False`` may not have it yet, and must purge all the same)."""
         count = yield Call(self._sql.acquire_lock, (key, owner, now + lease, now), "rowcount")
         return bool(count == 1)
 
