@@ -204,6 +204,7 @@ def test_a_store_without_locks_is_refused_when_the_app_starts() -> None:
     with pytest.raises(MissingCapability) as caught:
         SessionManager(CookieStore([KEY]), SessionConfig(lock_sessions=True))
     assert (caught.value.capability, caught.value.operation) == ("Lockable", "lock_sessions")
+    assert "use a server-side store to run a session's requests one at a time" in str(caught.value)
     with pytest.raises(MissingCapability) as caught:
         SessionLocks(SessionManager(CoreOnlyStore()))  # a route marked locked, over it
     assert caught.value.capability == "Lockable"

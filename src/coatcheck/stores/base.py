@@ -131,7 +131,12 @@ class Capability(ABC):  # noqa: B024 (a base: the abstract methods are its subcl
         if isinstance(store, cls):
             return store
         hint = ""
-        if isinstance(store, ClientSide):
+        if isinstance(store, ClientSide) and cls is Lockable:
+            hint = (
+                ": each session travels in its browser's cookie, and the last response "
+                "wins; use a server-side store to run a session's requests one at a time"
+            )
+        elif isinstance(store, ClientSide):
             hint = (
                 ": each session lives only in its browser's cookie, and nothing on the server "
                 "names it. revoke_user(user_id, except_handle=...) ends all of a user's "
