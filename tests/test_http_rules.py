@@ -57,6 +57,7 @@ def test_data_errors_are_left_to_the_app() -> None:
         errors.StoreUnavailable,
         errors.Throttled,
         errors.SessionLimitExceeded,
+        errors.SessionLocked,
     }
 
 

@@ -46,7 +46,7 @@ def app_process(url: str, log: Path) -> Iterator[tuple[str, subprocess.Popen[byt
     reconnection warnings and stall the app).
     """
     port = free_port()
-    env = {**os.environ, "COATCHECK_STORE": url, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "COATCHECK_STORE": url, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
     command = [sys.executable, "-m", "uvicorn", "tests.apps.shop_app:app"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     with log.open("wb") as out:

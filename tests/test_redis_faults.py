@@ -45,7 +45,11 @@ COOKIE = "__Host-session"
 @contextlib.contextmanager
 def app_processes(store_url: str, count: int) -> Iterator[list[str]]:
     """``count`` uvicorn processes serving tests/apps/shop_app.py over ``store_url``."""
-    env = {**os.environ, "COATCHECK_STORE": store_url, "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "COATCHECK_STORE": store_url,
+        "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}",
+    }
     procs: list[tuple[subprocess.Popen[bytes], str]] = []
     try:
         for _ in range(count):

@@ -35,7 +35,11 @@ ROUNDS = 3
 def start_app(db: Path, log: Path) -> tuple[str, subprocess.Popen[bytes]]:
     """uvicorn serving tests/apps/shop_app.py over ``sqlite:///db``, once it answers."""
     port = free_port()
-    env = {**os.environ, "COATCHECK_STORE": f"sqlite:///{db}", "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "COATCHECK_STORE": f"sqlite:///{db}",
+        "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}",
+    }
     command = [sys.executable, "-m", "uvicorn", "tests.apps.shop_app:app"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     with log.open("ab") as out:

@@ -23,6 +23,7 @@ from coatcheck.stores import (
     CookieStore,
     Countable,
     HandleIndex,
+    Lockable,
     MemoryStore,
     Purgeable,
     SQLiteStore,
@@ -44,13 +45,13 @@ KEY = "w2s4eRzFttw0lqDOYJHm4WBEvRKbVM0ULpCr_XLHryo"
 
 
 def test_each_shipped_store_declares_what_it_can_do() -> None:
-    server_side = {HandleIndex, UserIndex, Purgeable, Countable, Statistics}
+    server_side = {HandleIndex, UserIndex, Purgeable, Countable, Statistics, Lockable}
     assert capabilities(MemoryStore) == server_side
     assert capabilities(SQLiteStore) == server_side
     assert capabilities(PostgresStore) == server_side
     assert capabilities(RedisStore) == server_side
     # memcached cannot gather statistics beyond a count (no query over its items)
-    assert capabilities(MemcachedStore) == {HandleIndex, UserIndex, Purgeable, Countable}
+    assert capabilities(MemcachedStore) == {HandleIndex, UserIndex, Purgeable, Countable, Lockable}
     # the cookie store keeps no records: it seals, and purges its revocation store
     assert capabilities(CookieStore) == {ClientSide, Purgeable}
     assert capabilities(CookieStore([KEY])) == {ClientSide, Purgeable}  # instances alike
@@ -204,6 +205,7 @@ ASK: dict[str, Callable[[SessionManager], object]] = {
     "list_user_sessions": lambda m: m.list_user_sessions_sync("alice"),
     "revoke_user": lambda m: m.revoke_user_sync("alice"),
     "purge_expired": lambda m: m.purge_expired_sync(),
+    "lock_sessions": lambda m: SessionManager(m.store, SessionConfig(lock_sessions=True)),
 }
 
 
@@ -222,8 +224,8 @@ def test_the_documented_store_contract_is_the_code(clock: FakeClock) -> None:
         capability: re.findall(r"`([\w ]+)`", listed)
         for capability, listed in re.findall(r"`(\w+)` \(((?:`[\w ]+`(?:, )?)+)\)", paragraph)
     }
-    assert set(uses) == {"HandleIndex", "UserIndex", "Purgeable", "Statistics"}
-    for capability in ("HandleIndex", "UserIndex", "Purgeable"):
+    assert set(uses) == {"HandleIndex", "UserIndex", "Purgeable", "Statistics", "Lockable"}
+    for capability in ("HandleIndex", "UserIndex", "Purgeable", "Lockable"):
         for use in uses[capability]:
             attempt = ASK.get(use) or (  # else a setting, refused when the manager is built
                 lambda m, use=use: SessionManager(m.store, SessionConfig(**{use: 5}))

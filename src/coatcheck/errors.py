@@ -123,6 +123,21 @@ class SessionLimitExceeded(CoatcheckError):
     status = 403
 
 
+class SessionLocked(CoatcheckError):
+    """Another request of the same session held its lock (``SessionConfig.lock_sessions``
+    or a route marked locked) for longer than ``lock_timeout``; edges answer 409 Conflict
+    with ``Retry-After``, and the request did not run."""
+
+    status = 409
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__(
+            "another request of this session held its lock past lock_timeout; retry after "
+            f"{retry_after} s"
+        )
+        self.retry_after = retry_after
+
+
 class Throttled(CoatcheckError):
     """This client presented too many unknown tokens recently; edges answer 429."""
 

@@ -58,6 +58,7 @@ def drop_table(conn: psycopg.Connection[tuple[object, ...]], table: str) -> None
         (table,),
     )
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(f"{table}_locks")))
     with contextlib.suppress(psycopg.errors.UndefinedTable):
         conn.execute("DELETE FROM coatcheck_schema WHERE name = %s", (table,))
 

@@ -135,6 +135,21 @@ class SessionConfig:
     csrf_field: str = "csrf_token"
     """Form field that carries the CSRF token (urlencoded and multipart forms)."""
 
+    lock_sessions: bool = False
+    """Run the requests of one session one at a time, as PHP and ASP.NET do: each request
+    that brings a token takes the session's lock before its load and frees it after its
+    commit (``coatcheck.engine.locking``). Costs two store round trips per request (more
+    while waiting); needs a ``Lockable`` store. Off: only the routes marked locked
+    (``locked=`` paths, ``lock_session`` decorators) take it."""
+
+    lock_timeout: float = 10.0
+    """How long a request waits for its session's lock (seconds) before it is refused
+    with 409 Conflict and ``Retry-After``; 0 tries once."""
+
+    lock_lease: float = 30.0
+    """How long a lock lasts unless released (seconds): a worker that crashed holding it
+    locks its session this long at most. Longer than the slowest locked request."""
+
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Settings for extensions, kept here so one config object travels through the app."""
 
@@ -162,6 +177,12 @@ class SessionConfig:
             raise ConfigError("client_change_action must be log, reauthenticate or end")
         if self.unknown_token_limit is not None and self.unknown_token_limit < 1:
             raise ConfigError("unknown_token_limit must be at least 1 (or None)")
+        if not isinstance(self.lock_sessions, bool):
+            raise ConfigError(f"lock_sessions must be True or False, got {self.lock_sessions!r}")
+        if not self.lock_timeout >= 0:
+            raise ConfigError(f"lock_timeout must not be negative, got {self.lock_timeout!r}")
+        if not self.lock_lease > 0:
+            raise ConfigError(f"lock_lease must be positive, got {self.lock_lease!r}")
         if self.purge_batch_size < 1:
             raise ConfigError("purge_batch_size must be at least 1")
         object.__setattr__(self, "trusted_origins", tuple(self.trusted_origins))

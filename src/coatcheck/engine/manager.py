@@ -45,6 +45,7 @@ from coatcheck.stores.base import (
     AnyStore,
     ClientSide,
     HandleIndex,
+    Lockable,
     Store,
     UserIndex,
 )
@@ -109,6 +110,8 @@ class SessionManager(UserSessions):
             UserIndex.of(store, "max_sessions_per_user")
         if self.config.rotation_interval is not None and self._records is not None:
             HandleIndex.of(store, "rotation_interval")
+        if self.config.lock_sessions:  # (the locks themselves: ``engine.locking``)
+            Lockable.of(store, "lock_sessions")
 
     # -- procedures (written once, driven twice) ---------------------------------------
     # A load is one read and a commit at most one write on almost every request, so each

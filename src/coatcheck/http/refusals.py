@@ -1,7 +1,8 @@
 """The answers an edge sends instead of the app's when the engine refuses a request.
 
 A failing store is a 503, a client throttled for guessing tokens a 429, a login over the
-session limit a 403. Every edge (ASGI, WSGI, Flask, Django) must answer them alike, and
+session limit a 403, a session whose lock stayed held past ``lock_timeout`` a 409. Every
+edge (ASGI, WSGI, Flask, Django) must answer them alike, and
 the status each deserves is already written on the error class (``CoatcheckError.status``),
 so the answers are one table keyed by error class rather than a ladder of ``isinstance``
 tests per edge: adding a refusal is adding a row. The answers are short, plain, never
@@ -20,6 +21,7 @@ from coatcheck.core.config import SessionConfig
 from coatcheck.errors import (
     CoatcheckError,
     SessionLimitExceeded,
+    SessionLocked,
     SessionTooLarge,
     StoreUnavailable,
     Throttled,
@@ -101,6 +103,12 @@ _ANSWERS: Final[Mapping[type, _Answer]] = {
         "session request refused on %s: %s",
         logging.INFO,
     ),
+    SessionLocked: _Answer(
+        "Conflict",
+        "Another request of this session is still running; please retry shortly.\n",
+        "session request refused on %s: %s",
+        logging.INFO,
+    ),
     SessionTooLarge: _Answer(
         "Content Too Large",
         "The session would hold more data than the application allows.\n",
@@ -109,7 +117,7 @@ _ANSWERS: Final[Mapping[type, _Answer]] = {
     ),
 }
 
-REFUSED: Final = (StoreUnavailable, Throttled, SessionLimitExceeded)
+REFUSED: Final = (StoreUnavailable, Throttled, SessionLimitExceeded, SessionLocked)
 """The engine errors an edge catches and answers itself with ``refused(exc, when)``;
 anything else is the app's to handle. ``SessionTooLarge`` has a row (413) for an app that
 chooses to answer it so, but the edges leave it alone: like any ``SessionDataError`` it is

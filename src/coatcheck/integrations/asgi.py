@@ -33,6 +33,7 @@ from typing import Any, Final
 from coatcheck.core import events as ev
 from coatcheck.core.client import ClientInfo
 from coatcheck.core.session import Session
+from coatcheck.engine.locking import Held, session_locks
 from coatcheck.engine.manager import NO_CHANGE, SessionManager
 from coatcheck.http import transport
 from coatcheck.http.csrf_check import CsrfCheck, NeedBody
@@ -57,10 +58,12 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 logger = logging.getLogger("coatcheck")
 
 __all__ = [
+    "LOCK_SCOPE_KEY",
     "MANAGER_SCOPE_KEY",
     "UNAVAILABLE_BODY",
     "RequestToken",
     "SessionMiddleware",
+    "lock_route",
     "read_request",
 ]
 
@@ -68,12 +71,39 @@ MANAGER_SCOPE_KEY: Final = "coatcheck.manager"
 """Where the middleware puts its SessionManager in the scope, next to ``scope["session"]``,
 for helpers that need its clock or config (``coatcheck.starlette``, ``coatcheck.fastapi``)."""
 
+LOCK_SCOPE_KEY: Final = "coatcheck.lock"
+"""Where the middleware puts, for a request it did not lock, the coroutine function a route
+marked locked calls first (``coatcheck.starlette.locked_session``, ``coatcheck.fastapi``'s
+``LockedSession``): it takes the session's lock and loads the session again under it, so
+the route reads what the request before it committed. It raises one of ``REFUSED``."""
+
 read_request = transport.read_header_list
 """Kept under its first name: the token in an ASGI header list (``coatcheck.http.transport``)."""
 
 
 def _latin1(value: str) -> bytes:
     return value.encode("latin-1")
+
+
+async def lock_route(scope: Scope) -> Refusal | None:
+    """What a route marked locked runs first (``coatcheck.starlette.locked_session``,
+    ``coatcheck.fastapi.LockedSession``): the session's lock, and the session loaded again
+    under it into ``scope["session"]``. None once it holds the lock (or when there is
+    nothing to lock: a new session, or a request the middleware locked already); the
+    refusal to send instead of the route's answer otherwise (409 ``SessionLocked``, 503).
+    A store that cannot lock raises MissingCapability on the route's first request."""
+    manager = scope.get(MANAGER_SCOPE_KEY)
+    if not isinstance(manager, SessionManager):
+        raise RuntimeError("coatcheck.asgi.SessionMiddleware must wrap this app")
+    session_locks(manager)  # MissingCapability for a store that cannot lock
+    relock: Callable[[], Awaitable[Session]] | None = scope.get(LOCK_SCOPE_KEY)
+    if relock is None:
+        return None
+    try:
+        await relock()
+    except REFUSED as exc:
+        return refused(exc, "load")
+    return None
 
 
 async def send_refusal(send: Send, refusal: Refusal) -> None:
@@ -123,13 +153,29 @@ async def buffer_body(
     return body, replay
 
 
+class _Request:
+    """What one request's parts share: its session (a route marked locked loads it again),
+    the session lock it holds, and whether its commit was refused."""
+
+    __slots__ = ("failed", "held", "session")
+
+    def __init__(self) -> None:
+        self.session: Session | None = None
+        self.held: Held | None = None
+        self.failed = False
+
+
 class SessionMiddleware:
     """``Middleware(SessionMiddleware, manager=manager)`` in Starlette or FastAPI.
 
     ``csrf_exempt``: paths (``["/webhooks"]``, each with the paths below it) whose unsafe
     requests skip the CSRF check, for endpoints that authenticate by other means (a signed
     payload). ``passive``: paths whose session is read-only and never committed (see the
-    module docstring).
+    module docstring). ``locked``: paths whose requests of one session run one at a time
+    (``coatcheck.engine.locking``): the lock is taken before the load and freed after the
+    commit, or when the app raised or the client left; ``SessionConfig.lock_sessions``
+    locks every path. A lock not had within ``lock_timeout`` is a 409 with
+    ``Retry-After``, and the app does not run.
     """
 
     def __init__(
@@ -139,12 +185,17 @@ class SessionMiddleware:
         *,
         csrf_exempt: Iterable[str] = (),
         passive: Iterable[str] = (),
+        locked: Iterable[str] = (),
     ) -> None:
         self.app = app
         self.manager = manager
         self.csrf = CsrfCheck(manager, csrf_exempt)
         self.passive = prefixes(passive)
+        self.locked = prefixes(locked)
         config = manager.config
+        self._lock_all = config.lock_sessions
+        # Built now, so a store that cannot lock fails when the app starts.
+        self._locks = session_locks(manager) if self._lock_all or self.locked else None
         self._cookie_name = config.cookie_name
         self._allow_bearer = config.allow_bearer
         self._proxies = Proxies.of(config)
@@ -179,58 +230,101 @@ class SessionMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        # Runs on every request: locals rather than objects, and ``_load`` written out
-        # (one coroutine less per request).
+        # Runs on every request: ``_load`` written out (one coroutine less per request).
         token, bearer, user_agent = scan_header_list(
             scope["headers"], self._cookie_name, self._allow_bearer
         )
         manager = self.manager
         client = scope.get("client") if self._proxies is None else self._client(scope)
-        address = client[0] if client else None
-        try:
-            session = await manager.load(token, ClientInfo(user_agent, address))
-        except REFUSED as exc:
-            await send_refusal(send, refused_at_load(exc, manager.config, bearer=bearer))
-            return
-        session.via_bearer = bearer
-        scope["session"] = session
-        scope[MANAGER_SCOPE_KEY] = manager
-        if self.csrf.applies(scope["method"], bearer):
-            refusal, receive = await self._check_csrf(scope, receive, session)
-            if refusal is not None:
-                await send_refusal(send, refusal)
+        info = ClientInfo(user_agent, client[0] if client else None)
+        state = _Request()
+        locks = self._locks
+        if (
+            locks is not None
+            and token is not None
+            and (self._lock_all or is_under(scope["path"], self.locked))
+        ):
+            try:
+                state.held = await locks.acquire(token)
+            except REFUSED as exc:
+                await send_refusal(send, refused(exc, "load"))
                 return
-        passive = bool(self.passive) and is_under(scope["path"], self.passive)
-        if passive:
-            session.close()  # checked, never committed: no touch, no cookie
+        try:
+            try:
+                session = await manager.load(token, info)
+            except REFUSED as exc:
+                await send_refusal(send, refused_at_load(exc, manager.config, bearer=bearer))
+                return
+            session.via_bearer = bearer
+            state.session = scope["session"] = session
+            scope[MANAGER_SCOPE_KEY] = manager
+            if self.csrf.applies(scope["method"], bearer):
+                refusal, receive = await self._check_csrf(scope, receive, session)
+                if refusal is not None:
+                    await send_refusal(send, refusal)
+                    return
+            passive = bool(self.passive) and is_under(scope["path"], self.passive)
+            if passive:
+                session.close()  # checked, never committed: no touch, no cookie
+            elif state.held is None and token is not None and session.record is not None:
+                scope[LOCK_SCOPE_KEY] = self._relock(scope, state, token, info, bearer)
+            await self.app(scope, receive, self._send_wrapper(send, state, passive, bearer))
+        finally:
+            if state.held is not None:  # the app raised, the client left, or nothing was sent
+                await session_locks(manager).release(state.held)
 
-        failed = False
+    def _relock(
+        self, scope: Scope, state: _Request, token: str, info: ClientInfo, bearer: bool
+    ) -> Callable[[], Awaitable[Session]]:
+        """What a route marked locked calls first (``LOCK_SCOPE_KEY``): take the lock, then
+        load the session again under it (the first load came before the route was known)."""
+        manager = self.manager
+
+        async def relock() -> Session:
+            if state.held is None:
+                state.held = await session_locks(manager).acquire(token)
+                fresh = await manager.load(token, info)
+                fresh.via_bearer = bearer
+                state.session = scope["session"] = fresh
+            assert state.session is not None
+            return state.session
+
+        return relock
+
+    def _send_wrapper(self, send: Send, state: _Request, passive: bool, bearer: bool) -> Send:
+        """``send`` for the app: the commit when the response starts (its headers merged
+        into the app's), then the session lock freed; after a refused commit, the app's
+        body is dropped."""
+        manager = self.manager
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal failed
             if message["type"] == "http.response.start":
+                session = state.session
+                assert session is not None
                 try:
                     result = NO_CHANGE if passive else await manager.commit(session)
                 except REFUSED as exc:
-                    failed = True
+                    state.failed = True
                     await send_refusal(send, refused(exc, "commit"))
                     return
                 update = session_headers(
-                    manager.config,
-                    result,
-                    bearer=bearer,
-                    authenticated=session.user_id is not None,
+                    manager.config, result, bearer=bearer, authenticated=session.user_id is not None
                 )
                 expires = expires_value(result, session.handle, session.expires_at)
                 if update is not None or expires is not None:
                     message["headers"] = merge_headers(
                         message.get("headers", ()), update, b"cache-control", _latin1, expires
                     )
-            elif failed:
+                held, state.held = state.held, None
+                await send(message)
+                if held is not None:  # committed: the next request may load it now
+                    await session_locks(manager).release(held)
+                return
+            if state.failed:
                 return  # the 503 is already out; drop the app's body
             await send(message)
 
-        await self.app(scope, receive, send_wrapper)
+        return send_wrapper
 
     async def _check_csrf(
         self, scope: Scope, receive: Receive, session: Session

@@ -21,6 +21,11 @@ dependencies only hand its results to path operations in FastAPI's own idiom::
     @app.post("/account/email", dependencies=[Depends(require_recent_auth(300))])
     async def change_email() -> dict[str, bool]: ...
 
+- ``LockedSession`` (``get_locked_session``) is ``CurrentSession`` for a route whose
+  requests of one session run one at a time (``coatcheck.engine.locking``): the session's
+  lock is taken and the session read again under it; a lock not had within
+  ``lock_timeout`` is a 409 with ``Retry-After`` (the path operation does not run). Use
+  it instead of ``CurrentSession`` in that route, not beside it.
 - ``get_session`` returns the request's coatcheck ``Session`` (also for WebSocket routes,
   where it is read-only, as the middleware says).
 - ``require_user`` returns the logged-in user id, or answers 401
@@ -61,7 +66,7 @@ from coatcheck import errors
 from coatcheck.core.session import Session
 from coatcheck.engine.manager import SessionManager
 from coatcheck.http import browser
-from coatcheck.integrations.asgi import MANAGER_SCOPE_KEY, SessionMiddleware
+from coatcheck.integrations.asgi import MANAGER_SCOPE_KEY, SessionMiddleware, lock_route
 from coatcheck.integrations.starlette import browser_routes
 from coatcheck.security import reauth as auth
 
@@ -71,9 +76,11 @@ __all__ = [
     "AuthenticationRequired",
     "CurrentSession",
     "CurrentUser",
+    "LockedSession",
     "add_exception_handlers",
     "authentication_required_handler",
     "browser_router",
+    "get_locked_session",
     "get_manager",
     "get_session",
     "install",
@@ -168,6 +175,20 @@ async def get_manager(connection: HTTPConnection) -> SessionManager:
 
 CurrentSession = Annotated[Session, Depends(get_session)]
 """A path-operation parameter type: ``async def view(session: CurrentSession)``."""
+
+
+async def get_locked_session(connection: HTTPConnection) -> Session:
+    """The request's Session under its lock (see the module docstring); refused with the
+    edge's own 409 (or 503) as an ``HTTPException`` carrying its headers."""
+    refusal = await lock_route(connection.scope)
+    if refusal is not None:
+        headers = {n: v for n, v in refusal.headers if n in ("retry-after", "cache-control")}
+        raise HTTPException(refusal.status, refusal.body.decode().strip(), headers=headers)
+    return await get_session(connection)
+
+
+LockedSession = Annotated[Session, Depends(get_locked_session)]
+"""``async def add_to_cart(session: LockedSession)``: requests of one session one at a time."""
 
 
 async def require_user(session: CurrentSession) -> str:

@@ -1,5 +1,6 @@
 """Guards for Starlette endpoints: ``@require_user``, ``@require_recent_auth(300)``,
-``@require_level(2)``; and the routes of the browser side, ``browser_routes()``
+``@require_level(2)``; ``@locked_session``, whose requests of one session run one at a
+time (``coatcheck.engine.locking``); and the routes of the browser side, ``browser_routes()``
 (``coatcheck.js`` and its keep-alive, as ``coatcheck.http.browser`` answers them).
 
 The checks are ``coatcheck.security.reauth``'s; this edge answers a failed one with a 401 JSON body
@@ -21,12 +22,13 @@ from starlette.routing import Route
 from coatcheck.core.session import Session
 from coatcheck.engine.manager import SessionManager
 from coatcheck.http import browser
-from coatcheck.integrations.asgi import MANAGER_SCOPE_KEY
+from coatcheck.integrations.asgi import MANAGER_SCOPE_KEY, lock_route
 from coatcheck.security import reauth as auth
 
 __all__ = [
     "browser_routes",
     "keep_alive_route",
+    "locked_session",
     "refused",
     "require_level",
     "require_recent_auth",
@@ -92,6 +94,23 @@ def require_level(level: int) -> Callable[[E], E]:
     7.5.3): otherwise 401 ``insufficient_auth_level`` with the required and current
     levels."""
     return _guard(lambda request: auth.level_problem(_session(request), level))
+
+
+def locked_session(endpoint: E) -> E:
+    """The endpoint's requests of one session run one at a time: it takes the session's
+    lock and reads the session again under it before it runs, and the middleware frees
+    the lock after the commit (or when the endpoint raised). Not had within
+    ``lock_timeout``: 409 with ``Retry-After``, and the endpoint does not run. Apply it
+    outermost (above ``require_user``), so the guards read the locked session."""
+
+    @functools.wraps(endpoint)
+    async def locked(request: Request) -> Response:
+        refusal = await lock_route(request.scope)
+        if refusal is not None:
+            return Response(refusal.body, refusal.status, headers=dict(refusal.headers))
+        return await endpoint(request)
+
+    return locked  # type: ignore[return-value]
 
 
 # -- the browser side ---------------------------------------------------------------------

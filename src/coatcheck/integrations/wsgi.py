@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from coatcheck.core.client import ClientInfo
 from coatcheck.core.session import Session
+from coatcheck.engine.locking import Held, SessionLocks, session_locks
 from coatcheck.engine.manager import SessionManager
 from coatcheck.http.csrf_check import CsrfCheck, NeedBody
 from coatcheck.http.forms import content_length
@@ -37,6 +38,7 @@ from coatcheck.http.headers import (
     merge_headers,
     session_headers,
 )
+from coatcheck.http.paths import is_under, prefixes
 from coatcheck.http.refusals import REFUSED, Refusal, refused, refused_at_load
 from coatcheck.http.transport import scan_environ
 
@@ -82,6 +84,7 @@ class _Response:
         "committed",
         "expires",
         "failed",
+        "lease",
         "manager",
         "session",
         "start",
@@ -89,12 +92,18 @@ class _Response:
     )
 
     def __init__(
-        self, manager: SessionManager, session: Session, bearer: bool, start: StartResponse
+        self,
+        manager: SessionManager,
+        session: Session,
+        bearer: bool,
+        start: StartResponse,
+        lease: _Lease | None = None,
     ) -> None:
         self.manager = manager
         self.session = session
         self.bearer = bearer
         self.start = start
+        self.lease = lease
         self.committed = False
         self.failed: Refusal | None = None
         self.update: SessionHeaders | None = None
@@ -119,6 +128,9 @@ class _Response:
                 self.failed = refusal
                 self.start(refusal.wsgi_status, list(refusal.headers), exc_info)
                 return _discard
+            finally:
+                if self.lease is not None:  # committed (or refused): the next may load
+                    self.lease.release()
             self.update = session_headers(
                 self.manager.config,
                 result,
@@ -131,9 +143,26 @@ class _Response:
         return self.start(status, headers, exc_info)
 
 
+class _Lease:
+    """The session lock a request holds, freed once: after the commit, or when the app
+    raised or its body was closed without a commit (the client went away)."""
+
+    __slots__ = ("held", "locks")
+
+    def __init__(self, locks: SessionLocks, held: Held) -> None:
+        self.locks = locks
+        self.held: Held | None = held
+
+    def release(self) -> None:
+        held, self.held = self.held, None
+        if held is not None:
+            self.locks.release_sync(held)
+
+
 class _GuardedBody:
     """The app's body, for apps that call ``start_response`` only once iterated (WSGI
-    generators may): if that commit fails, the 503 body replaces the app's."""
+    generators may): if that commit fails, the 503 body replaces the app's. Closing it
+    frees the session lock, if the commit did not already."""
 
     __slots__ = ("body", "response")
 
@@ -151,7 +180,11 @@ class _GuardedBody:
             yield response.failed.body
 
     def close(self) -> None:
-        _close(self.body)
+        try:
+            _close(self.body)
+        finally:
+            if self.response.lease is not None:
+                self.response.lease.release()
 
 
 def buffer_body(environ: WSGIEnvironment, limit: int) -> bytes | None:
@@ -181,15 +214,27 @@ class SessionMiddleware:
 
     ``csrf_exempt``: paths (``["/webhooks"]``, each with the paths below it) whose unsafe
     requests skip the CSRF check, for endpoints that authenticate by other means (a signed
-    payload).
+    payload). ``locked``: paths whose requests of one session run one at a time
+    (``coatcheck.engine.locking``; ``SessionConfig.lock_sessions`` locks every path): the
+    lock is taken before the load and freed after the commit, or when the app raised or
+    its body was closed; not had within ``lock_timeout``, a 409 with ``Retry-After``.
     """
 
     def __init__(
-        self, app: WSGIApplication, manager: SessionManager, *, csrf_exempt: Iterable[str] = ()
+        self,
+        app: WSGIApplication,
+        manager: SessionManager,
+        *,
+        csrf_exempt: Iterable[str] = (),
+        locked: Iterable[str] = (),
     ) -> None:
         self.app = app
         self.manager = manager
         self.csrf = CsrfCheck(manager, csrf_exempt)
+        self.locked = prefixes(locked)
+        self._lock_all = manager.config.lock_sessions
+        # Built now, so a store that cannot lock fails when the app starts.
+        self._locks = session_locks(manager) if self._lock_all or self.locked else None
         self._cookie_name = manager.config.cookie_name
         self._allow_bearer = manager.config.allow_bearer
         self._proxies = Proxies.of(manager.config)
@@ -201,6 +246,41 @@ class SessionMiddleware:
         if self._proxies is not None:  # behind trusted proxies: X-Forwarded-For decides
             address = self._proxies.from_environ(environ)[0]
         info = ClientInfo(user_agent, address)
+        locks = self._locks
+        if locks is None or token is None or not (self._lock_all or self._locked(environ)):
+            return self._serve(environ, start_response, token, bearer, info, None)
+        try:
+            held = locks.acquire_sync(token)
+        except REFUSED as exc:
+            refusal = refused(exc, "load")
+            start_response(refusal.wsgi_status, list(refusal.headers))
+            return [refusal.body]
+        if held is None:  # a malformed token: nothing to lock
+            return self._serve(environ, start_response, token, bearer, info, None)
+        lease = _Lease(locks, held)
+        try:
+            body = self._serve(environ, start_response, token, bearer, info, lease)
+        except BaseException:
+            lease.release()
+            raise
+        if not isinstance(body, _GuardedBody):
+            lease.release()  # refused, committed or failed: nothing left to commit
+        return body
+
+    def _locked(self, environ: WSGIEnvironment) -> bool:
+        path = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
+        return bool(self.locked) and is_under(path, self.locked)
+
+    def _serve(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        token: str | None,
+        bearer: bool,
+        info: ClientInfo,
+        lease: _Lease | None,
+    ) -> Iterable[bytes]:
+        """Load, CSRF, the app, the commit (the session's lock, if any, is held)."""
         try:
             session = self.manager.load_sync(token, info)
         except REFUSED as exc:
@@ -216,7 +296,7 @@ class SessionMiddleware:
                 start_response(forbidden.wsgi_status, list(forbidden.headers))
                 return [forbidden.body]
 
-        response = _Response(self.manager, session, bearer, start_response)
+        response = _Response(self.manager, session, bearer, start_response, lease)
         body = self.app(environ, response.start_response)
         if response.failed:
             _close(body)

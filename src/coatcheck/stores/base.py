@@ -4,12 +4,12 @@ store declares by inheriting them.
 The core (``Store``) is what every request needs: one read to load, one atomic write per
 commit (compare starsessions' three methods). Everything else a store may or may not be
 able to do is a capability class (``HandleIndex``, ``UserIndex``, ``Purgeable``,
-``Countable``, ``Statistics``): a store declares one by inheriting it, and the engine asks
-``isinstance(store, UserIndex)`` before it calls a method of it, so no store method ever
-answers "not supported". What the engine cannot do because its store lacks a capability
-it refuses with one error, ``MissingCapability``, naming the capability (``Capability.of``).
-A store whose sessions travel in the cookie (``ClientSide``) keeps no records at all and
-meets that contract instead of the core.
+``Countable``, ``Statistics``, ``Lockable``): a store declares one by inheriting it, and
+the engine asks ``isinstance(store, UserIndex)`` before it calls a method of it, so no
+store method ever answers "not supported". What the engine cannot do because its store
+lacks a capability it refuses with one error, ``MissingCapability``, naming the capability
+(``Capability.of``). A store whose sessions travel in the cookie (``ClientSide``) keeps no
+records at all and meets that contract instead of the core.
 
 Keys are SHA-256 hex digests of tokens, never tokens. Each backend answers both paths with
 its native client; backends whose I/O is local and short (memory, SQLite) write the sync
@@ -131,7 +131,12 @@ class Capability(ABC):  # noqa: B024 (a base: the abstract methods are its subcl
         if isinstance(store, cls):
             return store
         hint = ""
-        if isinstance(store, ClientSide):
+        if isinstance(store, ClientSide) and cls is Lockable:
+            hint = (
+                ": each session travels in its browser's cookie, and the last response "
+                "wins; use a server-side store to run a session's requests one at a time"
+            )
+        elif isinstance(store, ClientSide):
             hint = (
                 ": each session lives only in its browser's cookie, and nothing on the server "
                 "names it. revoke_user(user_id, except_handle=...) ends all of a user's "
@@ -216,6 +221,34 @@ class Statistics(Countable):
         ``top`` users by live sessions as (user id, count) pairs, most first."""
 
 
+class Lockable(Capability):
+    """Per-session locks with a lease (``SessionConfig.lock_sessions``, the route markers of
+    every edge): requests of one session then run one at a time, as PHP's and ASP.NET's do.
+
+    ``key`` is the session's storage key (a digest, never the token); the store files the
+    lock under a name of its own beside the record. ``owner`` is a random value only the
+    holder knows, so a holder whose lease ran out cannot release its successor's lock.
+    A lock is a lease: ``lease`` seconds after it was taken it is free again, so a worker
+    that crashed while holding one never locks its session for ever. ``now`` is the
+    manager's clock; a store that keeps time itself (Redis ``PX``) may go by its own.
+    """
+
+    @abstractmethod
+    def acquire_lock_sync(self, key: str, owner: str, now: float, lease: float) -> bool:
+        """Take the lock of ``key`` for ``owner`` if it is free or its lease ended; one
+        attempt, no waiting (the engine waits, with a bounded backoff)."""
+
+    @abstractmethod
+    def release_lock_sync(self, key: str, owner: str) -> bool:
+        """Free the lock of ``key`` if ``owner`` still holds it; True if it did."""
+
+    @abstractmethod
+    async def acquire_lock(self, key: str, owner: str, now: float, lease: float) -> bool: ...
+
+    @abstractmethod
+    async def release_lock(self, key: str, owner: str) -> bool: ...
+
+
 class ClientSide(Capability):
     """A store whose sessions travel in the cookie itself (``CookieStore``): it keeps no
     records, so it meets not the core contract but this one, and the manager runs its
@@ -248,6 +281,7 @@ CAPABILITIES: tuple[type[Capability], ...] = (
     Purgeable,
     Countable,
     Statistics,
+    Lockable,
     ClientSide,
 )
 """Every capability a store may declare, beyond the core contract."""
@@ -316,6 +350,14 @@ class InlinePurgeable(Purgeable):
 class InlineCountable(Countable):
     async def count(self, now: float) -> int:
         return self.count_sync(now)
+
+
+class InlineLockable(Lockable):
+    async def acquire_lock(self, key: str, owner: str, now: float, lease: float) -> bool:
+        return self.acquire_lock_sync(key, owner, now, lease)
+
+    async def release_lock(self, key: str, owner: str) -> bool:
+        return self.release_lock_sync(key, owner)
 
 
 Procedure = Generator[Any, Any, T]
@@ -447,3 +489,23 @@ class ProcedureCountable(ProcedureStore, Countable):
 
     async def count(self, now: float) -> int:
         return await self._drive_async(self._count(now))
+
+
+class ProcedureLockable(ProcedureStore, Lockable):
+    @abstractmethod
+    def _acquire_lock(self, key: str, owner: str, now: float, lease: float) -> Procedure[bool]: ...
+
+    @abstractmethod
+    def _release_lock(self, key: str, owner: str) -> Procedure[bool]: ...
+
+    def acquire_lock_sync(self, key: str, owner: str, now: float, lease: float) -> bool:
+        return self._drive_sync(self._acquire_lock(key, owner, now, lease))
+
+    def release_lock_sync(self, key: str, owner: str) -> bool:
+        return self._drive_sync(self._release_lock(key, owner))
+
+    async def acquire_lock(self, key: str, owner: str, now: float, lease: float) -> bool:
+        return await self._drive_async(self._acquire_lock(key, owner, now, lease))
+
+    async def release_lock(self, key: str, owner: str) -> bool:
+        return await self._drive_async(self._release_lock(key, owner))

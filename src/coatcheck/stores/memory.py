@@ -18,6 +18,7 @@ from coatcheck.core.record import Patch, SessionRecord
 from coatcheck.stores.base import (
     InlineCountable,
     InlineHandleIndex,
+    InlineLockable,
     InlinePurgeable,
     InlineStore,
     InlineUserIndex,
@@ -83,7 +84,13 @@ def _copy_out(entry: _Entry) -> SessionRecord:
 
 
 class MemoryStore(
-    InlineStore, InlineHandleIndex, InlineUserIndex, InlinePurgeable, InlineCountable, Statistics
+    InlineStore,
+    InlineHandleIndex,
+    InlineUserIndex,
+    InlinePurgeable,
+    InlineCountable,
+    Statistics,
+    InlineLockable,
 ):
     """In-process store. Nothing survives a restart and nothing is shared between
     processes: use SQLite, PostgreSQL or Redis for that."""
@@ -93,6 +100,8 @@ class MemoryStore(
         self._handles: dict[str, str] = {}
         self._users: dict[str, set[str]] = {}
         self._lock = threading.Lock()
+        self._session_locks: dict[str, tuple[str, float]] = {}
+        """Per-session locks: key -> (owner, end of its lease)."""
 
     # index upkeep (caller holds the lock)
     def _index(self, key: str, record: SessionRecord) -> None:
@@ -245,3 +254,21 @@ class MemoryStore(
             "expiring_soon": sum(1 for r in live if r.expires_at <= now + soon),
             "top_users": sorted(users.items(), key=lambda item: (-item[1], item[0]))[:top],
         }
+
+    def acquire_lock_sync(self, key: str, owner: str, now: float, lease: float) -> bool:
+        """Free, or held past its lease: taken, under the store's own (short) lock, so
+        threads and the event loop alike see one holder at a time."""
+        with self._lock:
+            held = self._session_locks.get(key)
+            if held is not None and held[1] > now:
+                return False
+            self._session_locks[key] = (owner, now + lease)
+            return True
+
+    def release_lock_sync(self, key: str, owner: str) -> bool:
+        with self._lock:
+            held = self._session_locks.get(key)
+            if held is None or held[0] != owner:
+                return False
+            del self._session_locks[key]
+            return True

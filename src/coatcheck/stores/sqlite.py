@@ -21,6 +21,7 @@ from coatcheck.errors import StoreUnavailable
 from coatcheck.stores.base import (
     InlineCountable,
     InlineHandleIndex,
+    InlineLockable,
     InlinePurgeable,
     InlineStore,
     InlineUserIndex,
@@ -32,6 +33,7 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 TABLE = "coatcheck_sessions"
+LOCKS = "coatcheck_locks"
 
 MIGRATIONS: Sequence[str] = (
     # 1: the sessions table, its expiry index and its per-user index.
@@ -53,6 +55,14 @@ MIGRATIONS: Sequence[str] = (
     );
     CREATE INDEX {TABLE}_expires ON {TABLE} (expires_at);
     CREATE INDEX {TABLE}_user ON {TABLE} (user_id) WHERE user_id IS NOT NULL;
+    """,
+    # 2: per-session locks (``Lockable``), one row per held lock, with its lease.
+    f"""
+    CREATE TABLE {LOCKS} (
+        key TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    ) WITHOUT ROWID;
     """,
 )
 """Schema migrations, applied in order; ``PRAGMA user_version`` records how many ran."""
@@ -181,8 +191,43 @@ def _update_sql(
     return sql
 
 
+_ACQUIRE_SQL = (
+    f"INSERT INTO {LOCKS} (key, owner, expires_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at "
+    f"WHERE {LOCKS}.expires_at <= ?"
+)
+"""Take a free lock, or one whose lease ended, in one statement."""
+
+
+def _acquire_lock(conn: sqlite3.Connection, key: str, owner: str, now: float, lease: float) -> bool:
+    """Under ``BEGIN IMMEDIATE``: the write lock is taken before the row is looked at, so
+    two processes never both see the lock free (a lone statement would be atomic too; the
+    explicit transaction says so, and keeps a busy database a wait, not an error)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        taken = conn.execute(_ACQUIRE_SQL, (key, owner, now + lease, now)).rowcount == 1
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return taken
+
+
+def _release_lock(conn: sqlite3.Connection, key: str, owner: str) -> bool:
+    """A lock's row goes when its holder frees it; one a crashed holder left is taken over
+    at the key's next lock (a row of a few bytes per crash, so no purge of its own)."""
+    sql = f"DELETE FROM {LOCKS} WHERE key = ? AND owner = ?"
+    return conn.execute(sql, (key, owner)).rowcount == 1
+
+
 class SQLiteStore(
-    InlineStore, InlineHandleIndex, InlineUserIndex, InlinePurgeable, InlineCountable, Statistics
+    InlineStore,
+    InlineHandleIndex,
+    InlineUserIndex,
+    InlinePurgeable,
+    InlineCountable,
+    Statistics,
+    InlineLockable,
 ):
     """Sessions in one SQLite file (or ``:memory:`` for a throwaway database).
 
@@ -484,6 +529,12 @@ class SQLiteStore(
             }
 
         return self._run(op)
+
+    def acquire_lock_sync(self, key: str, owner: str, now: float, lease: float) -> bool:
+        return self._run(_acquire_lock, key, owner, now, lease)
+
+    def release_lock_sync(self, key: str, owner: str) -> bool:
+        return self._run(_release_lock, key, owner)
 
     def close_sync(self) -> None:
         idle, self._idle = self._idle, []

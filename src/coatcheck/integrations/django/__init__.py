@@ -57,6 +57,7 @@ from __future__ import annotations
 
 from coatcheck.integrations.django.browser import browser_urls
 from coatcheck.integrations.django.conf import configure, get_manager, manager_from_settings
+from coatcheck.integrations.django.locking import locked_session
 from coatcheck.integrations.django.middleware import (
     SessionMiddleware,
     StoreUnavailableMiddleware,
@@ -78,6 +79,7 @@ __all__ = [
     "browser_urls",
     "configure",
     "get_manager",
+    "locked_session",
     "manager_from_settings",
     "revoke_other_sessions",
     "unavailable_response",

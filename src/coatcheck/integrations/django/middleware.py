@@ -12,6 +12,10 @@ with an empty session instead could later overwrite the real one. A refusal that
 a response still carries the session's new key when the request had already moved it
 (``cycle_key()`` renames at once): the old key no longer works.
 
+``SessionMiddleware`` also takes the session's lock before the view when ``lock_sessions``
+is set (``coatcheck.integrations.django.locking``; ``@locked_session`` marks single
+views), and frees it after the save.
+
 ``SessionMiddleware`` is Django's, plus the client facts (user agent, truncated IP) that
 coatcheck keeps for a "your devices" list; Django's SessionStore never sees the request.
 """
@@ -36,6 +40,7 @@ from coatcheck.http.forwarded import Proxies
 from coatcheck.http.headers import CLEAR_ALL, CLEAR_KEEP_COOKIES, EXPIRES_HEADER, deadline_value
 from coatcheck.http.refusals import REFUSED, UNAVAILABLE, Refusal, refused
 from coatcheck.integrations.django.conf import get_manager
+from coatcheck.integrations.django.locking import SEEN_ATTR, release_lock, take_lock
 from coatcheck.integrations.django.store import AUTH_USER_KEY, SessionStore
 
 logger = logging.getLogger("coatcheck")
@@ -147,15 +152,18 @@ class SessionMiddleware(DjangoSessionMiddleware):
     """
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
-        session = getattr(request, "session", None)
-        if not isinstance(session, SessionStore):
-            return super().process_response(request, response)
-        # Read before the save, which drops the cached state (reading after would load it
-        # again from the store).
-        logged_in = session.accessed and AUTH_USER_KEY in session
-        response = super().process_response(request, response)
-        _harden(session, response, logged_in)
-        return response
+        try:
+            session = getattr(request, "session", None)
+            if not isinstance(session, SessionStore):
+                return super().process_response(request, response)
+            # Read before the save, which drops the cached state (reading after would load
+            # it again from the store).
+            logged_in = session.accessed and AUTH_USER_KEY in session
+            response = super().process_response(request, response)
+            _harden(session, response, logged_in)
+            return response
+        finally:
+            release_lock(request)  # saved (or failed): the next request may load it
 
     _proxies_of: tuple[SessionManager, Proxies | None] | None = None
 
@@ -167,15 +175,19 @@ class SessionMiddleware(DjangoSessionMiddleware):
             cached = self._proxies_of = (manager, Proxies.of(manager.config))
         return cached[1]
 
-    def process_request(self, request: HttpRequest) -> None:
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:  # type: ignore[override]
         super().process_request(request)
         session = request.session
+        setattr(request, SEEN_ATTR, True)
         if isinstance(session, SessionStore):
             address = request.META.get("REMOTE_ADDR")
             proxies = self._proxies()
             if proxies is not None:
                 address = proxies.from_environ(request.META)[0]
             session.client = ClientInfo.from_raw(request.META.get("HTTP_USER_AGENT"), address)
+            if get_manager().config.lock_sessions:
+                return take_lock(request)  # a 409 / 503 instead of the view, or None
+        return None
 
 
 def _harden(session: SessionStore, response: HttpResponse, logged_in: bool) -> None:

@@ -26,14 +26,19 @@ A refused request raises ``CSRFError`` (a 403 naming the reason; an ``errorhandl
 may restyle it). Views that authenticate by other means (a signed webhook) opt out with
 ``@csrf_exempt``; ``SessionConfig(csrf=False)`` turns the check off.
 
+Same-session requests that read a value and write it back (a cart) can run one at a time:
+``@locked_session`` on the view, or ``SessionConfig(lock_sessions=True)`` for every view;
+a lock not had within ``lock_timeout`` is a 409 with ``Retry-After``.
+
 Flask's ``SESSION_COOKIE_*`` and ``PERMANENT_SESSION_LIFETIME`` settings are not read: the
 cookie and the timeouts come from the manager's ``SessionConfig``, the single source of
 truth for every edge. No ``secret_key`` is needed for sessions (the token is random, not
 signed data).
 
 The parts: ``session`` (``FlaskSession``, ``UnavailableSession``), ``session_interface``
-(load and commit), ``csrf``, ``auth`` (the 401 decorators), ``extension`` (``init_app``)
-and ``browser`` (``browser_blueprint``: coatcheck.js and its keep-alive). May import:
+(load and commit), ``csrf``, ``auth`` (the 401 decorators), ``locking``
+(``locked_session``), ``extension`` (``init_app``) and ``browser`` (``browser_blueprint``:
+coatcheck.js and its keep-alive). May import:
 ``coatcheck.http`` and everything below it, and Flask / werkzeug. Never another framework.
 """
 
@@ -46,6 +51,7 @@ from coatcheck.integrations.flask.auth import (
 from coatcheck.integrations.flask.browser import browser_blueprint
 from coatcheck.integrations.flask.csrf import CSRFError, csrf_exempt, csrf_token
 from coatcheck.integrations.flask.extension import init_app
+from coatcheck.integrations.flask.locking import locked_session
 from coatcheck.integrations.flask.session import FlaskSession, UnavailableSession
 from coatcheck.integrations.flask.session_interface import (
     EXTENSION_KEY as EXTENSION_KEY,  # not public; coatcheck.testing finds the manager by it
@@ -66,6 +72,7 @@ __all__ = [
     "csrf_token",
     "current_session",
     "init_app",
+    "locked_session",
     "login_required",
     "require_level",
     "require_recent_auth",

@@ -1,6 +1,7 @@
 """``init_app``: the one call that wires coatcheck into a Flask app.
 
-It installs the session interface, one ``before_request`` hook (the 503 guard, then the
+It installs the session interface, a teardown hook (which frees a session lock that no save
+freed), one ``before_request`` hook (the 503 guard, then the
 CSRF check: one hook because Flask pays a lookup and a coroutine-function test per hook on
 every request) and the ``csrf_token()`` template function.
 """
@@ -13,6 +14,7 @@ import flask
 
 from coatcheck.engine.manager import SessionManager
 from coatcheck.integrations.flask.csrf import check_csrf, csrf_token
+from coatcheck.integrations.flask.locking import release
 from coatcheck.integrations.flask.session_interface import (
     EXTENSION_KEY,
     CoatcheckSessionInterface,
@@ -45,4 +47,11 @@ def init_app(app: flask.Flask, manager: SessionManager) -> CoatcheckSessionInter
     app.extensions[EXTENSION_KEY] = interface
     app.before_request_funcs.setdefault(None, []).insert(0, guard_request)
     app.context_processor(_template_globals)
+
+    def release_lock(exc: BaseException | None) -> None:
+        """The session lock, if no save freed it (an error before the response)."""
+        if interface.locks is not None:
+            release(interface.locks, flask.request.environ)
+
+    app.teardown_request(release_lock)
     return interface

@@ -20,12 +20,19 @@ from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.exceptions import ServiceUnavailable
 
 from coatcheck.core.client import ClientInfo
+from coatcheck.engine.locking import SessionLocks, session_locks
 from coatcheck.engine.manager import CommitResult, SessionManager
 from coatcheck.http.csrf_check import CsrfCheck
 from coatcheck.http.forwarded import Proxies
 from coatcheck.http.headers import expires_value, merge_headers, session_headers
 from coatcheck.http.refusals import REFUSED, UNAVAILABLE, Refusal, refused, refused_at_load
 from coatcheck.http.transport import scan_environ
+from coatcheck.integrations.flask.locking import (
+    HELD_KEY,
+    marked_endpoints,
+    release,
+    routed_to_marked,
+)
 from coatcheck.integrations.flask.session import FlaskSession, UnavailableSession
 
 if TYPE_CHECKING:
@@ -70,6 +77,23 @@ class CoatcheckSessionInterface(SessionInterface):
         self.csrf = CsrfCheck(manager)
         self.proxies = Proxies.of(manager.config)
         """``SessionConfig.trusted_proxies``: who the client is behind them (None: none)."""
+        self.locks: SessionLocks | None = (
+            session_locks(manager) if manager.config.lock_sessions else None
+        )
+        """The session locks, when a request may need one (``lock_sessions``, or a view
+        marked ``@locked_session``, found at the first request)."""
+        self._marked: frozenset[str] | None = None
+
+    def _wants_lock(self, app: flask.Flask, request: Request) -> SessionLocks | None:
+        """The locks, when this request must hold its session's."""
+        marked = self._marked
+        if marked is None:
+            marked = self._marked = marked_endpoints(app)
+            if marked and self.locks is None:
+                self.locks = session_locks(self.manager)  # MissingCapability, if so
+        if self.manager.config.lock_sessions or (marked and routed_to_marked(app, request, marked)):
+            return self.locks
+        return None
 
     def open_session(self, app: flask.Flask, request: Request) -> SessionMixin | None:
         config = self.manager.config
@@ -80,7 +104,12 @@ class CoatcheckSessionInterface(SessionInterface):
         if self.proxies is not None:  # behind trusted proxies: X-Forwarded-For decides
             address = self.proxies.from_environ(request.environ)[0]
         info = ClientInfo.from_raw(user_agent, address)
+        locks = self._wants_lock(app, request) if token is not None else None
         try:
+            if locks is not None:
+                held = locks.acquire_sync(token)
+                if held is not None:
+                    request.environ[HELD_KEY] = held
             core = self.manager.load_sync(token, info)
         except REFUSED as exc:
             # Raising here would become a 500 (Flask opens the session outside its
@@ -95,7 +124,11 @@ class CoatcheckSessionInterface(SessionInterface):
             return
         if session.accessed:
             response.vary.add("Cookie")  # Flask's own rule: this page depends on the cookie
-        result = self._commit_once(session, response)
+        try:
+            result = self._commit_once(session, response)
+        finally:
+            if self.locks is not None:  # committed: the next request may load it now
+                release(self.locks, flask.request.environ)
         if result is None:
             return
         core = session.core

@@ -75,6 +75,9 @@ class Names:
         # Hashed: a user id may hold spaces, non-ASCII or be long; item names may not.
         return f"{self.prefix}u:{hashlib.sha256(user_id.encode()).hexdigest()}"
 
+    def lock(self, key: str) -> str:
+        return f"{self.prefix}l:{key}"
+
     def bucket(self, key: str) -> str:
         return f"{self.prefix}r:{key[:REGISTRY_DIGITS]}"
 

@@ -9,12 +9,13 @@ method to the contract costs one line here.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from coatcheck.core.record import Patch, SessionRecord
 from coatcheck.errors import StoreUnavailable
-from coatcheck.stores.base import Countable, HandleIndex, Purgeable, Store, UserIndex
+from coatcheck.stores.base import Countable, HandleIndex, Lockable, Purgeable, Store, UserIndex
 from coatcheck.stores.memcached.codec import (
     DEFAULT_MAX_TTL,
     NAME_PART,
@@ -55,7 +56,7 @@ def _offloaded(
     return offloaded
 
 
-class MemcachedStore(Store, HandleIndex, UserIndex, Purgeable, Countable):
+class MemcachedStore(Store, HandleIndex, UserIndex, Purgeable, Countable, Lockable):
     """Sessions in one memcached server (see the package docstring for what that means).
 
     ``prefix`` namespaces every item name, so several applications (or test runs) can share
@@ -312,6 +313,39 @@ class MemcachedStore(Store, HandleIndex, UserIndex, Purgeable, Countable):
             live += sum(1 for d in docs.values() if "moved_to" not in d and d["expires_at"] > now)
         return live
 
+    def acquire_lock_sync(self, key: str, owner: str, now: float, lease: float) -> bool:
+        """``add`` (stored only if absent), with memcached's own expiry a second past the
+        lease as the backstop for a crashed holder; the lease's end is also kept in the
+        item (memcached's clock ticks in whole seconds), and a lock held past it is taken
+        over by ``cas``, so only one of two takers wins it."""
+        if not NAME_PART.fullmatch(key):
+            return False
+        name = self._names.lock(key)
+        value = dumps([owner, now + lease])
+        expire = math.ceil(lease) + 1
+        if self._items.call("add", name, value, expire=expire):
+            return True
+        raw, token = self._items.call("gets", name)
+        if raw is None:  # released (or expired) meanwhile: one more try
+            return bool(self._items.call("add", name, value, expire=expire))
+        held = decode(raw)
+        if held and float(held[1]) > now:
+            return False
+        return bool(self._items.call("cas", name, value, token, expire=expire))
+
+    def release_lock_sync(self, key: str, owner: str) -> bool:
+        """Compare and delete: ``gets``, then a ``cas`` that expires the item at once
+        (memcached's ``delete`` takes no cas value), so a successor's lock is never
+        deleted."""
+        if not NAME_PART.fullmatch(key):
+            return False
+        name = self._names.lock(key)
+        raw, token = self._items.call("gets", name)
+        held = decode(raw) if raw is not None else None
+        if not held or held[0] != owner:
+            return False
+        return bool(self._items.call("cas", name, b"[]", token, expire=-1))
+
     def close_sync(self) -> None:
         self._threads.shutdown()
         self._pool.close()
@@ -328,6 +362,8 @@ class MemcachedStore(Store, HandleIndex, UserIndex, Purgeable, Countable):
     delete_user = _offloaded(delete_user_sync)
     purge_expired = _offloaded(purge_expired_sync)
     count = _offloaded(count_sync)
+    acquire_lock = _offloaded(acquire_lock_sync)
+    release_lock = _offloaded(release_lock_sync)
 
     async def close(self) -> None:
         self.close_sync()

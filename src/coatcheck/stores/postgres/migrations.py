@@ -42,6 +42,18 @@ MIGRATIONS: Sequence[Sequence[str]] = (
         "CREATE INDEX {expires_index} ON {table} (expires_at)",
         "CREATE INDEX {user_index} ON {table} (user_id) WHERE user_id IS NOT NULL",
     ),
+    # 2: per-session locks (``Lockable``): a row per held lock and the end of its lease.
+    # UNLOGGED: a lock is worth nothing after a crash (its lease is the safety net), so it
+    # costs no WAL; a failover to a replica frees every lock, which only ends the wait.
+    (
+        """
+        CREATE UNLOGGED TABLE {locks} (
+            key text PRIMARY KEY,
+            owner text NOT NULL,
+            expires_at double precision NOT NULL
+        )
+        """,
+    ),
 )
 """Schema migrations in order; ``{table}`` and the index names are filled in per table."""
 
@@ -56,6 +68,7 @@ def migration_statements(q: Statements, number: int) -> list[bytes]:
     """The statements of migration ``number`` (0-based) for ``q``'s table."""
     names = {
         "table": q.table,
+        "locks": q.locks_table,
         "expires_index": sql.Identifier(f"{q.name}_expires_idx"),
         "user_index": sql.Identifier(f"{q.name}_user_idx"),
     }

@@ -111,13 +111,15 @@ class Statements:
         self.table = table
         self.name = name
         """The table's own name (without its schema): index names derive from it."""
+        locks = sql.Identifier(*(schema, f"{name}_locks") if schema else (f"{name}_locks",))
+        self.locks_table = locks  # per-session locks, beside the sessions table
         version_parts = (schema, VERSION_TABLE) if schema else (VERSION_TABLE,)
         self.version_table_name = ".".join(version_parts)
         version_table = sql.Identifier(*version_parts)
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
 
         def q(text: str) -> bytes:
-            composed = sql.SQL(text).format(table=table, cols=cols, vt=version_table)
+            composed = sql.SQL(text).format(table=table, cols=cols, vt=version_table, locks=locks)
             return composed.as_bytes(None)
 
         self.get = q("SELECT {cols} FROM {table} WHERE key = %s")
@@ -150,6 +152,7 @@ class Statements:
             "WHERE user_id IS NOT NULL AND expires_at > %s "
             "GROUP BY user_id ORDER BY n DESC, user_id LIMIT %s"
         )
+        self.acquire_lock, self.release_lock = _lock_statements(q)
         self.version_table_exists = b"SELECT to_regclass(%s) IS NOT NULL"
         self.lock = b"SELECT pg_advisory_xact_lock(%s)"
         self.create_version_table = q(
@@ -184,3 +187,16 @@ class Statements:
             )
             self._updates[shape] = query
         return query
+
+
+def _lock_statements(q: Any) -> tuple[bytes, bytes]:
+    """Take a free lock (or one whose lease ended) in one statement; free it if still its
+    owner's."""
+    return (
+        q(
+            "INSERT INTO {locks} AS l (key, owner, expires_at) VALUES (%s, %s, %s) "
+            "ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, "
+            "expires_at = EXCLUDED.expires_at WHERE l.expires_at <= %s"
+        ),
+        q("DELETE FROM {locks} WHERE key = %s AND owner = %s"),
+    )

@@ -23,6 +23,7 @@ from coatcheck.errors import SessionDataError, StoreUnavailable
 from coatcheck.stores.base import (
     ProcedureCountable,
     ProcedureHandleIndex,
+    ProcedureLockable,
     ProcedurePurgeable,
     ProcedureUserIndex,
     Statistics,
@@ -68,7 +69,12 @@ async def _execute_async(conn: psycopg.AsyncConnection[Any], call: Call) -> Any:
 
 
 class PostgresStore(
-    ProcedureHandleIndex, ProcedureUserIndex, ProcedurePurgeable, ProcedureCountable, Statistics
+    ProcedureHandleIndex,
+    ProcedureUserIndex,
+    ProcedurePurgeable,
+    ProcedureCountable,
+    Statistics,
+    ProcedureLockable,
 ):
     """Sessions in a PostgreSQL table (``coatcheck_sessions`` by default).
 
@@ -306,6 +312,20 @@ class PostgresStore(
             total += int(deleted)
             if deleted < batch_size:
                 return total
+
+    def _acquire_lock(self, key: str, owner: str, now: float, lease: float) -> Steps[bool]:
+        """One autocommit statement: the row is the lock, so no pooled connection (and no
+        session-level advisory lock, which would pin one) is held while the request
+        runs; the primary key makes two takers of a free lock one winner. A row is deleted
+        when its holder frees it; one left by a crashed holder is taken over at the key's
+        next lock (a purge leaves the locks table alone: a store made with
+        ``migrate=False`` may not have it yet, and must purge all the same)."""
+        count = yield Call(self._sql.acquire_lock, (key, owner, now + lease, now), "rowcount")
+        return bool(count == 1)
+
+    def _release_lock(self, key: str, owner: str) -> Steps[bool]:
+        count = yield Call(self._sql.release_lock, (key, owner), "rowcount")
+        return bool(count == 1)
 
     def _count(self, now: float) -> Steps[int]:
         row = yield Call(self._sql.count, (now,), "one")

@@ -230,3 +230,12 @@ return redis.call('ZREM', KEYS[1], ARGV[1])
 """,
     "meta",
 )
+
+RELEASE_LOCK = Script(
+    """
+-- KEYS[1] a session's lock. ARGV[1] its holder's owner value. Deletes the lock only if
+-- that holder still has it (its lease may have ended and another taken it). Returns 1/0.
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+)

@@ -18,6 +18,7 @@ from coatcheck.core.steps import drive_async, drive_sync
 from coatcheck.stores.base import (
     ProcedureCountable,
     ProcedureHandleIndex,
+    ProcedureLockable,
     ProcedurePurgeable,
     ProcedureUserIndex,
     Statistics,
@@ -40,6 +41,7 @@ from coatcheck.stores.redis.scripts import (
     APPLY_IF_HANDLE,
     DELETE,
     DROP_IF,
+    RELEASE_LOCK,
     RENAME,
     TAKE,
     UNLINK,
@@ -67,7 +69,12 @@ def escape_glob(text: str) -> str:
 
 
 class RedisStore(
-    ProcedureHandleIndex, ProcedureUserIndex, ProcedurePurgeable, ProcedureCountable, Statistics
+    ProcedureHandleIndex,
+    ProcedureUserIndex,
+    ProcedurePurgeable,
+    ProcedureCountable,
+    Statistics,
+    ProcedureLockable,
 ):
     """Sessions in Redis (see the package docstring for the layout and its guarantees).
 
@@ -100,6 +107,12 @@ class RedisStore(
 
     def user_key(self, user_id: str) -> str:
         return f"{self.prefix}u:{user_id}"
+
+    def lock_key(self, key: str) -> str:
+        """A session's lock: inside the prefix (ACL key patterns, clean-up by prefix).
+        Every lock command names this one key alone, so on a cluster it needs no slot in
+        common with the record."""
+        return f"{self.prefix}l:{key}"
 
     # -- drivers -------------------------------------------------------------------------
     def _drive_sync(self, steps: Procedure[T]) -> T:
@@ -444,6 +457,18 @@ class RedisStore(
         """For ``coatcheck stats``: live sessions, those ending within ``soon`` seconds,
         and the ``top`` users by number of live sessions."""
         return self._drive_sync(self._stats(now, top, soon))
+
+    def _acquire_lock(self, key: str, owner: str, now: float, lease: float) -> Procedure[bool]:
+        """``SET lock owner NX PX lease``: one command, and the lease is Redis' own TTL
+        (``now`` is not needed), so a crashed holder's lock vanishes by itself."""
+        lease_ms = max(1, round(lease * 1000))
+        taken = yield Cmd(("SET", self.lock_key(key), owner, "NX", "PX", lease_ms))
+        return bool(taken)
+
+    def _release_lock(self, key: str, owner: str) -> Procedure[bool]:
+        """Compare and delete, in one script: never the lock of a successor."""
+        released = yield Eval(RELEASE_LOCK, (self.lock_key(key),), (owner,))
+        return bool(released)
 
     # -- lifecycle -----------------------------------------------------------------------
     def close_sync(self) -> None:
