@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.service.conftest import Running
+from tests.support.user_agents import FIREFOX_LINUX
 
 PROBLEM = "application/problem+json"
 VIEW_FIELDS = {
@@ -75,7 +76,7 @@ def test_create_an_anonymous_session(api: httpx.Client) -> None:
 
 
 def test_create_a_signed_in_remembered_session_with_data_and_client(api: httpx.Client) -> None:
-    client = {"ip": "203.0.113.77", "user_agent": "Firefox/128"}
+    client = {"ip": "203.0.113.77", "user_agent": FIREFOX_LINUX}
     made = create(
         api, user_id="carol", data={"cart": ["coat"]}, remember=True, level=2, client=client
     )
@@ -96,7 +97,7 @@ def test_create_a_signed_in_remembered_session_with_data_and_client(api: httpx.C
         "expires_at": view["expires_at"],
         "auth_at": view["created_at"],
         "remember": True,
-        "user_agent": "Firefox/128",
+        "user_agent": "Firefox 121 / Linux / desktop",  # reduced: family and major, OS, class
         "ip": "203.0.113.0",
     }
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from coatcheck.cli.common import PROBE_KEY, CommandError, is_loopback, managed, printable, redacted
 from coatcheck.core.config import SessionConfig
+from coatcheck.privacy import minimise
 from coatcheck.engine.manager import SessionManager
 from coatcheck.engine.operations import run_sync
 from coatcheck.errors import ConfigError
@@ -59,7 +60,8 @@ def service_manager(store_url: str, metrics: Metrics) -> SessionManager:
     except ConfigError as exc:
         raise CommandError(str(exc)) from None
     config = SessionConfig.from_env()
-    return SessionManager(TimedStore(store, metrics), config, events=[metrics.sink])
+    manager = SessionManager(TimedStore(store, metrics), config, events=[metrics.sink])
+    return minimise.install(manager)
 
 
 def build_app(settings: ServiceSettings) -> ASGIApp:

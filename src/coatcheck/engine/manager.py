@@ -7,13 +7,16 @@ driver. Nothing here decides what is valid or what a commit must do: that is ``p
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from coatcheck.core import events as ev
 from coatcheck.core import policy, tokens
-from coatcheck.core.client import ClientInfo
+from coatcheck.core.client import UA_HASH_KEY, ClientInfo, ClientRules
 from coatcheck.core.config import SessionConfig
+from coatcheck.core.consent import ConsentPolicy, ConsentState
 from coatcheck.core.events import EventSink
 from coatcheck.core.policy import Action, Plan
 from coatcheck.core.record import (
@@ -55,6 +58,25 @@ __all__ = ["NO_CHANGE", "CommitResult", "SessionInfo", "SessionManager"]
 Clock = Callable[[], float]
 
 
+class ConsentRecall(Protocol):
+    """Where a logged-in user's latest consent is recorded (the consent ledger of
+    ``coatcheck.privacy.ledger``): asked at each login, so a choice made on one device
+    applies on the next."""
+
+    def latest_consent(self, user_id: str) -> ConsentState | None: ...
+
+    async def latest_consent_async(self, user_id: str) -> ConsentState | None: ...
+
+
+def client_rules(config: SessionConfig) -> ClientRules:
+    """What the manager keeps of a client under ``config`` (the coarse user agent
+    reduction of the standard library; ``coatcheck.privacy.minimise.install`` puts
+    ua-parser's in its place)."""
+    key = config.user_agent_key
+    hash_key = hashlib.sha256(b"coatcheck user agent\0" + key.encode()).digest() if key else None
+    return ClientRules(ip_prefixes=config.ip_prefixes, hash_key=hash_key)
+
+
 _NOTHING, _TOUCH, _UPDATE = Action.NOTHING, Action.TOUCH, Action.UPDATE
 _VALID = policy.Verdict.VALID
 """Enum members read on every request, as module constants: on Python 3.11 reading an
@@ -88,6 +110,13 @@ class SessionManager(UserSessions):
         self.config = config or SessionConfig()
         self.clock: Clock = clock or time.time
         self.sinks: list[EventSink] = list(events)
+        self.consent_policy = ConsentPolicy.of(self.config)
+        """The consent categories and revision every session of this manager asks about."""
+        self.client_rules = client_rules(self.config)
+        """What is kept of a client (``SessionConfig.ip_truncation``, the user agent's
+        reduction and keyed hash), given to each request's ClientInfo at load."""
+        self.consent_recall: ConsentRecall | None = None
+        """Asked at each login for the user's latest recorded consent (None: no ledger)."""
         limit = self.config.unknown_token_limit
         self._throttle = (
             UnknownTokenThrottle(limit, self.config.unknown_token_window)
@@ -152,7 +181,10 @@ class SessionManager(UserSessions):
             record is None
             or ROTATED_TO_KEY in record.meta
             or policy.check(record, now) is not _VALID
-            or (client is not None and client.changes(record.user_agent, record.ip))
+            or (
+                client is not None
+                and client.changes(record.user_agent, record.ip, record.meta.get(UA_HASH_KEY))
+            )
         ):
             return None
         return self._admitted(record, now, client)
@@ -189,7 +221,11 @@ class SessionManager(UserSessions):
         self, record: SessionRecord, now: float, client: ClientInfo | None
     ) -> Steps[Session]:
         """A valid record becomes this request's session, after the client check."""
-        changed = client.changes(record.user_agent, record.ip) if client is not None else ""
+        changed = (
+            client.changes(record.user_agent, record.ip, record.meta.get(UA_HASH_KEY))
+            if client is not None
+            else ""
+        )
         if changed:
             action = self.config.client_change_action
             self.emit(
@@ -439,6 +475,11 @@ class SessionManager(UserSessions):
     async def load(self, token: str | None, client: ClientInfo | None = None) -> Session:
         """The session ``token`` names, or a fresh anonymous one (never adopting the
         client's value). One store read at most."""
+        if client is not None:
+            client.rules = self.client_rules
+        return self._ready(await self._load(token, client), client)
+
+    async def _load(self, token: str | None, client: ClientInfo | None) -> Session:
         store = self._records
         if store is None:
             side = self._sealed()
@@ -458,6 +499,16 @@ class SessionManager(UserSessions):
     async def commit(self, session: Session) -> CommitResult:
         """Persist what the request did to ``session`` in as few store calls as the plan
         needs (none for an untouched session between touches)."""
+        recall = self.consent_recall
+        if session.intents.login and not session.committed:
+            user_id = session.user_id
+            recalled = None
+            if recall is not None and user_id is not None:
+                recalled = await recall.latest_consent_async(user_id)
+            self._logged_in(session, recalled)
+        return self._announce(session, await self._commit(session))
+
+    async def _commit(self, session: Session) -> CommitResult:
         store = self._records
         if store is None:
             side = self._sealed()
@@ -472,6 +523,11 @@ class SessionManager(UserSessions):
 
     # -- sync API (WSGI and friends): same procedures, sync driver ------------------------
     def load_sync(self, token: str | None, client: ClientInfo | None = None) -> Session:
+        if client is not None:
+            client.rules = self.client_rules
+        return self._ready(self._load_sync(token, client), client)
+
+    def _load_sync(self, token: str | None, client: ClientInfo | None) -> Session:
         store = self._records
         if store is None:
             side = self._sealed()
@@ -489,6 +545,16 @@ class SessionManager(UserSessions):
         return run_sync(self._load_found(key, record, now, client), store)
 
     def commit_sync(self, session: Session) -> CommitResult:
+        recall = self.consent_recall
+        if session.intents.login and not session.committed:
+            user_id = session.user_id
+            recalled = None
+            if recall is not None and user_id is not None:
+                recalled = recall.latest_consent(user_id)
+            self._logged_in(session, recalled)
+        return self._announce(session, self._commit_sync(session))
+
+    def _commit_sync(self, session: Session) -> CommitResult:
         store = self._records
         if store is None:
             side = self._sealed()
@@ -502,6 +568,34 @@ class SessionManager(UserSessions):
         return run_sync(self._commit_plan(session, plan, now), store)
 
     # -- helpers of the API ----------------------------------------------------------------
+    def _ready(self, session: Session, client: ClientInfo | None) -> Session:
+        """The loaded session, with this manager's consent policy, and a GPC signal of
+        the request honoured (a refusal of analytics and marketing, once per session)."""
+        session.consent_policy = self.consent_policy
+        if client is not None and client.gpc and not session.committed:
+            session.consent.honour_gpc()
+        return session
+
+    @staticmethod
+    def _logged_in(session: Session, recalled: ConsentState | None) -> None:
+        """A login is being committed: the user's recorded consent applies when this
+        device has none or an older one, and the device's choice is announced as theirs."""
+        consent = session.consent
+        if recalled is not None:
+            consent.adopt(recalled)
+        consent.logged_in()
+
+    def _announce(self, session: Session, result: CommitResult) -> CommitResult:
+        """After a commit that stored the session: one ``session.consent`` event per
+        consent change of the request (none when nothing was stored)."""
+        changes = session.consent_changes
+        if changes and not result.clear and session.handle is not None:
+            for change in changes:
+                self.emit(
+                    ev.CONSENT, handle=session.handle, user_id=session.user_id, **change.detail()
+                )
+        return result
+
     def _sealed(self) -> ClientSideSessions:
         side = self._client_side
         assert side is not None  # (``_records`` is None only for a ClientSide store)

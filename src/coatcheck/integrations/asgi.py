@@ -47,6 +47,7 @@ from coatcheck.http.refusals import (
     refused_at_load,
 )
 from coatcheck.http.transport import RequestToken, scan_header_list
+from coatcheck.privacy import minimise
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -141,7 +142,7 @@ class SessionMiddleware:
         passive: Iterable[str] = (),
     ) -> None:
         self.app = app
-        self.manager = manager
+        self.manager = minimise.install(manager)
         self.csrf = CsrfCheck(manager, csrf_exempt)
         self.passive = prefixes(passive)
         config = manager.config
@@ -162,10 +163,11 @@ class SessionMiddleware:
     async def _load(self, scope: Scope) -> Session:
         """The request's session, in the scope; raises one of ``REFUSED``. (``__call__``
         does the same inline: it runs on every request.)"""
-        token, bearer, user_agent = scan_header_list(
+        token, bearer, user_agent, gpc = scan_header_list(
             scope["headers"], self._cookie_name, self._allow_bearer
         )
-        session = await self.manager.load(token, ClientInfo(user_agent, self._client(scope)[0]))
+        client = ClientInfo(user_agent, self._client(scope)[0], gpc)
+        session = await self.manager.load(token, client)
         session.via_bearer = bearer
         scope["session"] = session
         scope[MANAGER_SCOPE_KEY] = self.manager
@@ -181,14 +183,14 @@ class SessionMiddleware:
             return
         # Runs on every request: locals rather than objects, and ``_load`` written out
         # (one coroutine less per request).
-        token, bearer, user_agent = scan_header_list(
+        token, bearer, user_agent, gpc = scan_header_list(
             scope["headers"], self._cookie_name, self._allow_bearer
         )
         manager = self.manager
         client = scope.get("client") if self._proxies is None else self._client(scope)
         address = client[0] if client else None
         try:
-            session = await manager.load(token, ClientInfo(user_agent, address))
+            session = await manager.load(token, ClientInfo(user_agent, address, gpc))
         except REFUSED as exc:
             await send_refusal(send, refused_at_load(exc, manager.config, bearer=bearer))
             return

@@ -39,6 +39,7 @@ from coatcheck.http.headers import (
 )
 from coatcheck.http.refusals import REFUSED, Refusal, refused, refused_at_load
 from coatcheck.http.transport import scan_environ
+from coatcheck.privacy import minimise
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -188,7 +189,7 @@ class SessionMiddleware:
         self, app: WSGIApplication, manager: SessionManager, *, csrf_exempt: Iterable[str] = ()
     ) -> None:
         self.app = app
-        self.manager = manager
+        self.manager = minimise.install(manager)
         self.csrf = CsrfCheck(manager, csrf_exempt)
         self._cookie_name = manager.config.cookie_name
         self._allow_bearer = manager.config.allow_bearer
@@ -196,11 +197,13 @@ class SessionMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         # Runs on every request: locals rather than objects where the edge allows.
-        token, bearer, user_agent = scan_environ(environ, self._cookie_name, self._allow_bearer)
+        token, bearer, user_agent, gpc = scan_environ(
+            environ, self._cookie_name, self._allow_bearer
+        )
         address = environ.get("REMOTE_ADDR")
         if self._proxies is not None:  # behind trusted proxies: X-Forwarded-For decides
             address = self._proxies.from_environ(environ)[0]
-        info = ClientInfo(user_agent, address)
+        info = ClientInfo(user_agent, address, gpc)
         try:
             session = self.manager.load_sync(token, info)
         except REFUSED as exc:

@@ -26,6 +26,7 @@ from coatcheck.http.forwarded import Proxies
 from coatcheck.http.headers import expires_value, merge_headers, session_headers
 from coatcheck.http.refusals import REFUSED, UNAVAILABLE, Refusal, refused, refused_at_load
 from coatcheck.http.transport import scan_environ
+from coatcheck.privacy import minimise
 from coatcheck.integrations.flask.session import FlaskSession, UnavailableSession
 
 if TYPE_CHECKING:
@@ -66,20 +67,20 @@ class CoatcheckSessionInterface(SessionInterface):
     pickle_based = False
 
     def __init__(self, manager: SessionManager) -> None:
-        self.manager = manager
+        self.manager = minimise.install(manager)
         self.csrf = CsrfCheck(manager)
         self.proxies = Proxies.of(manager.config)
         """``SessionConfig.trusted_proxies``: who the client is behind them (None: none)."""
 
     def open_session(self, app: flask.Flask, request: Request) -> SessionMixin | None:
         config = self.manager.config
-        token, bearer, user_agent = scan_environ(
+        token, bearer, user_agent, gpc = scan_environ(
             request.environ, config.cookie_name, config.allow_bearer
         )
         address = request.remote_addr
         if self.proxies is not None:  # behind trusted proxies: X-Forwarded-For decides
             address = self.proxies.from_environ(request.environ)[0]
-        info = ClientInfo.from_raw(user_agent, address)
+        info = ClientInfo.from_raw(user_agent, address, gpc)
         try:
             core = self.manager.load_sync(token, info)
         except REFUSED as exc:
