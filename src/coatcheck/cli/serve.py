@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from coatcheck.cli.common import PROBE_KEY, CommandError, is_loopback, managed, printable, redacted
 from coatcheck.core.config import SessionConfig
-from coatcheck.privacy import minimise
 from coatcheck.engine.manager import SessionManager
 from coatcheck.engine.operations import run_sync
 from coatcheck.errors import ConfigError
+from coatcheck.privacy import minimise
 from coatcheck.stores import from_url
 from coatcheck.stores.base import AnyStore, Store
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -184,12 +185,18 @@ class ConsentChange:
     revision: int
     at: float
     reason: str = "choice"
+    allowed: tuple[str, ...] = ()
+    """Every category granted once the change is made (the state in force after it)."""
+    refused: tuple[str, ...] = ()
+    """Every category refused once the change is made."""
 
     def detail(self) -> dict[str, Any]:
         return {
             "granted": list(self.granted),
             "denied": list(self.denied),
             "withdrawn": list(self.withdrawn),
+            "allowed": list(self.allowed),
+            "refused": list(self.refused),
             "method": self.method,
             "revision": self.revision,
             "consent_at": self.at,
@@ -321,8 +328,8 @@ class Consent:
     def _write(
         self,
         current: ConsentState | None,
-        on: set[str],
-        off: set[str],
+        on: AbstractSet[str],
+        off: AbstractSet[str],
         method: str,
         gpc: bool,
         *,
@@ -330,31 +337,33 @@ class Consent:
     ) -> None:
         granted = set(current.granted) if current is not None else set()
         denied = set(current.denied) if current is not None else set()
-        withdrawn = sorted(off & granted)
+        withdrawn = sorted(granted.intersection(off))
         granted = (granted - off) | on | {NECESSARY}
         denied = (denied - on) | off
-        revision = self.policy.revision
-        state = ConsentState(
-            frozenset(granted), frozenset(denied), revision, self._now, method, gpc
-        )
+        revision, now = self.policy.revision, self._now
+        state = ConsentState(frozenset(granted), frozenset(denied), revision, now, method, gpc)
         if quiet:
             self._session.note_meta(CONSENT_KEY, state.to_meta())
         else:
             self._session.set_meta(CONSENT_KEY, state.to_meta())
         change = ConsentChange(
-            tuple(sorted(on)), tuple(sorted(off)), tuple(withdrawn), method, revision, self._now
+            tuple(sorted(on)),
+            tuple(sorted(off)),
+            tuple(withdrawn),
+            method,
+            revision,
+            now,
+            "choice",
+            tuple(sorted(granted - {NECESSARY})),
+            tuple(sorted(denied)),
         )
         self.changes.append(change)
 
 
 def _whole(state: ConsentState, reason: str) -> ConsentChange:
     """A change that restates a whole state (a recall, a login)."""
+    allowed = tuple(sorted(state.granted - {NECESSARY}))
+    refused = tuple(sorted(state.denied))
     return ConsentChange(
-        tuple(sorted(state.granted - {NECESSARY})),
-        tuple(sorted(state.denied)),
-        (),
-        state.method,
-        state.revision,
-        state.at,
-        reason,
+        allowed, refused, (), state.method, state.revision, state.at, reason, allowed, refused
     )

@@ -26,8 +26,8 @@ from coatcheck.http.forwarded import Proxies
 from coatcheck.http.headers import expires_value, merge_headers, session_headers
 from coatcheck.http.refusals import REFUSED, UNAVAILABLE, Refusal, refused, refused_at_load
 from coatcheck.http.transport import scan_environ
-from coatcheck.privacy import minimise
 from coatcheck.integrations.flask.session import FlaskSession, UnavailableSession
+from coatcheck.privacy import minimise
 
 if TYPE_CHECKING:
     from flask.wrappers import Request, Response
