@@ -301,8 +301,15 @@ class ConsentLedger:
         return {"rows": self.rows(user_id=user_id)}
 
     def erase_user_sync(self, user_id: str) -> int:
-        where, params = self._whose(user_id, None)
-        found = self._db.run(f"DELETE FROM {self.table}{where}", params)
+        # The user's handles first, then one DELETE: a DELETE whose subquery reads the
+        # table it deletes from may see its own deletions (SQLite's OR optimisation does).
+        p = self._db.placeholder
+        mine = f"SELECT DISTINCT handle FROM {self.table} WHERE user_id = {p}"
+        handles = [h for (h,) in self._db.run(mine, [user_id]) if h is not None]
+        where = f" WHERE user_id = {p}"
+        if handles:
+            where += f" OR handle IN ({', '.join([p] * len(handles))})"
+        found = self._db.run(f"DELETE FROM {self.table}{where}", [user_id, *handles])
         return int(found[0][0]) if found else 0
 
     async def export_user(self, user_id: str) -> Mapping[str, Any]:
