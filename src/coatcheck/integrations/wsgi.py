@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from coatcheck.core.client import ClientInfo
 from coatcheck.core.session import Session
 from coatcheck.engine.manager import SessionManager
+from coatcheck.http import gpc
 from coatcheck.http.csrf_check import CsrfCheck, NeedBody
 from coatcheck.http.forms import content_length
 from coatcheck.http.forwarded import Proxies
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 
     from _typeshed import OptExcInfo
 
-__all__ = ["ENVIRON_KEY", "SessionMiddleware", "get_session"]
+__all__ = ["ENVIRON_KEY", "SessionMiddleware", "get_session", "gpc_app"]
 
 logger = logging.getLogger("coatcheck")
 
@@ -61,6 +62,18 @@ def get_session(environ: WSGIEnvironment) -> Session:
     except KeyError:
         raise RuntimeError("wrap the WSGI app in coatcheck.wsgi.SessionMiddleware") from None
     return session
+
+
+def gpc_app(last_update: str = gpc.LAST_UPDATE) -> WSGIApplication:
+    """A WSGI app answering ``/.well-known/gpc.json`` (mount it at that path, or call it
+    from the app's own routing): this site honours Global Privacy Control."""
+    answer = gpc.gpc_answer(last_update)  # checked now, at start-up
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        start_response(answer.wsgi_status, list(answer.headers))
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [answer.body]
+
+    return app
 
 
 def _discard(data: bytes) -> None:
