@@ -30,6 +30,7 @@ VIEW_FIELDS = {
     "expires_at",
     "absolute_at",
     "remember",
+    "consent",
 }
 IDLE, ABSOLUTE, REMEMBER = 30 * 60, 12 * 3600, 30 * 24 * 3600
 
@@ -420,7 +421,7 @@ def test_no_call_takes_the_token_in_its_url(running: Running) -> None:
         for operation in path.values()
         if "requestBody" in operation
     ]
-    assert len(bodies) == 7  # every call on a token takes it in its body
+    assert len(bodies) == 8  # every call on a token takes it in its body
 
 
 def test_a_user_id_is_measured_as_javascript_measures_it(api: httpx.Client) -> None:

@@ -10,6 +10,7 @@ the store once: the first admin API key when there is none, and the JWT signing 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import sys
@@ -23,6 +24,7 @@ from coatcheck.engine.manager import SessionManager
 from coatcheck.engine.operations import run_sync
 from coatcheck.errors import ConfigError
 from coatcheck.privacy import minimise
+from coatcheck.privacy.ledger import ConsentLedger
 from coatcheck.stores import from_url
 from coatcheck.stores.base import AnyStore, Store
 
@@ -61,6 +63,8 @@ def service_manager(store_url: str, metrics: Metrics) -> SessionManager:
         raise CommandError(str(exc)) from None
     config = SessionConfig.from_env()
     manager = SessionManager(TimedStore(store, metrics), config, events=[metrics.sink])
+    with contextlib.suppress(ConfigError):  # no SQL database, no COATCHECK_CONSENT_URL
+        ConsentLedger.beside(store).attach(manager)
     return minimise.install(manager)
 
 
