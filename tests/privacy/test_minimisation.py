@@ -169,6 +169,9 @@ def change_events(
 
 @pytest.mark.parametrize("key", [None, "a user agent key of at least sixteen characters"])
 def test_client_change_works_on_the_reduced_forms(tmp_path: Path, key: str | None) -> None:
+    if key is not None:
+        read = SessionConfig.from_env({"COATCHECK_USER_AGENT_KEY": key})
+        assert read.user_agent_key == key
     sink = MemorySink()
     store = SQLiteStore(tmp_path / "s.db")
     manager = minimise.install(

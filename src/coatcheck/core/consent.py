@@ -38,13 +38,12 @@ import math
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from coatcheck.errors import ConsentError
 
 if TYPE_CHECKING:
     from coatcheck.core.config import SessionConfig
-    from coatcheck.core.session import Session
 
 __all__ = [
     "ANALYTICS",
@@ -204,6 +203,20 @@ class ConsentChange:
         }
 
 
+class ConsentHost(Protocol):
+    """What consent needs of its ``Session`` (which imports this module, so it is named by
+    what it does here): its metadata, and whether it is stored yet."""
+
+    @property
+    def is_new(self) -> bool: ...
+
+    def meta_value(self, key: str, default: Any = None) -> Any: ...
+
+    def set_meta(self, key: str, value: Any) -> None: ...
+
+    def note_meta(self, key: str, value: Any) -> None: ...
+
+
 class Consent:
     """``session.consent``: the session's consent, read and changed by the application.
 
@@ -213,7 +226,7 @@ class Consent:
 
     __slots__ = ("_now", "_session", "changes", "policy")
 
-    def __init__(self, session: Session, policy: ConsentPolicy, now: float) -> None:
+    def __init__(self, session: ConsentHost, policy: ConsentPolicy, now: float) -> None:
         self._session = session
         self.policy = policy
         self._now = now
@@ -291,7 +304,7 @@ class Consent:
         current = self.state
         if current is not None and current.gpc:
             return
-        quiet = self._session.record is None
+        quiet = self._session.is_new
         self._write(current, set(), set(GPC_REFUSES), "gpc", True, quiet=quiet)
 
     def adopt(self, recorded: ConsentState) -> None:

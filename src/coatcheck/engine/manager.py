@@ -7,16 +7,14 @@ driver. Nothing here decides what is valid or what a commit must do: that is ``p
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Iterable
-from typing import Protocol
 
 from coatcheck.core import events as ev
 from coatcheck.core import policy, tokens
-from coatcheck.core.client import UA_HASH_KEY, ClientInfo, ClientRules
+from coatcheck.core.client import UA_HASH_KEY, ClientInfo
 from coatcheck.core.config import SessionConfig
-from coatcheck.core.consent import ConsentPolicy, ConsentState
+from coatcheck.core.consent import ConsentPolicy
 from coatcheck.core.events import EventSink
 from coatcheck.core.policy import Action, Plan
 from coatcheck.core.record import (
@@ -28,6 +26,7 @@ from coatcheck.core.record import (
 from coatcheck.core.session import Session
 from coatcheck.engine.accounts import UserSessions
 from coatcheck.engine.clientside import ClientSideSessions
+from coatcheck.engine.consent import ConsentRecall, announce, client_rules, logged_in, ready
 from coatcheck.engine.operations import (
     Apply,
     Create,
@@ -56,25 +55,6 @@ __all__ = ["NO_CHANGE", "CommitResult", "SessionInfo", "SessionManager"]
 """CommitResult and SessionInfo live in ``results``; they stay importable from here."""
 
 Clock = Callable[[], float]
-
-
-class ConsentRecall(Protocol):
-    """Where a logged-in user's latest consent is recorded (the consent ledger of
-    ``coatcheck.privacy.ledger``): asked at each login, so a choice made on one device
-    applies on the next."""
-
-    def latest_consent(self, user_id: str) -> ConsentState | None: ...
-
-    async def latest_consent_async(self, user_id: str) -> ConsentState | None: ...
-
-
-def client_rules(config: SessionConfig) -> ClientRules:
-    """What the manager keeps of a client under ``config`` (the coarse user agent
-    reduction of the standard library; ``coatcheck.privacy.minimise.install`` puts
-    ua-parser's in its place)."""
-    key = config.user_agent_key
-    hash_key = hashlib.sha256(b"coatcheck user agent\0" + key.encode()).digest() if key else None
-    return ClientRules(ip_prefixes=config.ip_prefixes, hash_key=hash_key)
 
 
 _NOTHING, _TOUCH, _UPDATE = Action.NOTHING, Action.TOUCH, Action.UPDATE
@@ -477,7 +457,7 @@ class SessionManager(UserSessions):
         client's value). One store read at most."""
         if client is not None:
             client.rules = self.client_rules
-        return self._ready(await self._load(token, client), client)
+        return ready(self.consent_policy, await self._load(token, client), client)
 
     async def _load(self, token: str | None, client: ClientInfo | None) -> Session:
         store = self._records
@@ -505,8 +485,8 @@ class SessionManager(UserSessions):
             recalled = None
             if recall is not None and user_id is not None:
                 recalled = await recall.latest_consent_async(user_id)
-            self._logged_in(session, recalled)
-        return self._announce(session, await self._commit(session))
+            logged_in(session, recalled)
+        return announce(self, session, await self._commit(session))
 
     async def _commit(self, session: Session) -> CommitResult:
         store = self._records
@@ -525,7 +505,7 @@ class SessionManager(UserSessions):
     def load_sync(self, token: str | None, client: ClientInfo | None = None) -> Session:
         if client is not None:
             client.rules = self.client_rules
-        return self._ready(self._load_sync(token, client), client)
+        return ready(self.consent_policy, self._load_sync(token, client), client)
 
     def _load_sync(self, token: str | None, client: ClientInfo | None) -> Session:
         store = self._records
@@ -551,8 +531,8 @@ class SessionManager(UserSessions):
             recalled = None
             if recall is not None and user_id is not None:
                 recalled = recall.latest_consent(user_id)
-            self._logged_in(session, recalled)
-        return self._announce(session, self._commit_sync(session))
+            logged_in(session, recalled)
+        return announce(self, session, self._commit_sync(session))
 
     def _commit_sync(self, session: Session) -> CommitResult:
         store = self._records
@@ -568,34 +548,6 @@ class SessionManager(UserSessions):
         return run_sync(self._commit_plan(session, plan, now), store)
 
     # -- helpers of the API ----------------------------------------------------------------
-    def _ready(self, session: Session, client: ClientInfo | None) -> Session:
-        """The loaded session, with this manager's consent policy, and a GPC signal of
-        the request honoured (a refusal of analytics and marketing, once per session)."""
-        session.consent_policy = self.consent_policy
-        if client is not None and client.gpc and not session.committed:
-            session.consent.honour_gpc()
-        return session
-
-    @staticmethod
-    def _logged_in(session: Session, recalled: ConsentState | None) -> None:
-        """A login is being committed: the user's recorded consent applies when this
-        device has none or an older one, and the device's choice is announced as theirs."""
-        consent = session.consent
-        if recalled is not None:
-            consent.adopt(recalled)
-        consent.logged_in()
-
-    def _announce(self, session: Session, result: CommitResult) -> CommitResult:
-        """After a commit that stored the session: one ``session.consent`` event per
-        consent change of the request (none when nothing was stored)."""
-        changes = session.consent_changes
-        if changes and not result.clear and session.handle is not None:
-            for change in changes:
-                self.emit(
-                    ev.CONSENT, handle=session.handle, user_id=session.user_id, **change.detail()
-                )
-        return result
-
     def _sealed(self) -> ClientSideSessions:
         side = self._client_side
         assert side is not None  # (``_records`` is None only for a ClientSide store)

@@ -138,6 +138,10 @@ class SessionStore(SessionBase):
         session.cap_deadline(_django_deadline(session, manager.clock()))
         return manager.wants_commit(session)
 
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        self._modified = value
+
     def is_empty(self) -> bool:
         """Django's test (no key, no data), except that a new session with engine metadata
         to keep (a consent choice) is not empty: Django's middleware must save it."""
@@ -145,10 +149,6 @@ class SessionStore(SessionBase):
         if session is not None and not session.committed and session.intents.meta_changed:
             return False
         return bool(super().is_empty())
-
-    @modified.setter
-    def modified(self, value: bool) -> None:
-        self._modified = value
 
     @property
     def handle(self) -> str | None:
