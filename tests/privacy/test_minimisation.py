@@ -136,7 +136,7 @@ def test_the_raw_record_holds_only_the_minimised_client(
         stored = raw(storage_key(token))
         assert kept.encode() in stored and address.encode() not in stored
         assert KEPT[FIREFOX_LINUX].encode() in stored  # "Firefox 121 / Linux / desktop"
-        assert b"Gecko/20100101" not in stored and b"X11" not in stored
+        assert b"Gecko/20100101" not in stored and b"(X11; Linux" not in stored
 
 
 def test_ip_truncation_is_configurable(tmp_path: Path) -> None:
@@ -196,3 +196,16 @@ def test_client_change_works_on_the_reduced_forms(tmp_path: Path, key: str | Non
     if key is not None:
         assert len(meta["uah"]) == 32 and FIREFOX_LINUX not in str(meta)
     store.close_sync()
+
+
+def test_the_readme_names_the_privacy_settings_with_their_defaults() -> None:
+    config = SessionConfig()
+    assert (config.ip_truncation, config.user_agent_key) == ("24/48", None)
+    assert (config.consent_categories, config.consent_revision) == ((), 1)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for row in (
+        '| `ip_truncation` | `"24/48"` |',
+        "| `user_agent_key` | `None` |",
+        "| `consent_categories` / `consent_revision` | `()` / `1` |",
+    ):
+        assert row in readme
