@@ -86,3 +86,28 @@ def test_gpc_json_is_served(edge: tuple[str, str, ConsentLedger]) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {"gpc": True, "lastUpdate": "2026-12-07"}
+
+
+def test_the_helpers_have_public_import_paths() -> None:
+    import coatcheck.django
+    import coatcheck.flask
+    import coatcheck.starlette
+    import coatcheck.wsgi
+
+    names = [
+        (coatcheck.starlette, "gpc_route"),
+        (coatcheck.flask, "gpc_blueprint"),
+        (coatcheck.django, "gpc_urls"),
+        (coatcheck.wsgi, "gpc_app"),
+    ]
+    assert [callable(getattr(module, name, None)) for module, name in names] == [True] * 4
+
+
+def test_a_last_update_that_is_no_date_is_refused_at_start_up() -> None:
+    from coatcheck.errors import ConfigError
+    from coatcheck.integrations.starlette import gpc_route
+
+    assert gpc_route(last_update="2027-01-31").path == "/.well-known/gpc.json"
+    for bad in ("2027-1-31", "yesterday", "2027-02-30"):
+        with pytest.raises(ConfigError, match="YYYY-MM-DD"):
+            gpc_route(last_update=bad)

@@ -177,3 +177,18 @@ def test_a_store_without_sql_needs_a_ledger_url(tmp_path: Path) -> None:
     assert count == 1
     with pytest.raises(ConfigError, match="not an SQL URL"):
         ConsentLedger("redis://localhost")
+
+
+def test_purge_deletes_old_rows_in_batches(backend: tuple[object, str]) -> None:
+    clock = FakeClock(NOW)
+    manager, ledger = managed(backend, clock)
+    for _ in range(5):
+        session = manager.load_sync(None)
+        session.consent.reject_all()
+        manager.commit_sync(session)
+        clock.advance(100)
+    # Rows at NOW, NOW+100, ..., NOW+400: the three before NOW+250 go, two per statement.
+    assert ledger.purge(NOW + 250, batch_size=2) == 3
+    assert [r["recorded_at"] for r in ledger.rows()] == [NOW + 300, NOW + 400]
+    with pytest.raises(ConfigError, match="batch_size"):
+        ledger.purge(NOW, batch_size=0)

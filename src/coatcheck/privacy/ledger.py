@@ -296,6 +296,23 @@ class ConsentLedger:
     async def latest_consent_async(self, user_id: str) -> ConsentState | None:
         return await asyncio.to_thread(self.latest_consent, user_id)
 
+    def purge(self, before: float, *, batch_size: int = 1000) -> int:
+        """Delete the rows recorded before ``before`` (epoch seconds), ``batch_size`` per
+        statement so readers are never blocked for long; the number deleted. For
+        retention (proof of consent is kept for years, then goes)."""
+        if batch_size < 1:
+            raise ConfigError("batch_size must be at least 1")
+        p, total = self._db.placeholder, 0
+        oldest = f"SELECT id FROM {self.table} WHERE recorded_at < {p} ORDER BY id LIMIT {p}"
+        while True:
+            found = self._db.run(
+                f"DELETE FROM {self.table} WHERE id IN ({oldest})", [before, batch_size]
+            )
+            count = int(found[0][0]) if found else 0
+            total += count
+            if count < batch_size:
+                return total
+
     # -- the personal-data contract ----------------------------------------------------------
     def export_user_sync(self, user_id: str) -> dict[str, Any]:
         return {"rows": self.rows(user_id=user_id)}
