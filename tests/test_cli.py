@@ -20,11 +20,13 @@ from click.testing import CliRunner, Result
 from coatcheck.cli import build_cli
 from coatcheck.core.client import ClientInfo
 from coatcheck.core.config import DAY
+from coatcheck.core.record import Patch
 from coatcheck.core.tokens import storage_key
 from coatcheck.engine.manager import SessionManager
 from coatcheck.stores import MemoryStore, SQLiteStore
 from tests.support.clock import FakeClock
 from tests.support.stats import check_stats
+from tests.support.user_agents import CHROME_WINDOWS, COARSE, FIREFOX_LINUX, SAFARI_IPHONE
 
 MakeManager = Callable[[float], SessionManager]
 
@@ -80,8 +82,8 @@ def test_sessions_list_shows_handles_but_no_credentials(
     cli: click.Group, store_url: str, manager_at: MakeManager
 ) -> None:
     manager = manager_at(time.time())
-    tokens = log_in_devices(manager, "alice", ["Firefox on laptop", "Safari on phone"])
-    log_in_devices(manager, "bob", ["Bob's browser"])
+    tokens = log_in_devices(manager, "alice", [FIREFOX_LINUX, SAFARI_IPHONE])
+    log_in_devices(manager, "bob", [CHROME_WINDOWS])
     infos = manager.list_user_sessions_sync("alice")
     bob_handle = manager.list_user_sessions_sync("bob")[0].handle
 
@@ -89,7 +91,7 @@ def test_sessions_list_shows_handles_but_no_credentials(
     assert result.exit_code == 0, result.output
     for info in infos:
         assert info.handle in result.output
-    assert "Firefox on laptop" in result.output and "Safari on phone" in result.output
+    assert COARSE[FIREFOX_LINUX] in result.output and COARSE[SAFARI_IPHONE] in result.output
     assert "203.0.113.0" in result.output and "203.0.113.77" not in result.output
     assert bob_handle not in result.output
     for token in tokens:
@@ -116,8 +118,12 @@ def test_sessions_list_reads_the_store_from_the_environment(
 def test_sessions_list_keeps_escape_sequences_off_the_terminal(
     cli: click.Group, store_url: str, manager_at: MakeManager
 ) -> None:
+    # The edges keep a reduced user agent, but a record written before minimisation (or by
+    # another client of the store) may hold anything: the listing must still be safe.
     manager = manager_at(time.time())
-    log_in_devices(manager, "alice", ["evil\x1b]0;owned\x07\x1b[31m [bold]agent[/bold]"])
+    (token,) = log_in_devices(manager, "alice", [FIREFOX_LINUX])
+    hostile = "evil\x1b]0;owned\x07\x1b[31m [bold]agent[/bold]"
+    assert manager.store.apply_sync(storage_key(token), Patch(fields={"user_agent": hostile}))
     result = run(cli, "sessions", "list", "--user", "alice", "--store", store_url)
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.output
@@ -128,7 +134,7 @@ def test_sessions_revoke_user_removes_their_sessions(
     cli: click.Group, store_url: str, manager_at: MakeManager
 ) -> None:
     manager = manager_at(time.time())
-    tokens = log_in_devices(manager, "alice", ["A", "B", "C"])
+    tokens = log_in_devices(manager, "alice", [FIREFOX_LINUX, CHROME_WINDOWS, SAFARI_IPHONE])
     log_in_devices(manager, "bob", ["D"])
 
     result = run(cli, "sessions", "revoke", "--user", "alice", "--store", store_url)
@@ -146,18 +152,27 @@ def test_sessions_revoke_user_except_one_and_by_handle(
     cli: click.Group, store_url: str, manager_at: MakeManager
 ) -> None:
     manager = manager_at(time.time())
-    log_in_devices(manager, "alice", ["A", "B", "C"])
+    log_in_devices(manager, "alice", [FIREFOX_LINUX, CHROME_WINDOWS, SAFARI_IPHONE])
     by_agent = {i.user_agent: i.handle for i in manager.list_user_sessions_sync("alice")}
+    chrome = COARSE[CHROME_WINDOWS]
 
     result = run(
-        cli, "sessions", "revoke", "--user", "alice", "--except", by_agent["B"],
+        cli, "sessions", "revoke", "--user", "alice", "--except", by_agent[chrome],
         "--store", store_url,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "Revoked 2 sessions of user alice." in result.output
-    assert [i.handle for i in manager.list_user_sessions_sync("alice")] == [by_agent["B"]]
+    assert [i.handle for i in manager.list_user_sessions_sync("alice")] == [by_agent[chrome]]
 
-    result = run(cli, "sessions", "revoke", "--handle", by_agent["B"], "--store", store_url)
+    result = run(
+        cli,
+        "sessions",
+        "revoke",
+        "--handle",
+        by_agent[chrome],
+        "--store",
+        store_url,
+    )
     assert result.exit_code == 0, result.output
     assert "Revoked 1 session " in result.output
     assert manager.list_user_sessions_sync("alice") == []
@@ -183,16 +198,16 @@ def test_purge_deletes_only_expired_sessions(
     cli: click.Group, store_url: str, manager_at: MakeManager
 ) -> None:
     old = manager_at(time.time() - 2 * DAY)  # past the 12 h absolute timeout by now
-    stale = log_in_devices(old, "alice", ["Old laptop", "Old phone"])
+    stale = log_in_devices(old, "alice", [FIREFOX_LINUX, SAFARI_IPHONE])
     live = manager_at(time.time())
-    log_in_devices(live, "alice", ["New laptop"])
+    log_in_devices(live, "alice", [CHROME_WINDOWS])
     assert all(old.store.get_sync(storage_key(t)) is not None for t in stale)
 
     result = run(cli, "purge", "--store", store_url)
     assert result.exit_code == 0, result.output
     assert "Purged 2 expired sessions." in result.output
     assert all(old.store.get_sync(storage_key(t)) is None for t in stale)
-    assert [i.user_agent for i in live.list_user_sessions_sync("alice")] == ["New laptop"]
+    assert [i.user_agent for i in live.list_user_sessions_sync("alice")] == [COARSE[CHROME_WINDOWS]]
 
     again = run(cli, "purge", "--store", store_url)
     assert "Purged 0 expired sessions." in again.output

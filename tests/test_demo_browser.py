@@ -23,6 +23,10 @@ from coatcheck.demo import create_app
 from coatcheck.integrations.asgi import SessionMiddleware
 from coatcheck.stores import SQLiteStore
 from tests.support.server import serve
+from tests.support.user_agents import FIREFOX_LINUX, KEPT, SAFARI_IPHONE
+
+LAPTOP, PHONE = KEPT[FIREFOX_LINUX], KEPT[SAFARI_IPHONE]
+"""What the account page shows of each browser: the reduced user agent."""
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -148,8 +152,8 @@ def test_revoking_a_device_logs_it_out(browser: Any, demo_url: str, clock: Offse
     """The whole account journey: an anonymous cart kept through sign-in, two devices,
     one revoked from the other, the e-mail change that asks for the password again once
     more than five minutes have passed, and sign-out."""
-    laptop = browser.new_context(user_agent="Laptop/1.0")
-    phone = browser.new_context(user_agent="Phone/2.0")
+    laptop = browser.new_context(user_agent=FIREFOX_LINUX)
+    phone = browser.new_context(user_agent=SAFARI_IPHONE)
     laptop_page, phone_page = laptop.new_page(), phone.new_page()
 
     open_shop(laptop_page, demo_url)
@@ -164,7 +168,7 @@ def test_revoking_a_device_logs_it_out(browser: Any, demo_url: str, clock: Offse
     with laptop_page.expect_navigation():
         laptop_page.get_by_role("link", name="Account", exact=True).click()
     (row,) = device_rows(laptop_page)
-    assert "Laptop/1.0" in row and "(this device)" in row
+    assert LAPTOP in row and "(this device)" in row
 
     phone_page.goto(demo_url + "/login")
     sign_in(phone_page)
@@ -174,12 +178,12 @@ def test_revoking_a_device_logs_it_out(browser: Any, demo_url: str, clock: Offse
     rows = device_rows(laptop_page)
     assert len(rows) == 2
     (this,) = [r for r in rows if "(this device)" in r]
-    assert "Laptop/1.0" in this
+    assert LAPTOP in this
     shot(laptop_page, "account-two-devices")
     with laptop_page.expect_navigation():
-        laptop_page.get_by_role("button", name="Revoke the session on Phone/2.0").click()
+        laptop_page.get_by_role("button", name=f"Revoke the session on {PHONE}").click()
     assert "That device is signed out." in laptop_page.inner_text("body")
-    assert [r for r in device_rows(laptop_page) if "Phone/2.0" in r] == []
+    assert [r for r in device_rows(laptop_page) if PHONE in r] == []
     with phone_page.expect_navigation():  # its next click finds no session
         phone_page.get_by_role("link", name="Shop", exact=True).click()
     assert "Signed in as" not in phone_page.inner_text("body")
@@ -227,8 +231,8 @@ def unnamed_controls(page: Any) -> tuple[int, list[str]]:
 
 
 def test_every_control_and_button_has_an_accessible_name(browser: Any, demo_url: str) -> None:
-    laptop = browser.new_context(user_agent="Laptop/1.0")
-    phone = browser.new_context(user_agent="Phone/2.0")
+    laptop = browser.new_context(user_agent=FIREFOX_LINUX)
+    phone = browser.new_context(user_agent=SAFARI_IPHONE)
     page = laptop.new_page()
     open_shop(page, demo_url)
     seen = {"shop": unnamed_controls(page)}

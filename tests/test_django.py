@@ -42,6 +42,7 @@ from coatcheck.stores import MemoryStore, SQLiteStore
 from tests.support import django_settings
 from tests.support.browser import Browser, parse_set_cookie
 from tests.support.clock import FakeClock
+from tests.support.user_agents import FIREFOX_LINUX, SAFARI_IPHONE
 
 COOKIE = "__Host-session"
 IDLE = 600.0
@@ -444,13 +445,16 @@ def test_the_store_holds_no_raw_token(site: Site) -> None:
 def test_a_users_sessions_are_listed_with_their_devices(site: Site) -> None:
     user = make_user()
     with (
-        site.browser(headers={"User-Agent": "Phone/1"}) as phone,
-        site.browser(headers={"User-Agent": "Laptop/2"}) as laptop,
+        site.browser(headers={"User-Agent": SAFARI_IPHONE}) as phone,
+        site.browser(headers={"User-Agent": FIREFOX_LINUX}) as laptop,
     ):
         log_in_as(phone, user)
         log_in_as(laptop, user)
         listing = laptop.get("/sessions").json()
-    assert [s["user_agent"] for s in listing["sessions"]] == ["Phone/1", "Laptop/2"]
+    assert [s["user_agent"] for s in listing["sessions"]] == [
+        "Mobile Safari 17 / iOS / mobile",
+        "Firefox 121 / Linux / desktop",
+    ]
     assert {s["ip"] for s in listing["sessions"]} == {"127.0.0.0"}
     assert listing["current"] == listing["sessions"][1]["handle"]
 

@@ -38,6 +38,7 @@ from coatcheck.testing import login_client
 from tests.support.browser import Browser
 from tests.support.clock import FakeClock
 from tests.support.server import serve
+from tests.support.user_agents import FIREFOX_LINUX, SAFARI_IPHONE
 
 COOKIE = "__Host-session"
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "fastapi_app.py"
@@ -255,8 +256,8 @@ def test_unsafe_requests_need_the_csrf_token_and_login_renews_it(site: Site) -> 
 # -- "your devices" through get_manager -------------------------------------------------------
 def test_devices_are_listed_and_another_one_revoked(site: Site) -> None:
     with (
-        site.browser(headers={"User-Agent": "Phone/1"}) as phone,
-        site.browser(headers={"User-Agent": "Laptop/2"}) as laptop,
+        site.browser(headers={"User-Agent": SAFARI_IPHONE}) as phone,
+        site.browser(headers={"User-Agent": FIREFOX_LINUX}) as laptop,
         site.browser() as mallory,
     ):
         log_in(phone)
@@ -264,8 +265,8 @@ def test_devices_are_listed_and_another_one_revoked(site: Site) -> None:
         log_in(mallory, "bob", "builder")
         devices = laptop.get("/account/devices").json()
         assert [(d["user_agent"], d["current"]) for d in devices] == [
-            ("Phone/1", False),
-            ("Laptop/2", True),
+            ("Mobile Safari 17 / iOS / mobile", False),
+            ("Firefox 121 / Linux / desktop", True),
         ]
         phone_handle = devices[0]["handle"]
 

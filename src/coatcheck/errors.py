@@ -79,6 +79,13 @@ class InvalidUserId(CoatcheckError, TypeError):
     the message names what was passed."""
 
 
+class ConsentError(CoatcheckError, ValueError):
+    """A consent call names a category the policy does not know, refuses ``necessary``,
+    or names a method that is not one of ``accept_all``, ``reject_all``, ``custom``,
+    ``gpc`` and ``api``: the application's mistake (the session service answers a
+    client's such request with 422 itself)."""
+
+
 class SessionCommittedError(CoatcheckError, RuntimeError):
     """The session changed after it was committed (after the response started).
 

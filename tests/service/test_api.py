@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.service.conftest import Running
+from tests.support.user_agents import FIREFOX_LINUX
 
 PROBLEM = "application/problem+json"
 VIEW_FIELDS = {
@@ -29,6 +30,7 @@ VIEW_FIELDS = {
     "expires_at",
     "absolute_at",
     "remember",
+    "consent",
 }
 IDLE, ABSOLUTE, REMEMBER = 30 * 60, 12 * 3600, 30 * 24 * 3600
 
@@ -75,7 +77,7 @@ def test_create_an_anonymous_session(api: httpx.Client) -> None:
 
 
 def test_create_a_signed_in_remembered_session_with_data_and_client(api: httpx.Client) -> None:
-    client = {"ip": "203.0.113.77", "user_agent": "Firefox/128"}
+    client = {"ip": "203.0.113.77", "user_agent": FIREFOX_LINUX}
     made = create(
         api, user_id="carol", data={"cart": ["coat"]}, remember=True, level=2, client=client
     )
@@ -96,7 +98,7 @@ def test_create_a_signed_in_remembered_session_with_data_and_client(api: httpx.C
         "expires_at": view["expires_at"],
         "auth_at": view["created_at"],
         "remember": True,
-        "user_agent": "Firefox/128",
+        "user_agent": "Firefox 121 / Linux / desktop",  # reduced: family and major, OS, class
         "ip": "203.0.113.0",
     }
 
@@ -419,7 +421,7 @@ def test_no_call_takes_the_token_in_its_url(running: Running) -> None:
         for operation in path.values()
         if "requestBody" in operation
     ]
-    assert len(bodies) == 7  # every call on a token takes it in its body
+    assert len(bodies) == 8  # every call on a token takes it in its body
 
 
 def test_a_user_id_is_measured_as_javascript_measures_it(api: httpx.Client) -> None:

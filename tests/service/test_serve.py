@@ -47,6 +47,7 @@ def test_routes_around_the_api(running: Running) -> None:
         "/v1/sessions/introspect",
         "/v1/sessions/update",
         "/v1/sessions/login",
+        "/v1/sessions/consent",
         "/v1/sessions/regenerate",
         "/v1/sessions/logout",
         "/v1/sessions/token",
@@ -59,6 +60,7 @@ def test_routes_around_the_api(running: Running) -> None:
         "/readyz",
         "/metrics",
         "/.well-known/jwks.json",
+        "/.well-known/gpc.json",
     }
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     assert shop.status_code == 200 and "coatcheck demo shop" in shop.text

@@ -9,6 +9,9 @@ Every edge answers the same routes:
 - ``POST /set``: the form field ``value`` stored as ``session["value"]``;
 - ``POST /login?user=``: a login (Django: the user key ``django.contrib.auth`` writes);
 - ``POST /bad``: a value that is not JSON, ``session["when"] = datetime``;
+- ``GET /consent``: the consent in force; ``POST /consent?do=``: ``accept_all``, or
+  ``grant:<category>`` / ``deny:<category>``, then the consent in force;
+- ``GET /.well-known/gpc.json``: each framework's GPC helper route;
 - ``/ws`` (Starlette only): a WebSocket that sends the session's user id and closes.
 
 ASGI apps run under uvicorn (its log going to the root logger, so ``caplog`` sees it), the
@@ -31,6 +34,7 @@ from fastapi.responses import PlainTextResponse
 from coatcheck import SessionManager
 from coatcheck.core.session import Session
 from coatcheck.integrations.fastapi import CurrentSession, install
+from coatcheck.integrations.starlette import gpc_route
 from tests.support.server import serve
 from tests.support.wsgi_server import serve_wsgi
 
@@ -45,6 +49,25 @@ def _state(session: Any) -> dict[str, Any]:
     return {"user": session.user_id, "data": dict(session)}
 
 
+def _consent(session: Session, action: str | None = None) -> dict[str, Any]:
+    """Do ``action`` (``accept_all``, ``grant:<c>``, ``deny:<c>``) to the session's consent;
+    what is in force afterwards."""
+    consent = session.consent
+    if action == "accept_all":
+        consent.accept_all()
+    elif action:
+        verb, _, category = action.partition(":")
+        consent.grant(category) if verb == "grant" else consent.deny(category)
+    state = consent.state
+    return {
+        "analytics": consent.allows("analytics"),
+        "marketing": consent.allows("marketing"),
+        "functional": consent.allows("functional"),
+        "method": state.method if state is not None else None,
+        "gpc": state.gpc if state is not None else False,
+    }
+
+
 # -- ASGI: Starlette and FastAPI --------------------------------------------------------------
 def starlette_app(manager: SessionManager) -> Any:
     from starlette.applications import Starlette
@@ -55,6 +78,7 @@ def starlette_app(manager: SessionManager) -> Any:
     from starlette.websockets import WebSocket
 
     from coatcheck.integrations.asgi import SessionMiddleware
+    from coatcheck.integrations.starlette import gpc_route
 
     async def csrf(request: Request) -> Response:
         return PlainTextResponse(request.session.csrf_token())  # type: ignore[attr-defined]
@@ -78,6 +102,10 @@ def starlette_app(manager: SessionManager) -> Any:
         request.session["when"] = NOT_JSON
         return PlainTextResponse("set")
 
+    async def consent(request: Request) -> Response:
+        action = request.query_params.get("do") if request.method == "POST" else None
+        return JSONResponse(_consent(request.session, action))  # type: ignore[arg-type]
+
     async def whoami(websocket: WebSocket) -> None:
         await websocket.accept()
         await websocket.send_text(str(websocket.session.user_id))  # type: ignore[attr-defined]
@@ -90,6 +118,8 @@ def starlette_app(manager: SessionManager) -> Any:
         Route("/set", set_value, methods=["POST"]),
         Route("/login", login, methods=["POST"]),
         Route("/bad", bad, methods=["POST"]),
+        Route("/consent", consent, methods=["GET", "POST"]),
+        gpc_route(),
         WebSocketRoute("/ws", whoami),
     ]
     return Starlette(routes=routes, middleware=[Middleware(SessionMiddleware, manager=manager)])
@@ -126,16 +156,29 @@ def fastapi_app(manager: SessionManager) -> Any:
         session["when"] = NOT_JSON
         return "set"
 
+    @app.get("/consent")
+    async def consent(session: CurrentSession) -> dict[str, Any]:
+        return _consent(session)
+
+    @app.post("/consent")
+    async def change_consent(session: CurrentSession, do: str) -> dict[str, Any]:
+        return _consent(session, do)
+
+    app.router.routes.append(gpc_route())
     return app
 
 
 # -- WSGI: a bare app and Flask ---------------------------------------------------------------
 def wsgi_app(manager: SessionManager) -> Any:
-    from coatcheck.integrations.wsgi import SessionMiddleware, get_session
+    from coatcheck.integrations.wsgi import SessionMiddleware, get_session, gpc_app
+
+    well_known = gpc_app()
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         session = get_session(environ)
         path = environ["PATH_INFO"]
+        if path == "/.well-known/gpc.json":
+            return well_known(environ, start_response)
         query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
         if path == "/csrf":
             token = session.csrf_token().encode()  # before start_response, which commits
@@ -152,6 +195,11 @@ def wsgi_app(manager: SessionManager) -> Any:
             session.login(query["user"])
         elif path == "/bad":
             session["when"] = NOT_JSON
+        elif path == "/consent":
+            post = environ["REQUEST_METHOD"] == "POST"
+            body = json.dumps(_consent(session, query.get("do") if post else None)).encode()
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [body]
         start_response("200 OK", [("Content-Type", "application/json")])
         return [json.dumps(_state(session)).encode()]
 
@@ -161,10 +209,11 @@ def wsgi_app(manager: SessionManager) -> Any:
 def flask_app(manager: SessionManager) -> Any:
     from flask import Flask, jsonify, request, session
 
-    from coatcheck.integrations.flask import current_session, init_app
+    from coatcheck.integrations.flask import current_session, gpc_blueprint, init_app
 
     app = Flask(__name__)
     init_app(app, manager)
+    app.register_blueprint(gpc_blueprint())
 
     def state() -> Any:
         return jsonify(user=current_session().user_id, data=dict(session))
@@ -196,6 +245,11 @@ def flask_app(manager: SessionManager) -> Any:
         session["when"] = NOT_JSON
         return "set"
 
+    @app.route("/consent", methods=["GET", "POST"])
+    def consent() -> Any:
+        action = request.args.get("do") if request.method == "POST" else None
+        return jsonify(_consent(current_session().core, action))
+
     return app
 
 
@@ -203,6 +257,8 @@ def flask_app(manager: SessionManager) -> Any:
 def _django_views() -> list[Any]:
     from django.http import HttpRequest, HttpResponse, JsonResponse
     from django.urls import path
+
+    from coatcheck.integrations.django import gpc_urls
 
     def inner(request: HttpRequest) -> Session:
         return request.session._get_session()  # type: ignore[attr-defined,no-any-return]
@@ -226,7 +282,13 @@ def _django_views() -> list[Any]:
         request.session["when"] = NOT_JSON
         return HttpResponse("set")
 
+    def consent(request: HttpRequest) -> JsonResponse:
+        action = request.GET.get("do") if request.method == "POST" else None
+        return JsonResponse(_consent(inner(request), action))
+
     return [
+        *gpc_urls(),
+        path("consent", consent),
         path("read", read),
         path("plain", plain),
         path("set", set_value),

@@ -23,6 +23,7 @@ from coatcheck.core.config import SessionConfig
 from coatcheck.engine.manager import SessionManager
 from coatcheck.engine.operations import run_sync
 from coatcheck.errors import ConfigError
+from coatcheck.privacy import minimise
 from coatcheck.stores import from_url
 from coatcheck.stores.base import AnyStore, Store
 
@@ -69,7 +70,11 @@ def service_manager(store_url: str, metrics: Metrics) -> tuple[SessionManager, P
         raise CommandError(str(exc)) from None
     sinks = [metrics.sink, *registry.sinks]
     manager = SessionManager(TimedStore(store, metrics), config, clock, events=sinks)
-    return manager, registry
+    for holder in registry.holders:
+        attach = getattr(holder, "attach", None)  # the consent ledger: sink and recall
+        if callable(attach):
+            attach(manager)
+    return minimise.install(manager), registry
 
 
 def build_app(settings: ServiceSettings) -> ASGIApp:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -149,6 +150,24 @@ class SessionConfig:
     lock_lease: float = 30.0
     """How long a lock lasts unless released (seconds): a worker that crashed holding it
     locks its session this long at most. Longer than the slowest locked request."""
+    consent_categories: tuple[str, ...] = ()
+    """The application's own consent categories, beside ``necessary``, ``functional``,
+    ``analytics`` and ``marketing`` (lower-case names of letters, digits, ``_`` and ``-``).
+    Like the last three they are off until granted."""
+
+    consent_revision: int = 1
+    """The revision of the consent policy the visitor is asked about. Raising it asks
+    again: ``session.consent.needs_prompt`` is True for a choice made under an older one."""
+
+    ip_truncation: str = "24/48"
+    """How much of a client's address is kept: the IPv4 and the IPv6 prefix lengths, as
+    ``"<v4>/<v6>"`` (``"24/48"``: the last octet of IPv4, the last 80 bits of IPv6 zeroed).
+    ``"none"`` is the named opt-out that keeps the whole address."""
+
+    user_agent_key: str | None = field(default=None, repr=False)
+    """A secret (at least 16 characters) keying the hash of the full user agent that the
+    client-change check compares. Unset: no hash is kept and the check compares the
+    reduced user agents (browser family and major version, OS family, device class)."""
 
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Settings for extensions, kept here so one config object travels through the app."""
@@ -185,6 +204,7 @@ class SessionConfig:
             raise ConfigError(f"lock_lease must be positive, got {self.lock_lease!r}")
         if self.purge_batch_size < 1:
             raise ConfigError("purge_batch_size must be at least 1")
+        _check_privacy(self)
         object.__setattr__(self, "trusted_origins", tuple(self.trusted_origins))
         for origin in self.trusted_origins:
             if not isinstance(origin, str) or normalize_origin(origin) is None:
@@ -212,6 +232,14 @@ class SessionConfig:
                 )
         elif lowered.startswith("__secure-") and not self.secure:
             raise ConfigError("a __Secure- cookie needs secure=True")
+
+    @property
+    def ip_prefixes(self) -> tuple[int, int] | None:
+        """The (IPv4, IPv6) prefix lengths kept of an address; None: the whole address."""
+        if self.ip_truncation.strip().lower() == "none":
+            return None
+        v4, _, v6 = self.ip_truncation.partition("/")
+        return int(v4), int(v6)
 
     @property
     def effective_touch_interval(self) -> float:
@@ -244,6 +272,43 @@ class SessionConfig:
             values[f.name] = _parse(var, env[var], f.type)
         values.update(overrides)
         return cls(**values)
+
+
+_CATEGORY = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+_STANDARD_CATEGORIES = ("necessary", "functional", "analytics", "marketing")
+
+
+def _check_privacy(config: SessionConfig) -> None:
+    """The consent and minimisation settings, refused at start-up when they cannot work."""
+    categories = tuple(config.consent_categories)
+    object.__setattr__(config, "consent_categories", categories)
+    for name in categories:
+        if not isinstance(name, str) or not _CATEGORY.fullmatch(name):
+            raise ConfigError(
+                f"consent_categories: {name!r} is not a category name "
+                "(lower-case letters, digits, '_' and '-', at most 40)"
+            )
+        if name in _STANDARD_CATEGORIES:
+            raise ConfigError(f"consent_categories: {name!r} is a standard category already")
+    if len(set(categories)) != len(categories):
+        raise ConfigError("consent_categories: a category is named twice")
+    if isinstance(config.consent_revision, bool) or not isinstance(config.consent_revision, int):
+        raise ConfigError("consent_revision must be an integer")
+    if config.consent_revision < 1:
+        raise ConfigError("consent_revision must be at least 1")
+    text = str(config.ip_truncation).strip().lower()
+    if text != "none":
+        v4, slash, v6 = text.partition("/")
+        if not (slash and v4.isdigit() and v6.isdigit()):
+            raise ConfigError(
+                f"ip_truncation must be '<v4 prefix>/<v6 prefix>' (as '24/48') or 'none', "
+                f"got {config.ip_truncation!r}"
+            )
+        if not (0 <= int(v4) <= 32 and 0 <= int(v6) <= 128):
+            raise ConfigError("ip_truncation: prefixes are 0-32 (IPv4) and 0-128 (IPv6)")
+    key = config.user_agent_key
+    if key is not None and len(key) < 16:
+        raise ConfigError("user_agent_key must be at least 16 characters (a secret)")
 
 
 _TRUE = {"1", "true", "yes", "on"}

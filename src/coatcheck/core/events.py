@@ -13,6 +13,7 @@ from typing import Any
 
 __all__ = [
     "CLIENT_CHANGED",
+    "CONSENT",
     "CREATED",
     "EXPIRED",
     "LIMIT_REACHED",
@@ -45,6 +46,10 @@ LIMIT_REACHED = "session.limit_reached"
 """A login was refused: the user has ``max_sessions_per_user`` sessions already."""
 REJECTED = "session.rejected"
 """A token was presented that names no live session (unknown, malformed or expired)."""
+CONSENT = "session.consent"
+"""A session's consent changed (and was stored): ``detail`` holds ``granted``, ``denied``
+and ``withdrawn`` (category lists), ``method``, ``revision``, ``consent_at`` (when the
+choice was made) and ``reason`` (``choice``, ``recalled``, ``login``)."""
 WEBSOCKET_REJECTED = "websocket.rejected"
 """A WebSocket handshake was refused (its Origin is not the app's own)."""
 

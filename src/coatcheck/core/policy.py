@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coatcheck.core import events as ev
+from coatcheck.core.client import UA_HASH_KEY, ClientInfo
 from coatcheck.core.config import SessionConfig
 from coatcheck.core.record import (
     ROTATED_AT_KEY,
@@ -209,11 +210,14 @@ def new_record(session: Session, config: SessionConfig, now: float, handle: str)
     absolute_at = absolute_deadline(config, now=now, remember=remember)
     client = session.client if config.record_client else None
     user_id = session.user_id
+    meta = session.meta
+    if client is not None:
+        _keep_hash(meta, client)
     return SessionRecord(
         key="",
         handle=handle,
         data=dict(data),
-        meta=session.meta,
+        meta=meta,
         created_at=now,
         last_seen_at=now,
         expires_at=_capped(
@@ -226,6 +230,15 @@ def new_record(session: Session, config: SessionConfig, now: float, handle: str)
         user_agent=client.user_agent if client else None,
         ip=client.ip if client else None,
     )
+
+
+def _keep_hash(meta: dict[str, Any], client: ClientInfo) -> None:
+    """Keep the keyed hash of the client's full user agent (or drop a stale one)."""
+    digest = client.user_agent_hash
+    if digest is not None:
+        meta[UA_HASH_KEY] = digest
+    else:
+        meta.pop(UA_HASH_KEY, None)
 
 
 def cookie_max_age(remember: bool, absolute_at: float, now: float) -> int | None:
@@ -406,6 +419,7 @@ def _plan_rename(
         client = session.client if config.record_client else None
         if client is not None:
             fields.update(user_agent=client.user_agent, ip=client.ip)
+            _keep_hash(meta, client)
         names = (ev.LOGIN,)
     fields["expires_at"] = _capped(
         session, deadline(config, now=now, absolute_at=absolute_at, remember=remember)

@@ -18,6 +18,7 @@ from typing import Any
 
 from coatcheck.core import csrf_secret
 from coatcheck.core.client import ClientInfo
+from coatcheck.core.consent import DEFAULT_POLICY, Consent, ConsentChange, ConsentPolicy
 from coatcheck.core.record import (
     LEVEL_KEY,
     REAUTH_KEY,
@@ -76,6 +77,7 @@ class Session(MutableMapping[str, Any]):
         "_auth_at",
         "_client",
         "_committed",
+        "_consent",
         "_data",
         "_expires_at",
         "_handle",
@@ -86,6 +88,7 @@ class Session(MutableMapping[str, Any]):
         "_set",
         "_snapshots",
         "_user_id",
+        "consent_policy",
         "data_view",
         "dead_token",
         "intents",
@@ -142,6 +145,9 @@ class Session(MutableMapping[str, Any]):
         self._client = client
         self._now = now
         self._meta: dict[str, Any] | None = None
+        self._consent: Consent | None = None
+        self.consent_policy: ConsentPolicy = DEFAULT_POLICY
+        """The consent categories and policy revision (the manager's, set at load)."""
         self.intents = NO_INTENTS
         self._committed = self.pending = self.dead_token = False
         """``pending``: False until anything happens that a commit must look at (a write,
@@ -277,6 +283,41 @@ class Session(MutableMapping[str, Any]):
             return dict(self._meta)
         return dict(self.record.meta) if self.record is not None else {}
 
+    def meta_value(self, key: str, default: Any = None) -> Any:
+        """One engine metadata value, without copying the metadata (``meta`` copies)."""
+        meta = (
+            self._meta
+            if self._meta is not None
+            else (self.record.meta if self.record is not None else None)
+        )
+        return meta.get(key, default) if meta is not None else default
+
+    @property
+    def consent(self) -> Consent:
+        """The visitor's consent: ``allows("analytics")``, ``grant()``, ``deny()``,
+        ``set()``, ``state``, ``needs_prompt`` (see ``coatcheck.core.consent``)."""
+        consent = self._consent
+        if consent is None:
+            consent = self._consent = Consent(self, self.consent_policy, self._now)
+        return consent
+
+    @property
+    def consent_changes(self) -> tuple[ConsentChange, ...]:
+        """The consent changes this request made, for the engine to announce after the
+        commit stored them."""
+        consent = self._consent
+        return tuple(consent.changes) if consent is not None else ()
+
+    def note_meta(self, key: str, value: Any) -> None:
+        """Set one engine metadata value that is written only if the commit writes the
+        session anyway: no intent, so it starts no session by itself (a GPC refusal for a
+        visitor who has none yet)."""
+        self._check_open()
+        if self._meta is None:
+            self._meta = dict(self.record.meta) if self.record is not None else {}
+        encode_value(f"meta:{key}", value)
+        self._meta[key] = value
+
     def set_meta(self, key: str, value: Any) -> None:
         """Set one engine metadata value (JSON); written with the next commit.
 
@@ -385,6 +426,8 @@ class Session(MutableMapping[str, Any]):
         self._remember = False
         self._auth_at = None
         self._meta = {}
+        if self._consent is not None:
+            self._consent.changes.clear()  # the ended record's choice ends with it
         self._state(
             dataclasses.replace(
                 self.intents,

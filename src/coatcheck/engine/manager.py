@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterable
 
 from coatcheck.core import events as ev
 from coatcheck.core import policy, tokens
-from coatcheck.core.client import ClientInfo
+from coatcheck.core.client import UA_HASH_KEY, ClientInfo
 from coatcheck.core.config import SessionConfig
+from coatcheck.core.consent import ConsentPolicy
 from coatcheck.core.events import EventSink
 from coatcheck.core.policy import Action, Plan
 from coatcheck.core.record import (
@@ -25,6 +26,7 @@ from coatcheck.core.record import (
 from coatcheck.core.session import Session
 from coatcheck.engine.accounts import UserSessions
 from coatcheck.engine.clientside import ClientSideSessions
+from coatcheck.engine.consent import ConsentRecall, announce, client_rules, logged_in, ready
 from coatcheck.engine.operations import (
     Apply,
     Create,
@@ -89,6 +91,13 @@ class SessionManager(UserSessions):
         self.config = config or SessionConfig()
         self.clock: Clock = clock or time.time
         self.sinks: list[EventSink] = list(events)
+        self.consent_policy = ConsentPolicy.of(self.config)
+        """The consent categories and revision every session of this manager asks about."""
+        self.client_rules = client_rules(self.config)
+        """What is kept of a client (``SessionConfig.ip_truncation``, the user agent's
+        reduction and keyed hash), given to each request's ClientInfo at load."""
+        self.consent_recall: ConsentRecall | None = None
+        """Asked at each login for the user's latest recorded consent (None: no ledger)."""
         limit = self.config.unknown_token_limit
         self._throttle = (
             UnknownTokenThrottle(limit, self.config.unknown_token_window)
@@ -155,7 +164,10 @@ class SessionManager(UserSessions):
             record is None
             or ROTATED_TO_KEY in record.meta
             or policy.check(record, now) is not _VALID
-            or (client is not None and client.changes(record.user_agent, record.ip))
+            or (
+                client is not None
+                and client.changes(record.user_agent, record.ip, record.meta.get(UA_HASH_KEY))
+            )
         ):
             return None
         return self._admitted(record, now, client)
@@ -192,7 +204,11 @@ class SessionManager(UserSessions):
         self, record: SessionRecord, now: float, client: ClientInfo | None
     ) -> Steps[Session]:
         """A valid record becomes this request's session, after the client check."""
-        changed = client.changes(record.user_agent, record.ip) if client is not None else ""
+        changed = (
+            client.changes(record.user_agent, record.ip, record.meta.get(UA_HASH_KEY))
+            if client is not None
+            else ""
+        )
         if changed:
             action = self.config.client_change_action
             self.emit(
@@ -445,6 +461,11 @@ class SessionManager(UserSessions):
     async def load(self, token: str | None, client: ClientInfo | None = None) -> Session:
         """The session ``token`` names, or a fresh anonymous one (never adopting the
         client's value). One store read at most."""
+        if client is not None:
+            client.rules = self.client_rules
+        return ready(self.consent_policy, await self._load(token, client), client)
+
+    async def _load(self, token: str | None, client: ClientInfo | None) -> Session:
         store = self._records
         if store is None:
             side = self._sealed()
@@ -464,6 +485,16 @@ class SessionManager(UserSessions):
     async def commit(self, session: Session) -> CommitResult:
         """Persist what the request did to ``session`` in as few store calls as the plan
         needs (none for an untouched session between touches)."""
+        recall = self.consent_recall
+        if session.intents.login and not session.committed:
+            user_id = session.user_id
+            recalled = None
+            if recall is not None and user_id is not None:
+                recalled = await recall.latest_consent_async(user_id)
+            logged_in(session, recalled)
+        return announce(self, session, await self._commit(session))
+
+    async def _commit(self, session: Session) -> CommitResult:
         store = self._records
         if store is None:
             side = self._sealed()
@@ -478,6 +509,11 @@ class SessionManager(UserSessions):
 
     # -- sync API (WSGI and friends): same procedures, sync driver ------------------------
     def load_sync(self, token: str | None, client: ClientInfo | None = None) -> Session:
+        if client is not None:
+            client.rules = self.client_rules
+        return ready(self.consent_policy, self._load_sync(token, client), client)
+
+    def _load_sync(self, token: str | None, client: ClientInfo | None) -> Session:
         store = self._records
         if store is None:
             side = self._sealed()
@@ -495,6 +531,16 @@ class SessionManager(UserSessions):
         return run_sync(self._load_found(key, record, now, client), store)
 
     def commit_sync(self, session: Session) -> CommitResult:
+        recall = self.consent_recall
+        if session.intents.login and not session.committed:
+            user_id = session.user_id
+            recalled = None
+            if recall is not None and user_id is not None:
+                recalled = recall.latest_consent(user_id)
+            logged_in(session, recalled)
+        return announce(self, session, self._commit_sync(session))
+
+    def _commit_sync(self, session: Session) -> CommitResult:
         store = self._records
         if store is None:
             side = self._sealed()

@@ -19,6 +19,7 @@ __all__ = [
     "TRANSPORT_HEADER",
     "RequestToken",
     "bearer_credentials",
+    "gpc_signal",
     "read_header_list",
     "scan_environ",
     "scan_header_list",
@@ -41,6 +42,14 @@ class RequestToken:
     """True when the client uses header transport: its new tokens go in the token header,
     never in a cookie."""
     user_agent: str | None
+    gpc: bool = False
+    """The request carried ``Sec-GPC: 1`` (Global Privacy Control)."""
+
+
+def gpc_signal(value: str | None) -> bool:
+    """Does a ``Sec-GPC`` value signal a refusal? Only ``1`` does (the GPC specification:
+    any other value, or none, is no signal)."""
+    return value is not None and value.strip() == "1"
 
 
 def bearer_credentials(authorization: str) -> str | None:
@@ -63,20 +72,22 @@ def _choose(
     wants_header: bool,
     user_agent: str | None,
     cookie_name: str,
-) -> tuple[str | None, bool, str | None]:
-    """(token, bearer, user agent). Bearer wins over the cookie: it is explicit. A client
+    gpc: bool,
+) -> tuple[str | None, bool, str | None, bool]:
+    """(token, bearer, user agent, GPC). Bearer wins over the cookie: it is explicit. A client
     that asks for header transport gets it only while it has no cookie token, so a browser
     cannot be switched over."""
     if bearer is not None:
-        return bearer, True, user_agent
+        return bearer, True, user_agent, gpc
     token = read_cookie(cookie_header, cookie_name) if cookie_header else None
-    return token, wants_header and token is None, user_agent
+    return token, wants_header and token is None, user_agent, gpc
 
 
 def scan_header_list(
     headers: Iterable[tuple[bytes, bytes]], cookie_name: str, allow_bearer: bool
-) -> tuple[str | None, bool, str | None]:
-    """The token in an ASGI header list, as a plain tuple (token, bearer, user agent): what
+) -> tuple[str | None, bool, str | None, bool]:
+    """The token in an ASGI header list, as a plain tuple (token, bearer, user agent, GPC
+    signal): what
     the ASGI middleware calls on every request, without building a RequestToken.
 
     Several Cookie headers (HTTP/2 splits them) are joined; only the headers that matter
@@ -86,6 +97,7 @@ def scan_header_list(
     bearer: str | None = None
     wants_header = False
     user_agent: str | None = None
+    gpc = False
     for name, value in headers:
         if name == b"cookie":
             text = value.decode("latin-1")
@@ -98,7 +110,9 @@ def scan_header_list(
                 bearer = found
         elif name == _TRANSPORT_BYTES and allow_bearer:
             wants_header = wants_bearer(value.decode("latin-1"))
-    return _choose(cookie, bearer, wants_header, user_agent, cookie_name)
+        elif name == b"sec-gpc":
+            gpc = value.strip() == b"1"
+    return _choose(cookie, bearer, wants_header, user_agent, cookie_name, gpc)
 
 
 def read_header_list(
@@ -110,9 +124,9 @@ def read_header_list(
 
 def scan_environ(
     environ: Mapping[str, Any], cookie_name: str, allow_bearer: bool
-) -> tuple[str | None, bool, str | None]:
+) -> tuple[str | None, bool, str | None, bool]:
     """The token in a WSGI environ (the server has already joined repeated headers), as a
-    plain tuple (token, bearer, user agent)."""
+    plain tuple (token, bearer, user agent, GPC signal)."""
     bearer: str | None = None
     wants_header = False
     if allow_bearer:
@@ -128,4 +142,5 @@ def scan_environ(
         wants_header,
         environ.get("HTTP_USER_AGENT"),
         cookie_name,
+        gpc_signal(environ.get("HTTP_SEC_GPC")),
     )

@@ -48,6 +48,7 @@ from coatcheck.http.refusals import (
     refused_at_load,
 )
 from coatcheck.http.transport import RequestToken, scan_header_list
+from coatcheck.privacy import minimise
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -188,7 +189,7 @@ class SessionMiddleware:
         locked: Iterable[str] = (),
     ) -> None:
         self.app = app
-        self.manager = manager
+        self.manager = minimise.install(manager)
         self.csrf = CsrfCheck(manager, csrf_exempt)
         self.passive = prefixes(passive)
         self.locked = prefixes(locked)
@@ -213,10 +214,11 @@ class SessionMiddleware:
     async def _load(self, scope: Scope) -> Session:
         """The request's session, in the scope; raises one of ``REFUSED``. (``__call__``
         does the same inline: it runs on every request.)"""
-        token, bearer, user_agent = scan_header_list(
+        token, bearer, user_agent, gpc = scan_header_list(
             scope["headers"], self._cookie_name, self._allow_bearer
         )
-        session = await self.manager.load(token, ClientInfo(user_agent, self._client(scope)[0]))
+        client = ClientInfo(user_agent, self._client(scope)[0], gpc)
+        session = await self.manager.load(token, client)
         session.via_bearer = bearer
         scope["session"] = session
         scope[MANAGER_SCOPE_KEY] = self.manager
@@ -230,13 +232,14 @@ class SessionMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        # Runs on every request: ``_load`` written out (one coroutine less per request).
-        token, bearer, user_agent = scan_header_list(
+        # Runs on every request: locals rather than objects, and ``_load`` written out
+        # (one coroutine less per request).
+        token, bearer, user_agent, gpc = scan_header_list(
             scope["headers"], self._cookie_name, self._allow_bearer
         )
         manager = self.manager
         client = scope.get("client") if self._proxies is None else self._client(scope)
-        info = ClientInfo(user_agent, client[0] if client else None)
+        info = ClientInfo(user_agent, client[0] if client else None, gpc)
         state = _Request()
         locks = self._locks
         if (

@@ -21,12 +21,13 @@ from starlette.routing import Route
 
 from coatcheck.core.session import Session
 from coatcheck.engine.manager import SessionManager
-from coatcheck.http import browser
+from coatcheck.http import browser, gpc
 from coatcheck.integrations.asgi import MANAGER_SCOPE_KEY, lock_route
 from coatcheck.security import reauth as auth
 
 __all__ = [
     "browser_routes",
+    "gpc_route",
     "keep_alive_route",
     "locked_session",
     "refused",
@@ -135,6 +136,16 @@ def keep_alive_route(path: str = browser.KEEP_ALIVE_PATH) -> Route:
     """The keep-alive at ``path``: ``POST`` extends a signed-in session, ``GET`` reports.
     Needs ``SessionMiddleware`` around the app (which also checks the POST's CSRF token)."""
     return Route(path, _keep_alive, methods=["GET", "POST"], name="coatcheck.keep_alive")
+
+
+def gpc_route(path: str = gpc.GPC_PATH, *, last_update: str = gpc.LAST_UPDATE) -> Route:
+    """``/.well-known/gpc.json`` (GET and HEAD): this site honours Global Privacy Control."""
+    answer = gpc.gpc_answer(last_update)  # checked now, at start-up
+
+    async def _gpc(request: Request) -> Response:
+        return _response(answer)
+
+    return Route(path, _gpc, methods=["GET"], name="coatcheck.gpc")
 
 
 def browser_routes(prefix: str = browser.PREFIX) -> list[Route]:

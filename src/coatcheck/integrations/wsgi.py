@@ -29,6 +29,7 @@ from coatcheck.core.client import ClientInfo
 from coatcheck.core.session import Session
 from coatcheck.engine.locking import Held, SessionLocks, session_locks
 from coatcheck.engine.manager import SessionManager
+from coatcheck.http import gpc
 from coatcheck.http.csrf_check import CsrfCheck, NeedBody
 from coatcheck.http.forms import content_length
 from coatcheck.http.forwarded import Proxies
@@ -41,13 +42,14 @@ from coatcheck.http.headers import (
 from coatcheck.http.paths import is_under, prefixes
 from coatcheck.http.refusals import REFUSED, Refusal, refused, refused_at_load
 from coatcheck.http.transport import scan_environ
+from coatcheck.privacy import minimise
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
     from _typeshed import OptExcInfo
 
-__all__ = ["ENVIRON_KEY", "SessionMiddleware", "get_session"]
+__all__ = ["ENVIRON_KEY", "SessionMiddleware", "get_session", "gpc_app"]
 
 logger = logging.getLogger("coatcheck")
 
@@ -62,6 +64,18 @@ def get_session(environ: WSGIEnvironment) -> Session:
     except KeyError:
         raise RuntimeError("wrap the WSGI app in coatcheck.wsgi.SessionMiddleware") from None
     return session
+
+
+def gpc_app(last_update: str = gpc.LAST_UPDATE) -> WSGIApplication:
+    """A WSGI app answering ``/.well-known/gpc.json`` (mount it at that path, or call it
+    from the app's own routing): this site honours Global Privacy Control."""
+    answer = gpc.gpc_answer(last_update)  # checked now, at start-up
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        start_response(answer.wsgi_status, list(answer.headers))
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [answer.body]
+
+    return app
 
 
 def _discard(data: bytes) -> None:
@@ -229,7 +243,7 @@ class SessionMiddleware:
         locked: Iterable[str] = (),
     ) -> None:
         self.app = app
-        self.manager = manager
+        self.manager = minimise.install(manager)
         self.csrf = CsrfCheck(manager, csrf_exempt)
         self.locked = prefixes(locked)
         self._lock_all = manager.config.lock_sessions
@@ -241,11 +255,13 @@ class SessionMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         # Runs on every request: locals rather than objects where the edge allows.
-        token, bearer, user_agent = scan_environ(environ, self._cookie_name, self._allow_bearer)
+        token, bearer, user_agent, gpc = scan_environ(
+            environ, self._cookie_name, self._allow_bearer
+        )
         address = environ.get("REMOTE_ADDR")
         if self._proxies is not None:  # behind trusted proxies: X-Forwarded-For decides
             address = self._proxies.from_environ(environ)[0]
-        info = ClientInfo(user_agent, address)
+        info = ClientInfo(user_agent, address, gpc)
         locks = self._locks
         if locks is None or token is None or not (self._lock_all or self._locked(environ)):
             return self._serve(environ, start_response, token, bearer, info, None)

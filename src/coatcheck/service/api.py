@@ -131,6 +131,19 @@ async def update(body: models.Update, request: Request) -> Response:
 
 
 @router.post(
+    "/sessions/consent",
+    name="sessions.consent",
+    response_model=models.Updated,
+    responses=openapi_responses(*ON_TOKEN),
+    dependencies=SESSIONS,
+)
+async def consent(body: models.Consent, request: Request) -> Response:
+    """Record the end user's consent choice (granted and denied categories, and how it
+    was made) in the session; the consent ledger keeps it as proof."""
+    return JSONResponse(await calls.consent(service_of(request).manager, body))
+
+
+@router.post(
     "/sessions/login",
     name="sessions.login",
     response_model=models.Issued,

@@ -12,9 +12,11 @@ from __future__ import annotations
 from typing import Any, Final
 
 from coatcheck.core.client import ClientInfo
+from coatcheck.core.consent import NECESSARY
 from coatcheck.core.csrf_secret import mask, stored_secret
 from coatcheck.core.session import Session
 from coatcheck.engine.manager import SessionInfo, SessionManager
+from coatcheck.errors import ConsentError
 from coatcheck.service import models, problems, signing
 from coatcheck.service.problems import Problem
 from coatcheck.service.settings import ServiceSettings
@@ -28,7 +30,7 @@ not be stored at all (the engine stores a session only once there is something i
 def client_info(client: models.Client | None) -> ClientInfo | None:
     if client is None:
         return None
-    return ClientInfo(client.user_agent, client.ip)
+    return ClientInfo(client.user_agent, client.ip, bool(client.gpc))
 
 
 def view(session: Session) -> dict[str, Any]:
@@ -50,10 +52,56 @@ def view(session: Session) -> dict[str, Any]:
         "expires_at": session.expires_at,
         "absolute_at": session.absolute_at,
         "remember": session.remember,
+        "consent": consent_view(session),
     }
     secret = stored_secret(session)
     if secret is not None:
         answer["csrf_token"] = mask(secret)
+    return answer
+
+
+def consent_view(session: Session) -> dict[str, Any]:
+    """The ``consent`` member of the session view."""
+    consent = session.consent
+    state = consent.state
+    policy = consent.policy
+    if state is None:
+        return {
+            "categories": {name: name == NECESSARY for name in policy.categories},
+            "revision": policy.revision,
+            "at": None,
+            "method": None,
+            "gpc": False,
+            "needs_prompt": True,
+        }
+    return {**state.as_json(policy), "needs_prompt": consent.needs_prompt}
+
+
+async def consent(manager: SessionManager, body: models.Consent) -> dict[str, Any]:
+    """Record a consent choice: the named categories granted and denied, by ``method``."""
+    grant, deny = body.grant or [], body.deny or []
+    both = sorted(set(grant).intersection(deny))
+    if both:
+        raise Problem(problems.INVALID_BODY, f"category {both[0]!r} is both granted and denied")
+    session = await live(manager, body.token)
+    choice = session.consent
+    try:
+        if body.method == "accept_all" and not (grant or deny):
+            choice.accept_all()
+        elif body.method == "reject_all" and not (grant or deny):
+            choice.reject_all()
+        elif body.method == "gpc" and not (grant or deny):
+            choice.set({}, method="gpc")
+        else:
+            mapping = {**dict.fromkeys(grant, True), **dict.fromkeys(deny, False)}
+            choice.set(mapping, method=body.method)
+    except ConsentError as exc:
+        session.close()
+        raise Problem(problems.INVALID_BODY, str(exc)) from None
+    token = await committed_token(manager, session)
+    answer: dict[str, Any] = {"session": await reloaded(manager, token or body.token)}
+    if token is not None:  # a periodic rotation fell due with this write
+        answer["token"] = token
     return answer
 
 

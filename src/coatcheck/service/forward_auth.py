@@ -77,7 +77,7 @@ async def check(request: Request, suffix: str = "") -> Response:
     manager = service.manager
     config = manager.config
     headers = request.headers
-    token, bearer, user_agent = scan_header_list(
+    token, bearer, user_agent, gpc = scan_header_list(
         request.scope["headers"], config.cookie_name, config.allow_bearer
     )
     path = urlsplit(original_uri(headers, suffix)).path or "/"
@@ -85,7 +85,7 @@ async def check(request: Request, suffix: str = "") -> Response:
         path, service.settings.passive_paths
     )
     try:
-        session = await manager.load(token, ClientInfo(user_agent, client_address(headers)))
+        session = await manager.load(token, ClientInfo(user_agent, client_address(headers), gpc))
     except Throttled as exc:
         detail = "too many unknown session tokens from this client"
         raise unauthenticated(detail, exc.retry_after) from None

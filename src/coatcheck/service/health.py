@@ -2,7 +2,8 @@
 
 ``/healthz`` says the process answers; ``/readyz`` that the store does too, within
 ``COATCHECK_READY_TIMEOUT`` (503 otherwise, so a load balancer sends traffic elsewhere);
-``/metrics`` is Prometheus text; ``/.well-known/jwks.json`` the keys that verify the JWTs.
+``/metrics`` is Prometheus text; ``/.well-known/jwks.json`` the keys that verify the JWTs;
+``/.well-known/gpc.json`` says the service honours Global Privacy Control.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from coatcheck.errors import StoreUnavailable
+from coatcheck.http import gpc
 from coatcheck.service import models, problems, reserved
 from coatcheck.service.context import Service, service_of
 from coatcheck.service.metrics import CONTENT_TYPE
@@ -42,6 +44,14 @@ async def probe(store: Store, deadline: float) -> None:
                 await store.get(PROBE_KEY)
     except TimeoutError:
         raise StoreUnavailable(f"the store did not answer within {deadline:g} s") from None
+
+
+@router.get(gpc.GPC_PATH, name="gpc", response_model=models.Gpc)
+async def gpc_json() -> Response:
+    """This service honours Global Privacy Control (``Sec-GPC: 1`` at forward-auth, and
+    ``client.gpc`` in the session calls)."""
+    answer = gpc.gpc_answer()
+    return Response(answer.body, headers=dict(answer.headers))
 
 
 @router.get("/healthz", name="healthz", response_model=models.Health)

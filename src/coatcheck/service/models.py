@@ -116,6 +116,9 @@ class Client(Body):
 
     ip: Omittable[Annotated[Text, StringConstraints(max_length=64)]]
     user_agent: Omittable[Annotated[Text, StringConstraints(max_length=1024)]]
+    gpc: Omittable[
+        Annotated[bool, Field(description="The client sent Sec-GPC: 1 (Global Privacy Control)")]
+    ]
 
 
 class CreateSession(Body):
@@ -157,6 +160,21 @@ class TokenOnly(Body):
     token: SessionToken
 
 
+ConsentCategory = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
+ConsentMethod = Literal["accept_all", "reject_all", "custom", "gpc", "api"]
+
+
+class Consent(Body):
+    """A consent choice for the session ``token`` names. ``accept_all`` and
+    ``reject_all`` without ``grant`` or ``deny`` cover every category; ``gpc`` records the
+    Global Privacy Control signal (a refusal of analytics and marketing)."""
+
+    token: SessionToken
+    grant: Omittable[Annotated[list[ConsentCategory], Field(max_length=64)]]
+    deny: Omittable[Annotated[list[ConsentCategory], Field(max_length=64)]]
+    method: ConsentMethod
+
+
 class MakeJwt(Body):
     token: SessionToken
     audience: Omittable[Annotated[Text, StringConstraints(min_length=1, max_length=256)]]
@@ -176,11 +194,23 @@ class SessionView(BaseModel):
     expires_at: float = Field(description="The deadline in force (idle or absolute)")
     absolute_at: float = Field(description="The session ends then, however busy")
     remember: bool
+    consent: ConsentView
     csrf_token: str | SkipJsonSchema[None] = Field(
         default=None,
         description="Present only when the session has a CSRF secret: a token masked "
         "afresh for this answer, as the Python edges render them",
     )
+
+
+class ConsentView(BaseModel):
+    """The session's consent: every category and whether it is allowed, and the choice."""
+
+    categories: dict[str, bool]
+    revision: int = Field(description="The policy revision the choice was made under")
+    at: float | None = Field(description="When the choice was made; null: no choice yet")
+    method: ConsentMethod | None
+    gpc: bool = Field(description="Global Privacy Control was honoured in this session")
+    needs_prompt: bool = Field(description="Ask the visitor (no choice, or an older revision)")
 
 
 class Issued(BaseModel):
@@ -240,6 +270,13 @@ class ProblemDetails(BaseModel):
     detail: str
     instance: str | SkipJsonSchema[None] = None
     errors: list[dict[str, Any]] | SkipJsonSchema[None] = None
+
+
+class Gpc(BaseModel):
+    """``/.well-known/gpc.json``, as the GPC specification writes it."""
+
+    gpc: Literal[True]
+    last_update: str = Field(alias="lastUpdate", description="YYYY-MM-DD")
 
 
 class Health(BaseModel):

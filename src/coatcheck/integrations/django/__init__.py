@@ -55,7 +55,7 @@ write), so Django's expiry only shortens it, and ``set_expiry()`` to a time gone
 
 from __future__ import annotations
 
-from coatcheck.integrations.django.browser import browser_urls
+from coatcheck.integrations.django.browser import browser_urls, gpc_urls
 from coatcheck.integrations.django.conf import configure, get_manager, manager_from_settings
 from coatcheck.integrations.django.locking import locked_session
 from coatcheck.integrations.django.middleware import (
@@ -79,6 +79,7 @@ __all__ = [
     "browser_urls",
     "configure",
     "get_manager",
+    "gpc_urls",
     "locked_session",
     "manager_from_settings",
     "revoke_other_sessions",

@@ -9,10 +9,10 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path
 from django.views.decorators.http import require_http_methods
 
-from coatcheck.http import browser
+from coatcheck.http import browser, gpc
 from coatcheck.integrations.django.store import SessionStore
 
-__all__ = ["browser_urls", "keep_alive_view", "script_view"]
+__all__ = ["browser_urls", "gpc_urls", "keep_alive_view", "script_view"]
 
 
 def _response(answer: browser.Answer) -> HttpResponse:
@@ -45,3 +45,15 @@ def browser_urls(prefix: str = browser.PREFIX.lstrip("/") + "/") -> list[URLPatt
         path(prefix + browser.SCRIPT_NAME, script_view, name="coatcheck-js"),
         path(prefix + browser.KEEP_ALIVE_NAME, keep_alive_view, name="coatcheck-keep-alive"),
     ]
+
+
+def gpc_urls(last_update: str = gpc.LAST_UPDATE) -> list[URLPattern]:
+    """``/.well-known/gpc.json``: this site honours Global Privacy Control
+    (``urlpatterns += gpc_urls()``)."""
+    answer = gpc.gpc_answer(last_update)  # checked now, at start-up
+
+    @require_http_methods(["GET", "HEAD"])
+    def gpc_view(request: HttpRequest) -> HttpResponse:
+        return _response(answer)
+
+    return [path(gpc.GPC_PATH.lstrip("/"), gpc_view, name="coatcheck-gpc")]

@@ -29,6 +29,7 @@ from django.utils.module_loading import import_string
 from coatcheck.core.config import SessionConfig
 from coatcheck.engine.manager import Clock, SessionManager
 from coatcheck.errors import ConfigError
+from coatcheck.privacy import minimise
 from coatcheck.stores import from_url
 
 STORE_SETTING = "COATCHECK_STORE"
@@ -51,7 +52,7 @@ def get_manager() -> SessionManager:
     if manager is None:
         with _lock:
             if _manager is None:
-                _manager = manager_from_settings()
+                _manager = minimise.install(manager_from_settings())
             manager = _manager
     return manager
 
@@ -60,7 +61,7 @@ def configure(manager: SessionManager | None = None) -> None:
     """Use ``manager`` from now on; with no argument, rebuild from settings on next use."""
     global _manager
     with _lock:
-        _manager = manager
+        _manager = minimise.install(manager) if manager is not None else None
 
 
 def manager_from_settings() -> SessionManager:

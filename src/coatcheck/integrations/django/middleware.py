@@ -39,6 +39,7 @@ from coatcheck.errors import CoatcheckError, Throttled
 from coatcheck.http.forwarded import Proxies
 from coatcheck.http.headers import CLEAR_ALL, CLEAR_KEEP_COOKIES, EXPIRES_HEADER, deadline_value
 from coatcheck.http.refusals import REFUSED, UNAVAILABLE, Refusal, refused
+from coatcheck.http.transport import gpc_signal
 from coatcheck.integrations.django.conf import get_manager
 from coatcheck.integrations.django.locking import SEEN_ATTR, release_lock, take_lock
 from coatcheck.integrations.django.store import AUTH_USER_KEY, SessionStore
@@ -184,7 +185,11 @@ class SessionMiddleware(DjangoSessionMiddleware):
             proxies = self._proxies()
             if proxies is not None:
                 address = proxies.from_environ(request.META)[0]
-            session.client = ClientInfo.from_raw(request.META.get("HTTP_USER_AGENT"), address)
+            session.client = ClientInfo.from_raw(
+                request.META.get("HTTP_USER_AGENT"),
+                address,
+                gpc_signal(request.META.get("HTTP_SEC_GPC")),
+            )
             if get_manager().config.lock_sessions:
                 return take_lock(request)  # a 409 / 503 instead of the view, or None
         return None

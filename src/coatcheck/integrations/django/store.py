@@ -130,8 +130,10 @@ class SessionStore(SessionBase):
         if self._modified:
             return True
         session: Session | None = self.__dict__.get("_session_cache")
-        if session is None or session.is_new or session.committed:
+        if session is None or session.committed:
             return False
+        if session.is_new:  # engine metadata to keep (a consent choice) starts a session
+            return session.intents.meta_changed
         manager = get_manager()
         session.cap_deadline(_django_deadline(session, manager.clock()))
         return manager.wants_commit(session)
@@ -139,6 +141,14 @@ class SessionStore(SessionBase):
     @modified.setter
     def modified(self, value: bool) -> None:
         self._modified = value
+
+    def is_empty(self) -> bool:
+        """Django's test (no key, no data), except that a new session with engine metadata
+        to keep (a consent choice) is not empty: Django's middleware must save it."""
+        session: Session | None = self.__dict__.get("_session_cache")
+        if session is not None and not session.committed and session.intents.meta_changed:
+            return False
+        return bool(super().is_empty())
 
     @property
     def handle(self) -> str | None:

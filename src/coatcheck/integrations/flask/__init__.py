@@ -48,7 +48,7 @@ from coatcheck.integrations.flask.auth import (
     require_level,
     require_recent_auth,
 )
-from coatcheck.integrations.flask.browser import browser_blueprint
+from coatcheck.integrations.flask.browser import browser_blueprint, gpc_blueprint
 from coatcheck.integrations.flask.csrf import CSRFError, csrf_exempt, csrf_token
 from coatcheck.integrations.flask.extension import init_app
 from coatcheck.integrations.flask.locking import locked_session
@@ -71,6 +71,7 @@ __all__ = [
     "csrf_exempt",
     "csrf_token",
     "current_session",
+    "gpc_blueprint",
     "init_app",
     "locked_session",
     "login_required",

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import flask
 
-from coatcheck.http import browser
+from coatcheck.http import browser, gpc
 from coatcheck.integrations.flask.session_interface import current_session
 
-__all__ = ["browser_blueprint"]
+__all__ = ["browser_blueprint", "gpc_blueprint"]
 
 
 def _response(answer: browser.Answer) -> flask.Response:
@@ -36,4 +36,17 @@ def browser_blueprint(url_prefix: str = browser.PREFIX) -> flask.Blueprint:
     blueprint.add_url_rule(
         f"/{browser.KEEP_ALIVE_NAME}", "keep_alive", _keep_alive, methods=["GET", "POST"]
     )
+    return blueprint
+
+
+def gpc_blueprint(last_update: str = gpc.LAST_UPDATE) -> flask.Blueprint:
+    """A blueprint named ``coatcheck_gpc`` serving ``/.well-known/gpc.json``: this site
+    honours Global Privacy Control (``app.register_blueprint(gpc_blueprint())``)."""
+    answer = gpc.gpc_answer(last_update)  # checked now, at start-up
+    blueprint = flask.Blueprint("coatcheck_gpc", __name__)
+
+    def _gpc() -> flask.Response:
+        return _response(answer)
+
+    blueprint.add_url_rule(gpc.GPC_PATH, "gpc", _gpc, methods=["GET"])
     return blueprint

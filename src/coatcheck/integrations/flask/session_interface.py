@@ -34,6 +34,7 @@ from coatcheck.integrations.flask.locking import (
     routed_to_marked,
 )
 from coatcheck.integrations.flask.session import FlaskSession, UnavailableSession
+from coatcheck.privacy import minimise
 
 if TYPE_CHECKING:
     from flask.wrappers import Request, Response
@@ -73,7 +74,7 @@ class CoatcheckSessionInterface(SessionInterface):
     pickle_based = False
 
     def __init__(self, manager: SessionManager) -> None:
-        self.manager = manager
+        self.manager = minimise.install(manager)
         self.csrf = CsrfCheck(manager)
         self.proxies = Proxies.of(manager.config)
         """``SessionConfig.trusted_proxies``: who the client is behind them (None: none)."""
@@ -97,13 +98,13 @@ class CoatcheckSessionInterface(SessionInterface):
 
     def open_session(self, app: flask.Flask, request: Request) -> SessionMixin | None:
         config = self.manager.config
-        token, bearer, user_agent = scan_environ(
+        token, bearer, user_agent, gpc = scan_environ(
             request.environ, config.cookie_name, config.allow_bearer
         )
         address = request.remote_addr
         if self.proxies is not None:  # behind trusted proxies: X-Forwarded-For decides
             address = self.proxies.from_environ(request.environ)[0]
-        info = ClientInfo.from_raw(user_agent, address)
+        info = ClientInfo.from_raw(user_agent, address, gpc)
         locks = self._wants_lock(app, request) if token is not None else None
         try:
             if locks is not None:

@@ -122,6 +122,9 @@ class PostgresStore(
         self.reconnect_timeout = reconnect_timeout
         self.auto_migrate = migrate
         conninfo = build_conninfo(conninfo, connect_timeout, statement_timeout)
+        self.conninfo = conninfo
+        """The connection string in force (holds the password: never log it). Other tables
+        of coatcheck that live beside the sessions (the consent ledger) connect with it."""
         params = conninfo_to_dict(conninfo)
         host, port = params.get("host", "localhost"), params.get("port", "5432")
         db = params.get("dbname", "")
