@@ -26,6 +26,7 @@ from coatcheck.stores import from_url
 from tests.support.clock import FakeClock
 from tests.support.privacy import SECRET
 from tests.support.redis_servers import delete_prefix, shared_redis_url, unique_prefix
+from tests.support.user_agents import FIREFOX_LINUX, SAFARI_IPHONE
 
 ENV = {"COATCHECK_TOMBSTONE_SECRET": SECRET}
 
@@ -90,13 +91,17 @@ def days_around_now() -> set[str]:
 def test_export_prints_one_json_document_of_the_user_alone(
     cli: click.Group, store_url: str
 ) -> None:
-    sign_in(store_url, "alice", ["Laptop/1", "Phone/2"], at=time.time())
+    sign_in(store_url, "alice", [FIREFOX_LINUX, SAFARI_IPHONE], at=time.time())
     sign_in(store_url, "bob", ["Bob/3"], at=time.time())
     result = run(cli, "privacy", "export", "--user", "alice", "--store", store_url)
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
     sessions = document["holders"]["sessions"]["sessions"]
-    assert sorted(s["user_agent"] for s in sessions) == ["Laptop/1", "Phone/2"]
+    # Kept reduced (minimisation; a bare manager, so the standard library's coarse form).
+    assert sorted(s["user_agent"] for s in sessions) == [
+        "Firefox / Linux / desktop",
+        "Safari / iOS / mobile",
+    ]
     assert [s["data"] for s in sessions] == [{"note": "alice-note"}] * 2
     events = document["holders"]["activity"]["events"]
     assert [e["event"] for e in events] == ["session.login", "session.login"]
@@ -106,7 +111,7 @@ def test_export_prints_one_json_document_of_the_user_alone(
 def test_erase_needs_yes_then_leaves_a_tombstone_and_dead_tokens(
     cli: click.Group, store_url: str
 ) -> None:
-    tokens = sign_in(store_url, "alice", ["Laptop/1", "Phone/2"], at=time.time())
+    tokens = sign_in(store_url, "alice", [FIREFOX_LINUX, SAFARI_IPHONE], at=time.time())
     refused = run(cli, "privacy", "erase", "--user", "alice", "--store", store_url)
     assert refused.exit_code == 2
     assert "add --yes to confirm" in refused.output
@@ -117,7 +122,7 @@ def test_erase_needs_yes_then_leaves_a_tombstone_and_dead_tokens(
     line = result.output.strip()
     day = line.rsplit("tombstone of ", 1)[1].removesuffix(" kept.")
     assert day in days_around_now()
-    assert line == f"Erased user alice (activity 2, sessions 2); tombstone of {day} kept."
+    assert line == f"Erased user alice (consent 0, activity 2, sessions 2); tombstone of {day} kept."
     assert [live_user(store_url, t) for t in tokens] == [None, None]
     document = json.loads(
         run(cli, "privacy", "export", "--user", "alice", "--store", store_url).output
@@ -129,7 +134,7 @@ def test_erase_needs_yes_then_leaves_a_tombstone_and_dead_tokens(
 def test_erase_without_a_tombstone_secret_is_one_line_and_deletes_nothing(
     cli: click.Group, store_url: str
 ) -> None:
-    tokens = sign_in(store_url, "alice", ["Laptop/1"], at=time.time())
+    tokens = sign_in(store_url, "alice", [FIREFOX_LINUX], at=time.time())
     result = run(
         cli,
         "privacy",
@@ -158,7 +163,7 @@ def test_a_redis_deployment_names_its_privacy_database(
     cli: click.Group, redis_url: str, tmp_path: Path
 ) -> None:
     privacy_db = f"sqlite:///{tmp_path / 'privacy.db'}"
-    tokens = sign_in(redis_url, "alice", ["Laptop/1"], at=time.time(), privacy_db=privacy_db)
+    tokens = sign_in(redis_url, "alice", [FIREFOX_LINUX], at=time.time(), privacy_db=privacy_db)
     alone = run(cli, "privacy", "erase", "--user", "alice", "--yes", "--store", redis_url)
     assert alone.exit_code == 1
     assert "set COATCHECK_PRIVACY_DB" in alone.output
