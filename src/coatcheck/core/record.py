@@ -11,10 +11,13 @@ commit can send a delta instead of a snapshot and make no I/O decisions of its o
 from __future__ import annotations
 
 import json
+import math
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from coatcheck.core.csrf_secret import SECRET_KEY
 from coatcheck.errors import InvalidUserId, SessionDataError
 
 UserId = str | int | uuid.UUID
@@ -139,13 +142,39 @@ encode_key = json.encoder.encode_basestring
 dict key or a str value with ``ensure_ascii=False``."""
 
 
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+"""U+0000 in JSON text: ``\\u0000`` after an even number of backslashes."""
+
+
+def check_key(key: str) -> None:
+    """Refuse a data key some store cannot keep, naming it: U+0000 (PostgreSQL's jsonb
+    has no way to hold it) or a lone surrogate (not UTF-8, which every store writes).
+    Refused on every store alike, so an app behaves the same whichever it runs on; any
+    other ``str`` a JSON object can hold is a key every store keeps as it is."""
+    if "\x00" in key:
+        raise SessionDataError(
+            f"session key {key!r} cannot be stored: it holds the character U+0000, which "
+            "not every store can keep (PostgreSQL's jsonb cannot)"
+        )
+    if not key.isascii():
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SessionDataError(
+                f"session key {key!r} cannot be stored: a lone surrogate is not Unicode text"
+            ) from None
+
+
 def encode_value(key: str, value: Any) -> str:
     """JSON-encode one session value, naming the key when it cannot be stored.
 
     The output is exactly ``json.dumps(value, separators=(",", ":"), ensure_ascii=False,
     allow_nan=False)``; the scalar types a session mostly holds (exact ``str`` and ``int``,
-    not subclasses, whose JSON form could differ) skip the general encoder.
+    not subclasses, whose JSON form could differ) skip the general encoder. The key is
+    checked too (``check_key``), and text anywhere in the value (a string, a nested key)
+    may hold neither U+0000 nor a lone surrogate, for the same reason.
     """
+    check_key(key)
     try:
         kind = type(value)
         if kind is str:
@@ -156,9 +185,76 @@ def encode_value(key: str, value: Any) -> str:
             text = _ENCODER.encode(value)
         if not text.isascii():
             text.encode("utf-8")  # a lone surrogate cannot be stored as UTF-8
-        return text
     except (TypeError, ValueError) as exc:
         raise SessionDataError(
             f"session[{key!r}] cannot be stored: {type(value).__name__} is not "
             f"JSON-serializable ({exc})"
         ) from None
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
+        raise SessionDataError(
+            f"session[{key!r}] cannot be stored: it holds the character U+0000, which not "
+            "every store can keep (PostgreSQL's jsonb cannot)"
+        )
+    return text
+
+
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    LEVEL_KEY: (int,),
+    REAUTH_KEY: (bool,),
+    ROTATED_AT_KEY: (int, float),
+    ROTATED_TO_KEY: (str,),
+    SECRET_KEY: (str,),
+}
+"""The types of the engine metadata keys the engine reads (``int(level)``,
+``float(rotated_at)``, ...): anything else there is a damaged record."""
+
+
+def _moment(value: object) -> bool:
+    """A finite number of seconds (not a bool, not NaN, not infinite)."""
+    kind = type(value)
+    return (kind is float or kind is int) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def _text_or_none(value: object) -> bool:
+    return value is None or type(value) is str
+
+
+def damage(record: SessionRecord) -> str | None:
+    """What is wrong with a record read back from a store, or None when nothing is.
+
+    A store's content can be damaged outside coatcheck (an operator's edit, another
+    program writing under the same prefix, a half-written file); every store builds its
+    record and asks this before handing it out, so that such a record is a fresh
+    session with a warning, never a TypeError in the policy or the device list. The
+    answer names the field, never its value (it may be personal data).
+    """
+    if type(record.handle) is not str or not record.handle:
+        return "handle"
+    if type(record.data) is not dict:
+        return "data"
+    for name in ("created_at", "last_seen_at", "expires_at", "absolute_at"):
+        if not _moment(getattr(record, name)):
+            return name
+    user_id = record.user_id
+    if user_id is not None and (type(user_id) is not str or not user_id):
+        return "user_id"
+    if record.auth_at is not None and not _moment(record.auth_at):
+        return "auth_at"
+    if type(record.remember) is not bool:
+        return "remember"
+    if not _text_or_none(record.user_agent):
+        return "user_agent"
+    if not _text_or_none(record.ip):
+        return "ip"
+    meta = record.meta
+    if type(meta) is not dict:
+        return "meta"
+    if meta:
+        for key, kinds in _META_TYPES.items():
+            if key not in meta:
+                continue
+            value = meta[key]
+            kind = type(value)
+            if kind not in kinds or (kind is float and not math.isfinite(value)):
+                return f"meta[{key!r}]"
+    return None
