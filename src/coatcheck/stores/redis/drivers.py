@@ -28,7 +28,7 @@ import time
 import weakref
 from typing import Any
 
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from coatcheck.core.steps import drive_async, drive_sync
 from coatcheck.errors import StoreUnavailable
@@ -41,8 +41,22 @@ from coatcheck.stores.redis.clients import (
     roundtrip_async,
     roundtrip_sync,
 )
-from coatcheck.stores.redis.exchange import exchange, one_round_trip, pipeline
-from coatcheck.stores.redis.operations import Batch, Cmd, Eval, Op, Pause, command_args
+from coatcheck.stores.redis.exchange import (
+    exchange,
+    one_round_trip,
+    pipeline,
+    settled,
+    wrong_type,
+)
+from coatcheck.stores.redis.operations import (
+    WRONG_TYPE,
+    Batch,
+    Cmd,
+    Eval,
+    Op,
+    Pause,
+    command_args,
+)
 from coatcheck.stores.redis.options import RedisOptions
 
 FAILURES = (RedisError, RedisClusterException, OSError)
@@ -127,10 +141,17 @@ class SyncDriver:
                 finally:
                     idle.append(conn)
             if isinstance(op, Batch) and one_round_trip(op):  # a plain call too
+                if op.lenient:
+                    results = pipeline(client, op, self.cluster).execute(raise_on_error=False)
+                    return settled(results, lenient=True)
                 return pipeline(client, op, self.cluster).execute()
             return drive_sync(exchange(client, op, self.cluster), operator.call)
         except StoreUnavailable:
             raise
+        except ResponseError as exc:
+            if type(op) is Cmd and op.lenient and wrong_type(exc):
+                return WRONG_TYPE
+            raise unavailable(exc) from exc
         except FAILURES as exc:
             raise unavailable(exc) from exc
         finally:
@@ -217,8 +238,15 @@ class AsyncDriver:
                 finally:
                     idle.append(conn)
             if isinstance(op, Batch) and one_round_trip(op):  # a plain call too
+                if op.lenient:
+                    pipe = pipeline(client, op, self.cluster)
+                    return settled(await pipe.execute(raise_on_error=False), lenient=True)
                 return await pipeline(client, op, self.cluster).execute()
             return await drive_async(exchange(client, op, self.cluster), operator.call)
+        except ResponseError as exc:
+            if type(op) is Cmd and op.lenient and wrong_type(exc):
+                return WRONG_TYPE
+            raise unavailable(exc) from exc
         except FAILURES as exc:
             raise unavailable(exc) from exc
         finally:
