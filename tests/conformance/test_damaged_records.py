@@ -28,7 +28,8 @@ from coatcheck.cli.report import store_stats
 from coatcheck.core.session import Session
 from coatcheck.core.tokens import storage_key
 from coatcheck.engine.manager import SessionManager
-from coatcheck.stores import Store
+from coatcheck.security.sealing import new_key
+from coatcheck.stores import CookieStore, Store
 from tests.conformance.conftest import STORE_FACTORIES, store_class
 from tests.conformance.damage import CASES, DAMAGERS, damager_class_cases
 from tests.support.clock import FakeClock
@@ -150,3 +151,25 @@ async def test_a_damaged_record_is_a_fresh_session_and_spares_the_others(
         assert await on.is_new(victim.token)
         if mode == "async":
             await real.close()
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [{"level": "high"}, {"csrf": 12345}, {"rotated_to": "x", "rotated_at": "then"}],
+)
+def test_the_cookie_store_opens_no_session_of_another_shape(meta: dict[str, Any]) -> None:
+    """The cookie store keeps nothing to damage, but an authentic cookie may carry what
+    this code never writes (another version's metadata): a fresh session, as for a
+    tampered one, never a TypeError in the engine."""
+    store = CookieStore([new_key()])
+    manager = SessionManager(store)
+    session = manager.load_sync(None)
+    session["cart"] = ["hat"]
+    token = manager.commit_sync(session).token
+    assert token is not None and not manager.load_sync(token).is_new
+    record = store.unseal(token)
+    record.meta = meta
+    forged = store.seal(record)  # authentic: sealed with the store's own key
+    assert manager.load_sync(forged).is_new
+    tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    assert manager.load_sync(tampered).is_new
