@@ -28,7 +28,9 @@ import time
 import weakref
 from typing import Any
 
+from redis.asyncio.sentinel import MasterNotFoundError as AsyncMasterNotFoundError
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
+from redis.sentinel import MasterNotFoundError
 
 from coatcheck.core.steps import drive_async, drive_sync
 from coatcheck.errors import StoreUnavailable
@@ -67,7 +69,13 @@ NO_SLOT = "Redis store: no free connection within the timeout"
 
 
 def unavailable(exc: BaseException) -> StoreUnavailable:
-    return StoreUnavailable(f"Redis store: {type(exc).__name__}: {exc}")
+    text = str(exc)
+    if isinstance(exc, MasterNotFoundError | AsyncMasterNotFoundError) and " : <" in text:
+        # redis-py quotes the repr of each sentinel's client (a screenful): keep the
+        # sentence and the last sentinel's own error.
+        head, _, rest = text.partition(" : <")
+        text = head + (f": {rest.rpartition(' - ')[2]}" if " - " in rest else "")
+    return StoreUnavailable(f"Redis store: {type(exc).__name__}: {text}")
 
 
 class SyncDriver:
