@@ -35,6 +35,7 @@ CASES = (
     "meta-level-text",
     "meta-csrf-number",
     "meta-rotation-text",
+    "meta-rotation-half",
     "handle-number",
     "remember-text",
     "key-is-a-string",
@@ -48,6 +49,7 @@ BAD_META: dict[str, Any] = {
     "meta-level-text": {"level": "high"},
     "meta-csrf-number": {"csrf": 12345},
     "meta-rotation-text": {"rotated_to": "elsewhere", "rotated_at": "yesterday"},
+    "meta-rotation-half": {"rotated_to": "elsewhere"},
 }
 
 

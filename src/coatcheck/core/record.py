@@ -257,4 +257,6 @@ def damage(record: SessionRecord) -> str | None:
             kind = type(value)
             if kind not in kinds or (kind is float and not math.isfinite(value)):
                 return f"meta[{key!r}]"
+        if ROTATED_TO_KEY in meta and ROTATED_AT_KEY not in meta:
+            return f"meta[{ROTATED_AT_KEY!r}]"  # a rotation marker says when it was left
     return None
