@@ -241,7 +241,9 @@ class MemcachedDamager(Damager):
         from pymemcache.client.base import Client  # type: ignore[import-untyped]
 
         self.store = store
-        self.client = Client((store.host, store.port), connect_timeout=2, timeout=2)
+        self.client = Client(
+            (store.host, store.port), connect_timeout=2, timeout=2, default_noreply=False
+        )
         self.url = f"memcached://{store.host}:{store.port}?prefix={store.prefix}"
 
     def _doc(self, key: str, change: Callable[[dict[str, Any]], None]) -> None:
