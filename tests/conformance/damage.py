@@ -60,7 +60,14 @@ class Damager:
     url: str | None = None
     """The store's URL, for the ``coatcheck`` command (None: the CLI cannot reach it)."""
 
+    indexed_by_item = False
+    """Whether the store keeps a user's sessions in an item of its own (``damage_index``)."""
+
     def damage(self, case: str, key: str) -> None:
+        raise NotImplementedError
+
+    def damage_index(self, user_id: str) -> None:
+        """Replace the user's index item with one of another type or garbage."""
         raise NotImplementedError
 
 
@@ -189,6 +196,13 @@ class RedisDamager(Damager):
             host, port = store.options.hosts[0]
             self.url = f"redis://{host}:{port}/{store.options.db}?prefix={store.prefix}"
 
+    indexed_by_item = True
+
+    def damage_index(self, user_id: str) -> None:
+        name = self.store.user_key(user_id)
+        self.client.delete(name)
+        self.client.set(name, "not a sorted set", ex=3600)
+
     def _meta(self, name: str, change: Callable[[dict[str, Any]], None]) -> None:
         packed = json.loads(self.client.hget(name, "m"))
         change(packed)
@@ -245,6 +259,11 @@ class MemcachedDamager(Damager):
             (store.host, store.port), connect_timeout=2, timeout=2, default_noreply=False
         )
         self.url = f"memcached://{store.host}:{store.port}?prefix={store.prefix}"
+
+    indexed_by_item = True
+
+    def damage_index(self, user_id: str) -> None:
+        self.client.set(self.store._names.user(user_id), b"\xff not a list", expire=3600)
 
     def _doc(self, key: str, change: Callable[[dict[str, Any]], None]) -> None:
         name = self.store._names.record(key)

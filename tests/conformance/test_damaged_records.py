@@ -173,3 +173,40 @@ def test_the_cookie_store_opens_no_session_of_another_shape(meta: dict[str, Any]
     assert manager.load_sync(forged).is_new
     tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
     assert manager.load_sync(tampered).is_new
+
+
+INDEXED = [
+    name
+    for name, factory in STORE_FACTORIES.items()
+    if getattr(DAMAGERS.get(store_class(factory)), "indexed_by_item", False)
+]
+
+
+@pytest.mark.parametrize("which", INDEXED)
+async def test_a_damaged_user_index_never_hides_a_session_from_revocation(
+    which: str, mode: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis and memcached keep a user's sessions in an index of their own. Damaged (a
+    string where Redis keeps a sorted set, garbage bytes in memcached), it lists nothing,
+    with a warning; ``revoke_user`` still ends every session of the user (found without
+    it), bob's are untouched, and alice's next login is listed again."""
+    clock = FakeClock(time.time())
+    with STORE_FACTORIES[which](tmp_path) as real:
+        assert isinstance(real, Store)
+        on = Paths(SessionManager(real, clock=clock), mode)
+        first = await on.login("alice", ["hat"])
+        second = await on.login("alice", ["scarf"])
+        bob = await on.login("bob", ["gloves"])
+        DAMAGERS[type(real)](real).damage_index("alice")
+        caplog.set_level(logging.WARNING, logger="coatcheck.stores")
+
+        assert await on("list_user_sessions", "alice") == []
+        assert any("index" in r.getMessage() for r in caplog.records)
+        assert await on("revoke_user", "alice") == 2
+        assert await on.is_new(first.token) and await on.is_new(second.token)
+        assert [s.handle for s in await on("list_user_sessions", "bob")] == [bob.handle]
+
+        again = await on.login("alice", ["hat"])
+        assert [s.handle for s in await on("list_user_sessions", "alice")] == [again.handle]
+        if mode == "async":
+            await real.close()

@@ -338,8 +338,12 @@ class RedisStore(
     def _list_user(self, user_id: str, now: float) -> Procedure[list[SessionRecord]]:
         idx = self.user_key(user_id)
         _, handles = yield Batch(
-            (Cmd(("ZREMRANGEBYSCORE", idx, "-inf", num(now))), Cmd(("ZRANGE", idx, 0, -1)))
+            (Cmd(("ZREMRANGEBYSCORE", idx, "-inf", num(now))), Cmd(("ZRANGE", idx, 0, -1))),
+            lenient=True,
         )
+        if handles is WRONG_TYPE:
+            warn(STORE, "a user's index is not a sorted set; it lists no session")
+            return []
         if not handles:
             return []
         got = yield Batch(tuple(Cmd(("GET", self.pointer_key(h))) for h in handles), lenient=True)
@@ -373,7 +377,14 @@ class RedisStore(
 
     def _delete_user(self, user_id: str, except_handle: str | None) -> Procedure[int]:
         idx = self.user_key(user_id)
-        handles = yield Cmd(("ZRANGE", idx, 0, -1))
+        handles = yield Cmd(("ZRANGE", idx, 0, -1), lenient=True)
+        if handles is WRONG_TYPE:
+            # A revocation must not miss a session because its index is unreadable: find
+            # the user's records by a scan, and drop the index (their next login makes a
+            # new one).
+            warn(STORE, "a user's index is not a sorted set; its sessions are found by a scan")
+            yield Cmd(("DEL", idx))
+            handles = yield from self._scan_user(user_id)
         targets = [h for h in handles if h != except_handle]
         deleted = 0
         for _ in range(3):  # chase sessions that a concurrent rename moved
@@ -408,6 +419,22 @@ class RedisStore(
                 if isinstance(k2, str) and k2 and k2 != k
             ]
         return deleted
+
+    def _scan_user(self, user_id: str) -> Procedure[list[str]]:
+        """The handles of every record of ``user_id``, by one SCAN over the records."""
+        match = escape_glob(self.prefix) + "s:*"
+        cursor: Any = None
+        handles: list[str] = []
+        while True:
+            cursor, keys = yield ScanPage(match, 1000, cursor)
+            if keys:
+                texts = yield Batch(tuple(Cmd(("HGET", k, "m")) for k in keys), lenient=True)
+                for text in texts:
+                    m = unpack(text) if isinstance(text, str) else None
+                    if m is not None and m.get("u") == user_id and isinstance(m["h"], str):
+                        handles.append(m["h"])
+            if cursor is None:
+                return handles
 
     def _purge(self, now: float, batch_size: int) -> Procedure[int]:
         """SCAN the records in small pages, resting after each step (``PURGE_REST``): a
