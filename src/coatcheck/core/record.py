@@ -198,25 +198,14 @@ def encode_value(key: str, value: Any) -> str:
     return text
 
 
-_META_TYPES: dict[str, tuple[type, ...]] = {
-    LEVEL_KEY: (int,),
-    REAUTH_KEY: (bool,),
-    ROTATED_AT_KEY: (int, float),
-    ROTATED_TO_KEY: (str,),
-    SECRET_KEY: (str,),
-}
-"""The types of the engine metadata keys the engine reads (``int(level)``,
-``float(rotated_at)``, ...): anything else there is a damaged record."""
+_MOMENTS = ("created_at", "last_seen_at", "expires_at", "absolute_at")
+_MISSING = object()
 
 
 def _moment(value: object) -> bool:
     """A finite number of seconds (not a bool, not NaN, not infinite)."""
     kind = type(value)
     return (kind is float or kind is int) and math.isfinite(value)  # type: ignore[arg-type]
-
-
-def _text_or_none(value: object) -> bool:
-    return value is None or type(value) is str
 
 
 def damage(record: SessionRecord) -> str | None:
@@ -226,37 +215,68 @@ def damage(record: SessionRecord) -> str | None:
     program writing under the same prefix, a half-written file); every store builds its
     record and asks this before handing it out, so that such a record is a fresh
     session with a warning, never a TypeError in the policy or the device list. The
-    answer names the field, never its value (it may be personal data).
+    answer names the field, never its value (it may be personal data). It runs on every
+    load, so the common answer (nothing) takes one pass of type checks.
     """
-    if type(record.handle) is not str or not record.handle:
+    r = record
+    if (
+        type(r.handle) is str
+        and r.handle
+        and type(r.data) is dict
+        and type(r.remember) is bool
+        and _moment(r.created_at)
+        and _moment(r.last_seen_at)
+        and _moment(r.expires_at)
+        and _moment(r.absolute_at)
+        and (r.user_id is None or (type(r.user_id) is str and r.user_id))
+        and (r.auth_at is None or _moment(r.auth_at))
+        and (r.user_agent is None or type(r.user_agent) is str)
+        and (r.ip is None or type(r.ip) is str)
+        and type(r.meta) is dict
+    ):
+        return _meta_damage(r.meta) if r.meta else None
+    return _field_damage(r)
+
+
+def _field_damage(r: SessionRecord) -> str:
+    """The first field of ``r`` that ``damage`` refuses (its slow path: name it)."""
+    if type(r.handle) is not str or not r.handle:
         return "handle"
-    if type(record.data) is not dict:
+    if type(r.data) is not dict:
         return "data"
-    for name in ("created_at", "last_seen_at", "expires_at", "absolute_at"):
-        if not _moment(getattr(record, name)):
+    for name in _MOMENTS:
+        if not _moment(getattr(r, name)):
             return name
-    user_id = record.user_id
-    if user_id is not None and (type(user_id) is not str or not user_id):
+    if r.user_id is not None and (type(r.user_id) is not str or not r.user_id):
         return "user_id"
-    if record.auth_at is not None and not _moment(record.auth_at):
+    if r.auth_at is not None and not _moment(r.auth_at):
         return "auth_at"
-    if type(record.remember) is not bool:
+    if type(r.remember) is not bool:
         return "remember"
-    if not _text_or_none(record.user_agent):
-        return "user_agent"
-    if not _text_or_none(record.ip):
-        return "ip"
-    meta = record.meta
-    if type(meta) is not dict:
-        return "meta"
-    if meta:
-        for key, kinds in _META_TYPES.items():
-            if key not in meta:
-                continue
-            value = meta[key]
-            kind = type(value)
-            if kind not in kinds or (kind is float and not math.isfinite(value)):
-                return f"meta[{key!r}]"
-        if ROTATED_TO_KEY in meta and ROTATED_AT_KEY not in meta:
+    for name in ("user_agent", "ip"):
+        value = getattr(r, name)
+        if value is not None and type(value) is not str:
+            return name
+    return "meta"
+
+
+def _meta_damage(meta: dict[str, Any]) -> str | None:
+    """The engine metadata key of another type than the engine reads, if any (written
+    out key by key: it runs on every load of a session with metadata)."""
+    get = meta.get
+    if type(get(LEVEL_KEY, 1)) is not int:
+        return f"meta[{LEVEL_KEY!r}]"
+    if type(get(SECRET_KEY, "")) is not str:
+        return f"meta[{SECRET_KEY!r}]"
+    if type(get(REAUTH_KEY, False)) is not bool:
+        return f"meta[{REAUTH_KEY!r}]"
+    rotated_at = get(ROTATED_AT_KEY, 0)
+    if rotated_at != 0 and not _moment(rotated_at):
+        return f"meta[{ROTATED_AT_KEY!r}]"
+    rotated_to = get(ROTATED_TO_KEY, _MISSING)
+    if rotated_to is not _MISSING:
+        if type(rotated_to) is not str:
+            return f"meta[{ROTATED_TO_KEY!r}]"
+        if ROTATED_AT_KEY not in meta:
             return f"meta[{ROTATED_AT_KEY!r}]"  # a rotation marker says when it was left
     return None
