@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import click
 import rich  # noqa: F401  (a missing rich fails at import, not mid-command)
@@ -18,6 +19,8 @@ from coatcheck.cli.common import (
     CommandError,
     make_console,
     managed,
+    masked,
+    one_line,
     plural,
     printable,
 )
@@ -32,6 +35,7 @@ from coatcheck.cli.serve import (
     rotate_jwt_key,
     run_serve,
 )
+from coatcheck.errors import CoatcheckError
 
 store_option = click.option(
     "--store",
@@ -52,7 +56,28 @@ def reported() -> Iterator[None]:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group(help="Server-side sessions: the session service, the demo shop, store maintenance.")
+class Commands(click.Group):
+    """The command group, where whatever a command raises becomes one ``Error:`` line
+    and exit code 1, never a traceback: the library's refusals (a user id that names no
+    one, a store without the capability a command needs) in their own words, anything
+    else named as the bug it is. Passwords in URLs quoted by a message are masked."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except (CommandError, CoatcheckError) as exc:
+            raise click.ClickException(masked(one_line(exc))) from None
+        except Exception as exc:
+            message = f"unexpected {type(exc).__name__}: {one_line(exc)} (a bug in coatcheck)"
+            raise click.ClickException(masked(message)) from None
+
+
+@click.group(
+    cls=Commands,
+    help="Server-side sessions: the session service, the demo shop, store maintenance.",
+)
 @click.version_option(package_name="coatcheck", prog_name="coatcheck")
 def cli() -> None:
     pass

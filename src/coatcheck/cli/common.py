@@ -5,6 +5,7 @@ redacted, control characters from client-supplied values replaced)."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -59,6 +60,15 @@ def managed(store_url: str) -> Iterator[SessionManager]:
     finally:
         with suppress(StoreUnavailable):
             store.close_sync()
+
+
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
+def masked(text: str) -> str:
+    """``text`` with the password of any URL in it replaced (``redis://:***@host``): for
+    messages that quote a URL the command was not given as such."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
 
 
 def printable(value: str | None) -> str:

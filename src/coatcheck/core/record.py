@@ -11,10 +11,13 @@ commit can send a delta instead of a snapshot and make no I/O decisions of its o
 from __future__ import annotations
 
 import json
+import math
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from coatcheck.core.csrf_secret import SECRET_KEY
 from coatcheck.errors import InvalidUserId, SessionDataError
 
 UserId = str | int | uuid.UUID
@@ -139,13 +142,39 @@ encode_key = json.encoder.encode_basestring
 dict key or a str value with ``ensure_ascii=False``."""
 
 
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+"""U+0000 in JSON text: ``\\u0000`` after an even number of backslashes."""
+
+
+def check_key(key: str) -> None:
+    """Refuse a data key some store cannot keep, naming it: U+0000 (PostgreSQL's jsonb
+    has no way to hold it) or a lone surrogate (not UTF-8, which every store writes).
+    Refused on every store alike, so an app behaves the same whichever it runs on; any
+    other ``str`` a JSON object can hold is a key every store keeps as it is."""
+    if "\x00" in key:
+        raise SessionDataError(
+            f"session key {key!r} cannot be stored: it holds the character U+0000, which "
+            "not every store can keep (PostgreSQL's jsonb cannot)"
+        )
+    if not key.isascii():
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SessionDataError(
+                f"session key {key!r} cannot be stored: a lone surrogate is not Unicode text"
+            ) from None
+
+
 def encode_value(key: str, value: Any) -> str:
     """JSON-encode one session value, naming the key when it cannot be stored.
 
     The output is exactly ``json.dumps(value, separators=(",", ":"), ensure_ascii=False,
     allow_nan=False)``; the scalar types a session mostly holds (exact ``str`` and ``int``,
-    not subclasses, whose JSON form could differ) skip the general encoder.
+    not subclasses, whose JSON form could differ) skip the general encoder. The key is
+    checked too (``check_key``), and text anywhere in the value (a string, a nested key)
+    may hold neither U+0000 nor a lone surrogate, for the same reason.
     """
+    check_key(key)
     try:
         kind = type(value)
         if kind is str:
@@ -156,9 +185,98 @@ def encode_value(key: str, value: Any) -> str:
             text = _ENCODER.encode(value)
         if not text.isascii():
             text.encode("utf-8")  # a lone surrogate cannot be stored as UTF-8
-        return text
     except (TypeError, ValueError) as exc:
         raise SessionDataError(
             f"session[{key!r}] cannot be stored: {type(value).__name__} is not "
             f"JSON-serializable ({exc})"
         ) from None
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
+        raise SessionDataError(
+            f"session[{key!r}] cannot be stored: it holds the character U+0000, which not "
+            "every store can keep (PostgreSQL's jsonb cannot)"
+        )
+    return text
+
+
+_MOMENTS = ("created_at", "last_seen_at", "expires_at", "absolute_at")
+_MISSING = object()
+
+
+def _moment(value: object) -> bool:
+    """A finite number of seconds (not a bool, not NaN, not infinite)."""
+    kind = type(value)
+    return (kind is float or kind is int) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def damage(record: SessionRecord) -> str | None:
+    """What is wrong with a record read back from a store, or None when nothing is.
+
+    A store's content can be damaged outside coatcheck (an operator's edit, another
+    program writing under the same prefix, a half-written file); every store builds its
+    record and asks this before handing it out, so that such a record is a fresh
+    session with a warning, never a TypeError in the policy or the device list. The
+    answer names the field, never its value (it may be personal data). It runs on every
+    load, so the common answer (nothing) takes one pass of type checks.
+    """
+    r = record
+    if (
+        type(r.handle) is str
+        and r.handle
+        and type(r.data) is dict
+        and type(r.remember) is bool
+        and _moment(r.created_at)
+        and _moment(r.last_seen_at)
+        and _moment(r.expires_at)
+        and _moment(r.absolute_at)
+        and (r.user_id is None or (type(r.user_id) is str and r.user_id))
+        and (r.auth_at is None or _moment(r.auth_at))
+        and (r.user_agent is None or type(r.user_agent) is str)
+        and (r.ip is None or type(r.ip) is str)
+        and type(r.meta) is dict
+    ):
+        return _meta_damage(r.meta) if r.meta else None
+    return _field_damage(r)
+
+
+def _field_damage(r: SessionRecord) -> str:
+    """The first field of ``r`` that ``damage`` refuses (its slow path: name it)."""
+    if type(r.handle) is not str or not r.handle:
+        return "handle"
+    if type(r.data) is not dict:
+        return "data"
+    for name in _MOMENTS:
+        if not _moment(getattr(r, name)):
+            return name
+    if r.user_id is not None and (type(r.user_id) is not str or not r.user_id):
+        return "user_id"
+    if r.auth_at is not None and not _moment(r.auth_at):
+        return "auth_at"
+    if type(r.remember) is not bool:
+        return "remember"
+    for name in ("user_agent", "ip"):
+        value = getattr(r, name)
+        if value is not None and type(value) is not str:
+            return name
+    return "meta"
+
+
+def _meta_damage(meta: dict[str, Any]) -> str | None:
+    """The engine metadata key of another type than the engine reads, if any (written
+    out key by key: it runs on every load of a session with metadata)."""
+    get = meta.get
+    if type(get(LEVEL_KEY, 1)) is not int:
+        return f"meta[{LEVEL_KEY!r}]"
+    if type(get(SECRET_KEY, "")) is not str:
+        return f"meta[{SECRET_KEY!r}]"
+    if type(get(REAUTH_KEY, False)) is not bool:
+        return f"meta[{REAUTH_KEY!r}]"
+    rotated_at = get(ROTATED_AT_KEY, 0)
+    if rotated_at != 0 and not _moment(rotated_at):
+        return f"meta[{ROTATED_AT_KEY!r}]"
+    rotated_to = get(ROTATED_TO_KEY, _MISSING)
+    if rotated_to is not _MISSING:
+        if type(rotated_to) is not str:
+            return f"meta[{ROTATED_TO_KEY!r}]"
+        if ROTATED_AT_KEY not in meta:
+            return f"meta[{ROTATED_AT_KEY!r}]"  # a rotation marker says when it was left
+    return None

@@ -41,7 +41,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from coatcheck.core.record import SessionRecord
+from coatcheck.core.record import SessionRecord, damage
 from coatcheck.errors import ConfigError, CookieTooLargeError, InvalidCookie, UnsupportedOperation
 from coatcheck.security.sealing import KeyRing, KeySpec, UnsealError, keys_from_env
 from coatcheck.stores.base import ClientSide, Purgeable, Store
@@ -180,7 +180,7 @@ class CookieStore(ClientSide, Purgeable):
             or remember not in (0, 1)
         ):
             raise ValueError("unexpected payload shape")
-        return SessionRecord(
+        record = SessionRecord(
             key="",
             handle=handle,
             data=data,
@@ -193,6 +193,9 @@ class CookieStore(ClientSide, Purgeable):
             remember=bool(remember),
             meta=meta,
         )
+        if damage(record) is not None:  # (engine metadata of another shape, say)
+            raise ValueError("unexpected payload shape")
+        return record
 
     # -- what it can do besides: purge its revocation store, close it ----------------------
     def purge_expired_sync(self, now: float, batch_size: int) -> int:

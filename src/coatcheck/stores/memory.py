@@ -24,6 +24,7 @@ from coatcheck.stores.base import (
     InlineUserIndex,
     Statistics,
 )
+from coatcheck.stores.damage import sound, warn
 
 _SCALARS = frozenset({str, int, bool, type(None)})
 """Exact types whose decoded value is immutable and equal to what its JSON text decodes
@@ -83,6 +84,20 @@ def _copy_out(entry: _Entry) -> SessionRecord:
     )
 
 
+def _read(entry: _Entry | None) -> SessionRecord | None:
+    """``_copy_out``, or None (with a warning) for an entry damaged in place: the store
+    only ever holds what it was given, but a test or a debugger may poke at it, and a
+    record the store hands out must be sound on every store alike."""
+    if entry is None:
+        return None
+    try:
+        record = _copy_out(entry)
+    except (ValueError, TypeError):
+        warn("memory", "data or meta is not JSON text", entry.record.handle)
+        return None
+    return sound(record, "memory")
+
+
 class MemoryStore(
     InlineStore,
     InlineHandleIndex,
@@ -127,8 +142,7 @@ class MemoryStore(
 
     def get_sync(self, key: str) -> SessionRecord | None:
         with self._lock:
-            entry = self._entries.get(key)
-            return _copy_out(entry) if entry is not None else None
+            return _read(self._entries.get(key))
 
     def create_sync(self, record: SessionRecord) -> None:
         data = {k: json.dumps(v) for k, v in record.data.items()}
@@ -201,13 +215,13 @@ class MemoryStore(
     def get_by_handle_sync(self, handle: str) -> SessionRecord | None:
         with self._lock:
             key = self._handles.get(handle)
-            entry = self._entries.get(key) if key is not None else None
-            return _copy_out(entry) if entry is not None else None
+            return _read(self._entries.get(key) if key is not None else None)
 
     def list_user_sync(self, user_id: str, now: float) -> list[SessionRecord]:
         with self._lock:
             entries = [self._entries[k] for k in self._users.get(user_id, ())]
-            live = [_copy_out(e) for e in entries if e.record.expires_at > now]
+            records = [_read(e) for e in entries]
+        live = [r for r in records if r is not None and r.expires_at > now]
         return sorted(live, key=lambda r: r.created_at)
 
     def delete_handle_sync(self, handle: str) -> SessionRecord | None:

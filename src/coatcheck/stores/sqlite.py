@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +29,7 @@ from coatcheck.stores.base import (
     Statistics,
     process_id,
 )
+from coatcheck.stores.damage import sound, warn
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -96,9 +98,15 @@ _PRIVATE_PATHS = frozenset({":memory:", ""})
 file): such a store works only while it never has two connections open at once."""
 
 
+_UNQUOTABLE = re.compile(r'[\x00-\x1f"\\]').search
+"""What a key may not hold to be quoted as ``$."key"``: a quote or a backslash (path
+syntax), or a control character, which SQLite's JSON writes escaped (``\\u001f``) and its
+paths then no longer match (a removal would miss, a second set would add a twin key)."""
+
+
 def _quotable(key: str) -> bool:
-    """Can SQLite's JSON path syntax quote ``key`` as ``$."key"`` (no quote, no backslash)?"""
-    return '"' not in key and "\\" not in key
+    """Can SQLite's JSON path syntax name ``key`` as ``$."key"``?"""
+    return _UNQUOTABLE(key) is None
 
 
 def _row_to_record(row: Sequence[Any]) -> SessionRecord:
@@ -118,6 +126,19 @@ def _row_to_record(row: Sequence[Any]) -> SessionRecord:
         ip,
         _loads(meta) if meta != "{}" else {},
     )
+
+
+def _sound(row: Sequence[Any] | None) -> SessionRecord | None:
+    """The record of ``row``, or None (with a warning) when the row was damaged outside
+    the store: data or meta not JSON text, a field of the wrong type."""
+    if row is None:
+        return None
+    try:
+        record = _row_to_record(row)
+    except (ValueError, TypeError):  # not JSON, or not text at all (a number, a blob)
+        warn("SQLite", "data or meta is not JSON text", row[1])
+        return None
+    return sound(record, "SQLite")
 
 
 _scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
@@ -144,6 +165,9 @@ def _field_value(name: str, value: Any) -> Any:
         return int(bool(value))
     return value
 
+
+_MAX_ARGS = 127
+"""SQLite's default SQLITE_MAX_FUNCTION_ARG: arguments one ``json_set`` may take."""
 
 _CONVERTED_FIELDS = frozenset({"meta", "remember"})
 """Fields whose column value is not the field's value (``_field_value``)."""
@@ -178,10 +202,14 @@ def _update_sql(
         sets.append("data = ?")
     elif removed or set_keys:
         expr = "data"
-        if removed:
-            expr = f"json_remove({expr}{', ?' * removed})"
-        if set_keys:
-            expr = f"json_set({expr}{', ?, json(?)' * set_keys})"
+        # SQLite caps a function's arguments (127 unless compiled otherwise): a long
+        # delta is nested calls of at most that many, applied in the parameters' order.
+        for first in range(0, removed, _MAX_ARGS - 1):
+            count = min(removed - first, _MAX_ARGS - 1)
+            expr = f"json_remove({expr}{', ?' * count})"
+        for first in range(0, set_keys, (_MAX_ARGS - 1) // 2):
+            count = min(set_keys - first, (_MAX_ARGS - 1) // 2)
+            expr = f"json_set({expr}{', ?, json(?)' * count})"
         sets.append(f"data = {expr}")
     sets.extend(f"{name} = ?" for name in fields)
     where = "key = ? AND handle = ?" if guarded else "key = ?"
@@ -399,13 +427,7 @@ class SQLiteStore(
 
     # -- contract ----------------------------------------------------------------------
     def get_sync(self, key: str) -> SessionRecord | None:
-        row = self._run(_fetch_one, _GET_SQL, (key,))
-        if row is None:
-            return None
-        try:
-            return _row_to_record(row)
-        except ValueError:  # a row damaged outside the store: a fresh session, not a 500
-            return None
+        return _sound(self._run(_fetch_one, _GET_SQL, (key,)))
 
     def create_sync(self, record: SessionRecord) -> None:
         values = (
@@ -445,7 +467,7 @@ class SQLiteStore(
             row = conn.execute(
                 f"SELECT {_COLUMNS} FROM {TABLE} WHERE handle = ?", (handle,)
             ).fetchone()
-            return _row_to_record(row) if row is not None else None
+            return _sound(row)
 
         return self._run(op)
 
@@ -456,7 +478,7 @@ class SQLiteStore(
                 "ORDER BY created_at",
                 (user_id, now),
             ).fetchall()
-            return [_row_to_record(r) for r in rows]
+            return [r for r in map(_sound, rows) if r is not None]
 
         return self._run(op)
 
@@ -465,7 +487,7 @@ class SQLiteStore(
             row = conn.execute(
                 f"DELETE FROM {TABLE} WHERE handle = ? RETURNING {_COLUMNS}", (handle,)
             ).fetchone()
-            return _row_to_record(row) if row is not None else None
+            return _sound(row)
 
         return self._run(op)
 

@@ -14,8 +14,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from coatcheck.core.record import PATCHABLE_FIELDS, Patch, SessionRecord
-from coatcheck.errors import StoreUnavailable
+from coatcheck.core.record import PATCHABLE_FIELDS, Patch, SessionRecord, damage
 
 DAY = 24 * 60 * 60
 RELATIVE_LIMIT = 30 * DAY
@@ -103,15 +102,6 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
-def decode(raw: bytes) -> Any:
-    """An item the store wrote; anything else is StoreUnavailable (the data is not ours)."""
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        # Not named: a record's name holds a token's SHA-256, and messages reach logs.
-        raise StoreUnavailable("a memcached item is not coatcheck JSON") from exc
-
-
 def to_doc(record: SessionRecord) -> Doc:
     doc: Doc = {"v": FORMAT}
     for name in RECORD_FIELDS:
@@ -124,21 +114,58 @@ def tombstone(new_key: str) -> bytes:
     return dumps({"v": FORMAT, "moved_to": new_key})
 
 
-def live_doc(raw: bytes) -> Doc | None:
-    """A record's document; None for a tombstone or an item damaged outside the store
-    (not JSON, fields missing or of the wrong type), which counts as no record: a fresh
-    session, as for an unknown token, rather than an error for as long as the item lives."""
+def read_doc(raw: bytes) -> Doc | str:
+    """The document of a record's item (a record or a rename tombstone), or why the item
+    is not one the store wrote (damaged outside it: not JSON, a field missing or of the
+    wrong type), which every reader treats as no record."""
     try:
         doc = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(doc, dict) or "moved_to" in doc:
-        return None
-    if not all(name in doc for name in RECORD_FIELDS) or not isinstance(doc["data"], dict):
-        return None
-    if not all(isinstance(doc[n], int | float) for n in _NUMBERS):
+    except ValueError:  # (a UnicodeDecodeError is one)
+        return "not JSON"
+    if not isinstance(doc, dict):
+        return "not a JSON object"
+    if "moved_to" in doc:
+        moved_to = doc["moved_to"]
+        if isinstance(moved_to, str) and NAME_PART.fullmatch(moved_to):
+            return doc
+        return "moved_to is not a key"
+    for name in RECORD_FIELDS:
+        if name not in doc:
+            return f"{name} is missing"
+    reason = damage(to_record("-", doc))
+    return doc if reason is None else f"{reason} is not what coatcheck writes"
+
+
+def live_doc(raw: bytes) -> Doc | None:
+    """A record's document; None for a tombstone or an item damaged outside the store
+    (``read_doc``), which counts as no record: a fresh session, as for an unknown token,
+    rather than an error for as long as the item lives."""
+    doc = read_doc(raw)
+    if isinstance(doc, str) or "moved_to" in doc:
         return None
     return doc
+
+
+def read_entries(raw: bytes) -> Entries | None:
+    """An index item's entries (each a list that starts with a key or a handle and ends
+    with a deadline), or None when the item is not one the store wrote."""
+    try:
+        entries = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(entries, list):
+        return None
+    for entry in entries:
+        if (
+            not isinstance(entry, list)
+            or len(entry) < 2
+            or not isinstance(entry[0], str)
+            or not NAME_PART.fullmatch(entry[0])
+            or type(entry[-1]) not in (int, float)
+            or not math.isfinite(entry[-1])
+        ):
+            return None
+    return entries
 
 
 def to_record(key: str, doc: Doc) -> SessionRecord:

@@ -21,7 +21,6 @@ from coatcheck.stores.memcached.codec import (
     Doc,
     Entries,
     chunks,
-    decode,
     dumps,
 )
 from coatcheck.stores.memcached.protocol import Items
@@ -44,7 +43,8 @@ class Indexes:
         call = self.items.call
         for _ in range(self.max_cas_attempts):
             raw, token = call("gets", name)
-            current: Entries = [] if raw is None else decode(raw)
+            # A damaged item (a warning) is rewritten with what this change leaves.
+            current: Entries = [] if raw is None else (self.items.entries(name, raw) or [])
             horizon = time.time() - INDEX_GRACE
             wanted = [e for e in change(list(current)) if e[-1] > horizon]
             if raw is not None and wanted == current:
@@ -108,6 +108,6 @@ class Indexes:
             values = self.items.call("get_many", chunk)
             for name in chunk:
                 if name in values:
-                    entries = decode(values[name])
+                    entries = self.items.entries(name, values[name])
                     if entries:
                         yield name, entries

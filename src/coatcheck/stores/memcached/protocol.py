@@ -23,7 +23,20 @@ from pymemcache.exceptions import (  # type: ignore[import-untyped]
 
 from coatcheck.errors import StoreUnavailable
 from coatcheck.stores.base import process_id
-from coatcheck.stores.memcached.codec import FETCH_CHUNK, Doc, Names, chunks, decode, exptime
+from coatcheck.stores.damage import warn
+from coatcheck.stores.memcached.codec import (
+    FETCH_CHUNK,
+    NAME_PART,
+    Doc,
+    Entries,
+    Names,
+    chunks,
+    exptime,
+    read_doc,
+    read_entries,
+)
+
+STORE = "memcached"
 
 T = TypeVar("T")
 
@@ -147,9 +160,27 @@ class Items:
         return exptime(deadline, self.max_ttl)
 
     def load_doc(self, key: str) -> Doc | None:
-        """The record's document, a tombstone document, or None."""
+        """The record's document, a tombstone document, or None (no item, or one damaged
+        outside the store: skipped with a warning)."""
         raw = self.call("get", self.names.record(key))
-        return None if raw is None else decode(raw)
+        return None if raw is None else self.doc(raw)
+
+    def doc(self, raw: bytes) -> Doc | None:
+        """``raw`` as a record's or a tombstone's document; None, with a warning, for an
+        item damaged outside the store."""
+        doc = read_doc(raw)
+        if isinstance(doc, str):
+            warn(STORE, doc)
+            return None
+        return doc
+
+    def entries(self, name: str, raw: bytes) -> Entries | None:
+        """The entries of the index item ``name``; None, with a warning, for an item
+        damaged outside the store (its readers then treat it as they must: see them)."""
+        entries = read_entries(raw)
+        if entries is None:
+            warn(STORE, f"the index item {name!r} is not a list of entries")
+        return entries
 
     def load_docs(self, keys: Iterable[str]) -> dict[str, Doc]:
         """Documents of the given keys that exist (tombstones included)."""
@@ -158,14 +189,20 @@ class Items:
         for chunk in chunks(list(names), FETCH_CHUNK):
             values = self.call("get_many", chunk)
             for name, raw in values.items():
-                found[names[name]] = decode(raw)
+                doc = self.doc(raw)
+                if doc is not None:
+                    found[names[name]] = doc
         return found
 
     def delete(self, name: str) -> bool:
         return bool(self.call("delete", name))
 
-    def follow(self, key: str) -> tuple[str, Doc] | None:
-        """The live record under ``key``, following one rename tombstone."""
+    def follow(self, pointer: bytes) -> tuple[str, Doc] | None:
+        """The live record a handle's pointer names, following one rename tombstone."""
+        key = pointer.decode("utf-8", "replace")
+        if not NAME_PART.fullmatch(key):
+            warn(STORE, "a handle's pointer does not hold a key")
+            return None
         doc = self.load_doc(key)
         if doc is not None and "moved_to" in doc:
             key = doc["moved_to"]

@@ -22,7 +22,6 @@ from coatcheck.stores.memcached.codec import (
     TOMBSTONE_TTL,
     Names,
     chunks,
-    decode,
     dumps,
     live_doc,
     patched,
@@ -103,8 +102,8 @@ class MemcachedStore(Store, HandleIndex, UserIndex, Purgeable, Countable, Lockab
         if not NAME_PART.fullmatch(key):
             return None
         raw = self._items.call("get", self._names.record(key))
-        doc = None if raw is None else live_doc(raw)
-        return None if doc is None else to_record(key, doc)
+        doc = None if raw is None else self._items.doc(raw)  # (damaged: a warning)
+        return None if doc is None or "moved_to" in doc else to_record(key, doc)
 
     def create_sync(self, record: SessionRecord) -> None:
         if not (NAME_PART.fullmatch(record.key) and NAME_PART.fullmatch(record.handle)):
@@ -210,7 +209,7 @@ class MemcachedStore(Store, HandleIndex, UserIndex, Purgeable, Countable, Lockab
         raw = self._items.call("get", name)
         if raw is None:
             return None
-        found = self._items.follow(raw.decode())
+        found = self._items.follow(raw)
         if found is None or found[1]["handle"] != handle:
             return None
         return to_record(*found)
@@ -220,7 +219,9 @@ class MemcachedStore(Store, HandleIndex, UserIndex, Purgeable, Countable, Lockab
         raw = self._items.call("get", name)
         if raw is None:
             return []
-        entries: list[list[Any]] = decode(raw)
+        entries = self._items.entries(name, raw)
+        if entries is None:
+            return []
         docs = self._items.load_docs(e[0] for e in entries)
         by_handle: dict[str, SessionRecord] = {}
         dead: set[str] = set()
@@ -243,9 +244,9 @@ class MemcachedStore(Store, HandleIndex, UserIndex, Purgeable, Countable, Lockab
         raw = self._items.call("get", name)
         if raw is None:
             return None
-        found = self._items.follow(raw.decode())
+        found = self._items.follow(raw)
         if found is None or found[1]["handle"] != handle:
-            self._indexes.drop_handle(handle, raw.decode())
+            self._indexes.drop_handle(handle, raw.decode("utf-8", "replace"))
             return None
         key, doc = found
         return to_record(key, doc) if self._indexes.delete_record(key, doc) else None
@@ -255,7 +256,9 @@ class MemcachedStore(Store, HandleIndex, UserIndex, Purgeable, Countable, Lockab
         raw = self._items.call("get", name)
         if raw is None:
             return 0
-        entries: list[list[Any]] = decode(raw)
+        entries = self._items.entries(name, raw)
+        if entries is None:  # damaged: find the user's sessions through the registry
+            entries = self._user_entries(user_id)
         docs = self._items.load_docs(e[0] for e in entries)
         deleted = 0
         gone: set[str] = set()
@@ -272,6 +275,20 @@ class MemcachedStore(Store, HandleIndex, UserIndex, Purgeable, Countable, Lockab
             gone.add(key)
         self._indexes.remove(name, gone)
         return deleted
+
+    def _user_entries(self, user_id: str) -> list[list[Any]]:
+        """The user's records as index entries, found by reading every registered record:
+        what ``delete_user_sync`` falls back on when the user's index item is damaged (a
+        revocation must never miss a session because its index is unreadable)."""
+        found: list[list[Any]] = []
+        for _, entries in self._indexes.registered():
+            docs = self._items.load_docs(e[0] for e in entries)
+            found += [
+                [key, doc["handle"], doc["absolute_at"]]
+                for key, doc in docs.items()
+                if "moved_to" not in doc and doc["user_id"] == user_id
+            ]
+        return found
 
     def purge_expired_sync(self, now: float, batch_size: int) -> int:
         """Delete records whose deadline is at or before ``now``.

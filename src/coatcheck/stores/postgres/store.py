@@ -28,6 +28,7 @@ from coatcheck.stores.base import (
     ProcedureUserIndex,
     Statistics,
 )
+from coatcheck.stores.damage import sound
 from coatcheck.stores.postgres.migrations import migrate_steps
 from coatcheck.stores.postgres.pool import Pools, build_conninfo
 from coatcheck.stores.postgres.sql import (
@@ -41,6 +42,12 @@ from coatcheck.stores.postgres.sql import (
 )
 
 T = TypeVar("T")
+
+
+def _sound(row: Any) -> SessionRecord | None:
+    """The record of ``row``; None for no row, or (with a warning) for one damaged
+    outside the store (jsonb that is not an object, NULL or NaN in a column)."""
+    return sound(row_to_record(row), "PostgreSQL") if row is not None else None
 
 
 def _execute_sync(conn: psycopg.Connection[Any], call: Call) -> Any:
@@ -219,7 +226,7 @@ class PostgresStore(
     # -- operations (each written once) ----------------------------------------------------
     def _get(self, key: str) -> Steps[SessionRecord | None]:
         row = yield Call(self._sql.get, (key,), "one")
-        return row_to_record(row) if row is not None else None
+        return _sound(row)
 
     def _create(self, record: SessionRecord) -> Steps[None]:
         data = json.dumps(record.data, separators=(",", ":"), ensure_ascii=False)
@@ -287,15 +294,15 @@ class PostgresStore(
 
     def _get_by_handle(self, handle: str) -> Steps[SessionRecord | None]:
         row = yield Call(self._sql.get_by_handle, (handle,), "one")
-        return row_to_record(row) if row is not None else None
+        return _sound(row)
 
     def _list_user(self, user_id: str, now: float) -> Steps[list[SessionRecord]]:
         rows = yield Call(self._sql.list_user, (user_id, now), "all")
-        return [row_to_record(r) for r in rows]
+        return [r for r in map(_sound, rows) if r is not None]
 
     def _delete_handle(self, handle: str) -> Steps[SessionRecord | None]:
         row = yield Call(self._sql.delete_handle, (handle,), "one")
-        return row_to_record(row) if row is not None else None
+        return _sound(row)
 
     def _delete_user(self, user_id: str, except_handle: str | None) -> Steps[int]:
         count = yield Call(self._sql.delete_user, (user_id, except_handle), "rowcount")

@@ -28,7 +28,9 @@ import time
 import weakref
 from typing import Any
 
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.asyncio.sentinel import MasterNotFoundError as AsyncMasterNotFoundError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
+from redis.sentinel import MasterNotFoundError
 
 from coatcheck.core.steps import drive_async, drive_sync
 from coatcheck.errors import StoreUnavailable
@@ -41,8 +43,22 @@ from coatcheck.stores.redis.clients import (
     roundtrip_async,
     roundtrip_sync,
 )
-from coatcheck.stores.redis.exchange import exchange, one_round_trip, pipeline
-from coatcheck.stores.redis.operations import Batch, Cmd, Eval, Op, Pause, command_args
+from coatcheck.stores.redis.exchange import (
+    exchange,
+    one_round_trip,
+    pipeline,
+    settled,
+    wrong_type,
+)
+from coatcheck.stores.redis.operations import (
+    WRONG_TYPE,
+    Batch,
+    Cmd,
+    Eval,
+    Op,
+    Pause,
+    command_args,
+)
 from coatcheck.stores.redis.options import RedisOptions
 
 FAILURES = (RedisError, RedisClusterException, OSError)
@@ -53,7 +69,13 @@ NO_SLOT = "Redis store: no free connection within the timeout"
 
 
 def unavailable(exc: BaseException) -> StoreUnavailable:
-    return StoreUnavailable(f"Redis store: {type(exc).__name__}: {exc}")
+    text = str(exc)
+    if isinstance(exc, MasterNotFoundError | AsyncMasterNotFoundError) and " : <" in text:
+        # redis-py quotes the repr of each sentinel's client (a screenful): keep the
+        # sentence and the last sentinel's own error.
+        head, _, rest = text.partition(" : <")
+        text = head + (f": {rest.rpartition(' - ')[2]}" if " - " in rest else "")
+    return StoreUnavailable(f"Redis store: {type(exc).__name__}: {text}")
 
 
 class SyncDriver:
@@ -127,10 +149,17 @@ class SyncDriver:
                 finally:
                     idle.append(conn)
             if isinstance(op, Batch) and one_round_trip(op):  # a plain call too
+                if op.lenient:
+                    results = pipeline(client, op, self.cluster).execute(raise_on_error=False)
+                    return settled(results, lenient=True)
                 return pipeline(client, op, self.cluster).execute()
             return drive_sync(exchange(client, op, self.cluster), operator.call)
         except StoreUnavailable:
             raise
+        except ResponseError as exc:
+            if type(op) is Cmd and op.lenient and wrong_type(exc):
+                return WRONG_TYPE
+            raise unavailable(exc) from exc
         except FAILURES as exc:
             raise unavailable(exc) from exc
         finally:
@@ -217,8 +246,15 @@ class AsyncDriver:
                 finally:
                     idle.append(conn)
             if isinstance(op, Batch) and one_round_trip(op):  # a plain call too
+                if op.lenient:
+                    pipe = pipeline(client, op, self.cluster)
+                    return settled(await pipe.execute(raise_on_error=False), lenient=True)
                 return await pipeline(client, op, self.cluster).execute()
             return await drive_async(exchange(client, op, self.cluster), operator.call)
+        except ResponseError as exc:
+            if type(op) is Cmd and op.lenient and wrong_type(exc):
+                return WRONG_TYPE
+            raise unavailable(exc) from exc
         except FAILURES as exc:
             raise unavailable(exc) from exc
         finally:

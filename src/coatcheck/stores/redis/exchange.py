@@ -23,10 +23,10 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from coatcheck.core.steps import Steps
-from coatcheck.stores.redis.operations import Batch, Eval, ScanPage, command_args
+from coatcheck.stores.redis.operations import WRONG_TYPE, Batch, Eval, ScanPage, command_args
 
 
 def exchange(client: Any, op: Batch | ScanPage, cluster: bool) -> Steps[Any]:
@@ -66,7 +66,7 @@ def _batch(client: Any, op: Batch, cluster: bool) -> Steps[list[Any]]:
         again = yield functools.partial(pipe.execute, raise_on_error=False)
         for i, result in zip(missing, again, strict=True):
             results[i] = result
-    return _raise_errors(results)
+    return settled(results, op.lenient)
 
 
 def _scan(client: Any, op: ScanPage, cluster: bool) -> Steps[tuple[Any, list[str]]]:
@@ -90,11 +90,20 @@ def _unknown_scripts(results: Sequence[Any]) -> list[int]:
     return [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
 
 
-def _raise_errors(results: list[Any]) -> list[Any]:
+def wrong_type(error: BaseException) -> bool:
+    """Is ``error`` Redis' answer to a command on a key of another type?"""
+    return isinstance(error, ResponseError) and str(error).startswith("WRONGTYPE")
+
+
+def settled(results: list[Any], lenient: bool = False) -> list[Any]:
     """Results of a pipeline run with ``raise_on_error=False``, raising the first error
-    (as a pipeline run with the default would have)."""
-    for result in results:
+    (as a pipeline run with the default would have); when ``lenient``, a read of a key of
+    another type is ``WRONG_TYPE`` instead."""
+    for i, result in enumerate(results):
         if isinstance(result, Exception):
+            if lenient and wrong_type(result):
+                results[i] = WRONG_TYPE
+                continue
             raise result
     return results
 

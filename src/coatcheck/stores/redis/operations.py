@@ -21,11 +21,25 @@ from coatcheck.stores.redis.scripts import Script
 T = TypeVar("T")
 
 
+class WrongType:
+    """The reply to a ``lenient`` read of a key that holds another type than the command
+    reads (a string where a record's hash should be): a key damaged outside the store,
+    which the procedure treats as no record instead of an error."""
+
+    def __repr__(self) -> str:
+        return "WRONG_TYPE"
+
+
+WRONG_TYPE = WrongType()
+
+
 @dataclass(frozen=True, slots=True)
 class Cmd:
-    """One command; the result is its reply."""
+    """One command; the result is its reply (``WRONG_TYPE`` for a ``lenient`` read of a
+    key of another type, which otherwise is an error)."""
 
     args: tuple[Any, ...]
+    lenient: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +59,8 @@ class Batch:
 
     steps: tuple[Cmd | Eval, ...]
     atomic: bool = False
+    lenient: bool = False
+    """Replies of reads of keys of another type are ``WRONG_TYPE`` instead of an error."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,10 +20,14 @@ import hashlib
 # ``unpack`` is chunked because Lua's C stack caps the number of arguments.
 LUA_HELPERS = {
     "meta": """
+-- nil for no record, and for one damaged outside the store (not a hash, "m" not a JSON
+-- object): every script then answers as for a missing record, never with an error.
 local function meta(key)
-  local text = redis.call('HGET', key, 'm')
-  if not text then return nil end
-  return cjson.decode(text)
+  local text = redis.pcall('HGET', key, 'm')
+  if type(text) ~= 'string' then return nil end
+  local ok, m = pcall(cjson.decode, text)
+  if ok and type(m) == 'table' then return m end
+  return nil
 end
 """,
     "patch": """
@@ -199,13 +203,16 @@ DROP_IF = Script(
 -- KEYS[1] record. ARGV[1] 'user': delete if its user is ARGV[2] and its handle ARGV[3];
 -- 'expired': delete if its deadline is at or before ARGV[2]. Returns {handle, user} or nil.
 local m = meta(KEYS[1])
-if not m or not m.h then return false end
+if not m or type(m.h) ~= 'string' then return false end
 local h, u = m.h, m.u or ''
+if type(u) ~= 'string' then u = '' end
 if ARGV[1] == 'user' then
   if u ~= ARGV[2] or h ~= ARGV[3] then return false end
 else
   local ea = redis.call('HMGET', KEYS[1], 'e', 'a')
-  if math.min(tonumber(ea[1]), tonumber(ea[2])) > tonumber(ARGV[2]) then return false end
+  local e, a = tonumber(ea[1]), tonumber(ea[2])
+  -- (a damaged deadline: left to the key's own TTL)
+  if not e or not a or math.min(e, a) > tonumber(ARGV[2]) then return false end
 end
 redis.call('DEL', KEYS[1])
 return {h, u}

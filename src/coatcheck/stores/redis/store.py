@@ -9,6 +9,7 @@ cannot leak are the package docstring's.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from coatcheck.stores.base import (
     ProcedureUserIndex,
     Statistics,
 )
+from coatcheck.stores.damage import sound, warn
 from coatcheck.stores.redis.codec import (
     NO_PATCH,
     decode,
@@ -34,7 +36,15 @@ from coatcheck.stores.redis.codec import (
 )
 from coatcheck.stores.redis.drivers import AsyncDriver, SyncDriver
 from coatcheck.stores.redis.hints import Hints
-from coatcheck.stores.redis.operations import Batch, Cmd, Eval, Pause, Procedure, ScanPage
+from coatcheck.stores.redis.operations import (
+    WRONG_TYPE,
+    Batch,
+    Cmd,
+    Eval,
+    Pause,
+    Procedure,
+    ScanPage,
+)
 from coatcheck.stores.redis.options import RedisOptions
 from coatcheck.stores.redis.scripts import (
     APPLY,
@@ -61,6 +71,35 @@ PURGE_PAGE = 100
 """Keys per purge page at most. A page is one SCAN and one pipeline, whose packing and
 replies take the client's CPU in one go: small pages keep each stall of an app's event
 loop (a purge run as an in-app task) well under a request's latency."""
+
+
+STORE = "Redis"
+
+
+def _sound(key: str, fields: Any) -> SessionRecord | None:
+    """The record of a hash read under ``key``: None for no key, and (with a warning) for
+    a key damaged outside the store (another type, or a hash this store did not write)."""
+    if fields is WRONG_TYPE:
+        warn(STORE, "the record's key is not a hash")
+        return None
+    if not fields:
+        return None
+    record = decode(key, fields)
+    if record is None:
+        warn(STORE, "the record's hash is not what coatcheck writes")
+        return None
+    return sound(record, STORE)
+
+
+def _deadline(text: Any) -> float | None:
+    """A deadline field's value as a number; None when missing or damaged."""
+    if not isinstance(text, str):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def escape_glob(text: str) -> str:
@@ -150,8 +189,8 @@ class RedisStore(
         ]
 
     def _get(self, key: str) -> Procedure[SessionRecord | None]:
-        fields = yield Cmd(("HGETALL", self.record_key(key)))
-        record = decode(key, fields)
+        fields = yield Cmd(("HGETALL", self.record_key(key)), lenient=True)
+        record = _sound(key, fields)
         if record is not None:
             self._hints.remember(key, record.handle, record.user_id)
         return record
@@ -289,16 +328,16 @@ class RedisStore(
         return record
 
     def _get_by_handle(self, handle: str) -> Procedure[SessionRecord | None]:
-        key = yield Cmd(("GET", self.pointer_key(handle)))
-        if not key:
+        key = yield Cmd(("GET", self.pointer_key(handle)), lenient=True)
+        if not isinstance(key, str) or not key:  # (a pointer of another type: damaged)
             return None
         record = yield from self._get(key)
         return record if record is not None and record.handle == handle else None
 
     def _delete_handle(self, handle: str) -> Procedure[SessionRecord | None]:
         for _ in range(3):  # follow the pointer if a rename moves the record meanwhile
-            key = yield Cmd(("GET", self.pointer_key(handle)))
-            if not key:
+            key = yield Cmd(("GET", self.pointer_key(handle)), lenient=True)
+            if not isinstance(key, str) or not key:
                 return None
             record = yield from self._take(key, handle)
             if record is not None:
@@ -312,16 +351,23 @@ class RedisStore(
     def _list_user(self, user_id: str, now: float) -> Procedure[list[SessionRecord]]:
         idx = self.user_key(user_id)
         _, handles = yield Batch(
-            (Cmd(("ZREMRANGEBYSCORE", idx, "-inf", num(now))), Cmd(("ZRANGE", idx, 0, -1)))
+            (Cmd(("ZREMRANGEBYSCORE", idx, "-inf", num(now))), Cmd(("ZRANGE", idx, 0, -1))),
+            lenient=True,
         )
+        if handles is WRONG_TYPE:
+            warn(STORE, "a user's index is not a sorted set; it lists no session")
+            return []
         if not handles:
             return []
-        keys = yield Batch(tuple(Cmd(("GET", self.pointer_key(h))) for h in handles))
+        got = yield Batch(tuple(Cmd(("GET", self.pointer_key(h))) for h in handles), lenient=True)
+        keys = [k if isinstance(k, str) else None for k in got]  # (another type: damaged)
         found = [(h, k) for h, k in zip(handles, keys, strict=True) if k]
-        hashes = yield Batch(tuple(Cmd(("HGETALL", self.record_key(k))) for _, k in found))
+        hashes = yield Batch(
+            tuple(Cmd(("HGETALL", self.record_key(k))) for _, k in found), lenient=True
+        )
         records: dict[str, SessionRecord] = {}
         for (handle, key), fields in zip(found, hashes, strict=True):
-            record = decode(key, fields)
+            record = _sound(key, fields)
             if record is not None and record.handle == handle and record.user_id == user_id:
                 records[handle] = record
         stale = [(h, keys[i] or "") for i, h in enumerate(handles) if h not in records]
@@ -344,14 +390,23 @@ class RedisStore(
 
     def _delete_user(self, user_id: str, except_handle: str | None) -> Procedure[int]:
         idx = self.user_key(user_id)
-        handles = yield Cmd(("ZRANGE", idx, 0, -1))
+        handles = yield Cmd(("ZRANGE", idx, 0, -1), lenient=True)
+        if handles is WRONG_TYPE:
+            # A revocation must not miss a session because its index is unreadable: find
+            # the user's records by a scan, and drop the index (their next login makes a
+            # new one).
+            warn(STORE, "a user's index is not a sorted set; its sessions are found by a scan")
+            yield Cmd(("DEL", idx))
+            handles = yield from self._scan_user(user_id)
         targets = [h for h in handles if h != except_handle]
         deleted = 0
         for _ in range(3):  # chase sessions that a concurrent rename moved
             if not targets:
                 break
-            keys = yield Batch(tuple(Cmd(("GET", self.pointer_key(h))) for h in targets))
-            found = [(h, k) for h, k in zip(targets, keys, strict=True) if k]
+            keys = yield Batch(
+                tuple(Cmd(("GET", self.pointer_key(h))) for h in targets), lenient=True
+            )
+            found = [(h, k) for h, k in zip(targets, keys, strict=True) if isinstance(k, str) and k]
             if not found:
                 break
             results = yield Batch(
@@ -368,9 +423,31 @@ class RedisStore(
             missed = [(h, k) for (h, k), r in zip(found, results, strict=True) if not r]
             if not missed:
                 break
-            now_keys = yield Batch(tuple(Cmd(("GET", self.pointer_key(h))) for h, _ in missed))
-            targets = [h for (h, k), k2 in zip(missed, now_keys, strict=True) if k2 and k2 != k]
+            now_keys = yield Batch(
+                tuple(Cmd(("GET", self.pointer_key(h))) for h, _ in missed), lenient=True
+            )
+            targets = [
+                h
+                for (h, k), k2 in zip(missed, now_keys, strict=True)
+                if isinstance(k2, str) and k2 and k2 != k
+            ]
         return deleted
+
+    def _scan_user(self, user_id: str) -> Procedure[list[str]]:
+        """The handles of every record of ``user_id``, by one SCAN over the records."""
+        match = escape_glob(self.prefix) + "s:*"
+        cursor: Any = None
+        handles: list[str] = []
+        while True:
+            cursor, keys = yield ScanPage(match, 1000, cursor)
+            if keys:
+                texts = yield Batch(tuple(Cmd(("HGET", k, "m")) for k in keys), lenient=True)
+                for text in texts:
+                    m = unpack(text) if isinstance(text, str) else None
+                    if m is not None and m.get("u") == user_id and isinstance(m["h"], str):
+                        handles.append(m["h"])
+            if cursor is None:
+                return handles
 
     def _purge(self, now: float, batch_size: int) -> Procedure[int]:
         """SCAN the records in small pages, resting after each step (``PURGE_REST``): a
@@ -422,8 +499,10 @@ class RedisStore(
         while True:
             cursor, keys = yield ScanPage(match, 1000, cursor)
             if keys:
-                deadlines = yield Batch(tuple(Cmd(("HGET", k, "e")) for k in keys))
-                total += sum(1 for d in deadlines if d is not None and float(d) > now)
+                deadlines = yield Batch(tuple(Cmd(("HGET", k, "e")) for k in keys), lenient=True)
+                for text in deadlines:
+                    deadline = _deadline(text)  # (damaged: not counted)
+                    total += deadline is not None and deadline > now
             if cursor is None:
                 return total
 
@@ -436,15 +515,19 @@ class RedisStore(
         while True:
             cursor, keys = yield ScanPage(match, 1000, cursor)
             if keys:
-                rows = yield Batch(tuple(Cmd(("HMGET", k, "e", "m")) for k in keys))
-                for deadline_text, text in rows:
-                    m = unpack(text) if text is not None else None
-                    if m is None or deadline_text is None or float(deadline_text) <= now:
+                rows = yield Batch(tuple(Cmd(("HMGET", k, "e", "m")) for k in keys), lenient=True)
+                for row in rows:
+                    if row is WRONG_TYPE:  # damaged: not counted
                         continue
-                    deadline, user = float(deadline_text), m.get("u")
+                    deadline_text, text = row
+                    m = unpack(text) if text is not None else None
+                    deadline = _deadline(deadline_text)
+                    if m is None or deadline is None or deadline <= now:
+                        continue
+                    user = m.get("u")
                     active += 1
-                    expiring += float(deadline) <= now + soon
-                    if user is not None:
+                    expiring += deadline <= now + soon
+                    if isinstance(user, str):
                         users[user] += 1
             if cursor is None:
                 return {
