@@ -122,7 +122,9 @@ def test_erase_needs_yes_then_leaves_a_tombstone_and_dead_tokens(
     line = result.output.strip()
     day = line.rsplit("tombstone of ", 1)[1].removesuffix(" kept.")
     assert day in days_around_now()
-    assert line == f"Erased user alice (consent 0, activity 2, sessions 2); tombstone of {day} kept."
+    assert (
+        line == f"Erased user alice (consent 0, activity 2, sessions 2); tombstone of {day} kept."
+    )
     assert [live_user(store_url, t) for t in tokens] == [None, None]
     document = json.loads(
         run(cli, "privacy", "export", "--user", "alice", "--store", store_url).output

@@ -9,6 +9,7 @@ method to the contract costs one line here.
 from __future__ import annotations
 
 import functools
+import json
 import math
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -345,8 +346,8 @@ class MemcachedStore(Store, HandleIndex, UserIndex, Purgeable, Countable, Lockab
         raw, token = self._items.call("gets", name)
         if raw is None:  # released (or expired) meanwhile: one more try
             return bool(self._items.call("add", name, value, expire=expire))
-        held = decode(raw)
-        if held and float(held[1]) > now:
+        held = _lock_item(raw)
+        if held is not None and held[1] > now:
             return False
         return bool(self._items.call("cas", name, value, token, expire=expire))
 
@@ -358,8 +359,8 @@ class MemcachedStore(Store, HandleIndex, UserIndex, Purgeable, Countable, Lockab
             return False
         name = self._names.lock(key)
         raw, token = self._items.call("gets", name)
-        held = decode(raw) if raw is not None else None
-        if not held or held[0] != owner:
+        held = _lock_item(raw) if raw is not None else None
+        if held is None or held[0] != owner:
             return False
         return bool(self._items.call("cas", name, b"[]", token, expire=-1))
 
@@ -384,3 +385,13 @@ class MemcachedStore(Store, HandleIndex, UserIndex, Purgeable, Countable, Lockab
 
     async def close(self) -> None:
         self.close_sync()
+
+
+def _lock_item(raw: bytes) -> tuple[str, float] | None:
+    """A lock item's (owner, lease end), or None for one this store did not write (a
+    damaged item holds no lock: it is taken over by ``cas`` like an expired one)."""
+    try:
+        owner, until = json.loads(raw)
+        return (owner, float(until)) if isinstance(owner, str) else None
+    except (ValueError, TypeError):
+        return None
