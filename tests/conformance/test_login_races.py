@@ -24,8 +24,9 @@ from coatcheck.core.record import Patch, SessionRecord
 from coatcheck.core.session import Session
 from coatcheck.engine.manager import CommitResult
 from coatcheck.errors import SessionConflict
+from coatcheck.stores import HandleIndex
 from coatcheck.stores.memory import MemoryStore
-from tests.conformance.conftest import Driver
+from tests.conformance.conftest import Driver, needs
 from tests.support.clock import FakeClock
 
 GRACE = 30.0
@@ -86,6 +87,25 @@ async def test_a_write_racing_a_login_is_refused_and_clears_nothing(store: Drive
     live = await paths.load(new)
     assert live.user_id == "alice"
     assert dict(live) == {"cart": ["book"]}
+
+
+@needs(HandleIndex)
+async def test_with_rotation_on_a_write_racing_a_login_is_refused_too(store: Driver) -> None:
+    """With ``rotation_interval`` a failed write first looks for a rotation marker (a
+    periodic rotation it would follow); a login leaves none, and its superseded marker
+    answers as without rotation."""
+    paths = Paths(store, SessionConfig(rotation_interval=600, rotation_grace=GRACE))
+    old = await paths.anonymous_cart()
+    writer = await paths.load(old)
+    new = await paths.login(old)
+    writer["cart"] = ["book", "pen"]
+    with pytest.raises(SessionConflict) as raised:
+        await paths.commit(writer)
+    assert raised.value.reason == "superseded"
+    late = await paths.load(old)
+    assert late.user_id is None
+    assert (await paths.commit(late)).clear is False
+    assert dict(await paths.load(new)) == {"cart": ["book"]}
 
 
 async def test_a_touch_racing_a_login_clears_nothing(store: Driver) -> None:
