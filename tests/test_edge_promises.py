@@ -291,3 +291,39 @@ def test_a_dead_cookie_refused_429_is_cleared_too(
         assert _cleared(refused)
         assert COOKIE not in browser.cookies
         assert browser.get("/read").json()["user"] is None
+
+
+# -- a request racing a login -----------------------------------------------------------------
+@pytest.mark.parametrize("edge", EDGES)
+def test_the_old_token_after_a_login_clears_nothing_and_a_write_is_a_409(
+    edge: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    """Requests a browser sent with its old cookie while the login's response (with the
+    new one) was on its way: a read gets an anonymous view, and no ``Set-Cookie`` that
+    would delete the new login cookie; a write is refused 409 (retryable), also without a
+    ``Set-Cookie``, and never answered as if it had been stored. The coatcheck CSRF edges
+    check a cookie's write against the session's own CSRF secret, which the old token no
+    longer reaches, so the write there comes as an API client's, with a bearer token."""
+    with site_for(edge, tmp_path, clock) as site, site.browser() as browser:
+        assert browser.post("/set", data={"value": "cart"}).status_code == 200
+        old = browser.cookies[COOKIE]
+        assert browser.post("/login?user=alice").status_code == 200
+        assert browser.cookies[COOKIE] != old
+        with httpx.Client(base_url=site.url) as late:
+            read = late.get("/read", headers={"Cookie": f"{COOKIE}={old}"})
+            assert read.status_code == 200
+            assert read.json() == {"user": None, "data": {}}
+            assert "set-cookie" not in read.headers
+            if edge in CSRF_EDGES:
+                headers = {"Authorization": f"Bearer {old}"}
+            else:
+                headers = {"Cookie": f"{COOKIE}={old}"}
+            write = late.post("/set", data={"value": "lost"}, headers=headers)
+        assert write.status_code == 409
+        assert "set-cookie" not in write.headers
+        assert write.headers.get("x-session-token") is None
+        assert write.headers["retry-after"] == "1"
+        assert "retry" in write.text
+        after = browser.get("/read").json()
+        assert after["user"] == "alice"
+        assert after["data"]["value"] == "cart"  # (Django's also holds its auth user key)

@@ -58,7 +58,19 @@ def test_data_errors_are_left_to_the_app() -> None:
         errors.Throttled,
         errors.SessionLimitExceeded,
         errors.SessionLocked,
+        errors.SessionConflict,  # a write lost to a concurrent login or a revocation: 409
     }
+
+
+def test_a_lost_write_is_a_409_that_sets_no_cookie() -> None:
+    """Whatever the edge, SessionConflict is answered 409 with Retry-After and no
+    Set-Cookie (the browser may hold a newer token than the request's)."""
+    answer = refusals.refused(errors.SessionConflict("superseded"), "commit")
+    headers = dict(answer.headers)
+    assert (answer.status, answer.phrase) == (409, "Conflict")
+    assert headers["retry-after"] == "1" and headers["cache-control"] == "no-store"
+    assert "set-cookie" not in headers
+    assert b"retry" in answer.body
 
 
 # -- the sans-IO CSRF check -------------------------------------------------------------------

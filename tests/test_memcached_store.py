@@ -370,10 +370,15 @@ def test_no_raw_token_in_keys_or_values_after_a_login_logout_cycle(
     for text in snapshots:
         for token in tokens_seen:
             assert token not in text  # ...and never by the token itself
-    # Only the post-logout flash session remains, with nothing of alice in it.
+    # Only the post-logout flash session remains, with nothing of alice in it, beside the
+    # markers the login and regenerate() left for rotation_grace under keys derived from
+    # the old ones (tests/conformance/test_login_races.py): no data, no user.
     records = [n for n in shop.server.keys(f"{shop.store.prefix}s:")]
-    assert len(records) == 1
-    (only,) = records
+    docs = {n: json.loads(shop.server.value(n) or b"{}") for n in records}
+    markers = [n for n in records if "superseded_at" in docs[n]["meta"]]
+    assert len(markers) == 2
+    assert all((docs[n]["user_id"], docs[n]["data"]) == (None, {}) for n in markers)
+    (only,) = [n for n in records if n not in markers]
     doc = json.loads(shop.server.value(only) or b"{}")
     assert (doc["user_id"], doc["data"]) == (None, {"flash": "bye"})
 
@@ -526,3 +531,77 @@ def test_an_item_damaged_in_memcached_is_a_fresh_session_not_an_error(
     assert raw_client.get(f"{store.prefix}s:{key}") == value
     assert key not in caplog.text
     raw_client.close()
+
+
+# -- races and outages of revoke_user and the async path -------------------------------------
+def test_revoke_user_ends_a_session_renamed_at_that_instant(server: MemcachedServer) -> None:
+    """ "Log out everywhere" while another process renames one of the user's sessions (a
+    login on that device, or regenerate()). The revocation read the user's index before
+    the rename added the new key, and the records after the rename had deleted the old one:
+    it must read the index again and end the session under its new key."""
+    prefix = fresh_prefix()
+    revoker = MemcachedStore("127.0.0.1", server.port, prefix=prefix)
+    renamer = MemcachedStore("127.0.0.1", server.port, prefix=prefix)
+    session = record(user_id="alice")
+    renamer.create_sync(session)
+    moved = tokens.storage_key(tokens.new_token())
+    index = revoker._names.user("alice")
+    call = revoker._items.call
+    renamed: list[bool] = []
+
+    def interleaved(method: str, *args: object, **kwargs: object) -> object:
+        result = call(method, *args, **kwargs)
+        if method == "get" and args == (index,) and not renamed:
+            # The revocation has read the index; the rename runs from start to end now.
+            patch = Patch(fields={"last_seen_at": NOW + 1})
+            renamed.append(renamer.rename_sync(session.key, moved, patch))
+        return result
+
+    revoker._items.call = interleaved  # type: ignore[method-assign]
+    try:
+        ended = revoker.delete_user_sync("alice")
+    finally:
+        revoker._items.call = call  # type: ignore[method-assign]
+
+    assert renamed == [True]
+    assert ended == 1
+    assert renamer.get_sync(moved) is None and renamer.get_sync(session.key) is None
+    assert renamer.get_by_handle_sync(session.handle) is None
+    assert renamer.list_user_sync("alice", NOW) == []
+    revoker.close_sync()
+    renamer.close_sync()
+
+
+async def test_the_async_path_queues_boundedly_while_memcached_hangs() -> None:
+    """A frozen memcached holds each worker thread for the whole timeout. The async calls
+    beyond ``max_queued`` waiting for a thread fail at once with StoreUnavailable instead
+    of queueing without end, and the ones that waited past the bounded wait fail without
+    paying another timeout; afterwards the store serves again."""
+    with MemcachedServer() as own:
+        store = MemcachedStore(
+            "127.0.0.1",
+            own.port,
+            prefix=fresh_prefix(),
+            timeout=0.3,
+            connect_timeout=0.3,
+            pool_size=2,
+            max_queued=4,
+        )
+        kept = record()
+        store.create_sync(kept)
+        assert (await store.get(kept.key)) is not None  # the threads are up
+        process = own.process
+        assert process is not None
+        os.kill(process.pid, signal.SIGSTOP)
+        try:
+            results = await asyncio.gather(
+                *(store.get(kept.key) for _ in range(50)), return_exceptions=True
+            )
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
+        assert all(isinstance(r, StoreUnavailable) for r in results), results
+        refused = [r for r in results if "calls already wait" in str(r)]
+        assert len(refused) >= 50 - (2 + 4)  # at most 2 running and 4 waiting were let in
+        found = await store.get(kept.key)
+        assert found is not None and found.data == {"n": 1}
+        store.close_sync()

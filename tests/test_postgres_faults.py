@@ -5,12 +5,17 @@
 4. A private PostgreSQL cluster is stopped and started again while clients write: every
    request in the gap gets 503 (never 500), the app's pool reconnects by itself, and every
    write that was answered 200 is still there.
+5. A private PostgreSQL server is frozen (SIGSTOP: sockets open, no replies): a call is
+   StoreUnavailable within the configured timeouts, on both paths, and the store serves
+   again once it thaws.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -18,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -25,6 +31,8 @@ import pytest
 from psycopg import sql
 
 from coatcheck.core import tokens
+from coatcheck.errors import StoreUnavailable
+from coatcheck.stores.postgres import PostgresStore
 from tests.support.browser import Browser
 from tests.support.postgres_server import (
     admin_connect,
@@ -212,3 +220,89 @@ def test_4_postgres_restart_during_traffic(tmp_path: Path) -> None:
         with psycopg.connect(cluster.url, autocommit=True) as conn:
             (rows,) = conn.execute("SELECT count(*) FROM coatcheck_sessions").fetchone() or (0,)
         assert rows == len(writers)
+
+
+# -- 5. a frozen server: the socket open, no replies ------------------------------------------
+def _server_pids(cluster: Any) -> list[int]:
+    """The postmaster and every process it started (the backends holding our sockets)."""
+    postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    pids = [postmaster]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # "pid (comm) state ppid ...": comm may hold spaces, so split after its ")".
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                pids.append(int(stat.parent.name))
+    return pids
+
+
+@contextlib.contextmanager
+def frozen(cluster: Any) -> Iterator[None]:
+    """SIGSTOP the whole server: its kernel still accepts and acknowledges everything
+    (so TCP keepalives and tcp_user_timeout see a healthy peer) but nothing answers."""
+    pids = _server_pids(cluster)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+TIMEOUT = 1.0
+"""connect_timeout, statement_timeout and pool_timeout of the frozen-server tests."""
+BOUND = 3 * (TIMEOUT + 2)
+"""A correctness bound, not a measurement: a call that has not ended by then is hung.
+(The client's own reply bound is the statement timeout plus 2 s.)"""
+
+
+def _frozen_store(cluster: Any) -> PostgresStore:
+    return PostgresStore(
+        cluster.url,
+        connect_timeout=TIMEOUT,
+        statement_timeout=TIMEOUT,
+        pool_timeout=TIMEOUT,
+        min_size=1,
+        max_size=2,
+    )
+
+
+def test_5_a_frozen_postgres_is_store_unavailable_not_a_hang_sync() -> None:
+    """The server stops answering on open sockets: a call returns StoreUnavailable (the
+    edges' 503) and the request completes; once the server thaws the store serves
+    again by itself."""
+    with private_cluster() as cluster:
+        store = _frozen_store(cluster)
+        key = tokens.storage_key(tokens.new_token())
+        assert store.get_sync(key) is None  # migrated, a pooled connection in hand
+        outcome: list[object] = []
+
+        def call() -> None:
+            try:
+                outcome.append(store.get_sync(key))
+            except StoreUnavailable as exc:
+                outcome.append(exc)
+
+        with frozen(cluster):
+            started = time.monotonic()
+            worker = threading.Thread(target=call, daemon=True)
+            worker.start()
+            worker.join(BOUND)
+            elapsed = time.monotonic() - started
+            assert not worker.is_alive(), f"still waiting after {elapsed:.1f} s"
+        (result,) = outcome
+        assert isinstance(result, StoreUnavailable), result
+        assert store.get_sync(key) is None  # thawed: served again, no restart
+        store.close_sync()
+
+
+async def test_5_a_frozen_postgres_is_store_unavailable_not_a_hang_async() -> None:
+    with private_cluster() as cluster:
+        store = _frozen_store(cluster)
+        key = tokens.storage_key(tokens.new_token())
+        assert await store.get(key) is None
+        with frozen(cluster), pytest.raises(StoreUnavailable):
+            await asyncio.wait_for(store.get(key), BOUND)  # (TimeoutError: a hang)
+        assert await store.get(key) is None
+        await store.close()

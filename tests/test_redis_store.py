@@ -33,6 +33,7 @@ from coatcheck import SessionConfig, SessionManager
 from coatcheck.core import tokens
 from coatcheck.core.record import Patch, SessionRecord
 from coatcheck.core.session import Session
+from coatcheck.core.steps import drive_sync
 from coatcheck.engine.manager import CommitResult
 from coatcheck.errors import ConfigError, StoreUnavailable, StoreURLError
 from coatcheck.stores import from_url
@@ -267,7 +268,7 @@ async def test_round_trips_per_request_on_a_single_node(
         "read-only commit": 0,
         "commit of a change": 1,
         "touch": 1,
-        "login (rename)": 1,
+        "login (rename)": 2,  # the superseded marker, then the one rename script
         "logout (delete)": 1,
     }
     if mode == "async":
@@ -327,7 +328,18 @@ async def test_round_trips_on_a_cluster(
             store.user_key("alice"),
         )
     }
-    assert round_trips.take() == 1 + len(nodes)
+    # Before them, the login's superseded marker (tests/conformance/test_login_races.py):
+    # one pipeline writing it and its handle pointer, one write per node involved.
+    marker = await paths.get(tokens.superseded_key(old_key))
+    assert marker is not None and marker.data == {} and marker.user_id is None
+    marked = {
+        cluster.get_node_from_key(k).name
+        for k in (
+            store.record_key(tokens.superseded_key(old_key)),
+            store.pointer_key(marker.handle),
+        )
+    }
+    assert round_trips.take() == len(marked) + 1 + len(nodes) + 1  # (+1: the get above)
     assert cluster.get_node_from_key(store.record_key(old_key)) is not None
     session = await paths.load(token)
     assert (session.user_id, session["cart"], session["size"]) == ("alice", ["hat"], "M")
@@ -520,7 +532,15 @@ def test_no_raw_token_anywhere_after_a_login_logout_cycle(
     shape = re.compile(r"coatcheck:(s:[0-9a-f]{64}|h:[A-Za-z0-9_-]{16}|u:alice)")
     assert dump and all(shape.fullmatch(k) for k in dump), sorted(dump)
     # The one session left is the other device's, filed under its token's hash.
-    (record_key,) = [k for k in dump if k.startswith("coatcheck:s:")]
+    # Beside it, the markers the login and regenerate() left for rotation_grace under keys
+    # derived from the old ones (tests/conformance/test_login_races.py): no data, no user.
+    records = [k for k in dump if k.startswith("coatcheck:s:")]
+    markers = [k for k in records if "superseded_at" in dump[k]["m"]]
+    assert len(markers) >= 2  # (at least alice's login and her regenerate())
+    for key in markers:
+        assert "u" not in json.loads(dump[key]["m"])
+        assert not any(name.startswith("d:") for name in dump[key])
+    (record_key,) = [k for k in records if k not in markers]
     assert record_key == store.record_key(hashlib.sha256(others_token.encode()).hexdigest())
     packed = json.loads(dump[record_key]["m"])  # the metadata, packed in one field
     assert packed["u"] == "alice" and set(packed) >= {"h", "c"}
@@ -555,12 +575,13 @@ def test_user_data_cannot_collide_with_metadata(shared_url: str) -> None:
 
 
 # -- the paths that do not use the per-process hints -----------------------------------------
-def test_rename_and_delete_from_another_process_take_two_steps(
+def test_rename_and_delete_from_another_process_keep_every_index_right(
     shared_url: str, round_trips: RoundTrips
 ) -> None:
     """A store that never loaded the record (another process), or whose memory of it is
-    stale, still renames and deletes correctly: the script refuses the stale hint and the
-    two-step path keeps every index right."""
+    stale, still renames and deletes correctly: a rename reads the record's handle and
+    user, then runs the one atomic script (which refuses a stale hint); a delete takes the
+    two-step path. Every index stays right."""
     first = RedisStore.from_url(shared_url)
     second = RedisStore.from_url(shared_url)
     client = raw(shared_url)
@@ -590,7 +611,7 @@ def test_rename_and_delete_from_another_process_take_two_steps(
     again = tokens.storage_key(tokens.new_token())
     round_trips.take()
     assert first.rename_sync(moved, again, Patch(fields={"last_seen_at": NOW + 1}))
-    assert round_trips.take() == 3  # refused hint, take, write
+    assert round_trips.take() == 3  # refused hint, a fresh read of it, the script
     assert client.zrange(first.user_key("carol"), 0, -1) == [record.handle]
     assert client.zrange(first.user_key("bob"), 0, -1) == []
     found = first.get_by_handle_sync(record.handle)
@@ -604,6 +625,48 @@ def test_rename_and_delete_from_another_process_take_two_steps(
     client.close()
     first.close_sync()
     second.close_sync()
+
+
+class Interleaved(RedisStore):
+    """A RedisStore that runs ``between`` after each of its wire operations: what another
+    process does while a procedure of this one is half-way."""
+
+    between: Any = None
+
+    def _drive_sync(self, steps: Any) -> Any:
+        def run(op: Any) -> Any:
+            result = self._sync.run(op)
+            hook, self.between = self.between, None
+            if hook is not None:
+                hook()
+            return result
+
+        return drive_sync(steps, run)
+
+
+def test_a_rename_without_a_hint_is_one_atomic_script(shared_url: str) -> None:
+    """On a single node a rename the store has no hint for (another process loaded the
+    record, or the 8,192 hints moved on) is still one atomic script: a revocation run by
+    another process between its steps is never missed. (The two-step path it took before
+    left the record under neither key for a round trip: ``revoke_user`` found nothing to
+    end, and the rename then wrote the session back, alive.)"""
+    revoker = RedisStore.from_url(shared_url)
+    renamer = Interleaved(RedisOptions.from_url(shared_url))
+    record = new_record({"cart": ["hat"]}, user_id="alice")
+    revoker.create_sync(record)
+    revoked: list[int] = []
+    renamer.between = lambda: revoked.append(revoker.delete_user_sync("alice"))
+
+    moved = tokens.storage_key(tokens.new_token())
+    renamed = renamer.rename_sync(record.key, moved, Patch(fields={"last_seen_at": NOW + 1}))
+
+    assert revoked == [1]  # the revocation found the session and ended it
+    assert renamed is False  # and the rename did not bring it back
+    assert revoker.get_sync(moved) is None and revoker.get_sync(record.key) is None
+    assert revoker.get_by_handle_sync(record.handle) is None
+    assert revoker.list_user_sync("alice", NOW) == []
+    revoker.close_sync()
+    renamer.close_sync()
 
 
 async def test_scripts_reload_after_the_server_forgets_them(server: RedisServer) -> None:

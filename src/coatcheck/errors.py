@@ -145,6 +145,32 @@ class SessionLocked(CoatcheckError):
         self.retry_after = retry_after
 
 
+class SessionConflict(CoatcheckError):
+    """This request's write to the session was lost, and it says so instead of answering
+    success: a concurrent request of the same client logged in or called ``regenerate()``
+    (``reason="superseded"``: the browser already holds the newer token), or the session
+    was revoked or purged while this request ran (``reason="gone"``).
+
+    Edges answer 409 with no ``Set-Cookie`` at all: the token this request came with is
+    not one it issued now, so clearing it could delete the newer login cookie the browser
+    holds. The request may be retried: with the newer cookie the write lands; after a
+    revocation the retry starts from a fresh session.
+    """
+
+    status = 409
+    retry_after = 1
+    """A retry a second later carries the cookie the concurrent response set."""
+
+    def __init__(self, reason: str) -> None:
+        why = (
+            "a concurrent request logged in or regenerated this session's token"
+            if reason == "superseded"
+            else "the session ended (revoked or expired) while this request ran"
+        )
+        super().__init__(f"the session write was not stored: {why}; retry the request")
+        self.reason = reason
+
+
 class Throttled(CoatcheckError):
     """This client presented too many unknown tokens recently; edges answer 429."""
 

@@ -432,3 +432,21 @@ def test_a_user_id_is_measured_as_javascript_measures_it(api: httpx.Client) -> N
     refused = api.get(f"/v1/users/{astral * 129}/sessions")
     assert refused.status_code == 422
     assert refused.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize("reason", ["superseded", "gone"])
+def test_a_lost_write_is_a_409_session_conflict_problem(reason: str) -> None:
+    """A write that found the session revoked, or its token replaced by a concurrent
+    login, while the call ran (the engine's SessionConflict, proved on every store in
+    tests/conformance/test_login_races.py) is the same 409 the library's edges send."""
+    from coatcheck.errors import SessionConflict
+    from coatcheck.service import problems
+
+    problem = problems.from_engine(SessionConflict(reason))
+    assert problem.kind is problems.SESSION_CONFLICT
+    assert (problem.kind.status, problem.kind.type) == (
+        409,
+        "urn:coatcheck:problem:session-conflict",
+    )
+    assert problem.headers["retry-after"] == "1"
+    assert "retry" in problem.detail

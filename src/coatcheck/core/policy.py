@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from coatcheck.core import events as ev
+from coatcheck.core import tokens
 from coatcheck.core.client import UA_HASH_KEY, ClientInfo
 from coatcheck.core.config import SessionConfig
 from coatcheck.core.record import (
     ROTATED_AT_KEY,
     ROTATED_TO_KEY,
+    SUPERSEDED_AT_KEY,
     Patch,
     SessionRecord,
     encode_key,
@@ -82,6 +84,11 @@ class Action(enum.Enum):
     """Delete the old record and create a new one (data written after logout)."""
     CLEAR = "clear"
     """No store action: the client's token opened nothing, so it must drop it."""
+    CONFLICT = "conflict"
+    """No store action: the client's token was superseded moments ago by a concurrent
+    login or ``regenerate()`` and this request would store something; the manager refuses
+    it with SessionConflict (409) rather than create a session the newer cookie would
+    never name, or clear that cookie."""
 
 
 _TOUCH = Action.TOUCH
@@ -128,6 +135,7 @@ NOTHING = Plan(Action.NOTHING)
 CLEAR_STALE = Plan(Action.CLEAR, CookieAction.CLEAR)
 """A dead token (revoked, expired, unknown) came back and the request stored nothing: the
 browser is told to drop it, or it would send it on every request forever."""
+CONFLICT = Plan(Action.CONFLICT)
 
 
 def rotation_due(record: SessionRecord, now: float, config: SessionConfig) -> bool:
@@ -190,6 +198,41 @@ def rotation_marker(
         absolute_at=record.absolute_at,
         meta={ROTATED_TO_KEY: record.handle, ROTATED_AT_KEY: now},
     )
+
+
+def superseded_marker(
+    record: SessionRecord, now: float, config: SessionConfig, handle: str
+) -> SessionRecord:
+    """The record a login or ``regenerate()`` leaves under ``tokens.superseded_key`` of the
+    key it moves ``record`` away from, for ``rotation_grace``: a request of the same client
+    that still carries the old token (sent before the new cookie arrived) is then known
+    for what it is, and is never told to clear the cookie, which would delete the newer
+    one. Unlike a rotation marker it opens nothing: the old token of a login must never
+    reach the logged-in session. Holds no data and no user."""
+    until = now + config.rotation_grace
+    return SessionRecord(
+        key=tokens.superseded_key(record.key),
+        handle=handle,
+        data={},
+        created_at=now,
+        last_seen_at=now,
+        expires_at=until,
+        absolute_at=until,
+        meta={SUPERSEDED_AT_KEY: now},
+    )
+
+
+def superseded(marker: SessionRecord | None, now: float) -> bool:
+    """Is ``marker`` (read under ``tokens.superseded_key``) a live superseded marker?"""
+    return marker is not None and SUPERSEDED_AT_KEY in marker.meta and check(marker, now) is _VALID
+
+
+def lost_write(plan: Plan) -> bool:
+    """Does ``plan`` (a TOUCH, UPDATE or RENAME whose record was gone) carry something the
+    handler wrote, which must be reported (SessionConflict), never silently dropped? A
+    touch or a bare ``regenerate()`` carries nothing of the handler's."""
+    patch = plan.patch
+    return plan.action is _UPDATE or (patch is not None and patch.touches_data)
 
 
 _NO_KEYS: frozenset[str] = frozenset()
@@ -269,6 +312,9 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
     has no record yet                       CREATE if it holds anything or is kept (never
                                             with a ``cap_deadline()`` already passed);
                                             else CLEAR when the client's token was dead
+    came with a token a concurrent login    CONFLICT if it would store anything; else
+    or regenerate() just superseded         NOTHING (never CLEAR: the browser holds the
+                                            newer token)
     was logged out, or its cap has passed   DELETE, or REPLACE when data was written after
                                             a logout (or it is kept)
     untouched by the handler                TOUCH when the touch interval has passed, or
@@ -354,7 +400,11 @@ def _plan_new(
         (cap is not None and cap <= now)
         or not (session.data_view or intents.login or intents.meta_changed or intents.keep)
     ):
+        if session.superseded:  # the browser holds the newer token: leave it alone
+            return NOTHING
         return CLEAR_STALE if session.dead_token else NOTHING
+    if session.superseded:
+        return CONFLICT
     new = new_record(session, config, now, new_handle)
     names = _CREATED_LOGIN if intents.login else _CREATED
     return Plan(

@@ -131,6 +131,9 @@ ROTATED_AT_KEY = "rotated_at"
 """Engine metadata key of when the token last changed (periodic rotation counts from it)."""
 ROTATED_TO_KEY = "rotated_to"
 """Set on a rotation marker: the handle of the live session the old token now points to."""
+SUPERSEDED_AT_KEY = "superseded_at"
+"""Set on a superseded marker (``policy.superseded_marker``): when a login or
+``regenerate()`` moved the record away from the old token."""
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)

@@ -95,6 +95,7 @@ class Session(MutableMapping[str, Any]):
         "pending",
         "record",
         "removed_keys",
+        "superseded",
         "via_bearer",
     )
 
@@ -149,13 +150,15 @@ class Session(MutableMapping[str, Any]):
         self.consent_policy: ConsentPolicy = DEFAULT_POLICY
         """The consent categories and policy revision (the manager's, set at load)."""
         self.intents = NO_INTENTS
-        self._committed = self.pending = self.dead_token = False
+        self._committed = self.pending = self.dead_token = self.superseded = False
         """``pending``: False until anything happens that a commit must look at (a write,
         a removal, a list or dict read that may be changed in place, engine metadata, an
         intent). Read-only outside this class; a plain attribute, not a property, because
         the untouched request (most requests) reads it and nothing else. ``dead_token``:
         the client presented a token that opened nothing (unknown, expired, malformed,
-        revoked), so unless something is stored its commit clears the cookie."""
+        revoked), so unless something is stored its commit clears the cookie.
+        ``superseded``: the token was moved away from moments ago by a concurrent login or
+        ``regenerate()`` of the same client (``for_superseded_token``)."""
         self.via_bearer = False
         """Set by the edge that loaded the session: the token came in ``Authorization:
         Bearer`` (or the client asked for bearer transport), so new tokens go back in a
@@ -168,6 +171,16 @@ class Session(MutableMapping[str, Any]):
         replaces the dead one), its commit tells the client to drop the token."""
         session = cls(None, now, client)
         session.dead_token = True
+        return session
+
+    @classmethod
+    def for_superseded_token(cls, now: float, client: ClientInfo | None = None) -> Session:
+        """A fresh anonymous view for a request whose token a concurrent login or
+        ``regenerate()`` replaced moments ago: the browser already holds the newer token,
+        so the commit never clears the cookie, and a write is refused (SessionConflict)
+        instead of being stored where the newer cookie will never look."""
+        session = cls(None, now, client)
+        session.superseded = True
         return session
 
     # -- mapping -----------------------------------------------------------------------

@@ -53,6 +53,17 @@ def storage_key(token: str) -> str:
     return hashlib.sha256(token.encode("ascii")).hexdigest()
 
 
+def superseded_key(old_key: str) -> str:
+    """Where a login or ``regenerate()`` that moved a record away from ``old_key`` leaves
+    its short-lived "superseded" marker (``policy.superseded_marker``).
+
+    Derived from the old storage key (not from a token), so only the engine can name it:
+    no token hashes to it short of a SHA-256 collision, since the hashed text
+    (``superseded:`` and 64 hex digits) is not the shape of a token.
+    """
+    return hashlib.sha256(b"superseded:" + old_key.encode("ascii")).hexdigest()
+
+
 def checked_storage_key(token: str) -> str | None:
     """``storage_key(token)`` when ``is_well_formed(token)``, else None: the two checks a
     load makes on every request, in one call."""

@@ -35,13 +35,14 @@ from coatcheck.engine.operations import (
     Get,
     GetByHandle,
     ListUser,
+    Mark,
     Rename,
     Steps,
     run_async,
     run_sync,
 )
 from coatcheck.engine.results import CLEARED, NO_CHANGE, CommitResult, SessionInfo
-from coatcheck.errors import SessionLimitExceeded, Throttled
+from coatcheck.errors import SessionConflict, SessionLimitExceeded, Throttled
 from coatcheck.security.throttle import UnknownTokenThrottle
 from coatcheck.stores.base import (
     AnyStore,
@@ -186,6 +187,13 @@ class SessionManager(UserSessions):
             self.emit(
                 ev.EXPIRED, handle=record.handle, user_id=record.user_id, reason=verdict.value
             )
+        elif self.config.rotation_grace > 0 and policy.superseded(
+            (yield Get(tokens.superseded_key(key))), now
+        ):
+            # A concurrent login or regenerate() of this client moved the session away
+            # from this token moments ago: an anonymous view, and the cookie left alone.
+            self.emit(ev.REJECTED, reason="superseded")
+            return Session.for_superseded_token(now, client)
         else:
             self.emit(ev.REJECTED, reason="unknown")
             self._missed(key, client, now)
@@ -251,19 +259,38 @@ class SessionManager(UserSessions):
         )
         return Session.for_dead_token(now, client)
 
-    def _applied(self, session: Session, plan: Plan, applied: bool) -> CommitResult:
-        """The outcome of a TOUCH or UPDATE once its ``Apply`` ran."""
+    def _applied(self, session: Session, plan: Plan) -> CommitResult:
+        """The outcome of a TOUCH or UPDATE once its ``Apply`` took place."""
         assert plan.patch is not None
-        if not applied:
-            # Revoked or purged while this request ran: never resurrect it.
-            record = session.record
-            assert record is not None
-            self.emit(ev.EXPIRED, handle=record.handle, user_id=record.user_id, reason="gone")
-            return CommitResult(clear=True)
         expires_at = plan.patch.fields.get("expires_at")
         if expires_at is not None:
             session.stored_deadline(expires_at)
         return NO_CHANGE
+
+    def _lost(
+        self, session: Session, plan: Plan, now: float, left_marker: bool = False
+    ) -> Steps[CommitResult]:
+        """A TOUCH, UPDATE or RENAME found no record under the loaded key: a concurrent
+        login or ``regenerate()`` of the same client moved it (its superseded marker is
+        there, one read on this rare path), or it was revoked or purged while this
+        request ran. Never resurrected. A write the handler made is reported
+        (SessionConflict, 409), never dropped behind a success; a bare touch ends quietly.
+        The cookie is cleared only for a session that ended: a superseded token's browser
+        already holds the newer cookie, which a clearing ``Set-Cookie`` would delete.
+        A request that ``left_marker`` itself (its own rename failed) cannot tell its own
+        marker from a concurrent one, and takes the session as ended."""
+        record = session.record
+        assert record is not None
+        moved = (
+            not left_marker
+            and self.config.rotation_grace > 0
+            and policy.superseded((yield Get(tokens.superseded_key(record.key))), now)
+        )
+        if not moved:
+            self.emit(ev.EXPIRED, handle=record.handle, user_id=record.user_id, reason="gone")
+        if policy.lost_write(plan):
+            raise SessionConflict("superseded" if moved else "gone")
+        return NO_CHANGE if moved else CLEARED
 
     def _plan(self, session: Session) -> tuple[Plan, float, str | None]:
         """The commit plan for ``session`` at the current time, and the key to patch when
@@ -295,6 +322,8 @@ class SessionManager(UserSessions):
             return NO_CHANGE
         if action is Action.CLEAR:  # a dead token came back: no store action
             return CLEARED
+        if action is Action.CONFLICT:  # a superseded token, and the request wrote
+            raise SessionConflict("superseded")
         result, took_place = yield from _RUNNERS[action](self, session, plan, now)
         if not took_place:
             return result
@@ -322,8 +351,9 @@ class SessionManager(UserSessions):
         if not applied and plan.patch.expect_handle is not None:
             live = yield from self._moved(record, now)
             applied = live is not None and (yield Apply(live.key, plan.patch))
-        result = self._applied(session, plan, applied)
-        return result, result is NO_CHANGE
+        if not applied:
+            return (yield from self._lost(session, plan, now)), False
+        return self._applied(session, plan), True
 
     def _run_rename(self, session: Session, plan: Plan, now: float) -> Steps[Ran]:
         """RENAME: move the record to a new token (regenerate, login, periodic rotation)."""
@@ -333,20 +363,26 @@ class SessionManager(UserSessions):
         key = tokens.storage_key(token)
         if self._limit_denies(session):
             yield from self._deny_over_limit(session, now)
+        left_marker = not plan.rotation and self.config.rotation_grace > 0
+        if left_marker:
+            yield from self._supersede(record, now)
         renamed = yield Rename(record.key, key, plan.patch)
         if not renamed and plan.patch.expect_handle is not None:
             live = yield from self._moved(record, now)
             if live is not None and plan.rotation and not session.intents.login:
                 # A concurrent request rotated the token first: keep its token (the
                 # client gets it from that response) and apply this request's changes.
-                return self._applied(session, plan, (yield Apply(live.key, plan.patch))), False
+                if (yield Apply(live.key, plan.patch)):
+                    return self._applied(session, plan), False
+                return (yield from self._lost(session, plan, now)), False
             if live is not None:  # a login or regenerate() still moves it to a new token
                 renamed = yield Rename(live.key, key, plan.patch)
         if not renamed:
             if not session.intents.login:
                 # Revoked meanwhile (logout elsewhere, "sign out other devices", theft
-                # detection): a rotation or regenerate() must not bring it back.
-                return self._applied(session, plan, False), False
+                # detection), or moved by a concurrent login: a rotation or regenerate()
+                # must not bring it back.
+                return (yield from self._lost(session, plan, now, left_marker)), False
             # A login still deserves a session: store the session's state afresh.
             fresh = policy.new_record(session, self.config, now, tokens.new_handle())
             fresh.key = key
@@ -366,6 +402,8 @@ class SessionManager(UserSessions):
         loaded = session.record
         if replace:
             assert loaded is not None
+            if session.intents.login:  # (a logout's own new session is no login)
+                yield from self._supersede(loaded, now)
             yield from self._end(loaded)
         token = tokens.new_token()
         new = plan.record
@@ -382,6 +420,14 @@ class SessionManager(UserSessions):
         assert record is not None
         yield from self._end(record)
         return CommitResult(clear=True, ended=True), True
+
+    def _supersede(self, record: SessionRecord, now: float) -> Steps[None]:
+        """A login or ``regenerate()`` is about to move this client off ``record``'s key:
+        leave the superseded marker there first (one write, at login only), so a request
+        of the same client still carrying the old token is recognised from the moment the
+        old key stops answering (``_lost``, ``_load_found``). None without a grace window."""
+        if self.config.rotation_grace > 0:
+            yield Mark(policy.superseded_marker(record, now, self.config, tokens.new_handle()))
 
     def _moved(self, record: SessionRecord, now: float) -> Steps[SessionRecord | None]:
         """Where the session went when a concurrent request rotated its token after this
@@ -504,7 +550,9 @@ class SessionManager(UserSessions):
             return NO_CHANGE
         if key is not None:
             assert plan.patch is not None
-            return self._applied(session, plan, await store.apply(key, plan.patch))
+            if await store.apply(key, plan.patch):
+                return self._applied(session, plan)
+            return await run_async(self._lost(session, plan, now), store)
         return await run_async(self._commit_plan(session, plan, now), store)
 
     # -- sync API (WSGI and friends): same procedures, sync driver ------------------------
@@ -550,7 +598,9 @@ class SessionManager(UserSessions):
             return NO_CHANGE
         if key is not None:
             assert plan.patch is not None
-            return self._applied(session, plan, store.apply_sync(key, plan.patch))
+            if store.apply_sync(key, plan.patch):
+                return self._applied(session, plan)
+            return run_sync(self._lost(session, plan, now), store)
         return run_sync(self._commit_plan(session, plan, now), store)
 
     # -- helpers of the API ----------------------------------------------------------------

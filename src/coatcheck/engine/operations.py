@@ -183,3 +183,32 @@ class Upsert(Op):
         except StoreUnavailable:
             if not store.apply_sync(self.record.key, self.patch):
                 raise
+
+
+@dataclass(frozen=True, slots=True)
+class Mark(Op):
+    """Store ``record``, a marker (no data, no user) whose key may already hold an older
+    marker of the same kind: created in one write as a rule; when the key is taken (the
+    insert of a SQL store fails), the older marker is overwritten with this one's deadlines
+    and metadata instead."""
+
+    record: SessionRecord
+
+    def _refresh(self) -> Patch:
+        r = self.record
+        fields = {"expires_at": r.expires_at, "absolute_at": r.absolute_at, "meta": r.meta}
+        return Patch(fields=fields)
+
+    async def run(self, store: Store) -> None:
+        try:
+            await store.create(self.record)
+        except StoreUnavailable:
+            if not await store.apply(self.record.key, self._refresh()):
+                raise
+
+    def run_sync(self, store: Store) -> None:
+        try:
+            store.create_sync(self.record)
+        except StoreUnavailable:
+            if not store.apply_sync(self.record.key, self._refresh()):
+                raise

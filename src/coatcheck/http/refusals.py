@@ -1,11 +1,13 @@
 """The answers an edge sends instead of the app's when the engine refuses a request.
 
 A failing store is a 503, a client throttled for guessing tokens a 429, a login over the
-session limit a 403, a session whose lock stayed held past ``lock_timeout`` a 409. Every
-edge (ASGI, WSGI, Flask, Django) must answer them alike, and
-the status each deserves is already written on the error class (``CoatcheckError.status``),
-so the answers are one table keyed by error class rather than a ladder of ``isinstance``
-tests per edge: adding a refusal is adding a row. The answers are short, plain, never
+session limit a 403, a write lost to a concurrent login or a revocation a 409 (with no
+``Set-Cookie``: the browser may already hold the newer token), a session whose lock stayed
+held past ``lock_timeout`` a 409 too. Every edge (ASGI, WSGI,
+Flask, Django) must answer them alike, and the status each deserves is already written on
+the error class (``CoatcheckError.status``), so the answers are one table keyed by error
+class rather than a ladder of ``isinstance`` tests per edge: adding a refusal is adding a
+row. The answers are short, plain, never
 cached and never a traceback.
 """
 
@@ -20,6 +22,7 @@ from typing import Final
 from coatcheck.core.config import SessionConfig
 from coatcheck.errors import (
     CoatcheckError,
+    SessionConflict,
     SessionLimitExceeded,
     SessionLocked,
     SessionTooLarge,
@@ -109,6 +112,14 @@ _ANSWERS: Final[Mapping[type, _Answer]] = {
         "session request refused on %s: %s",
         logging.INFO,
     ),
+    SessionConflict: _Answer(
+        "Conflict",
+        "This request's change to the session was not stored, because the session changed "
+        "at the same moment (a sign-in elsewhere in this browser, or the session ended); "
+        "please retry.\n",
+        "session write lost on %s: %s",
+        logging.INFO,
+    ),
     SessionTooLarge: _Answer(
         "Content Too Large",
         "The session would hold more data than the application allows.\n",
@@ -117,7 +128,13 @@ _ANSWERS: Final[Mapping[type, _Answer]] = {
     ),
 }
 
-REFUSED: Final = (StoreUnavailable, Throttled, SessionLimitExceeded, SessionLocked)
+REFUSED: Final = (
+    StoreUnavailable,
+    Throttled,
+    SessionLimitExceeded,
+    SessionLocked,
+    SessionConflict,
+)
 """The engine errors an edge catches and answers itself with ``refused(exc, when)``;
 anything else is the app's to handle. ``SessionTooLarge`` has a row (413) for an app that
 chooses to answer it so, but the edges leave it alone: like any ``SessionDataError`` it is

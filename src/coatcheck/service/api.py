@@ -122,7 +122,7 @@ async def create_session(body: models.CreateSession, request: Request) -> Respon
     "/sessions/update",
     name="sessions.update",
     response_model=models.Updated,
-    responses=openapi_responses(*ON_TOKEN, problems.SESSION_TOO_LARGE),
+    responses=openapi_responses(*ON_TOKEN, problems.SESSION_TOO_LARGE, problems.SESSION_CONFLICT),
     dependencies=SESSIONS,
 )
 async def update(body: models.Update, request: Request) -> Response:

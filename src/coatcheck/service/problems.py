@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from coatcheck.errors import (
     CoatcheckError,
+    SessionConflict,
     SessionDataError,
     SessionLimitExceeded,
     SessionTooLarge,
@@ -49,6 +50,7 @@ BODY_TOO_LARGE: Final = Kind("body-too-large", 413, "The request body is too lar
 SESSION_NOT_FOUND: Final = Kind("session-not-found", 404, "No live session for this token")
 SESSION_TOO_LARGE: Final = Kind("session-too-large", 413, "The session data would be too large")
 SESSION_ANONYMOUS: Final = Kind("session-anonymous", 409, "The session has no user")
+SESSION_CONFLICT: Final = Kind("session-conflict", 409, "The session changed during this call")
 SESSION_LIMIT: Final = Kind("session-limit", 403, "The user has too many sessions")
 UNAUTHENTICATED: Final = Kind("unauthenticated", 401, "No signed-in session")
 THROTTLED: Final = Kind("throttled", 429, "Too many unknown session tokens")
@@ -67,6 +69,7 @@ KINDS: Final = (
     SESSION_NOT_FOUND,
     SESSION_TOO_LARGE,
     SESSION_ANONYMOUS,
+    SESSION_CONFLICT,
     SESSION_LIMIT,
     UNAUTHENTICATED,
     THROTTLED,
@@ -128,6 +131,8 @@ def from_engine(exc: CoatcheckError) -> Problem:
         return Problem(THROTTLED, detail, headers=retry)
     if isinstance(exc, SessionLimitExceeded):
         return Problem(SESSION_LIMIT, str(exc))
+    if isinstance(exc, SessionConflict):
+        return Problem(SESSION_CONFLICT, str(exc), headers=retry)
     if isinstance(exc, SessionTooLarge):
         return Problem(SESSION_TOO_LARGE, str(exc))
     if isinstance(exc, SessionDataError):

@@ -32,7 +32,9 @@ from django.contrib.sessions.backends.base import SessionBase, UpdateError
 from coatcheck.core import tokens
 from coatcheck.core.client import ClientInfo
 from coatcheck.core.session import Session
+from coatcheck.engine.manager import SessionManager
 from coatcheck.engine.results import CommitResult
+from coatcheck.errors import SessionConflict
 from coatcheck.integrations.django.conf import get_manager, migrate_from
 from coatcheck.integrations.django.steps import Steps, call, run_async, run_sync
 from coatcheck.stores.base import ClientSide
@@ -112,7 +114,9 @@ class SessionStore(SessionBase):
         self.stale_token = False
         """The session was reached through a token a concurrent request rotated out (its
         grace window): the response must not send that token back as the cookie, or it
-        would replace the new one and count as stolen once the window closes."""
+        would replace the new one and count as stolen once the window closes. Also set
+        for a token a concurrent login replaced (``Session.superseded``): no cookie
+        deletion either, which would delete the newer login cookie."""
 
     # -- what Django reads -------------------------------------------------------------
     def _validate_session_key(self, key: str | None) -> bool:
@@ -263,6 +267,9 @@ class SessionStore(SessionBase):
                 if session.is_new:
                     # Unknown or expired: never adopt the client's value (strict mode).
                     self._session_key = None
+                    # A token a concurrent login just replaced: the browser holds the new
+                    # one, which Django's "empty session" cookie deletion would remove.
+                    self.stale_token = session.superseded
                     if key is not None and key == self._saved_key:
                         self._interrupted = True
                         self._saved_key = None
@@ -341,7 +348,7 @@ class SessionStore(SessionBase):
         now = manager.clock()
         cap = _django_deadline(session, now)
         session.cap_deadline(cap)  # shortens the server's deadline; a passed one ends it
-        result: CommitResult = yield call(manager.commit_sync, manager.commit, session)
+        result: CommitResult = yield call(_commit_sync, _commit, manager, session)
         # A committed Session is frozen; the next access reads the stored state afresh.
         del self._session_cache
         stored = session.handle is not None and not result.clear
@@ -438,3 +445,25 @@ class SessionStore(SessionBase):
             session.update(data)
             return True
         return False
+
+
+def _commit_sync(manager: SessionManager, session: Session) -> CommitResult:
+    """``manager.commit_sync``, with a write lost to a revocation as Django's
+    ``UpdateError`` (its middleware answers it); one lost to a concurrent login stays
+    SessionConflict, which coatcheck's middleware answers 409."""
+    try:
+        return manager.commit_sync(session)
+    except SessionConflict as exc:
+        if exc.reason != "gone":
+            raise
+        raise UpdateError("the session was deleted before the request completed") from exc
+
+
+async def _commit(manager: SessionManager, session: Session) -> CommitResult:
+    """``manager.commit``, as ``_commit_sync``."""
+    try:
+        return await manager.commit(session)
+    except SessionConflict as exc:
+        if exc.reason != "gone":
+            raise
+        raise UpdateError("the session was deleted before the request completed") from exc

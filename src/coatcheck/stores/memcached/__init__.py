@@ -70,7 +70,9 @@ handle. Readers that meet the tombstone (``get_by_handle``, ``delete_handle``) f
 
 Index writes come before the record write they describe and index removals after, so an
 index is a superset of the truth (except for evictions): a session being created or
-renamed for a user is always reachable by "log out everywhere".
+renamed for a user is always reachable by "log out everywhere". ``revoke_user`` follows
+the tombstone of a rename under way, and reads the user's index again until it lists no
+key it has not seen, so a rename that completes while it runs cannot hide the session.
 
 Clients
 -------
@@ -89,7 +91,10 @@ and 510 us). A sound async client would save that hop; swapping one in later cha
 nothing else here.
 
 Timeouts: ``connect_timeout`` bounds connecting, ``timeout`` each send and receive, and
-a caller waits at most ``connect_timeout + timeout`` for a free connection. Every memcached
+a caller waits at most ``connect_timeout + timeout`` for a free connection. The async path
+waits as boundedly for a worker thread: at most ``max_queued`` calls (256) wait, more fail
+at once, and one that waited ``connect_timeout + timeout`` fails when a thread takes it,
+without reaching the server; a hung memcached thus never builds an endless backlog. Every memcached
 error, refused connection or timeout is raised as StoreUnavailable, so the edge answers 503.
 A connection found dead on reuse (memcached restarted) is replaced and the call retried
 once, so traffic recovers on the first request after a restart.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -214,15 +215,32 @@ class Items:
 
 class WorkerThreads:
     """The dedicated threads on which the async path runs the sync code (the package
-    docstring says why there is no asyncio client), as many as there are connections."""
+    docstring says why there is no asyncio client), as many as there are connections.
 
-    def __init__(self, size: int) -> None:
+    Bounded like the sync path's wait for a connection: at most ``max_queued`` calls wait
+    for a thread (more fail at once with StoreUnavailable), and a call that waited longer
+    than ``max_wait`` seconds fails without reaching the server when a thread takes it.
+    While memcached hangs (each call holding a thread for the full ``timeout``) an event
+    loop's requests thus cannot pile up without end, and the backlog drains at once when
+    the wait is over instead of each old call paying another timeout.
+    """
+
+    def __init__(self, size: int, max_queued: int = 256, max_wait: float = 2.0) -> None:
         self.size = size
+        self.max_queued = max_queued
+        self.max_wait = max_wait
         self._executor = self._new()
         self._pid = process_id()
+        self._lock = threading.Lock()
+        self._pending = 0
+        """Calls handed to the executor and not finished (running or waiting)."""
 
     def _new(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=self.size, thread_name_prefix="coatcheck-memcached")
+
+    def _finished(self, _: object) -> None:
+        with self._lock:
+            self._pending -= 1
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on a worker thread, awaited from the running loop."""
@@ -231,8 +249,33 @@ class WorkerThreads:
             # to it could wait forever for an "idle" thread that only exists in the parent.
             self._executor = self._new()
             self._pid = process_id()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+            self._lock = threading.Lock()
+            self._pending = 0
+        with self._lock:
+            if self._pending >= self.size + self.max_queued:
+                raise StoreUnavailable(
+                    f"memcached: {self.max_queued} calls already wait for the "
+                    f"{self.size} worker threads (the server is slow or out)"
+                )
+            self._pending += 1
+        queued = time.monotonic()
+        max_wait = self.max_wait
+
+        def bounded() -> T:
+            if time.monotonic() - queued > max_wait:
+                raise StoreUnavailable(
+                    f"memcached: waited over {max_wait} s for a worker thread "
+                    "(the server is slow or out)"
+                )
+            return fn(*args)
+
+        try:
+            future = self._executor.submit(bounded)
+        except BaseException:
+            self._finished(None)
+            raise
+        future.add_done_callback(self._finished)  # also when cancelled before it ran
+        return await asyncio.wrap_future(future)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False)

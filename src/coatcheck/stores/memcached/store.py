@@ -61,7 +61,9 @@ class MemcachedStore(Store, HandleIndex, UserIndex, Purgeable, Countable, Lockab
 
     ``prefix`` namespaces every item name, so several applications (or test runs) can share
     a server. ``timeout`` and ``connect_timeout`` are in seconds; ``pool_size`` bounds the
-    connections and the threads that serve the async methods.
+    connections and the threads that serve the async methods, and ``max_queued`` the
+    async calls that may wait for one of those threads (beyond it: StoreUnavailable at
+    once; a call that waited ``connect_timeout + timeout`` fails too, as on the sync path).
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class MemcachedStore(Store, HandleIndex, UserIndex, Purgeable, Countable, Lockab
         pool_size: int = 10,
         max_ttl: float = DEFAULT_MAX_TTL,
         max_cas_attempts: int = 256,
+        max_queued: int = 256,
     ) -> None:
         if len(prefix) > 100 or any(c.isspace() or ord(c) < 33 or ord(c) > 126 for c in prefix):
             raise ValueError(
@@ -87,6 +90,8 @@ class MemcachedStore(Store, HandleIndex, UserIndex, Purgeable, Countable, Lockab
             raise ValueError("memcached pool_size must be at least 1")
         if max_ttl < 1 or max_cas_attempts < 1:
             raise ValueError("max_ttl and max_cas_attempts must be at least 1")
+        if max_queued < 0:
+            raise ValueError("memcached max_queued must not be negative")
         self.prefix = prefix
         self.host, self.port = host, port
         self.timeout, self.connect_timeout, self.pool_size = timeout, connect_timeout, pool_size
@@ -96,7 +101,7 @@ class MemcachedStore(Store, HandleIndex, UserIndex, Purgeable, Countable, Lockab
         self._pool = Connections((host, port), pool_size, connect_timeout, timeout)
         self._items = Items(self._pool, self._names, max_ttl)
         self._indexes = Indexes(self._items, max_cas_attempts)
-        self._threads = WorkerThreads(pool_size)
+        self._threads = WorkerThreads(pool_size, max_queued, connect_timeout + timeout)
 
     # -- contract: sync path -----------------------------------------------------------
     def get_sync(self, key: str) -> SessionRecord | None:
@@ -253,18 +258,43 @@ class MemcachedStore(Store, HandleIndex, UserIndex, Purgeable, Countable, Lockab
         return to_record(key, doc) if self._indexes.delete_record(key, doc) else None
 
     def delete_user_sync(self, user_id: str, except_handle: str | None = None) -> int:
+        """End the user's sessions, also one a rename is moving at this instant: the
+        rename indexes the new key before it writes there, and the old key then holds a
+        tombstone naming it, so each tombstone met is followed, and the index is read
+        again until it lists no key not yet seen (a rename that completed between the
+        first read of the index and the read of its records left only its new key)."""
         name = self._names.user(user_id)
-        raw = self._items.call("get", name)
-        if raw is None:
-            return 0
-        entries = self._items.entries(name, raw)
-        if entries is None:  # damaged: find the user's sessions through the registry
-            entries = self._user_entries(user_id)
-        docs = self._items.load_docs(e[0] for e in entries)
+        deleted = 0
+        seen: set[str] = set()
+        for _ in range(self.max_cas_attempts):
+            raw = self._items.call("get", name)
+            if raw is None:
+                return deleted
+            entries = self._items.entries(name, raw)
+            if entries is None:  # damaged: find the user's sessions through the registry
+                entries = self._user_entries(user_id)
+            fresh = [e[0] for e in entries if e[0] not in seen]
+            if not fresh:
+                return deleted
+            seen.update(fresh)
+            deleted += self._delete_listed(user_id, fresh, except_handle, seen)
+        raise StoreUnavailable("memcached user index: too much write contention")
+
+    def _delete_listed(
+        self, user_id: str, keys: list[str], except_handle: str | None, seen: set[str]
+    ) -> int:
+        """Delete the user's records under ``keys`` (following rename tombstones) but the
+        one with ``except_handle``, and drop the entries that are gone from the index."""
+        docs = self._items.load_docs(keys)
         deleted = 0
         gone: set[str] = set()
-        for key, *_ in entries:
+        for key in keys:
             doc = docs.get(key)
+            if doc is not None and "moved_to" in doc:
+                gone.add(key)  # a rename's old key: the session is where it points
+                key = doc["moved_to"]
+                seen.add(key)
+                doc = self._items.load_doc(key)
             if doc is None or "moved_to" in doc or doc["user_id"] != user_id:
                 gone.add(key)
                 continue
@@ -274,7 +304,7 @@ class MemcachedStore(Store, HandleIndex, UserIndex, Purgeable, Countable, Lockab
                 deleted += 1
             self._indexes.drop_handle(doc["handle"], key)
             gone.add(key)
-        self._indexes.remove(name, gone)
+        self._indexes.remove(self._names.user(user_id), gone)
         return deleted
 
     def _user_entries(self, user_id: str) -> list[list[Any]]:

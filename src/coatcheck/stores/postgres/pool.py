@@ -2,7 +2,12 @@
 
 - **A bounded time, always.** Waiting for a pool connection is bounded by ``pool_timeout``;
   a statement by the server's ``statement_timeout``; a dead peer by TCP keepalives and
-  ``tcp_user_timeout`` (``build_conninfo`` adds them unless the URL chose its own).
+  ``tcp_user_timeout`` (``build_conninfo`` adds them unless the URL chose its own). None of
+  those ends a wait on a server that is frozen (stopped, or behind a proxy that stopped
+  forwarding): its kernel still acknowledges every packet and keepalive, and it enforces
+  no statement timeout. So every wait for a reply is bounded on the client too
+  (``reply_bound``, a little beyond the statement timeout): past it the connection is
+  closed and the call fails, which the store reports as StoreUnavailable.
 - **One async pool per event loop.** psycopg_pool's async pool belongs to the loop that
   opened it. Most apps run one loop; Django's async views under WSGI run each request on a
   new one (asgiref's ``async_to_sync``), whose pool goes when its loop does.
@@ -38,6 +43,52 @@ SyncPool = ConnectionPool[psycopg.Connection[Any]]
 AsyncPool = AsyncConnectionPool[psycopg.AsyncConnection[Any]]
 
 
+def reply_bound(connect_timeout: float, statement_timeout: float) -> float:
+    """Seconds a client waits for any reply of the server, and after which a dead peer is
+    noticed: a little beyond the statement timeout, so that a live server's own timeout
+    (a clean error, the connection kept) always comes first."""
+    return max(statement_timeout, connect_timeout) + 2
+
+
+class _Bounded:
+    """What both connection classes add: each wait for the server ends after
+    ``reply_timeout`` seconds (set by the pool's ``configure``), and then the connection,
+    left half-way through the protocol, is closed so the pool replaces it."""
+
+    reply_timeout: float | None = None
+
+    def _timed_out(self, conn: Any, exc: psycopg.OperationalError) -> psycopg.OperationalError:
+        if conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.ACTIVE:
+            conn.pgconn.finish()
+        return psycopg.OperationalError(
+            f"no reply from the server within {self.reply_timeout} s "
+            f"(frozen or unreachable): {exc or type(exc).__name__}"
+        )
+
+
+class BoundedConnection(_Bounded, psycopg.Connection[Any]):
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        try:
+            return super().wait(gen, interval, self.reply_timeout if timeout is None else timeout)
+        except psycopg.errors._WaitTimeout as exc:  # (psycopg's own wait timeout)
+            raise self._timed_out(self, exc) from exc
+
+
+class BoundedAsyncConnection(_Bounded, psycopg.AsyncConnection[Any]):
+    async def wait(  # psycopg's signature (noqa: its timeout is what we bound)
+        self,
+        gen: Any,
+        interval: float = 0.1,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> Any:
+        try:
+            return await super().wait(
+                gen, interval, self.reply_timeout if timeout is None else timeout
+            )
+        except psycopg.errors._WaitTimeout as exc:
+            raise self._timed_out(self, exc) from exc
+
+
 def build_conninfo(conninfo: str, connect_timeout: float, statement_timeout: float) -> str:
     """libpq settings that bound every wait, unless the URL already chose them."""
     try:
@@ -46,7 +97,7 @@ def build_conninfo(conninfo: str, connect_timeout: float, statement_timeout: flo
         raise ValueError(f"invalid PostgreSQL connection string: {exc}") from None
     # A dead peer: unacknowledged data fails after tcp_user_timeout, an idle wait for
     # a reply after the keepalive probes; both a little beyond the statement timeout.
-    bound = max(statement_timeout, connect_timeout) + 2
+    bound = reply_bound(connect_timeout, statement_timeout)
     extra: dict[str, Any] = {
         "connect_timeout": max(1, round(connect_timeout)),
         "application_name": "coatcheck",
@@ -117,6 +168,7 @@ class Pools:
         reconnect_timeout: float,
         prepare_threshold: int | None,
         on_fork: Callable[[], None],
+        reply_timeout: float | None = None,
     ) -> None:
         self.conninfo = conninfo
         self.timeout = timeout
@@ -132,6 +184,8 @@ class Pools:
             "name": name,
             "open": False,
         }
+        self.reply_timeout = reply_timeout
+        """Every wait for a reply ends after this long (``reply_bound``; None: unbounded)."""
         self._on_fork = on_fork
         self._pid = process_id()
         self._lock = threading.Lock()
@@ -151,6 +205,13 @@ class Pools:
         self._on_fork()
         return True
 
+    def _configure(self, conn: Any) -> None:
+        """Each new connection of the pools: bound its waits for a reply."""
+        conn.reply_timeout = self.reply_timeout
+
+    async def _aconfigure(self, conn: Any) -> None:
+        conn.reply_timeout = self.reply_timeout
+
     # -- the sync side -----------------------------------------------------------------
     def sync_pool(self) -> SyncPool:
         pool = self.sync
@@ -160,7 +221,12 @@ class Pools:
             pool = self.sync
             created = pool is None
             if pool is None:
-                pool = self.sync = ConnectionPool(self.conninfo, **self._pool_kwargs)
+                pool = self.sync = ConnectionPool(
+                    self.conninfo,
+                    connection_class=BoundedConnection,
+                    configure=self._configure,
+                    **self._pool_kwargs,
+                )
                 pool.open(wait=False)
         if created:
             # Wait for the first connections (bounded): otherwise the first request
@@ -217,7 +283,12 @@ class Pools:
             pool = state.pool
             created = pool is None
             if pool is None:
-                pool = state.pool = AsyncConnectionPool(self.conninfo, **self._pool_kwargs)
+                pool = state.pool = AsyncConnectionPool(
+                    self.conninfo,
+                    connection_class=BoundedAsyncConnection,
+                    configure=self._aconfigure,
+                    **self._pool_kwargs,
+                )
                 await pool.open(wait=False)
         if created:
             try:

@@ -30,7 +30,7 @@ from coatcheck.stores.base import (
 )
 from coatcheck.stores.damage import sound
 from coatcheck.stores.postgres.migrations import migrate_steps
-from coatcheck.stores.postgres.pool import Pools, build_conninfo
+from coatcheck.stores.postgres.pool import Pools, build_conninfo, reply_bound
 from coatcheck.stores.postgres.sql import (
     DEFAULT_TABLE,
     IDENTIFIER,
@@ -147,6 +147,7 @@ class PostgresStore(
             reconnect_timeout=reconnect_timeout,
             prepare_threshold=prepare_threshold,
             on_fork=self._after_fork,
+            reply_timeout=reply_bound(connect_timeout, statement_timeout),
         )
         self._migrate_lock = threading.Lock()
         self._ready = not migrate

@@ -32,7 +32,8 @@ Round trips (what an operation costs on the wire; each line is one request/respo
   restart or failover, costs one more: NOSCRIPT, then EVAL, which caches it again.)
 - a read-only request between touches: the load, nothing else.
 - new session: one MULTI pipeline (record, handle pointer, user index).
-- login/regenerate (a rename): one script on a single node; two on a cluster (below).
+- login/regenerate (a rename): one script on a single node; two on a cluster (below). (The
+  manager writes a superseded marker before it, a new session's pipeline: one more.)
 - logout: one script on a single node; two on a cluster.
 
 Why the indexes cannot leak. Spring Session's index of a user's sessions grows forever when
@@ -58,8 +59,11 @@ live old token. The cost: a revocation that runs within that one round trip can 
 session being logged in. On a single node (standalone or Sentinel) the same rename is one
 atomic script: the store remembers, per process, the handle and user of the records it just
 loaded, so the script can name every key it touches (never computing key names inside Lua,
-which would break on proxies and clusters); a hint that turned out stale only costs the
-two-step path.
+which would break on proxies and clusters). Without a hint (another process loaded the
+record, or the 8,192 hints moved on), or with a stale one the script refused, the store
+reads the record's handle and user first (one HGET, one more round trip) and still runs
+the one atomic script, which checks them: a single node never takes the two-step path
+(only a record whose user changes under three such reads would).
 
 Time. Deadlines come from the manager's clock and become absolute TTLs on Redis' clock
 (PEXPIREAT), so the TTL equals the deadline exactly; the policy, on the app's clock, stays

@@ -248,40 +248,28 @@ class RedisStore(
         return True
 
     def _rename(self, old_key: str, new_key: str, patch: Patch) -> Procedure[bool]:
-        args = patch_args(patch)
-        now = patch.fields.get("last_seen_at")
-        hint = self._hints.pop(old_key) if self.single_node else None
         guard = patch.expect_handle
-        if hint is not None and guard is not None and hint[0] != guard:
-            hint = None  # the script would rename whatever has the hinted handle
-        if hint is not None:
-            handle, user = hint
-            new_user = patch.fields.get("user_id", user)
-            keys = [self.record_key(old_key), self.record_key(new_key), self.pointer_key(handle)]
-            if user:
-                keys.append(self.user_key(user))
-            if new_user:
-                keys.append(self.user_key(new_user))
-            result = yield Eval(
-                RENAME,
-                tuple(keys),
-                (
-                    handle,
-                    user or "",
-                    new_user or "",
-                    new_key,
-                    num(now) if now is not None else "-inf",
-                    *args,
-                ),
-            )
-            if result == 1:
-                self._hints.remember(new_key, handle, new_user)
-                return True
-            if result == 0:
-                return False
-        # Two steps (a cluster, or no usable hint): take the record off the old key, then
-        # write it under the new one. See the package docstring for why this is safe.
-        taken = yield Eval(TAKE, (self.record_key(old_key),), (guard or "", *args))
+        if self.single_node:
+            # One atomic script, always: it must name the handle pointer and the user's
+            # index, so without a hint (another process loaded the record, or the 8,192
+            # hints moved on) the record's (handle, user) is read first, and the script
+            # checks it still holds. The two-step path's gap (the record under neither
+            # key) would let a revocation that runs inside it miss the session.
+            hint = self._hints.pop(old_key)
+            for _ in range(3):  # a stale hint: read it afresh (a user changed meanwhile)
+                if hint is None or (guard is not None and hint[0] != guard):
+                    hint = yield from self._identity(old_key)
+                    if hint is None or (guard is not None and hint[0] != guard):
+                        return False  # no record, or not the one the patch is meant for
+                result = yield from self._rename_script(old_key, new_key, patch, hint)
+                if result != -1:
+                    return bool(result == 1)
+                hint = None
+        # Two steps (a cluster, or a single node whose record kept changing user under
+        # three reads): take the record off the old key, then write it under the new one.
+        # See the package docstring for why this is safe.
+        now = patch.fields.get("last_seen_at")
+        taken = yield Eval(TAKE, (self.record_key(old_key),), (guard or "", *patch_args(patch)))
         if taken is None:
             return False
         before = taken[0] or None
@@ -298,6 +286,41 @@ class RedisStore(
         yield Batch(tuple(steps), atomic=True)
         self._hints.remember(new_key, handle, after)
         return True
+
+    def _identity(self, key: str) -> Procedure[tuple[str, str | None] | None]:
+        """The (handle, user) of the record under ``key`` as it is now (one HGET), or None
+        when there is none this store wrote."""
+        text = yield Cmd(("HGET", self.record_key(key), "m"))
+        packed = unpack(text) if text else None
+        if packed is None:
+            return None
+        return packed["h"], packed.get("u") or None
+
+    def _rename_script(
+        self, old_key: str, new_key: str, patch: Patch, hint: tuple[str, str | None]
+    ) -> Procedure[int]:
+        """The single-node RENAME script for a record believed to be (handle, user):
+        1 renamed, 0 no such record, -1 the belief was stale (nothing changed)."""
+        handle, user = hint
+        new_user = patch.fields.get("user_id", user)
+        now = patch.fields.get("last_seen_at")
+        keys = [self.record_key(old_key), self.record_key(new_key), self.pointer_key(handle)]
+        if user:
+            keys.append(self.user_key(user))
+        if new_user:
+            keys.append(self.user_key(new_user))
+        args = (
+            handle,
+            user or "",
+            new_user or "",
+            new_key,
+            num(now) if now is not None else "-inf",
+            *patch_args(patch),
+        )
+        result = yield Eval(RENAME, tuple(keys), args)
+        if result == 1:
+            self._hints.remember(new_key, handle, new_user)
+        return int(result)
 
     def _delete(self, key: str) -> Procedure[bool]:
         hint = self._hints.pop(key) if self.single_node else None
