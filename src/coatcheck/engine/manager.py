@@ -27,6 +27,7 @@ from coatcheck.core.session import Session
 from coatcheck.engine.accounts import UserSessions
 from coatcheck.engine.clientside import ClientSideSessions
 from coatcheck.engine.consent import ConsentRecall, announce, client_rules, logged_in, ready
+from coatcheck.engine.limits import SessionLimits
 from coatcheck.engine.operations import (
     Apply,
     Create,
@@ -34,7 +35,6 @@ from coatcheck.engine.operations import (
     DeleteHandle,
     Get,
     GetByHandle,
-    ListUser,
     Mark,
     Rename,
     Steps,
@@ -42,7 +42,7 @@ from coatcheck.engine.operations import (
     run_sync,
 )
 from coatcheck.engine.results import CLEARED, NO_CHANGE, CommitResult, SessionInfo
-from coatcheck.errors import SessionConflict, SessionLimitExceeded, Throttled
+from coatcheck.errors import SessionConflict, Throttled
 from coatcheck.security.throttle import UnknownTokenThrottle
 from coatcheck.stores.base import (
     AnyStore,
@@ -65,7 +65,7 @@ _VALID = policy.Verdict.VALID
 attribute of an Enum class takes ``EnumType.__getattr__``'s slow lookup every time."""
 
 
-class SessionManager(UserSessions):
+class SessionManager(SessionLimits, UserSessions):
     """Loads and commits sessions over one store, under one configuration.
 
     ``clock`` returns seconds since the epoch (``time.time`` by default); inject a fake
@@ -451,38 +451,6 @@ class SessionManager(UserSessions):
         ended = yield DeleteHandle(record.handle)
         if ended is None or ended.key != record.key:
             yield Delete(record.key)
-
-    def _limit_denies(self, session: Session) -> bool:
-        return (
-            session.intents.login
-            and session.user_id is not None
-            and self.config.max_sessions_per_user is not None
-            and self.config.session_limit_action == "deny"
-        )
-
-    def _deny_over_limit(self, session: Session, now: float) -> Steps[None]:
-        """Refuse a login that would exceed ``max_sessions_per_user`` (deny mode)."""
-        user_id = session.user_id
-        assert user_id is not None and self.config.max_sessions_per_user is not None
-        live = yield ListUser(user_id, now)
-        others = [r for r in live if r.handle != session.handle]
-        if len(others) >= self.config.max_sessions_per_user:
-            self.emit(ev.LIMIT_REACHED, user_id=user_id, active=len(others))
-            raise SessionLimitExceeded(
-                f"user already has {len(others)} active sessions "
-                f"(max_sessions_per_user={self.config.max_sessions_per_user})"
-            )
-
-    def _evict_over_limit(
-        self, user_id: str, keep: str | None, limit: int, now: float
-    ) -> Steps[None]:
-        """After a login, end the user's oldest sessions beyond ``limit`` (never the new
-        one)."""
-        live = yield ListUser(user_id, now)
-        excess = len(live) - limit
-        for victim in [r for r in live if r.handle != keep][: max(0, excess)]:
-            yield DeleteHandle(victim.handle)
-            self.emit(ev.REVOKED, handle=victim.handle, user_id=user_id, reason="session_limit")
 
     # -- questions an edge may ask, no I/O ------------------------------------------------
     def wants_commit(self, session: Session) -> bool:
