@@ -68,8 +68,10 @@ def check_argument(kind: str, key: str, arg: object) -> None:
     elif kind == ADD_TO_SET:
         if not (arg is None or type(arg) in (str, bool) or _is_safe_int(arg)):
             raise OperationTypeError(
-                kind, key, f"{type(arg).__name__} values cannot be compared alike on every "
-                "store: add strings, integers within ±2**53-1, booleans or None"
+                kind,
+                key,
+                f"{type(arg).__name__} values cannot be compared alike on every "
+                "store: add strings, integers within ±2**53-1, booleans or None",
             )
     elif kind != APPEND:
         raise ValueError(f"unknown operation {kind!r}")

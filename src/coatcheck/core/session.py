@@ -272,8 +272,10 @@ class Session(MutableMapping[str, Any]):
         data = self._data
         current = data.get(key, MISSING)
         snapshot = self._snapshots.get(key)
-        written = key in self._set or key in self._removed or (
-            snapshot is not None and encode_value(key, current) != snapshot
+        written = (
+            key in self._set
+            or key in self._removed
+            or (snapshot is not None and encode_value(key, current) != snapshot)
         )
         result = apply_op(kind, key, current, arg)
         data[key] = result
