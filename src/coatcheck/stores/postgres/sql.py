@@ -122,6 +122,7 @@ class Statements:
 
         self.get = q("SELECT {cols} FROM {table} WHERE key = %s")
         self.handle_of = q("SELECT handle FROM {table} WHERE key = %s")
+        self.get_data = q("SELECT data, handle FROM {table} WHERE key = %s")
         self.insert = q(
             "INSERT INTO {table} ({cols}) VALUES "
             "(%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
