@@ -15,7 +15,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from coatcheck.core.atomic import INCR, OperationTypeError
 from coatcheck.core.record import PATCHABLE_FIELDS, Patch, SessionRecord
+from coatcheck.errors import SessionDataError, SessionTooLarge
 
 PLAIN = {"last_seen_at": "l", "expires_at": "e", "absolute_at": "a"}
 """Record fields kept as hash fields of their own: the deadlines, which most commits
@@ -104,6 +106,9 @@ def patch_args(patch: Patch) -> list[str]:
             meta_deletes.append(SHORT[name])
         else:
             meta_pairs += (SHORT[name], encoded)
+    ops: list[str] = []
+    for kind, key, _, text in patch.ops:
+        ops += (kind, "d:" + key, text)
     return [
         str(len(deletes)),
         *deletes,
@@ -113,10 +118,37 @@ def patch_args(patch: Patch) -> list[str]:
         *meta_deletes,
         str(len(meta_pairs) // 2),
         *meta_pairs,
+        str(len(ops) // 3),
+        *ops,
+        "" if patch.max_bytes is None else str(patch.max_bytes),
     ]
 
 
-NO_PATCH = ("0", "0", "0", "0")
+NO_PATCH = ("0", "0", "0", "0", "0", "")
+
+REFUSAL = "COATCHECK "
+"""How the Lua ``patch`` helper's error replies begin: a refused patch, not a failure."""
+
+
+def refusal(message: str) -> SessionDataError | None:
+    """The error a script's refusal reply stands for (a type clash of an atomic
+    operation, a patch over ``max_bytes``), or None for any other error reply."""
+    at = message.find(REFUSAL)
+    if at < 0:
+        return None
+    what, _, rest = message[at + len(REFUSAL) :].partition("|")
+    if what == "large":
+        size, _, limit = rest.partition("|")
+        return SessionTooLarge(int(size), int(limit.split()[0]))
+    kind, detail, key = rest.split("|", 2)
+    key = key.split(" script: ")[0]  # (Redis 7 may add where the script failed)
+    if what == "beyond":
+        return OperationTypeError(kind, key, f"the result {detail} is beyond ±2**53-1")
+    if kind == INCR:
+        return OperationTypeError(
+            kind, key, f"the value is {detail}, not an integer within ±2**53-1"
+        )
+    return OperationTypeError(kind, key, f"the value is {detail}, not a list")
 
 
 def unpack(text: str) -> dict[str, str] | None:

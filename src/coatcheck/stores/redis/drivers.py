@@ -28,10 +28,11 @@ import time
 import weakref
 from typing import Any
 
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from coatcheck.core.steps import drive_async, drive_sync
-from coatcheck.errors import StoreUnavailable
+from coatcheck.errors import CoatcheckError, StoreUnavailable
+from coatcheck.stores.redis.codec import refusal
 from coatcheck.stores.base import process_id
 from coatcheck.stores.redis.clients import (
     ASYNC,
@@ -52,7 +53,14 @@ covers socket errors and TimeoutError)."""
 NO_SLOT = "Redis store: no free connection within the timeout"
 
 
-def unavailable(exc: BaseException) -> StoreUnavailable:
+def unavailable(exc: BaseException) -> CoatcheckError:
+    """The error a client's exception stands for: a patch the store refused (a type
+    clash of an atomic operation, over ``max_bytes``: the app's, with its own status), or
+    else the store unavailable."""
+    if isinstance(exc, ResponseError):
+        refused = refusal(str(exc))
+        if refused is not None:
+            return refused
     return StoreUnavailable(f"Redis store: {type(exc).__name__}: {exc}")
 
 

@@ -26,38 +26,143 @@ local function meta(key)
   return cjson.decode(text)
 end
 """,
+    "operate": r"""
+-- The atomic operations of a patch (coatcheck.core.atomic), worked out on the stored JSON
+-- texts before anything is written: {field = new text} and the fields in order. A type
+-- clash raises the error reply the store turns into OperationTypeError (nothing written).
+local SAFE = 9007199254740991
+local function kind_of(text)
+  local c = string.sub(text, 1, 1)
+  if c == '"' then return 'a string' elseif c == '{' then return 'an object'
+  elseif c == '[' then return 'a list' elseif c == 't' or c == 'f' then return 'a bool'
+  elseif c == 'n' then return 'null' elseif string.find(text, '[.eE]') then return 'a float' end
+  return 'an integer'
+end
+local function clash(what, kind, detail, field)
+  error({err = 'COATCHECK ' .. what .. '|' .. kind .. '|' .. detail .. '|' .. string.sub(field, 3)})
+end
+local function operate(key, argv, o, n)
+  local results, order = {}, {}
+  for j = o, o + 3 * (n - 1), 3 do
+    local kind, field, arg = argv[j], argv[j + 1], argv[j + 2]
+    local text = results[field]
+    if text == nil then
+      text = redis.call('HGET', key, field)
+      order[#order + 1] = field
+    end
+    if kind == 'incr' then
+      local current = 0
+      if text then
+        if not string.match(text, '^%-?%d+$') then clash('clash', kind, kind_of(text), field) end
+        current = tonumber(text)
+        if math.abs(current) > SAFE then clash('clash', kind, kind_of(text), field) end
+      end
+      local r = current + tonumber(arg)
+      if math.abs(r) > SAFE then clash('beyond', kind, string.format('%.0f', r), field) end
+      if r == 0 then r = 0 end
+      results[field] = string.format('%.0f', r)
+    else
+      if not text then text = '[]' end
+      if string.sub(text, 1, 1) ~= '[' then clash('clash', kind, kind_of(text), field) end
+      local present = false
+      if kind == 'add_to_set' then
+        local want = cjson.decode(arg)
+        for _, item in ipairs(cjson.decode(text)) do
+          if item == want then present = true; break end
+        end
+      end
+      if not present then
+        if text == '[]' then text = '[' .. arg .. ']'
+        else text = string.sub(text, 1, -2) .. ',' .. arg .. ']' end
+      end
+      results[field] = text
+    end
+  end
+  return results, order
+end
+""",
+    "measure": r"""
+-- Refuse a patch whose data would pass the limit: the size of the data's compact JSON
+-- text ({"key":value,...}, keys escaped as JSON does), from the stored fields and the
+-- patch's. Raises the error reply the store turns into SessionTooLarge.
+local function key_bytes(field)
+  local k = string.sub(field, 3)
+  local extra = 0
+  for c in string.gmatch(k, '[%z\1-\31"\\]') do
+    if c == '"' or c == '\\' or c == '\b' or c == '\f' or c == '\n' or c == '\r' or c == '\t'
+    then extra = extra + 1 else extra = extra + 5 end
+  end
+  return #k + 2 + extra
+end
+local function measure(key, argv, d0, nd, s0, ns, results, limit)
+  local sizes = {}
+  local all = redis.call('HGETALL', key)
+  for j = 1, #all, 2 do
+    if string.sub(all[j], 1, 2) == 'd:' then sizes[all[j]] = #all[j + 1] end
+  end
+  for j = d0, d0 + nd - 1 do sizes[argv[j]] = nil end
+  for j = s0, s0 + 2 * ns - 2, 2 do
+    if string.sub(argv[j], 1, 2) == 'd:' then sizes[argv[j]] = #argv[j + 1] end
+  end
+  for field, text in pairs(results) do sizes[field] = #text end
+  local size, n = 2, 0
+  for field, bytes in pairs(sizes) do size = size + key_bytes(field) + 1 + bytes; n = n + 1 end
+  if n > 1 then size = size + n - 1 end
+  if size > limit then
+    error({err = 'COATCHECK large|' .. string.format('%d', size) .. '|' .. string.format('%d', limit)})
+  end
+end
+""",
     "patch": """
 -- Applies a delta read from ARGV at i: plain fields to delete, plain field/value pairs (data
--- and the deadlines), packed metadata names to delete, packed name/value pairs. Only a
--- delta that touches the packed metadata decodes it (cjson; its values are strings).
-local function patch(key, argv, i)
-  local n = tonumber(argv[i])
-  local first, last = i + 1, i + n
+-- and the deadlines), packed metadata names to delete, packed name/value pairs, atomic
+-- operations (kind, field, argument), the byte limit ('' for none). The operations and the
+-- limit are checked before anything is written, so a refused patch changes nothing; then
+-- ``moving`` (when given) runs and returns the key to write to (a rename). Only a delta
+-- that touches the packed metadata decodes it (cjson; its values are strings).
+local function patch(key, argv, i, moving)
+  local nd = tonumber(argv[i])
+  local d0 = i + 1
+  i = d0 + nd
+  local ns = tonumber(argv[i])
+  local s0 = i + 1
+  i = s0 + 2 * ns
+  local drop = tonumber(argv[i])
+  local m0 = i + 1
+  i = m0 + drop
+  local set = tonumber(argv[i])
+  local p0 = i + 1
+  i = p0 + 2 * set
+  local no = tonumber(argv[i])
+  local o0 = i + 1
+  i = o0 + 3 * no
+  local limit = argv[i]
+  local results, order = {}, {}
+  if no > 0 then results, order = operate(key, argv, o0, no) end
+  if limit ~= '' and (ns > 0 or no > 0) then
+    measure(key, argv, d0, nd, s0, ns, results, tonumber(limit))
+  end
+  if moving then key = moving() end
+  local first, last = d0, d0 + nd - 1
   while first <= last do
     local stop = math.min(first + 999, last)
     redis.call('HDEL', key, unpack(argv, first, stop))
     first = stop + 1
   end
-  i = last + 1
-  n = tonumber(argv[i])
-  first, last = i + 1, i + 2 * n
+  first, last = s0, s0 + 2 * ns - 1
   while first <= last do
     local stop = math.min(first + 1999, last)
     redis.call('HSET', key, unpack(argv, first, stop))
     first = stop + 1
   end
-  i = last + 1
-  local drop, set = tonumber(argv[i]), tonumber(argv[i + 1 + tonumber(argv[i])])
+  for _, field in ipairs(order) do redis.call('HSET', key, field, results[field]) end
   if drop + set > 0 then
     local m = meta(key)
-    for j = i + 1, i + drop do m[argv[j]] = nil end
-    i = i + drop + 1
-    for j = i + 1, i + 2 * set, 2 do m[argv[j]] = argv[j + 1] end
+    for j = m0, m0 + drop - 1 do m[argv[j]] = nil end
+    for j = p0, p0 + 2 * set - 1, 2 do m[argv[j]] = argv[j + 1] end
     redis.call('HSET', key, 'm', cjson.encode(m))
-  else
-    i = i + 1
   end
-  return i + 2 * set + 1
+  return i + 1
 end
 """,
     "ms": """
@@ -123,7 +228,7 @@ end
 return 1
 """
 )
-APPLY = Script(_APPLY_BODY, "meta", "patch", "ms", "expire")
+APPLY = Script(_APPLY_BODY, "meta", "operate", "measure", "patch", "ms", "expire")
 APPLY_IF_HANDLE = Script(
     _APPLY_BODY.replace(
         _APPLY_EXISTS,
@@ -132,6 +237,8 @@ APPLY_IF_HANDLE = Script(
         "if not g or g.h ~= ARGV[#ARGV] then return 0 end\n",
     ),
     "meta",
+    "operate",
+    "measure",
     "patch",
     "ms",
     "expire",
@@ -152,6 +259,8 @@ table.insert(fields, 1, before)
 return fields
 """,
     "meta",
+    "operate",
+    "measure",
     "patch",
 )
 
@@ -164,8 +273,10 @@ RENAME = Script(
 local m = meta(KEYS[1])
 if not m then return 0 end
 if m.h ~= ARGV[1] or (m.u or '') ~= ARGV[2] then return -1 end
-redis.call('RENAME', KEYS[1], KEYS[2])
-patch(KEYS[2], ARGV, 6)
+patch(KEYS[1], ARGV, 6, function()
+  redis.call('RENAME', KEYS[1], KEYS[2])
+  return KEYS[2]
+end)
 local absolute = redis.call('HGET', KEYS[2], 'a')
 expire(KEYS[2])
 redis.call('SET', KEYS[3], ARGV[4], 'PXAT', ms(absolute))
@@ -174,6 +285,8 @@ if ARGV[3] ~= '' then index_add(KEYS[#KEYS], ARGV[1], absolute, ARGV[5]) end
 return 1
 """,
     "meta",
+    "operate",
+    "measure",
     "patch",
     "ms",
     "expire",
