@@ -240,3 +240,37 @@ async def test_twenty_concurrent_60kb_writers_cannot_pass_the_limit(store: Drive
     assert all(isinstance(r, SessionTooLarge) for r in results if r is not True), results
     data = await stored(store, record.key)
     assert len(data) == 2 and len(json.dumps(data).encode()) <= limit
+
+
+async def test_twenty_concurrent_requests_of_60kb_keep_the_session_under_64_kib(
+    store: Driver,
+) -> None:
+    """Through the manager: each request loads the small session, so the engine's own
+    check passes for all twenty; the store's, made with the write, refuses all but one."""
+    manager = SessionManager(store.store, SessionConfig(), clock=FakeClock())
+    sync = store.mode == "sync"
+    first = manager.load_sync(None) if sync else await manager.load(None)
+    first["n"] = 1
+    token = (manager.commit_sync(first) if sync else await manager.commit(first)).token
+    assert token is not None
+    sessions = [
+        manager.load_sync(token) if sync else await manager.load(token) for _ in range(20)
+    ]
+
+    def writer(i: int) -> Any:
+        async def job() -> bool:
+            session = sessions[i]
+            session[f"k{i}"] = "v" * 60_000
+            if sync:
+                manager.commit_sync(session)
+            else:
+                await manager.commit(session)
+            return True
+
+        return job
+
+    results = await run_all(store, [writer(i) for i in range(20)])
+    assert results.count(True) == 1, results
+    assert all(isinstance(r, SessionTooLarge) for r in results if r is not True), results
+    data = await stored(store, tokens.storage_key(token))
+    assert len(data) == 2 and data["n"] == 1
