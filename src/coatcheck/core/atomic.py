@@ -93,8 +93,8 @@ _MISSING: Any = object()
 
 
 def apply_op(kind: str, key: str, current: Any, arg: Any) -> Any:
-    """The value after one operation on ``current`` (``MISSING`` for a missing key). Lists
-    are extended in place, so a list a handler holds shows the operation too."""
+    """The value after one operation on ``current`` (``MISSING`` for a missing key). A
+    list is extended in place: callers pass a copy of one they must keep."""
     if kind == INCR:
         if current is _MISSING:
             current = 0

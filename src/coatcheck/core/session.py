@@ -246,8 +246,9 @@ class Session(MutableMapping[str, Any]):
     def append(self, key: str, value: Any) -> None:
         """Add ``value`` at the end of the list under ``key`` (a missing key starts as
         ``[]``), in the store, so concurrent appends all land (a cart's additions). The
-        list in this session shows it at once. A value under ``key`` that is not a list
-        raises ``OperationTypeError`` naming the key."""
+        session's value shows it at once (as a new list: one read before stays as it
+        was). A value under ``key`` that is not a list raises ``OperationTypeError``
+        naming the key."""
         self._operate(APPEND, key, value)
 
     def add_to_set(self, key: str, value: Any) -> None:
@@ -277,6 +278,8 @@ class Session(MutableMapping[str, Any]):
             or key in self._removed
             or (snapshot is not None and encode_value(key, current) != snapshot)
         )
+        if type(current) is list:
+            current = list(current)  # the loaded record's list is never changed in place
         result = apply_op(kind, key, current, arg)
         data[key] = result
         self.pending = True
