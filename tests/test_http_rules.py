@@ -10,8 +10,8 @@ from typing import Any
 import flask
 import pytest
 
-from coatcheck.core.atomic import OperationTypeError
 from coatcheck import MemorySink, SessionConfig, SessionManager, errors
+from coatcheck.core.atomic import OperationTypeError
 from coatcheck.core.session import Session
 from coatcheck.http import refusals
 from coatcheck.http.csrf_check import CsrfCheck, CsrfRequest, NeedBody

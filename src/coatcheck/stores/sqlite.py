@@ -370,9 +370,9 @@ class SQLiteStore(
         there, the merge in Python under the write lock, which names the refusal."""
         removed, set_json, ops = patch.removed, patch.set_json, patch.ops
         shape = None
-        if all(map(_quotable, removed)) and all(map(_quotable, set_json)):
-            if all(_quotable(op[1]) for op in ops):
-                shape = op_shape(ops)
+        keys = [*removed, *set_json, *(op[1] for op in ops)]
+        if all(map(_quotable, keys)):
+            shape = op_shape(ops)
         if shape is not None:
             limited = patch.max_bytes is not None
             guarded = patch.expect_handle is not None

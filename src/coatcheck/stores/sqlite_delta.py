@@ -109,35 +109,8 @@ def delta_sql(
         expr = f"json_set({expr}, {pairs})"
     checks: list[str] = []
     for _key, steps in shape:
-        path = p()
-        stored = f"json_extract(data, {path})"
-        kind_of = f"json_type(data, {path})"
-        if steps[0][0] == INCR:
-            by = p()
-            value = f"(coalesce({stored}, 0) + {by})"
-            checks.append(
-                f"({kind_of} IS NULL OR ({kind_of} = 'integer' AND abs({stored}) <= {SAFE_INT}))"
-                f" AND abs({value}) <= {SAFE_INT}"
-            )
-            expr = f"json_set({expr}, {path}, {value})"
-            continue
-        checks.append(f"coalesce({kind_of}, 'array') = 'array'")
-        value = f"coalesce({stored}, '[]')"
-        for kind, equal in steps:
-            text = p()
-            grown = f"json_insert({value}, '$[#]', json({text}))"
-            if kind != ADD_TO_SET:
-                value = grown
-                continue
-            if equal in ("true", "false", "null"):
-                match = f"type = '{equal}'"
-            elif equal == "text":
-                match = f"type = 'text' AND value = {p()}"
-            else:
-                match = f"type IN ('integer', 'real') AND value = {p()}"
-            found = f"EXISTS (SELECT 1 FROM json_each({value}) WHERE {match})"
-            value = f"CASE WHEN {found} THEN {value} ELSE {grown} END"
-        expr = f"json_set({expr}, {path}, json({value}))"
+        expr, check = _operated(p, expr, steps)
+        checks.append(check)
     sets.append(f"data = {expr}")
     sets.extend(f"{name} = {p()}" for name in fields)
     where = [f"key = {p()}"]
@@ -147,6 +120,36 @@ def delta_sql(
     if limited:
         where.append(f"length(CAST({expr} AS BLOB)) <= {p()}")
     return f"UPDATE {table} SET {', '.join(sets)} WHERE {' AND '.join(where)}"
+
+
+def _operated(p: _Numbered, expr: str, steps: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+    """``expr`` with one key's operations applied, and the WHERE condition of their type
+    rules (binding that key's parameters, in ``op_params``' order)."""
+    path = p()
+    stored = f"json_extract(data, {path})"
+    kind_of = f"json_type(data, {path})"
+    if steps[0][0] == INCR:
+        value = f"(coalesce({stored}, 0) + {p()})"
+        check = (
+            f"({kind_of} IS NULL OR ({kind_of} = 'integer' AND abs({stored}) <= {SAFE_INT}))"
+            f" AND abs({value}) <= {SAFE_INT}"
+        )
+        return f"json_set({expr}, {path}, {value})", check
+    value = f"coalesce({stored}, '[]')"
+    for kind, equal in steps:
+        grown = f"json_insert({value}, '$[#]', json({p()}))"
+        if kind != ADD_TO_SET:
+            value = grown
+            continue
+        if equal in ("true", "false", "null"):
+            match = f"type = '{equal}'"
+        elif equal == "text":
+            match = f"type = 'text' AND value = {p()}"
+        else:
+            match = f"type IN ('integer', 'real') AND value = {p()}"
+        found = f"EXISTS (SELECT 1 FROM json_each({value}) WHERE {match})"
+        value = f"CASE WHEN {found} THEN {value} ELSE {grown} END"
+    return f"json_set({expr}, {path}, json({value}))", f"coalesce({kind_of}, 'array') = 'array'"
 
 
 def wants_delta_sql(patch: Patch) -> bool:

@@ -104,7 +104,7 @@ def delta_sql(
     if limited:
         where.append(f"octet_length(({expr})::text) <= {p()}")
     text = f"UPDATE {{}} SET {', '.join(sets)} WHERE {' AND '.join(where)}"
-    return sql.SQL(text).format(table).as_bytes(None)  # type: ignore[arg-type]
+    return sql.SQL(text).format(table).as_bytes(None)
 
 
 def op_values(ops: tuple[Op, ...]) -> list[Any]:
@@ -142,4 +142,4 @@ def whole_sql(table: sql.Composable, fields: tuple[str, ...], rename: bool, guar
     sets.extend(f'"{field}" = %s' + ("::jsonb" if field == "meta" else "") for field in fields)
     where = "key = %s" + (" AND handle = %s" if guarded else "") + " AND data = %s::jsonb"
     text = f"UPDATE {{}} SET {', '.join(sets)} WHERE {where}"
-    return sql.SQL(text).format(table).as_bytes(None)  # type: ignore[arg-type]
+    return sql.SQL(text).format(table).as_bytes(None)

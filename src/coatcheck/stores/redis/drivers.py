@@ -32,7 +32,6 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError, R
 
 from coatcheck.core.steps import drive_async, drive_sync
 from coatcheck.errors import CoatcheckError, StoreUnavailable
-from coatcheck.stores.redis.codec import refusal
 from coatcheck.stores.base import process_id
 from coatcheck.stores.redis.clients import (
     ASYNC,
@@ -42,6 +41,7 @@ from coatcheck.stores.redis.clients import (
     roundtrip_async,
     roundtrip_sync,
 )
+from coatcheck.stores.redis.codec import refusal
 from coatcheck.stores.redis.exchange import exchange, one_round_trip, pipeline
 from coatcheck.stores.redis.operations import Batch, Cmd, Eval, Op, Pause, command_args
 from coatcheck.stores.redis.options import RedisOptions

@@ -109,7 +109,8 @@ local function measure(key, argv, d0, nd, s0, ns, results, limit)
   for field, bytes in pairs(sizes) do size = size + key_bytes(field) + 1 + bytes; n = n + 1 end
   if n > 1 then size = size + n - 1 end
   if size > limit then
-    error({err = 'COATCHECK large|' .. string.format('%d', size) .. '|' .. string.format('%d', limit)})
+    local sizes_text = string.format('%d', size) .. '|' .. string.format('%d', limit)
+    error({err = 'COATCHECK large|' .. sizes_text})
   end
 end
 """,
