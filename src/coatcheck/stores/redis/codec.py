@@ -3,7 +3,9 @@
 The layout is the package docstring's: ``d:<name>`` fields hold the JSON text of each
 session value; ``l``, ``e`` and ``a`` the last-seen time and the two deadlines as exact
 decimal text (the scripts read them without decoding JSON); ``m`` the rest of the metadata
-as one JSON object of strings under short names. ``decode`` runs on every load, so it is
+as one JSON object of strings under short names; ``s`` the size ``Patch.max_bytes`` is
+checked against (the Lua ``measure`` helper keeps it with each write, so a commit never
+reads the whole hash to measure it). ``decode`` runs on every load, so it is
 written as one pass over the reply with no intermediate dict.
 
 Pure functions and constants, no I/O.
@@ -16,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from coatcheck.core.atomic import INCR, OperationTypeError
-from coatcheck.core.record import PATCHABLE_FIELDS, Patch, SessionRecord
+from coatcheck.core.record import PATCHABLE_FIELDS, Patch, SessionRecord, encode_key
 from coatcheck.errors import SessionDataError, SessionTooLarge
 
 PLAIN = {"last_seen_at": "l", "expires_at": "e", "absolute_at": "a"}
@@ -81,9 +83,12 @@ def record_fields(record: SessionRecord) -> list[str]:
     out = ["m", meta_text(record)]
     out += ("l", num(record.last_seen_at), "e", num(record.expires_at))
     out += ("a", num(record.absolute_at))
+    total = 0
     for key, value in record.data.items():
-        out += ("d:" + key, _value_text(value))
-    return out
+        text = _value_text(value)
+        out += ("d:" + key, text)
+        total += len(encode_key(key).encode()) + len(text.encode()) + 2
+    return [*out, "s", str(total)]
 
 
 def patch_args(patch: Patch) -> list[str]:

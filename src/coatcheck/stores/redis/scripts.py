@@ -82,9 +82,10 @@ local function operate(key, argv, o, n)
 end
 """,
     "measure": r"""
--- Refuse a patch whose data would pass the limit: the size of the data's compact JSON
--- text ({"key":value,...}, keys escaped as JSON does), from the stored fields and the
--- patch's. Raises the error reply the store turns into SessionTooLarge.
+-- The size the store checks for the byte limit, kept up to date in the field "s" as the
+-- sum over the data of (key's JSON text + value's JSON text + 2): the data's compact JSON
+-- text ({"key":value,...}) is that plus one (two when empty). A record without "s" (one
+-- written before it existed) is measured once, from all its fields.
 local function key_bytes(field)
   local k = string.sub(field, 3)
   local extra = 0
@@ -94,24 +95,19 @@ local function key_bytes(field)
   end
   return #k + 2 + extra
 end
-local function measure(key, argv, d0, nd, s0, ns, results, limit)
-  local sizes = {}
+local function measured(key)
   local all = redis.call('HGETALL', key)
+  local t = 0
   for j = 1, #all, 2 do
-    if string.sub(all[j], 1, 2) == 'd:' then sizes[all[j]] = #all[j + 1] end
+    if string.sub(all[j], 1, 2) == 'd:' then t = t + key_bytes(all[j]) + #all[j + 1] + 2 end
   end
-  for j = d0, d0 + nd - 1 do sizes[argv[j]] = nil end
-  for j = s0, s0 + 2 * ns - 2, 2 do
-    if string.sub(argv[j], 1, 2) == 'd:' then sizes[argv[j]] = #argv[j + 1] end
-  end
-  for field, text in pairs(results) do sizes[field] = #text end
-  local size, n = 2, 0
-  for field, bytes in pairs(sizes) do size = size + key_bytes(field) + 1 + bytes; n = n + 1 end
-  if n > 1 then size = size + n - 1 end
-  if size > limit then
-    local sizes_text = string.format('%d', size) .. '|' .. string.format('%d', limit)
-    error({err = 'COATCHECK large|' .. sizes_text})
-  end
+  return t
+end
+local function resized(key, t, field, bytes)
+  local old = redis.call('HSTRLEN', key, field)
+  if old > 0 then t = t - key_bytes(field) - old - 2 end
+  if bytes then t = t + key_bytes(field) + bytes + 2 end
+  return t
 end
 """,
     "patch": """
@@ -140,8 +136,27 @@ local function patch(key, argv, i, moving)
   local limit = argv[i]
   local results, order = {}, {}
   if no > 0 then results, order = operate(key, argv, o0, no) end
-  if limit ~= '' and (ns > 0 or no > 0) then
-    measure(key, argv, d0, nd, s0, ns, results, tonumber(limit))
+  local t = false
+  if nd + ns + no > 0 then
+    t = redis.call('HGET', key, 's')
+    if t then t = tonumber(t) elseif limit ~= '' then t = measured(key) end
+  end
+  if t then
+    local changed = no > 0 or nd > 0
+    for j = d0, d0 + nd - 1 do t = resized(key, t, argv[j], nil) end
+    for j = s0, s0 + 2 * ns - 2, 2 do
+      if string.sub(argv[j], 1, 2) == 'd:' then
+        t = resized(key, t, argv[j], #argv[j + 1])
+        changed = true
+      end
+    end
+    for _, field in ipairs(order) do t = resized(key, t, field, #results[field]) end
+    if not changed then
+      t = false
+    elseif limit ~= '' and (ns > 0 or no > 0) and math.max(t + 1, 2) > tonumber(limit) then
+      local sizes = string.format('%d', math.max(t + 1, 2)) .. '|' .. limit
+      error({err = 'COATCHECK large|' .. sizes})
+    end
   end
   if moving then key = moving() end
   local first, last = d0, d0 + nd - 1
@@ -157,6 +172,7 @@ local function patch(key, argv, i, moving)
     first = stop + 1
   end
   for _, field in ipairs(order) do redis.call('HSET', key, field, results[field]) end
+  if t then redis.call('HSET', key, 's', string.format('%d', t)) end
   if drop + set > 0 then
     local m = meta(key)
     for j = m0, m0 + drop - 1 do m[argv[j]] = nil end
