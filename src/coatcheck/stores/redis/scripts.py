@@ -30,18 +30,21 @@ end
 -- The atomic operations of a patch (coatcheck.core.atomic), worked out on the stored JSON
 -- texts before anything is written: {field = new text} and the fields in order. A type
 -- clash raises the error reply the store turns into OperationTypeError (nothing written).
-local SAFE = 9007199254740991
-local function kind_of(text)
-  local c = string.sub(text, 1, 1)
-  if c == '"' then return 'a string' elseif c == '{' then return 'an object'
-  elseif c == '[' then return 'a list' elseif c == 't' or c == 'f' then return 'a bool'
-  elseif c == 'n' then return 'null' elseif string.find(text, '[.eE]') then return 'a float' end
-  return 'an integer'
-end
-local function clash(what, kind, detail, field)
-  error({err = 'COATCHECK ' .. what .. '|' .. kind .. '|' .. detail .. '|' .. string.sub(field, 3)})
-end
+-- (Its helpers are made inside it: a script's every top-level function is a closure made
+-- anew on each call, and most commits carry no operation.)
 local function operate(key, argv, o, n)
+  local SAFE = 9007199254740991
+  local function kind_of(text)
+    local c = string.sub(text, 1, 1)
+    if c == '"' then return 'a string' elseif c == '{' then return 'an object'
+    elseif c == '[' then return 'a list' elseif c == 't' or c == 'f' then return 'a bool'
+    elseif c == 'n' then return 'null' elseif string.find(text, '[.eE]') then return 'a float' end
+    return 'an integer'
+  end
+  local function clash(what, kind, detail, field)
+    local where = kind .. '|' .. detail .. '|' .. string.sub(field, 3)
+    error({err = 'COATCHECK ' .. what .. '|' .. where})
+  end
   local results, order = {}, {}
   for j = o, o + 3 * (n - 1), 3 do
     local kind, field, arg = argv[j], argv[j + 1], argv[j + 2]
@@ -88,6 +91,7 @@ end
 -- written before it existed) is measured once, from all its fields.
 local function key_bytes(field)
   local k = string.sub(field, 3)
+  if not string.find(k, '[%z\1-\31"\\]') then return #k + 2 end
   local extra = 0
   for c in string.gmatch(k, '[%z\1-\31"\\]') do
     if c == '"' or c == '\\' or c == '\b' or c == '\f' or c == '\n' or c == '\r' or c == '\t'
