@@ -164,6 +164,10 @@ async def test_a_patch_over_max_bytes_is_refused_whole(store: Driver) -> None:
     shrink = ops_patch(set_items={"b": "y" * 300}, removed=frozenset({"a"}), max_bytes=1000)
     assert await store.apply(record.key, shrink)
     assert await stored(store, record.key) == {"n": 1, "b": "y" * 300}
+    # Close to the limit, a value replaced by a longer one is measured as the result:
+    # {"n":1,"b":"y...y"} with 980 y's is 6 + 1 + 4 + 982 + 1 = 994 bytes, under 1000.
+    assert await store.apply(record.key, ops_patch(set_items={"b": "y" * 980}, max_bytes=1000))
+    assert await stored(store, record.key) == {"n": 1, "b": "y" * 980}
 
 
 async def run_all(store: Driver, jobs: list[Any]) -> list[Any]:

@@ -27,7 +27,13 @@ from coatcheck.stores.base import (
     Statistics,
     process_id,
 )
-from coatcheck.stores.sqlite_delta import delta_sql, op_params, op_shape, wants_delta_sql
+from coatcheck.stores.sqlite_delta import (
+    delta_sql,
+    growth_bound,
+    op_params,
+    op_shape,
+    wants_delta_sql,
+)
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -391,7 +397,7 @@ class SQLiteStore(
             params += op_params(ops, _path)
             params += tail
             if limited:
-                params.append(patch.max_bytes)
+                params += (growth_bound(patch), patch.max_bytes)
             if conn.execute(sql, params).rowcount == 1:
                 return True
         with self._write(conn):

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from coatcheck.core.atomic import ADD_TO_SET, INCR, SAFE_INT, Op
-from coatcheck.core.record import Patch
+from coatcheck.core.record import Patch, encode_key
 
 MAX_SET_OPS = 3
 """``add_to_set`` repeats the list expression it extends three times; past this many on
@@ -98,7 +98,8 @@ def delta_sql(
 ) -> str:
     """The statement; its parameters in order: the new key (``rename``), the paths of the
     removed keys, a path and a JSON value per set key, ``op_params``, the fields' column
-    values, the key, the expected handle (``guarded``), the byte limit (``limited``)."""
+    values, the key, the expected handle (``guarded``), then (``limited``) the
+    ``growth_bound`` and the byte limit."""
     p = _Numbered(1)
     sets: list[str] = [f"key = {p()}"] if rename else []
     expr = "data"
@@ -118,8 +119,27 @@ def delta_sql(
         where.append(f"handle = {p()}")
     where.extend(checks)
     if limited:
-        where.append(f"length(CAST({expr} AS BLOB)) <= {p()}")
+        # The stored size plus what the delta can add at most (``growth_bound``) is a
+        # bound that settles most writes without working the new data out a second time
+        # (SQLite stops at the first true term of an OR).
+        bound, limit = p(), p()
+        where.append(
+            f"(length(CAST(data AS BLOB)) + {bound} <= {limit} "
+            f"OR length(CAST({expr} AS BLOB)) <= {limit})"
+        )
     return f"UPDATE {table} SET {', '.join(sets)} WHERE {' AND '.join(where)}"
+
+
+def growth_bound(patch: Patch) -> int:
+    """Bytes the delta can add to the data's JSON at most: each set key and each
+    operation as if it were a new item (its key, its value or argument, punctuation; an
+    ``incr``'s result at most 17 characters), removals as nothing."""
+    total = 0
+    for key, text in patch.set_json.items():
+        total += len(encode_key(key).encode()) + len(text.encode()) + 2
+    for _, key, _, text in patch.ops:
+        total += len(encode_key(key).encode()) + len(text.encode()) + 21
+    return total
 
 
 def _operated(p: _Numbered, expr: str, steps: tuple[tuple[str, str], ...]) -> tuple[str, str]:
