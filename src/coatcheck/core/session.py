@@ -112,8 +112,9 @@ class Session(MutableMapping[str, Any]):
     """Keys a commit removes (read-only)."""
     ops: Sequence[Op]
     """The atomic operations (``incr``, ``append``, ``add_to_set``) a commit sends, in the
-    order they were made (read-only). None names a key the commit also writes or removes:
-    an operation after a write or a removal of its key is folded into that write."""
+    order they were made (read-only). An operation after a write or a removal of its key
+    is folded into that write instead, and the commit leaves out any whose key it writes
+    whole (a list changed in place after the operation)."""
 
     def __init__(
         self,
