@@ -753,3 +753,38 @@ def test_the_payload_is_compact_json_behind_the_seal(clock: FakeClock) -> None:
     assert json.loads(body) == {"n": 1}
     assert json.loads(head)[5] == "alice"
     assert len(COOKIE) + len(value) < 300
+
+
+# -- atomic operations: applied to the cookie's own copy ---------------------------------
+def test_atomic_operations_apply_to_the_cookie_but_cannot_merge_concurrent_requests(
+    clock: FakeClock,
+) -> None:
+    """``incr``, ``append`` and ``add_to_set`` work on a cookie store (the new cookie
+    holds their result), but the session lives in the cookie: two requests that started
+    from the same cookie each answer a cookie of their own, and the browser keeps the
+    last one, so a cookie store cannot merge them (a server-side store does)."""
+    manager = make_manager(clock=clock)
+    first = manager.load_sync(None)
+    first.append("cart", "hat")
+    token = manager.commit_sync(first).token
+    assert token is not None
+
+    again = manager.load_sync(token)
+    assert again.incr("visits") == 1
+    again.append("cart", "scarf")
+    again.add_to_set("tags", "new")
+    again.add_to_set("tags", "new")
+    token = manager.commit_sync(again).token
+    assert token is not None
+    assert dict(manager.load_sync(token)) == {
+        "cart": ["hat", "scarf"],
+        "visits": 1,
+        "tags": ["new"],
+    }
+
+    a, b = manager.load_sync(token), manager.load_sync(token)
+    a.append("cart", "gloves")
+    b.append("cart", "boots")
+    token_a, token_b = manager.commit_sync(a).token, manager.commit_sync(b).token
+    assert token_a is not None and token_b is not None
+    assert manager.load_sync(token_b)["cart"] == ["hat", "scarf", "boots"]  # no "gloves"

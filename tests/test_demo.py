@@ -621,3 +621,62 @@ def test_a_malformed_email_is_refused(base_url: str, browsers: list[Browser], em
     assert response.status_code == 400
     assert "Enter an e-mail address like name@example.com." in response.text
     assert "<b>alice@example.com</b>" in account_of(browser)
+
+
+@pytest.fixture
+def redis_shop() -> Iterator[tuple[str, SessionManager]]:
+    """The demo over Redis, whose async client awaits the network: requests of one session
+    interleave between their load and their commit, as they do in production."""
+    from coatcheck.stores.redis import RedisStore
+    from tests.support.redis_servers import delete_prefix, shared_redis_url, unique_prefix
+
+    url, prefix = shared_redis_url(), unique_prefix()
+    store = RedisStore.from_url(f"{url}?prefix={prefix}")
+    manager = SessionManager(store)
+    try:
+        with serve(SessionMiddleware(create_app(manager), manager=manager)) as base:
+            yield base, manager
+    finally:
+        store.close_sync()
+        delete_prefix(url, prefix)
+
+
+def test_fifty_concurrent_cart_additions_all_land(
+    redis_shop: tuple[str, SessionManager], browsers: list[Browser]
+) -> None:
+    """Fifty tabs of one visitor add to the cart at once, over real HTTP: each addition is
+    an append made in the store, so all fifty are kept (a write of the whole list would
+    keep only what each request saw)."""
+    import threading
+
+    base_url, manager = redis_shop
+    browser = open_browser(base_url, browsers, "Laptop")
+    token = browser.csrf_token()
+    cookies = dict(browser.cookies)
+    items = ["coat", "scarf", "umbrella", "hat"]
+    start = threading.Barrier(50)
+    statuses: list[int] = []
+
+    def add(i: int) -> None:
+        with httpx.Client(base_url=base_url, cookies=cookies) as client:
+            start.wait()
+            form = {"item": items[i % 4], "csrf_token": token}
+            statuses.append(client.post("/cart/add", data=form).status_code)
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [303] * 50
+    record = manager.store.get_sync(storage_key(browser.cookies[COOKIE]))
+    assert record is not None
+    cart = record.data["cart"]
+    # 50 additions cycling through 4 products: 13 coats, 13 scarves, 12 umbrellas, 12 hats.
+    assert len(cart) == 50
+    assert {item: cart.count(item) for item in items} == {
+        "coat": 13,
+        "scarf": 13,
+        "umbrella": 12,
+        "hat": 12,
+    }

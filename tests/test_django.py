@@ -80,6 +80,20 @@ def add_to_cart(request: HttpRequest) -> JsonResponse:
     return state(request)
 
 
+def append_racing(request: HttpRequest) -> JsonResponse:
+    """``request.session.append``, with another request of the same session committing an
+    append of its own between this one's load and its save (a race, made deterministic)."""
+    request.session.append("cart", request.POST["item"])
+    assert request.session.incr("count") >= 1
+    token = request.COOKIES.get(COOKIE)
+    if token is not None:
+        manager = get_manager()
+        other = manager.load_sync(token)
+        other.append("cart", "from the other tab")
+        manager.commit_sync(other)
+    return state(request)
+
+
 def log_in(request: HttpRequest) -> HttpResponse:
     from django.contrib.auth import authenticate, login
 
@@ -188,6 +202,7 @@ urlpatterns = [
     path("state", state),
     path("set", set_values),
     path("cart", add_to_cart),
+    path("append-racing", append_racing),
     path("login", log_in),
     path("login-and-save", log_in_and_save),
     path("save-in-view", save_in_view),
@@ -489,6 +504,18 @@ def test_in_place_mutation_is_saved_without_the_modified_flag(site: Site) -> Non
         body = browser.post("/cart", data={"item": "pear"}).json()
         assert body["data"]["cart"] == ["apple", "pear"]
         assert browser.get("/state").json()["data"]["cart"] == ["apple", "pear"]
+
+
+def test_appends_are_applied_in_the_store_and_keep_a_racing_request_s(site: Site) -> None:
+    with site.browser() as browser:
+        first = browser.post("/append-racing", data={"item": "apple"}).json()
+        assert first["data"] == {"cart": ["apple"], "count": 1}  # no cookie yet: no race
+        body = browser.post("/append-racing", data={"item": "pear"}).json()
+        assert body["data"]["cart"] == ["apple", "pear"]  # what this request saw
+        record = site.record(browser.cookies[COOKIE])
+        # The other tab's append landed between this request's load and its save; the
+        # save appended to what the store held, so both are kept.
+        assert record.data == {"cart": ["apple", "from the other tab", "pear"], "count": 2}
 
 
 # -- timeouts, with the injected clock ---------------------------------------------------------

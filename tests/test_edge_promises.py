@@ -327,3 +327,30 @@ def test_the_old_token_after_a_login_clears_nothing_and_a_write_is_a_409(
         after = browser.get("/read").json()
         assert after["user"] == "alice"
         assert after["data"]["value"] == "cart"  # (Django's also holds its auth user key)
+
+
+# -- a write over max_data_bytes is refused 413, on every edge ---------------------------------
+@pytest.mark.parametrize("edge", EDGES)
+def test_a_session_over_the_size_limit_is_a_413_without_a_traceback(
+    edge: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The store refuses the whole write (so concurrent writers of different keys cannot
+    pass the limit together either); the client hears 413, the log says why in one line,
+    and the stored session is as it was."""
+    config = SessionConfig(max_data_bytes=1000)
+    with site_for(edge, tmp_path, clock, config) as site, site.browser() as browser:
+        assert browser.post("/set", data={"value": "kept"}).status_code == 200
+        before = site.rows()
+        with caplog.at_level(logging.INFO):
+            response = browser.post("/set", data={"value": "x" * 1200})
+        assert response.status_code == 413, response.text
+        assert "set-cookie" not in response.headers
+        logged = _logged(caplog, capsys)
+        assert "session data too large on commit" in logged
+        assert "Traceback" not in logged
+        assert site.rows() == before
+        assert browser.get("/read").json()["data"] == {"value": "kept"}

@@ -483,3 +483,48 @@ def test_flasks_test_client_and_session_transaction_work(manager: SessionManager
         assert isinstance(s, FlaskSession) and dict(s) == {"count": 1}
         s["seeded"] = "by the test"
     assert client.get("/count").json["data"] == {"count": 2, "seeded": "by the test"}
+
+
+def test_fifty_concurrent_appends_through_flask_all_land(tmp_path: Path) -> None:
+    """``session.append`` on Flask, fifty requests of one session at once on the threaded
+    WSGI server (each thread its own blocking SQLite write): all fifty items are kept."""
+    import threading
+
+    import httpx
+
+    store = SQLiteStore(tmp_path / "concurrent.db")
+    manager = SessionManager(store, SessionConfig())
+    app = Flask(__name__)
+    init_app(app, manager)
+
+    @app.get("/csrf")
+    def csrf() -> Any:
+        return flask.Response(current_session().csrf_token(), mimetype="text/plain")
+
+    @app.post("/add")
+    def add() -> Any:
+        session.append("cart", request.args["item"])
+        return jsonify(count=session.incr("count"))
+
+    with serve_wsgi(app) as url, Browser(url) as browser:
+        token = browser.csrf_token()
+        cookies = dict(browser.cookies)
+        start = threading.Barrier(50)
+        statuses: list[int] = []
+
+        def post(i: int) -> None:
+            with httpx.Client(base_url=url, cookies=cookies) as client:
+                start.wait()
+                headers = {"X-CSRF-Token": token}
+                statuses.append(client.post(f"/add?item=i{i}", headers=headers).status_code)
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(50)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert statuses == [200] * 50
+        record = _record(store, browser.cookies[manager.config.cookie_name])
+    assert sorted(record.data["cart"]) == sorted(f"i{i}" for i in range(50))
+    assert record.data["count"] == 50
+    store.close_sync()

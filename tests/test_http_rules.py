@@ -11,6 +11,7 @@ import flask
 import pytest
 
 from coatcheck import MemorySink, SessionConfig, SessionManager, errors
+from coatcheck.core.atomic import OperationTypeError
 from coatcheck.core.session import Session
 from coatcheck.http import refusals
 from coatcheck.http.csrf_check import CsrfCheck, CsrfRequest, NeedBody
@@ -50,16 +51,20 @@ def test_a_subclass_is_answered_by_its_base_and_the_unknown_as_unavailable() -> 
     assert refusals.refusal(errors.CoatcheckError("odd")).status == 503
 
 
-def test_data_errors_are_left_to_the_app() -> None:
-    # A session too large is the app's bug (a 500 with its traceback), not a refusal.
-    assert errors.SessionTooLarge not in refusals.REFUSED
+def test_data_errors_are_left_to_the_app_but_a_session_too_large_is_refused() -> None:
+    # The store refuses a write past max_data_bytes that concurrent requests made
+    # inevitable: a 413 to the client. A value that is not JSON, or an atomic operation's
+    # type clash, stays the app's bug (a 500).
     assert set(refusals.REFUSED) == {
         errors.StoreUnavailable,
         errors.Throttled,
         errors.SessionLimitExceeded,
         errors.SessionLocked,
         errors.SessionConflict,  # a write lost to a concurrent login or a revocation: 409
+        errors.SessionTooLarge,
     }
+    assert not issubclass(OperationTypeError, refusals.REFUSED)
+    assert not issubclass(errors.SessionDataError, refusals.REFUSED)
 
 
 def test_a_lost_write_is_a_409_that_sets_no_cookie() -> None:

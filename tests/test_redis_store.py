@@ -545,7 +545,8 @@ def test_no_raw_token_anywhere_after_a_login_logout_cycle(
     packed = json.loads(dump[record_key]["m"])  # the metadata, packed in one field
     assert packed["u"] == "alice" and set(packed) >= {"h", "c"}
     assert float(dump[record_key]["e"]) <= float(dump[record_key]["a"])  # the deadlines
-    assert all(name.startswith("d:") for name in set(dump[record_key]) - {"m", "l", "e", "a"})
+    # "s": the size the byte limit is checked against (the data's JSON, kept per write).
+    assert all(name.startswith("d:") for name in set(dump[record_key]) - {"m", "l", "e", "a", "s"})
     client.close()
     store.close_sync()
 
@@ -571,6 +572,44 @@ def test_user_data_cannot_collide_with_metadata(shared_url: str) -> None:
     assert loaded.user_id is None and loaded.absolute_at == NOW + 600
     assert loaded.data == {**record.data, "m": "x", "a": "y", "l": 0}
     assert loaded.last_seen_at == NOW
+    store.close_sync()
+
+
+def test_the_size_field_follows_every_write_and_a_record_without_one_is_measured(
+    shared_url: str,
+) -> None:
+    """The byte limit is checked against the field "s" (never by reading the whole hash):
+    it must equal the data's compact JSON size less one, write after write, and a record
+    stored before the field existed is measured once, at its first limited write."""
+    store = RedisStore.from_url(shared_url)
+    client = redis.Redis.from_url(shared_url.split("?")[0], decode_responses=True)
+    record = SessionRecord(
+        tokens.storage_key(tokens.new_token()),
+        tokens.new_handle(),
+        {"n": 1},
+        NOW,
+        NOW,
+        NOW + 60,
+        NOW + 600,
+    )
+    store.create_sync(record)
+    name = store.record_key(record.key)
+    assert client.hget(name, "s") == "6"  # "n" (3) + 1 (1) + 2: {"n":1} is 7 bytes
+    ops = (("incr", "n", 1, "1"), ("append", "c", "z", '"z"'))
+    grow = Patch({"a": '"xxx"'}, {"a": "xxx"}, ops=ops, max_bytes=1000)
+    assert store.apply_sync(record.key, grow)
+    # {"n":2,"a":"xxx","c":["z"]} is 27 bytes: 6 + ("a" 3 + "xxx" 5 + 2) + ("c" 3 + 5 + 2).
+    assert client.hget(name, "s") == "26"
+    assert store.apply_sync(record.key, Patch(removed=frozenset({"a", "never"})))
+    assert client.hget(name, "s") == "16"  # no limit on a removal, the size kept all the same
+    client.hdel(name, "s")  # as a record written before the field existed
+    assert store.apply_sync(record.key, Patch({"é": '"ü"'}, {"é": "ü"}, max_bytes=1000))
+    # "é" is 4 bytes as JSON text in UTF-8, "ü" too: 16 + 4 + 4 + 2.
+    assert client.hget(name, "s") == "26"
+    loaded = store.get_sync(record.key)
+    assert loaded is not None and loaded.data == {"n": 2, "c": ["z"], "é": "ü"}
+    assert len(json.dumps(loaded.data, separators=(",", ":"), ensure_ascii=False).encode()) == 27
+    client.close()
     store.close_sync()
 
 

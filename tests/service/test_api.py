@@ -450,3 +450,28 @@ def test_a_lost_write_is_a_409_session_conflict_problem(reason: str) -> None:
     )
     assert problem.headers["retry-after"] == "1"
     assert "retry" in problem.detail
+
+
+def test_concurrent_writers_of_different_keys_cannot_pass_the_size_limit(
+    running: Running, api: httpx.Client
+) -> None:
+    """Twenty updates of 60 KB under different keys at once: one fits in the 64 KiB, the
+    others are 413 problems (the store checks the limit with each write, so it holds
+    however the requests interleave), and the session keeps the one that fitted."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    token = create(api, data={"n": 1})["token"]
+
+    def update(i: int) -> httpx.Response:
+        return api.post(
+            "/v1/sessions/update", json={"token": token, "set": {f"k{i}": "v" * 60_000}}
+        )
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(update, range(20)))
+    assert sorted(a.status_code for a in answers) == [200] + [413] * 19
+    for answer in answers:
+        if answer.status_code == 413:
+            problem(answer, 413, "session-too-large")
+    data = introspect(api, token)["session"]["data"]
+    assert len(data) == 2 and data["n"] == 1

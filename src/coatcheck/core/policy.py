@@ -16,6 +16,7 @@ from typing import Any
 
 from coatcheck.core import events as ev
 from coatcheck.core import tokens
+from coatcheck.core.atomic import Op
 from coatcheck.core.client import UA_HASH_KEY, ClientInfo
 from coatcheck.core.config import SessionConfig
 from coatcheck.core.record import (
@@ -342,7 +343,7 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
     cap = intents.deadline_cap
     if intents.logout or (cap is not None and cap <= now):
         return _plan_end(session, config, now, new_handle)
-    set_json, set_items, removed = _data_delta(session, config)
+    set_json, set_items, removed, ops = _data_delta(session, config)
     if intents.login and (
         intents.ended or (record.user_id is not None and record.user_id != session.user_id)
     ):
@@ -351,9 +352,9 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
         # its public handle or an impersonation or MFA mark, carries over.
         return _plan_new(session, config, now, new_handle, Action.REPLACE)
     if intents.regenerate or intents.rotate:
-        delta = Patch(set_json, set_items, removed)
+        delta = Patch(set_json, set_items, removed, ops=ops)
         return _plan_rename(session, record, config, now, delta)
-    return _plan_update(session, record, config, now, (set_json, set_items, removed))
+    return _plan_update(session, record, config, now, (set_json, set_items, removed, ops))
 
 
 def _plan_update(
@@ -361,19 +362,21 @@ def _plan_update(
     record: SessionRecord,
     config: SessionConfig,
     now: float,
-    delta: tuple[dict[str, str], dict[str, Any], frozenset[str]],
+    delta: tuple[dict[str, str], dict[str, Any], frozenset[str], tuple[Op, ...]],
 ) -> Plan:
     """The same token, the data ``delta`` (UPDATE); with no delta, a TOUCH when the touch
     interval has passed, the session's cap brings its deadline forward, or the handler
     asked for a ``keep_alive()``."""
-    set_json, set_items, removed = delta
+    set_json, set_items, removed, ops = delta
     intents = session.intents
     fields = _touch_fields(record, config, now, intents.deadline_cap)
     guard = _guard(record, config)
-    if set_json or removed or intents.meta_changed:
+    if set_json or removed or ops or intents.meta_changed:
         if intents.meta_changed:
             fields["meta"] = session.meta
-        return Plan(_UPDATE, _NO_COOKIE, Patch(set_json, set_items, removed, fields, guard))
+        limit = config.max_data_bytes if set_json or ops else None
+        patch = Patch(set_json, set_items, removed, fields, guard, ops, limit)
+        return Plan(_UPDATE, _NO_COOKIE, patch)
     if (
         now - record.last_seen_at >= config.effective_touch_interval
         or fields["expires_at"] < record.expires_at
@@ -432,9 +435,10 @@ def _plan_end(session: Session, config: SessionConfig, now: float, new_handle: s
 
 def _data_delta(
     session: Session, config: SessionConfig
-) -> tuple[dict[str, str], dict[str, Any], frozenset[str]]:
-    """The keys the handler set (or changed in place), encoded and size-checked, and the
-    keys it removed."""
+) -> tuple[dict[str, str], dict[str, Any], frozenset[str], tuple[Op, ...]]:
+    """The keys the handler set (or changed in place), encoded and size-checked, the
+    keys it removed, and the atomic operations on the other keys (an operation on a key
+    changed in place after it is part of that change)."""
     data = session.data_view
     set_json: dict[str, str] = {}
     set_items: dict[str, Any] = {}
@@ -444,9 +448,12 @@ def _data_delta(
         set_items[key] = value
     gone = session.removed_keys
     removed = frozenset(gone) if gone else _NO_KEYS
-    if set_json:
+    ops: tuple[Op, ...] = ()
+    if session.ops:
+        ops = tuple(op for op in session.ops if op[1] not in set_json)
+    if set_json or ops:
         check_size(session, config, set_json)
-    return set_json, set_items, removed
+    return set_json, set_items, removed, ops
 
 
 def _plan_rename(
@@ -474,7 +481,16 @@ def _plan_rename(
     fields["expires_at"] = _capped(
         session, deadline(config, now=now, absolute_at=absolute_at, remember=remember)
     )
-    patch = Patch(delta.set_json, delta.set_items, delta.removed, fields, _guard(record, config))
+    limit = config.max_data_bytes if delta.set_json or delta.ops else None
+    patch = Patch(
+        delta.set_json,
+        delta.set_items,
+        delta.removed,
+        fields,
+        _guard(record, config),
+        delta.ops,
+        limit,
+    )
     periodic = not intents.regenerate
     return Plan(
         Action.RENAME,

@@ -17,8 +17,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from coatcheck.core.atomic import Op, apply_ops, data_bytes
 from coatcheck.core.csrf_secret import SECRET_KEY
-from coatcheck.errors import InvalidUserId, SessionDataError
+from coatcheck.errors import InvalidUserId, SessionDataError, SessionTooLarge
 
 UserId = str | int | uuid.UUID
 """What names a user: the app's own id, as a string, an integer or a UUID primary key. It
@@ -104,6 +105,14 @@ class Patch:
     handle. With rotation on, a concurrent request may have moved the session to a new
     key and left a rotation marker (another handle) under the old one: a patch meant for
     the session must not land on the marker (see ``SessionManager._moved``)."""
+    ops: tuple[Op, ...] = ()
+    """Atomic operations (``coatcheck.core.atomic``), applied in order to the values the
+    store holds, after ``removed`` and ``set_json``. Never on a key those name: the
+    Session folds an operation after a write or a removal of its key into the write."""
+    max_bytes: int | None = None
+    """When set, the store measures the data the delta would leave (``atomic.data_bytes``)
+    and refuses the whole patch over it with ``SessionTooLarge``: checked with the write,
+    so concurrent writers of different keys cannot together pass the limit."""
 
     def fits(self, handle: str) -> bool:
         """May this patch be applied to a record with ``handle``?"""
@@ -111,16 +120,33 @@ class Patch:
 
     @property
     def touches_data(self) -> bool:
-        return bool(self.set_json or self.removed)
+        return bool(self.set_json or self.removed or self.ops)
 
     def apply_to(self, record: SessionRecord) -> None:
-        """Apply in place to an in-memory record (the reference semantics of a Patch)."""
-        data = record.data
+        """Apply in place to an in-memory record (the reference semantics of a Patch).
+
+        Raises ``OperationTypeError`` or ``SessionTooLarge``, changing nothing, when an
+        operation clashes with a value or the result would pass ``max_bytes``."""
+        if self.set_json or self.removed or self.ops:
+            record.data = self.new_data(record.data)
+        for name, value in self.fields.items():
+            setattr(record, name, value)
+
+    def new_data(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The data this patch leaves of ``data`` (a new dict; ``data`` is not changed), or
+        the error that refuses the whole patch."""
+        data = dict(data)
         for key in self.removed:
             data.pop(key, None)
         data.update(self.set_items)
-        for name, value in self.fields.items():
-            setattr(record, name, value)
+        if self.ops:
+            apply_ops(data, self.ops)
+        limit = self.max_bytes
+        if limit is not None and (self.set_json or self.ops):
+            size = data_bytes(data)
+            if size > limit:
+                raise SessionTooLarge(size, limit)
+        return data
 
 
 LEVEL_KEY = "level"

@@ -12,11 +12,12 @@ writes go through the methods under "engine side" (``schedule_rotation``, ``stor
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
 
 from coatcheck.core import csrf_secret
+from coatcheck.core.atomic import ADD_TO_SET, APPEND, INCR, MISSING, Op, apply_op, check_argument
 from coatcheck.core.client import ClientInfo
 from coatcheck.core.consent import DEFAULT_POLICY, Consent, ConsentChange, ConsentPolicy
 from coatcheck.core.record import (
@@ -83,6 +84,7 @@ class Session(MutableMapping[str, Any]):
         "_handle",
         "_meta",
         "_now",
+        "_ops",
         "_remember",
         "_removed",
         "_set",
@@ -92,6 +94,7 @@ class Session(MutableMapping[str, Any]):
         "data_view",
         "dead_token",
         "intents",
+        "ops",
         "pending",
         "record",
         "removed_keys",
@@ -111,6 +114,11 @@ class Session(MutableMapping[str, Any]):
     which notices in-place changes of what it hands out."""
     removed_keys: AbstractSet[str]
     """Keys a commit removes (read-only)."""
+    ops: Sequence[Op]
+    """The atomic operations (``incr``, ``append``, ``add_to_set``) a commit sends, in the
+    order they were made (read-only). An operation after a write or a removal of its key
+    is folded into that write instead, and the commit leaves out any whose key it writes
+    whole (a list changed in place after the operation)."""
 
     def __init__(
         self,
@@ -142,6 +150,8 @@ class Session(MutableMapping[str, Any]):
         self._set: set[str] = set()
         self._removed: set[str] = set()
         self.removed_keys = self._removed
+        self._ops: list[Op] = []
+        self.ops = self._ops
         self._snapshots: dict[str, str] = {}
         self._client = client
         self._now = now
@@ -217,6 +227,8 @@ class Session(MutableMapping[str, Any]):
         self._set.add(key)
         self._removed.discard(key)
         self.pending = True
+        if self._ops:
+            self._drop_ops(key)
 
     def __delitem__(self, key: str) -> None:
         self._check_open()
@@ -225,6 +237,8 @@ class Session(MutableMapping[str, Any]):
         self._snapshots.pop(key, None)
         self._removed.add(key)
         self.pending = True
+        if self._ops:
+            self._drop_ops(key)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
@@ -237,6 +251,71 @@ class Session(MutableMapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"<Session handle={self._handle!r} user_id={self._user_id!r} keys={len(self)}>"
+
+    # -- atomic operations -----------------------------------------------------------------
+    def incr(self, key: str, by: int = 1) -> int:
+        """Add ``by`` to the integer under ``key`` (a missing key counts as 0) and return
+        the new value. The store adds ``by`` to the value it holds when the commit lands,
+        so concurrent increments all count (a write of ``session[key] = n + 1`` would lose
+        some). The value stays within ±(2**53 - 1). A value that is not an integer raises
+        ``OperationTypeError`` (a ``SessionDataError``) naming the key, here or, when a
+        concurrent request changed its type, at the commit, which then writes nothing."""
+        result: int = self._operate(INCR, key, by)
+        return result
+
+    def append(self, key: str, value: Any) -> None:
+        """Add ``value`` at the end of the list under ``key`` (a missing key starts as
+        ``[]``), in the store, so concurrent appends all land (a cart's additions). The
+        session's value shows it at once (as a new list: one read before stays as it
+        was). A value under ``key`` that is not a list raises ``OperationTypeError``
+        naming the key."""
+        self._operate(APPEND, key, value)
+
+    def add_to_set(self, key: str, value: Any) -> None:
+        """``append``, unless the list already holds an element JSON-equal to ``value``
+        (checked in the store, against what it holds when the commit lands). ``value`` is
+        a string, an integer within ±(2**53 - 1), a bool or None; see
+        ``coatcheck.core.atomic`` for what equal means."""
+        self._operate(ADD_TO_SET, key, value)
+
+    def _operate(self, kind: str, key: str, arg: Any) -> Any:
+        """Apply one operation here (read-your-write) and record it for the store.
+
+        The store applies an operation to the value it holds, so the operation is sent
+        only for a key this request has not written: after ``session[key] = v``, a
+        ``del``, or a change in place of the list it read, the result is known here and
+        is written whole, as that write would have been (the last write wins, in order)."""
+        self._check_open()
+        if not isinstance(key, str):
+            raise SessionDataError(f"session keys must be str, got {type(key).__name__}")
+        check_argument(kind, key, arg)
+        arg_json = encode_value(key, arg)
+        data = self._data
+        current = data.get(key, MISSING)
+        snapshot = self._snapshots.get(key)
+        written = (
+            key in self._set
+            or key in self._removed
+            or (snapshot is not None and encode_value(key, current) != snapshot)
+        )
+        if type(current) is list:
+            current = list(current)  # the loaded record's list is never changed in place
+        result = apply_op(kind, key, current, arg)
+        data[key] = result
+        self.pending = True
+        if written:
+            self._set.add(key)
+            self._removed.discard(key)
+            self._snapshots.pop(key, None)
+        else:
+            self._ops.append((kind, key, arg, arg_json))
+            if snapshot is not None:
+                self._snapshots[key] = encode_value(key, result)
+        return result
+
+    def _drop_ops(self, key: str) -> None:
+        """A write or removal of ``key`` replaces the operations made on it before."""
+        self._ops[:] = [op for op in self._ops if op[1] != key]
 
     # -- what the app may read -----------------------------------------------------------
     @property
@@ -352,7 +431,7 @@ class Session(MutableMapping[str, Any]):
     @property
     def modified(self) -> bool:
         """True when commit would write data (set, removed, or mutated in place)."""
-        return bool(self._set or self._removed or self._mutated_keys())
+        return bool(self._set or self._removed or self._ops or self._mutated_keys())
 
     # -- intents -----------------------------------------------------------------------
     def login(self, user_id: UserId, *, remember: bool = False, level: int = 1) -> None:
@@ -435,6 +514,7 @@ class Session(MutableMapping[str, Any]):
         self._set.clear()
         self._removed.clear()
         self._snapshots.clear()
+        self._ops.clear()
         self._user_id = None
         self._remember = False
         self._auth_at = None

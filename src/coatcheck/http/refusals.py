@@ -134,11 +134,16 @@ REFUSED: Final = (
     SessionLimitExceeded,
     SessionLocked,
     SessionConflict,
+    SessionTooLarge,
 )
 """The engine errors an edge catches and answers itself with ``refused(exc, when)``;
-anything else is the app's to handle. ``SessionTooLarge`` has a row (413) for an app that
-chooses to answer it so, but the edges leave it alone: like any ``SessionDataError`` it is
-a bug of the app, reported as a 500 with its traceback."""
+anything else is the app's to handle. ``SessionTooLarge`` is one: the store refuses a
+write that would take the session past ``max_data_bytes`` atomically with it, so a
+request can be refused for what concurrent requests stored (twenty writers of 60 KB under
+different keys, each of which fits alone). That is the client's request refused, a 413
+with no traceback, and nothing is lost: the stored session is as it was. Other
+``SessionDataError`` errors (a value that is not JSON, an atomic operation's type clash) stay
+the app's bug, a 500."""
 
 
 def _answer(exc: CoatcheckError) -> _Answer:

@@ -14,7 +14,9 @@ import threading
 from collections import Counter
 from typing import Any
 
-from coatcheck.core.record import Patch, SessionRecord
+from coatcheck.core.atomic import MISSING, apply_op, encoded_bytes
+from coatcheck.core.record import Patch, SessionRecord, encode_value
+from coatcheck.errors import SessionTooLarge
 from coatcheck.stores.base import (
     InlineCountable,
     InlineHandleIndex,
@@ -98,6 +100,28 @@ def _read(entry: _Entry | None) -> SessionRecord | None:
     return sound(record, "memory")
 
 
+def _checked(entry: _Entry, patch: Patch) -> Patch:
+    """``patch`` with its operations worked out on the values the entry holds (as plain
+    writes), after checking that the data it leaves fits ``max_bytes``; or the error that
+    refuses it whole (an operation's type clash, ``SessionTooLarge``)."""
+    set_json, set_items = patch.set_json, patch.set_items
+    if patch.ops:
+        results: dict[str, object] = {}
+        for kind, key, arg, _ in patch.ops:
+            current = results.get(key, MISSING)
+            if current is MISSING and key in entry.data:
+                current = json.loads(entry.data[key])
+            results[key] = apply_op(kind, key, current, arg)
+        set_json = set_json | {k: encode_value(k, v) for k, v in results.items()}
+        set_items = set_items | results
+    if patch.max_bytes is not None and set_json:
+        after = {k: v for k, v in entry.data.items() if k not in patch.removed} | set_json
+        size = encoded_bytes(after)
+        if size > patch.max_bytes:
+            raise SessionTooLarge(size, patch.max_bytes)
+    return Patch(set_json, set_items, patch.removed, patch.fields, patch.expect_handle)
+
+
 class MemoryStore(
     InlineStore,
     InlineHandleIndex,
@@ -145,7 +169,7 @@ class MemoryStore(
             return _read(self._entries.get(key))
 
     def create_sync(self, record: SessionRecord) -> None:
-        data = {k: json.dumps(v) for k, v in record.data.items()}
+        data = {k: encode_value(k, v) for k, v in record.data.items()}
         meta = json.dumps(record.meta)
         bare = dataclasses.replace(record, data={}, meta={})
         entry = _Entry(bare, data, meta, _plain(record.data), _plain(record.meta))
@@ -186,6 +210,8 @@ class MemoryStore(
             entry = self._entries.get(key)
             if entry is None or not patch.fits(entry.record.handle):
                 return False
+            if patch.ops or patch.max_bytes is not None:
+                patch = _checked(entry, patch)  # raises, changing nothing, when refused
             fields = patch.fields
             if "user_id" in fields or "handle" in fields:  # indexed: re-index only then
                 self._unindex(key, entry.record)
@@ -200,6 +226,8 @@ class MemoryStore(
             entry = self._entries.get(old_key)
             if entry is None or not patch.fits(entry.record.handle):
                 return False
+            if patch.ops or patch.max_bytes is not None:
+                patch = _checked(entry, patch)
             del self._entries[old_key]
             self._unindex(old_key, entry.record)
             self._patch(entry, patch)

@@ -30,6 +30,13 @@ from coatcheck.stores.base import (
     process_id,
 )
 from coatcheck.stores.damage import sound, warn
+from coatcheck.stores.sqlite_delta import (
+    delta_sql,
+    growth_bound,
+    op_params,
+    op_shape,
+    wants_delta_sql,
+)
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -248,6 +255,19 @@ def _release_lock(conn: sqlite3.Connection, key: str, owner: str) -> bool:
     return conn.execute(sql, (key, owner)).rowcount == 1
 
 
+_DELTA_SQL: dict[tuple[Any, ...], str] = {}
+"""``sqlite_delta.delta_sql`` statements by the shape of their patch."""
+
+
+def _path(key: str) -> str:
+    return f'$."{key}"'
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    """Data as this store writes it: compact, UTF-8 kept (the size ``max_bytes`` counts)."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
 class SQLiteStore(
     InlineStore,
     InlineHandleIndex,
@@ -401,6 +421,8 @@ class SQLiteStore(
         tail.append(key)
         if guard is not None:
             tail.append(guard)
+        if wants_delta_sql(patch):
+            return self._update_delta(conn, key, patch, head, tail)
         if all(map(_quotable, removed)) and all(map(_quotable, set_json)):
             if not (removed or set_json or fields or rename):
                 row = conn.execute(f"SELECT handle FROM {TABLE} WHERE key = ?", (key,)).fetchone()
@@ -417,12 +439,52 @@ class SQLiteStore(
             row = conn.execute(f"SELECT data, handle FROM {TABLE} WHERE key = ?", (key,)).fetchone()
             if row is None or not patch.fits(row[1]):
                 return False
-            data = json.loads(row[0])
-            for k in removed:
-                data.pop(k, None)
-            data.update(patch.set_items)
+            data = patch.new_data(json.loads(row[0]))  # raises (rolled back) when refused
             sql = _update_sql(0, 0, tuple(fields), rename, True, guard is not None)
-            conn.execute(sql, [*head, json.dumps(data, separators=(",", ":")), *tail])
+            conn.execute(sql, [*head, _dumps(data), *tail])
+            return True
+
+    def _update_delta(
+        self, conn: sqlite3.Connection, key: str, patch: Patch, head: list[Any], tail: list[Any]
+    ) -> bool:
+        """A delta with atomic operations or a size limit: one UPDATE whose WHERE holds
+        their rules (``sqlite_delta``); when it changes nothing although the record is
+        there, the merge in Python under the write lock, which names the refusal."""
+        removed, set_json, ops = patch.removed, patch.set_json, patch.ops
+        shape = None
+        keys = [*removed, *set_json, *(op[1] for op in ops)]
+        if all(map(_quotable, keys)):
+            shape = op_shape(ops)
+        if shape is not None:
+            limited = patch.max_bytes is not None
+            guarded = patch.expect_handle is not None
+            fields = tuple(patch.fields)
+            cache_key = (len(removed), len(set_json), shape, fields, bool(head), guarded, limited)
+            sql = _DELTA_SQL.get(cache_key)
+            if sql is None:
+                sql = delta_sql(
+                    TABLE, len(removed), len(set_json), shape, fields, bool(head), guarded, limited
+                )
+                if len(_DELTA_SQL) < 4096:
+                    _DELTA_SQL[cache_key] = sql
+            params = head + [_path(k) for k in removed]
+            for k, v in set_json.items():
+                params += (_path(k), v)
+            params += op_params(ops, _path)
+            params += tail
+            if limited:
+                params += (growth_bound(patch), patch.max_bytes)
+            if conn.execute(sql, params).rowcount == 1:
+                return True
+        with self._write(conn):
+            row = conn.execute(f"SELECT data, handle FROM {TABLE} WHERE key = ?", (key,)).fetchone()
+            if row is None or not patch.fits(row[1]):
+                return False
+            data = patch.new_data(json.loads(row[0]))  # raises (rolled back) when refused
+            sql = _update_sql(
+                0, 0, tuple(patch.fields), bool(head), True, patch.expect_handle is not None
+            )
+            conn.execute(sql, [*head, _dumps(data), *tail])
             return True
 
     # -- contract ----------------------------------------------------------------------

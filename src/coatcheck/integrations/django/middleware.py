@@ -160,7 +160,14 @@ class SessionMiddleware(DjangoSessionMiddleware):
             # Read before the save, which drops the cached state (reading after would load
             # it again from the store).
             logged_in = session.accessed and AUTH_USER_KEY in session
-            response = super().process_response(request, response)
+            try:
+                response = super().process_response(request, response)
+            except REFUSED as exc:
+                # The save refused (a session over max_data_bytes, a store down): answered
+                # here, as every edge does, before Django could log it as a 500's traceback.
+                answer = _refused(request, exc, "commit")
+                _deliver_moved_key(request, answer)
+                return answer
             _harden(session, response, logged_in)
             return response
         finally:

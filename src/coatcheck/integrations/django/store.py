@@ -195,6 +195,24 @@ class SessionStore(SessionBase):
         shares (the keep-alive of ``coatcheck.http.browser``, say)."""
         return self._get_session()
 
+    def incr(self, key: str, by: int = 1) -> int:
+        """Add ``by`` to the integer under ``key`` in the store (see ``coatcheck.Session``):
+        concurrent increments all count. The new value."""
+        value = self.core.incr(key, by)
+        self.modified = True  # as Django's __setitem__ does: a new session is saved too
+        return value
+
+    def append(self, key: str, value: Any) -> None:
+        """Append ``value`` to the list under ``key`` in the store: concurrent appends (a
+        cart's additions from two tabs) all land."""
+        self.core.append(key, value)
+        self.modified = True
+
+    def add_to_set(self, key: str, value: Any) -> None:
+        """``append``, unless the stored list already holds ``value``."""
+        self.core.add_to_set(key, value)
+        self.modified = True
+
     def clear(self) -> None:
         # Django swaps in an empty dict; removing the keys instead makes them a delta.
         self._get_session().clear()

@@ -67,6 +67,20 @@ class FlaskSession(SessionMixin):
     def __repr__(self) -> str:
         return f"<FlaskSession {self.core!r}>"
 
+    # -- atomic operations, applied in the store (see coatcheck.Session) ------------------
+    def incr(self, key: str, by: int = 1) -> int:
+        """Add ``by`` to the integer under ``key`` in the store; the new value."""
+        return self.core.incr(key, by)
+
+    def append(self, key: str, value: Any) -> None:
+        """Append ``value`` to the list under ``key`` in the store (concurrent appends
+        all land)."""
+        self.core.append(key, value)
+
+    def add_to_set(self, key: str, value: Any) -> None:
+        """``append``, unless the stored list already holds ``value``."""
+        self.core.add_to_set(key, value)
+
     # -- Flask's session attributes ----------------------------------------------------
     @property
     def new(self) -> bool:  # type: ignore[override]

@@ -173,14 +173,10 @@ def to_record(key: str, doc: Doc) -> SessionRecord:
 
 
 def patched(doc: Doc, patch: Patch) -> Doc:
-    """A copy of ``doc`` with ``patch`` applied (the reference semantics of Patch)."""
+    """A copy of ``doc`` with ``patch`` applied (the reference semantics of Patch: its
+    atomic operations and its size limit too, raising the error that refuses it)."""
     new = dict(doc)
-    data = dict(doc["data"])
-    for name in patch.removed:
-        data.pop(name, None)
-    for name, text in patch.set_json.items():
-        data[name] = json.loads(text)
-    new["data"] = data
+    new["data"] = patch.new_data(doc["data"]) if patch.touches_data else dict(doc["data"])
     for name, value in patch.fields.items():
         if name not in PATCHABLE_FIELDS:
             raise ValueError(f"field {name!r} cannot be patched")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -57,7 +57,8 @@ class Call:
     yields and an executor runs on a connection."""
 
     query: bytes
-    params: Sequence[Any]
+    params: Sequence[Any] | Mapping[str, Any]
+    """Positional, or named (``%(p0)s``) for a statement that reads a value twice."""
     want: Want
 
 
@@ -124,6 +125,7 @@ class Statements:
 
         self.get = q("SELECT {cols} FROM {table} WHERE key = %s")
         self.handle_of = q("SELECT handle FROM {table} WHERE key = %s")
+        self.get_data = q("SELECT data, handle FROM {table} WHERE key = %s")
         self.insert = q(
             "INSERT INTO {table} ({cols}) VALUES "
             "(%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"

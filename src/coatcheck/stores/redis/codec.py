@@ -3,7 +3,9 @@
 The layout is the package docstring's: ``d:<name>`` fields hold the JSON text of each
 session value; ``l``, ``e`` and ``a`` the last-seen time and the two deadlines as exact
 decimal text (the scripts read them without decoding JSON); ``m`` the rest of the metadata
-as one JSON object of strings under short names. ``decode`` runs on every load, so it is
+as one JSON object of strings under short names; ``s`` the size ``Patch.max_bytes`` is
+checked against (the Lua ``measure`` helper keeps it with each write, so a commit never
+reads the whole hash to measure it). ``decode`` runs on every load, so it is
 written as one pass over the reply with no intermediate dict.
 
 Pure functions and constants, no I/O.
@@ -15,7 +17,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from coatcheck.core.record import PATCHABLE_FIELDS, Patch, SessionRecord
+from coatcheck.core.atomic import INCR, OperationTypeError
+from coatcheck.core.record import PATCHABLE_FIELDS, Patch, SessionRecord, encode_key
+from coatcheck.errors import SessionDataError, SessionTooLarge
 
 PLAIN = {"last_seen_at": "l", "expires_at": "e", "absolute_at": "a"}
 """Record fields kept as hash fields of their own: the deadlines, which most commits
@@ -79,9 +83,12 @@ def record_fields(record: SessionRecord) -> list[str]:
     out = ["m", meta_text(record)]
     out += ("l", num(record.last_seen_at), "e", num(record.expires_at))
     out += ("a", num(record.absolute_at))
+    total = 0
     for key, value in record.data.items():
-        out += ("d:" + key, _value_text(value))
-    return out
+        text = _value_text(value)
+        out += ("d:" + key, text)
+        total += len(encode_key(key).encode()) + len(text.encode()) + 2
+    return [*out, "s", str(total)]
 
 
 def patch_args(patch: Patch) -> list[str]:
@@ -104,6 +111,9 @@ def patch_args(patch: Patch) -> list[str]:
             meta_deletes.append(SHORT[name])
         else:
             meta_pairs += (SHORT[name], encoded)
+    ops: list[str] = []
+    for kind, key, _, text in patch.ops:
+        ops += (kind, "d:" + key, text)
     return [
         str(len(deletes)),
         *deletes,
@@ -113,10 +123,37 @@ def patch_args(patch: Patch) -> list[str]:
         *meta_deletes,
         str(len(meta_pairs) // 2),
         *meta_pairs,
+        str(len(ops) // 3),
+        *ops,
+        "" if patch.max_bytes is None else str(patch.max_bytes),
     ]
 
 
-NO_PATCH = ("0", "0", "0", "0")
+NO_PATCH = ("0", "0", "0", "0", "0", "")
+
+REFUSAL = "COATCHECK "
+"""How the Lua ``patch`` helper's error replies begin: a refused patch, not a failure."""
+
+
+def refusal(message: str) -> SessionDataError | None:
+    """The error a script's refusal reply stands for (a type clash of an atomic
+    operation, a patch over ``max_bytes``), or None for any other error reply."""
+    at = message.find(REFUSAL)
+    if at < 0:
+        return None
+    what, _, rest = message[at + len(REFUSAL) :].partition("|")
+    if what == "large":
+        size, _, limit = rest.partition("|")
+        return SessionTooLarge(int(size), int(limit.split()[0]))
+    kind, detail, key = rest.split("|", 2)
+    key = key.split(" script: ")[0]  # (Redis 7 may add where the script failed)
+    if what == "beyond":
+        return OperationTypeError(kind, key, f"the result {detail} is beyond ±2**53-1")
+    if kind == INCR:
+        return OperationTypeError(
+            kind, key, f"the value is {detail}, not an integer within ±2**53-1"
+        )
+    return OperationTypeError(kind, key, f"the value is {detail}, not a list")
 
 
 def unpack(text: str) -> dict[str, str] | None:

@@ -33,7 +33,7 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError, R
 from redis.sentinel import MasterNotFoundError
 
 from coatcheck.core.steps import drive_async, drive_sync
-from coatcheck.errors import StoreUnavailable
+from coatcheck.errors import CoatcheckError, StoreUnavailable
 from coatcheck.stores.base import process_id
 from coatcheck.stores.redis.clients import (
     ASYNC,
@@ -43,6 +43,7 @@ from coatcheck.stores.redis.clients import (
     roundtrip_async,
     roundtrip_sync,
 )
+from coatcheck.stores.redis.codec import refusal
 from coatcheck.stores.redis.exchange import (
     exchange,
     one_round_trip,
@@ -68,7 +69,14 @@ covers socket errors and TimeoutError)."""
 NO_SLOT = "Redis store: no free connection within the timeout"
 
 
-def unavailable(exc: BaseException) -> StoreUnavailable:
+def unavailable(exc: BaseException) -> CoatcheckError:
+    """The error a client's exception stands for: a patch the store refused (a type
+    clash of an atomic operation, over ``max_bytes``: the app's, with its own status), or
+    else the store unavailable."""
+    if isinstance(exc, ResponseError):
+        refused = refusal(str(exc))
+        if refused is not None:
+            return refused
     text = str(exc)
     if isinstance(exc, MasterNotFoundError | AsyncMasterNotFoundError) and " : <" in text:
         # redis-py quotes the repr of each sentinel's client (a screenful): keep the

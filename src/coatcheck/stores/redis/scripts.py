@@ -30,38 +30,164 @@ local function meta(key)
   return nil
 end
 """,
+    "operate": r"""
+-- The atomic operations of a patch (coatcheck.core.atomic), worked out on the stored JSON
+-- texts before anything is written: {field = new text} and the fields in order. A type
+-- clash raises the error reply the store turns into OperationTypeError (nothing written).
+-- (Its helpers are made inside it: a script's every top-level function is a closure made
+-- anew on each call, and most commits carry no operation.)
+local function operate(key, argv, o, n)
+  local SAFE = 9007199254740991
+  local function kind_of(text)
+    local c = string.sub(text, 1, 1)
+    if c == '"' then return 'a string' elseif c == '{' then return 'an object'
+    elseif c == '[' then return 'a list' elseif c == 't' or c == 'f' then return 'a bool'
+    elseif c == 'n' then return 'null' elseif string.find(text, '[.eE]') then return 'a float' end
+    return 'an integer'
+  end
+  local function clash(what, kind, detail, field)
+    local where = kind .. '|' .. detail .. '|' .. string.sub(field, 3)
+    error({err = 'COATCHECK ' .. what .. '|' .. where})
+  end
+  local results, order = {}, {}
+  for j = o, o + 3 * (n - 1), 3 do
+    local kind, field, arg = argv[j], argv[j + 1], argv[j + 2]
+    local text = results[field]
+    if text == nil then
+      text = redis.call('HGET', key, field)
+      order[#order + 1] = field
+    end
+    if kind == 'incr' then
+      local current = 0
+      if text then
+        if not string.match(text, '^%-?%d+$') then clash('clash', kind, kind_of(text), field) end
+        current = tonumber(text)
+        if math.abs(current) > SAFE then clash('clash', kind, kind_of(text), field) end
+      end
+      local r = current + tonumber(arg)
+      if math.abs(r) > SAFE then clash('beyond', kind, string.format('%.0f', r), field) end
+      if r == 0 then r = 0 end
+      results[field] = string.format('%.0f', r)
+    else
+      if not text then text = '[]' end
+      if string.sub(text, 1, 1) ~= '[' then clash('clash', kind, kind_of(text), field) end
+      local present = false
+      if kind == 'add_to_set' then
+        local want = cjson.decode(arg)
+        for _, item in ipairs(cjson.decode(text)) do
+          if item == want then present = true; break end
+        end
+      end
+      if not present then
+        if text == '[]' then text = '[' .. arg .. ']'
+        else text = string.sub(text, 1, -2) .. ',' .. arg .. ']' end
+      end
+      results[field] = text
+    end
+  end
+  return results, order
+end
+""",
+    "measure": r"""
+-- The size the store checks for the byte limit, kept up to date in the field "s" as the
+-- sum over the data of (key's JSON text + value's JSON text + 2): the data's compact JSON
+-- text ({"key":value,...}) is that plus one (two when empty). A record without "s" (one
+-- written before it existed) is measured once, from all its fields.
+local function key_bytes(field)
+  local k = string.sub(field, 3)
+  if not string.find(k, '[%z\1-\31"\\]') then return #k + 2 end
+  local extra = 0
+  for c in string.gmatch(k, '[%z\1-\31"\\]') do
+    if c == '"' or c == '\\' or c == '\b' or c == '\f' or c == '\n' or c == '\r' or c == '\t'
+    then extra = extra + 1 else extra = extra + 5 end
+  end
+  return #k + 2 + extra
+end
+local function measured(key)
+  local all = redis.call('HGETALL', key)
+  local t = 0
+  for j = 1, #all, 2 do
+    if string.sub(all[j], 1, 2) == 'd:' then t = t + key_bytes(all[j]) + #all[j + 1] + 2 end
+  end
+  return t
+end
+local function resized(key, t, field, bytes)
+  local old = redis.call('HSTRLEN', key, field)
+  if old > 0 then t = t - key_bytes(field) - old - 2 end
+  if bytes then t = t + key_bytes(field) + bytes + 2 end
+  return t
+end
+""",
     "patch": """
 -- Applies a delta read from ARGV at i: plain fields to delete, plain field/value pairs (data
--- and the deadlines), packed metadata names to delete, packed name/value pairs. Only a
--- delta that touches the packed metadata decodes it (cjson; its values are strings).
-local function patch(key, argv, i)
-  local n = tonumber(argv[i])
-  local first, last = i + 1, i + n
+-- and the deadlines), packed metadata names to delete, packed name/value pairs, atomic
+-- operations (kind, field, argument), the byte limit ('' for none). The operations and the
+-- limit are checked before anything is written, so a refused patch changes nothing; then
+-- ``moving`` (when given) runs and returns the key to write to (a rename). Only a delta
+-- that touches the packed metadata decodes it (cjson; its values are strings).
+local function patch(key, argv, i, moving)
+  local nd = tonumber(argv[i])
+  local d0 = i + 1
+  i = d0 + nd
+  local ns = tonumber(argv[i])
+  local s0 = i + 1
+  i = s0 + 2 * ns
+  local drop = tonumber(argv[i])
+  local m0 = i + 1
+  i = m0 + drop
+  local set = tonumber(argv[i])
+  local p0 = i + 1
+  i = p0 + 2 * set
+  local no = tonumber(argv[i])
+  local o0 = i + 1
+  i = o0 + 3 * no
+  local limit = argv[i]
+  local results, order = {}, {}
+  if no > 0 then results, order = operate(key, argv, o0, no) end
+  local t = false
+  if nd + ns + no > 0 then
+    t = redis.call('HGET', key, 's')
+    if t then t = tonumber(t) elseif limit ~= '' then t = measured(key) end
+  end
+  if t then
+    local changed = no > 0 or nd > 0
+    for j = d0, d0 + nd - 1 do t = resized(key, t, argv[j], nil) end
+    for j = s0, s0 + 2 * ns - 2, 2 do
+      if string.sub(argv[j], 1, 2) == 'd:' then
+        t = resized(key, t, argv[j], #argv[j + 1])
+        changed = true
+      end
+    end
+    for _, field in ipairs(order) do t = resized(key, t, field, #results[field]) end
+    if not changed then
+      t = false
+    elseif limit ~= '' and (ns > 0 or no > 0) and math.max(t + 1, 2) > tonumber(limit) then
+      local sizes = string.format('%d', math.max(t + 1, 2)) .. '|' .. limit
+      error({err = 'COATCHECK large|' .. sizes})
+    end
+  end
+  if moving then key = moving() end
+  local first, last = d0, d0 + nd - 1
   while first <= last do
     local stop = math.min(first + 999, last)
     redis.call('HDEL', key, unpack(argv, first, stop))
     first = stop + 1
   end
-  i = last + 1
-  n = tonumber(argv[i])
-  first, last = i + 1, i + 2 * n
+  first, last = s0, s0 + 2 * ns - 1
   while first <= last do
     local stop = math.min(first + 1999, last)
     redis.call('HSET', key, unpack(argv, first, stop))
     first = stop + 1
   end
-  i = last + 1
-  local drop, set = tonumber(argv[i]), tonumber(argv[i + 1 + tonumber(argv[i])])
+  for _, field in ipairs(order) do redis.call('HSET', key, field, results[field]) end
+  if t then redis.call('HSET', key, 's', string.format('%d', t)) end
   if drop + set > 0 then
     local m = meta(key)
-    for j = i + 1, i + drop do m[argv[j]] = nil end
-    i = i + drop + 1
-    for j = i + 1, i + 2 * set, 2 do m[argv[j]] = argv[j + 1] end
+    for j = m0, m0 + drop - 1 do m[argv[j]] = nil end
+    for j = p0, p0 + 2 * set - 1, 2 do m[argv[j]] = argv[j + 1] end
     redis.call('HSET', key, 'm', cjson.encode(m))
-  else
-    i = i + 1
   end
-  return i + 2 * set + 1
+  return i + 1
 end
 """,
     "ms": """
@@ -127,7 +253,7 @@ end
 return 1
 """
 )
-APPLY = Script(_APPLY_BODY, "meta", "patch", "ms", "expire")
+APPLY = Script(_APPLY_BODY, "meta", "operate", "measure", "patch", "ms", "expire")
 APPLY_IF_HANDLE = Script(
     _APPLY_BODY.replace(
         _APPLY_EXISTS,
@@ -136,6 +262,8 @@ APPLY_IF_HANDLE = Script(
         "if not g or g.h ~= ARGV[#ARGV] then return 0 end\n",
     ),
     "meta",
+    "operate",
+    "measure",
     "patch",
     "ms",
     "expire",
@@ -156,6 +284,8 @@ table.insert(fields, 1, before)
 return fields
 """,
     "meta",
+    "operate",
+    "measure",
     "patch",
 )
 
@@ -168,8 +298,10 @@ RENAME = Script(
 local m = meta(KEYS[1])
 if not m then return 0 end
 if m.h ~= ARGV[1] or (m.u or '') ~= ARGV[2] then return -1 end
-redis.call('RENAME', KEYS[1], KEYS[2])
-patch(KEYS[2], ARGV, 6)
+patch(KEYS[1], ARGV, 6, function()
+  redis.call('RENAME', KEYS[1], KEYS[2])
+  return KEYS[2]
+end)
 local absolute = redis.call('HGET', KEYS[2], 'a')
 expire(KEYS[2])
 redis.call('SET', KEYS[3], ARGV[4], 'PXAT', ms(absolute))
@@ -178,6 +310,8 @@ if ARGV[3] ~= '' then index_add(KEYS[#KEYS], ARGV[1], absolute, ARGV[5]) end
 return 1
 """,
     "meta",
+    "operate",
+    "measure",
     "patch",
     "ms",
     "expire",
