@@ -17,9 +17,10 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 from coatcheck.core import csrf_secret
-from coatcheck.core.atomic import ADD_TO_SET, APPEND, INCR, MISSING, Op, apply_op, check_argument
+from coatcheck.core.atomic import Op
 from coatcheck.core.client import ClientInfo
 from coatcheck.core.consent import DEFAULT_POLICY, Consent, ConsentChange, ConsentPolicy
+from coatcheck.core.intents import NO_INTENTS, Intents
 from coatcheck.core.record import (
     LEVEL_KEY,
     REAUTH_KEY,
@@ -28,45 +29,11 @@ from coatcheck.core.record import (
     encode_value,
     user_key,
 )
+from coatcheck.core.session_ops import AtomicOperations
 from coatcheck.errors import SessionCommittedError, SessionDataError
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Intents:
-    """What a request asked of its commit beyond its data writes: the value ``policy``
-    plans from, together with the data delta (``Session.changed_keys()``,
-    ``Session.removed_keys``). Immutable: each intent a handler states gives its Session a
-    new value, so a plan can never see one half-changed. (A frozen slotted dataclass, not a
-    NamedTuple: reading a slot is a fraction of the cost of a tuple field, and policy reads
-    several on every writing request.)
-
-    ``login``: ``login()`` was called; its target is the session's ``user_id``,
-    ``remember`` and ``auth_level``. ``logout``: ``logout()`` was called. ``regenerate``: a
-    new token at commit (``regenerate()``, and every login). ``rotate``: the engine found the
-    periodic rotation due at load. ``meta_changed``: engine metadata (``set_meta``) to write.
-    ``keep``: store it even empty (``keep()``). ``keep_alive``: slide the idle deadline
-    now (``keep_alive()``). ``deadline_cap``: end it no later than this (``cap_deadline()``).
-    ``ended``: ``logout()`` was called, even if a ``login()`` followed it in the same
-    request: the loaded record ends, so whatever is stored next is a new record (a new
-    handle and nothing of the old one's data or metadata), never the old one renamed.
-    """
-
-    login: bool = False
-    logout: bool = False
-    regenerate: bool = False
-    rotate: bool = False
-    meta_changed: bool = False
-    keep: bool = False
-    keep_alive: bool = False
-    deadline_cap: float | None = None
-    ended: bool = False
-
-
-NO_INTENTS = Intents()
-"""Every session's intents until its handler states one (most never do)."""
-
-
-class Session(MutableMapping[str, Any]):
+class Session(AtomicOperations, MutableMapping[str, Any]):
     """The session an application reads and writes: a dict of JSON-serializable values.
 
     Writes are tracked per key. Values that are lists or dicts are snapshotted when first
@@ -253,70 +220,6 @@ class Session(MutableMapping[str, Any]):
         return f"<Session handle={self._handle!r} user_id={self._user_id!r} keys={len(self)}>"
 
     # -- atomic operations -----------------------------------------------------------------
-    def incr(self, key: str, by: int = 1) -> int:
-        """Add ``by`` to the integer under ``key`` (a missing key counts as 0) and return
-        the new value. The store adds ``by`` to the value it holds when the commit lands,
-        so concurrent increments all count (a write of ``session[key] = n + 1`` would lose
-        some). The value stays within ±(2**53 - 1). A value that is not an integer raises
-        ``OperationTypeError`` (a ``SessionDataError``) naming the key, here or, when a
-        concurrent request changed its type, at the commit, which then writes nothing."""
-        result: int = self._operate(INCR, key, by)
-        return result
-
-    def append(self, key: str, value: Any) -> None:
-        """Add ``value`` at the end of the list under ``key`` (a missing key starts as
-        ``[]``), in the store, so concurrent appends all land (a cart's additions). The
-        session's value shows it at once (as a new list: one read before stays as it
-        was). A value under ``key`` that is not a list raises ``OperationTypeError``
-        naming the key."""
-        self._operate(APPEND, key, value)
-
-    def add_to_set(self, key: str, value: Any) -> None:
-        """``append``, unless the list already holds an element JSON-equal to ``value``
-        (checked in the store, against what it holds when the commit lands). ``value`` is
-        a string, an integer within ±(2**53 - 1), a bool or None; see
-        ``coatcheck.core.atomic`` for what equal means."""
-        self._operate(ADD_TO_SET, key, value)
-
-    def _operate(self, kind: str, key: str, arg: Any) -> Any:
-        """Apply one operation here (read-your-write) and record it for the store.
-
-        The store applies an operation to the value it holds, so the operation is sent
-        only for a key this request has not written: after ``session[key] = v``, a
-        ``del``, or a change in place of the list it read, the result is known here and
-        is written whole, as that write would have been (the last write wins, in order)."""
-        self._check_open()
-        if not isinstance(key, str):
-            raise SessionDataError(f"session keys must be str, got {type(key).__name__}")
-        check_argument(kind, key, arg)
-        arg_json = encode_value(key, arg)
-        data = self._data
-        current = data.get(key, MISSING)
-        snapshot = self._snapshots.get(key)
-        written = (
-            key in self._set
-            or key in self._removed
-            or (snapshot is not None and encode_value(key, current) != snapshot)
-        )
-        if type(current) is list:
-            current = list(current)  # the loaded record's list is never changed in place
-        result = apply_op(kind, key, current, arg)
-        data[key] = result
-        self.pending = True
-        if written:
-            self._set.add(key)
-            self._removed.discard(key)
-            self._snapshots.pop(key, None)
-        else:
-            self._ops.append((kind, key, arg, arg_json))
-            if snapshot is not None:
-                self._snapshots[key] = encode_value(key, result)
-        return result
-
-    def _drop_ops(self, key: str) -> None:
-        """A write or removal of ``key`` replaces the operations made on it before."""
-        self._ops[:] = [op for op in self._ops if op[1] != key]
-
     # -- what the app may read -----------------------------------------------------------
     @property
     def handle(self) -> str | None:
@@ -627,6 +530,9 @@ class Session(MutableMapping[str, Any]):
         """No commit will follow (a WebSocket's session, a refused request): from now on
         a change raises ``SessionCommittedError`` instead of being lost silently."""
         self._committed = True
+
+    def _mark_pending(self) -> None:
+        self.pending = True
 
     def _check_open(self) -> None:
         if self._committed:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar, TypeVarTuple
 
-from coatcheck.core.record import PATCHABLE_FIELDS, Patch, SessionRecord
+from coatcheck.core.record import Patch, SessionRecord
 from coatcheck.errors import StoreUnavailable
 from coatcheck.stores.base import (
     InlineCountable,
@@ -31,18 +31,20 @@ from coatcheck.stores.base import (
 )
 from coatcheck.stores.damage import sound, warn
 from coatcheck.stores.sqlite_delta import (
+    MAX_ARGS,
+    TABLE,
     delta_sql,
     growth_bound,
     op_params,
     op_shape,
+    update_sql,
     wants_delta_sql,
 )
+from coatcheck.stores.sqlite_locks import LOCKS, _acquire_lock, _release_lock
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
-TABLE = "coatcheck_sessions"
-LOCKS = "coatcheck_locks"
 
 MIGRATIONS: Sequence[str] = (
     # 1: the sessions table, its expiry index and its per-user index.
@@ -173,87 +175,8 @@ def _field_value(name: str, value: Any) -> Any:
     return value
 
 
-_MAX_ARGS = 127
-"""SQLite's default SQLITE_MAX_FUNCTION_ARG: arguments one ``json_set`` may take."""
-
 _CONVERTED_FIELDS = frozenset({"meta", "remember"})
 """Fields whose column value is not the field's value (``_field_value``)."""
-
-_UPDATE_SQL: dict[tuple[int, int, tuple[str, ...], bool, bool, bool], str] = {}
-"""UPDATE statements by the shape of their patch (removed keys, set keys, field names,
-rename, whole data): a commit reuses the text instead of formatting it again (SQLite's
-statement cache is keyed by that text too)."""
-
-
-def _update_sql(
-    removed: int,
-    set_keys: int,
-    fields: tuple[str, ...],
-    rename: bool,
-    whole_data: bool,
-    guarded: bool,
-) -> str:
-    """``UPDATE ... WHERE key = ?`` whose parameters are, in order: the new key (``rename``),
-    the data (the whole JSON text when ``whole_data``; else the JSON paths of ``removed``
-    keys, then a path and a JSON value per set key), each field's column value, the key,
-    and the expected handle when ``guarded``."""
-    shape = (removed, set_keys, fields, rename, whole_data, guarded)
-    sql = _UPDATE_SQL.get(shape)
-    if sql is not None:
-        return sql
-    for name in fields:
-        if name not in PATCHABLE_FIELDS:
-            raise ValueError(f"field {name!r} cannot be patched")
-    sets: list[str] = ["key = ?"] if rename else []
-    if whole_data:
-        sets.append("data = ?")
-    elif removed or set_keys:
-        expr = "data"
-        # SQLite caps a function's arguments (127 unless compiled otherwise): a long
-        # delta is nested calls of at most that many, applied in the parameters' order.
-        for first in range(0, removed, _MAX_ARGS - 1):
-            count = min(removed - first, _MAX_ARGS - 1)
-            expr = f"json_remove({expr}{', ?' * count})"
-        for first in range(0, set_keys, (_MAX_ARGS - 1) // 2):
-            count = min(set_keys - first, (_MAX_ARGS - 1) // 2)
-            expr = f"json_set({expr}{', ?, json(?)' * count})"
-        sets.append(f"data = {expr}")
-    sets.extend(f"{name} = ?" for name in fields)
-    where = "key = ? AND handle = ?" if guarded else "key = ?"
-    sql = f"UPDATE {TABLE} SET {', '.join(sets) or 'key = key'} WHERE {where}"
-    if len(_UPDATE_SQL) < 4096:  # shapes are few; never let odd callers grow it
-        _UPDATE_SQL[shape] = sql
-    return sql
-
-
-_ACQUIRE_SQL = (
-    f"INSERT INTO {LOCKS} (key, owner, expires_at) VALUES (?, ?, ?) "
-    "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at "
-    f"WHERE {LOCKS}.expires_at <= ?"
-)
-"""Take a free lock, or one whose lease ended, in one statement."""
-
-
-def _acquire_lock(conn: sqlite3.Connection, key: str, owner: str, now: float, lease: float) -> bool:
-    """Under ``BEGIN IMMEDIATE``: the write lock is taken before the row is looked at, so
-    two processes never both see the lock free (a lone statement would be atomic too; the
-    explicit transaction says so, and keeps a busy database a wait, not an error)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        taken = conn.execute(_ACQUIRE_SQL, (key, owner, now + lease, now)).rowcount == 1
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return taken
-
-
-def _release_lock(conn: sqlite3.Connection, key: str, owner: str) -> bool:
-    """A lock's row goes when its holder frees it; one a crashed holder left is taken over
-    at the key's next lock (a row of a few bytes per crash, so no purge of its own)."""
-    sql = f"DELETE FROM {LOCKS} WHERE key = ? AND owner = ?"
-    return conn.execute(sql, (key, owner)).rowcount == 1
-
 
 _DELTA_SQL: dict[tuple[Any, ...], str] = {}
 """``sqlite_delta.delta_sql`` statements by the shape of their patch."""
@@ -427,7 +350,7 @@ class SQLiteStore(
             if not (removed or set_json or fields or rename):
                 row = conn.execute(f"SELECT handle FROM {TABLE} WHERE key = ?", (key,)).fetchone()
                 return row is not None and patch.fits(row[0])
-            sql = _update_sql(
+            sql = update_sql(
                 len(removed), len(set_json), tuple(fields), rename, False, guard is not None
             )
             params = head + [f'$."{k}"' for k in removed]
@@ -440,7 +363,7 @@ class SQLiteStore(
             if row is None or not patch.fits(row[1]):
                 return False
             data = patch.new_data(json.loads(row[0]))  # raises (rolled back) when refused
-            sql = _update_sql(0, 0, tuple(fields), rename, True, guard is not None)
+            sql = update_sql(0, 0, tuple(fields), rename, True, guard is not None)
             conn.execute(sql, [*head, _dumps(data), *tail])
             return True
 
@@ -453,7 +376,9 @@ class SQLiteStore(
         removed, set_json, ops = patch.removed, patch.set_json, patch.ops
         shape = None
         keys = [*removed, *set_json, *(op[1] for op in ops)]
-        if all(map(_quotable, keys)):
+        # One statement's functions take at most MAX_ARGS arguments (two per key at most):
+        # a longer delta is merged in Python below, still atomically.
+        if 2 * len(keys) < MAX_ARGS and all(map(_quotable, keys)):
             shape = op_shape(ops)
         if shape is not None:
             limited = patch.max_bytes is not None
@@ -481,7 +406,7 @@ class SQLiteStore(
             if row is None or not patch.fits(row[1]):
                 return False
             data = patch.new_data(json.loads(row[0]))  # raises (rolled back) when refused
-            sql = _update_sql(
+            sql = update_sql(
                 0, 0, tuple(patch.fields), bool(head), True, patch.expect_handle is not None
             )
             conn.execute(sql, [*head, _dumps(data), *tail])

@@ -19,7 +19,10 @@ from __future__ import annotations
 from typing import Any
 
 from coatcheck.core.atomic import ADD_TO_SET, INCR, SAFE_INT, Op
-from coatcheck.core.record import Patch, encode_key
+from coatcheck.core.record import PATCHABLE_FIELDS, Patch, encode_key
+
+TABLE = "coatcheck_sessions"
+"""The sessions table of the SQLite store."""
 
 MAX_SET_OPS = 3
 """``add_to_set`` repeats the list expression it extends three times; past this many on
@@ -175,3 +178,53 @@ def _operated(p: _Numbered, expr: str, steps: tuple[tuple[str, str], ...]) -> tu
 def wants_delta_sql(patch: Patch) -> bool:
     """Does ``patch`` need this statement rather than the plain delta's?"""
     return bool(patch.ops) or patch.max_bytes is not None
+
+
+MAX_ARGS = 127
+"""SQLite's default SQLITE_MAX_FUNCTION_ARG: arguments one ``json_set`` may take."""
+
+UPDATE_SQL: dict[tuple[int, int, tuple[str, ...], bool, bool, bool], str] = {}
+"""UPDATE statements by the shape of their patch (removed keys, set keys, field names,
+rename, whole data): a commit reuses the text instead of formatting it again (SQLite's
+statement cache is keyed by that text too)."""
+
+
+def update_sql(
+    removed: int,
+    set_keys: int,
+    fields: tuple[str, ...],
+    rename: bool,
+    whole_data: bool,
+    guarded: bool,
+) -> str:
+    """``UPDATE ... WHERE key = ?`` whose parameters are, in order: the new key (``rename``),
+    the data (the whole JSON text when ``whole_data``; else the JSON paths of ``removed``
+    keys, then a path and a JSON value per set key), each field's column value, the key,
+    and the expected handle when ``guarded``."""
+    shape = (removed, set_keys, fields, rename, whole_data, guarded)
+    sql = UPDATE_SQL.get(shape)
+    if sql is not None:
+        return sql
+    for name in fields:
+        if name not in PATCHABLE_FIELDS:
+            raise ValueError(f"field {name!r} cannot be patched")
+    sets: list[str] = ["key = ?"] if rename else []
+    if whole_data:
+        sets.append("data = ?")
+    elif removed or set_keys:
+        expr = "data"
+        # SQLite caps a function's arguments (127 unless compiled otherwise): a long
+        # delta is nested calls of at most that many, applied in the parameters' order.
+        for first in range(0, removed, MAX_ARGS - 1):
+            count = min(removed - first, MAX_ARGS - 1)
+            expr = f"json_remove({expr}{', ?' * count})"
+        for first in range(0, set_keys, (MAX_ARGS - 1) // 2):
+            count = min(set_keys - first, (MAX_ARGS - 1) // 2)
+            expr = f"json_set({expr}{', ?, json(?)' * count})"
+        sets.append(f"data = {expr}")
+    sets.extend(f"{name} = ?" for name in fields)
+    where = "key = ? AND handle = ?" if guarded else "key = ?"
+    sql = f"UPDATE {TABLE} SET {', '.join(sets) or 'key = key'} WHERE {where}"
+    if len(UPDATE_SQL) < 4096:  # shapes are few; never let odd callers grow it
+        UPDATE_SQL[shape] = sql
+    return sql
