@@ -108,8 +108,7 @@ class Statements:
 
     def __init__(self, parts: Sequence[str]) -> None:
         schema, name = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
-        table = sql.Identifier(*parts)
-        self.table = table
+        self.table = table = sql.Identifier(*parts)
         self.name = name
         """The table's own name (without its schema): index names derive from it."""
         locks = sql.Identifier(*(schema, f"{name}_locks") if schema else (f"{name}_locks",))
