@@ -135,6 +135,12 @@ class SessionConfig:
     csrf_field: str = "csrf_token"
     """Form field that carries the CSRF token (urlencoded and multipart forms)."""
 
+    analytics_url: str | None = None
+    """``COATCHECK_ANALYTICS_URL``: the analytics store (``sqlite:///analytics.db``,
+    ``postgresql://...``). Set, every edge over a manager with this config records
+    consented page views and lifecycle events there (``coatcheck.analytics``); None (the
+    default) records nothing."""
+
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Settings for extensions, kept here so one config object travels through the app."""
 

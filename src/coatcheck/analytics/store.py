@@ -1,0 +1,152 @@
+"""The analytics store: one table of rows (``rows.Hit``) on SQLite or PostgreSQL, and what
+every backend shares: the writes, export and erasure by user (the personal-data contract,
+under the name ``page_views``), retention, and the query surface the figures run on.
+
+A backend gives a connection under a lock (``_connection``), its placeholder, and the two
+spellings that differ between the engines (a temporary table, a time bucket); the SQL of
+the figures (``figures``) is written once for both. Everything here is synchronous: the
+writer is a thread, and the service runs a report in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Final
+
+from coatcheck.analytics.rows import COLUMNS, Hit
+
+__all__ = ["DEFAULT_RETENTION", "DEFAULT_TABLE", "AnalyticsStore", "Query"]
+
+DEFAULT_TABLE: Final = "coatcheck_analytics"
+DEFAULT_RETENTION: Final = 13 * 30.44 * 86400
+"""Thirteen months, in seconds: a year of figures plus the month being compared."""
+
+Query = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+"""Runs one statement (``?`` placeholders) and returns its rows (none for a write)."""
+
+
+class AnalyticsStore:
+    """The contract of an analytics backend. ``name`` is the personal-data section."""
+
+    name = "page_views"
+    table: str
+
+    # -- what a backend provides --------------------------------------------------------
+    def _connection(self) -> AbstractContextManager[Query]:
+        """A query function over one transaction, the backend's lock held."""
+        raise NotImplementedError
+
+    def temp_table(self, name: str, select: str) -> str:
+        """The statement that fills temporary table ``name`` from ``select``."""
+        raise NotImplementedError
+
+    def drop_temp(self, name: str) -> str:
+        """The statement that drops temporary table ``name`` if it exists."""
+        raise NotImplementedError
+
+    def bucket(self, expr: str, size: int) -> str:
+        """SQL for ``expr`` (epoch seconds) rounded down to a multiple of ``size``."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------------------
+    def session(self) -> AbstractContextManager[Query]:
+        """One transaction for a report (its temporary tables live until it ends)."""
+        return self._connection()
+
+    def write_batch(self, hits: Sequence[Hit]) -> None:
+        """Insert ``hits`` in one transaction (the background writer's target)."""
+        if not hits:
+            return
+        columns = ", ".join(COLUMNS)
+        marks = ", ".join("?" for _ in COLUMNS)
+        statement = f"INSERT INTO {self.table} ({columns}) VALUES ({marks})"  # noqa: S608
+        with self._connection() as q:
+            self._insert_many(q, statement, [h.values() for h in hits])
+
+    def _insert_many(self, q: Query, statement: str, rows: list[tuple[Any, ...]]) -> None:
+        for row in rows:
+            q(statement, row)
+
+    def _user_rows(self) -> str:
+        """Rows about one user: theirs, and every row of a session that was ever theirs
+        (the page views before the login belong to the same visit, the same person)."""
+        return (
+            f"session IN (SELECT session FROM {self.table} WHERE user_id = ?) "  # noqa: S608
+            "OR user_id = ?"
+        )
+
+    def export_user_sync(self, user_id: str) -> dict[str, Any]:
+        names = ("kind", "at", "session", "name", "method", "status", "duration_ms")
+        names += ("previous", "browser", "os", "device", "reason", "props")
+        statement = (
+            f"SELECT {', '.join(names)} FROM {self.table} "  # noqa: S608
+            f"WHERE {self._user_rows()} ORDER BY at, id"
+        )
+        with self._connection() as q:
+            rows = q(statement, (user_id, user_id))
+        items = []
+        for row in rows:
+            item = dict(zip(names, row, strict=True))
+            props = item["props"]
+            item["props"] = json.loads(props) if isinstance(props, str) else props
+            items.append(item)
+        return {"rows": items}
+
+    def erase_user_sync(self, user_id: str) -> int:
+        with self._connection() as q:
+            found = q(
+                f"SELECT COUNT(*) FROM {self.table} WHERE {self._user_rows()}",  # noqa: S608
+                (user_id, user_id),
+            )
+            q(f"DELETE FROM {self.table} WHERE {self._user_rows()}", (user_id, user_id))  # noqa: S608
+        return int(found[0][0])
+
+    async def export_user(self, user_id: str) -> Mapping[str, Any]:
+        """Every row about ``user_id`` (the personal-data contract)."""
+        return await asyncio.to_thread(self.export_user_sync, user_id)
+
+    async def erase_user(self, user_id: str) -> int:
+        """Delete every row about ``user_id``; how many went (the personal-data contract)."""
+        return await asyncio.to_thread(self.erase_user_sync, user_id)
+
+    def purge_older_than(self, cutoff: float, batch: int = 10_000) -> int:
+        """Delete rows from before ``cutoff`` (epoch seconds), ``batch`` rows per
+        transaction so a large purge never holds the table for long; how many went."""
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
+        statement = (
+            f"DELETE FROM {self.table} WHERE id IN "  # noqa: S608
+            f"(SELECT id FROM {self.table} WHERE at < ? LIMIT ?)"
+        )
+        total = 0
+        while True:
+            with self._connection() as q:
+                found = q(
+                    f"SELECT COUNT(*) FROM (SELECT id FROM {self.table} "  # noqa: S608
+                    "WHERE at < ? LIMIT ?) x",
+                    (cutoff, batch),
+                )
+                count = int(found[0][0])
+                if count:
+                    q(statement, (cutoff, batch))
+            total += count
+            if count < batch:
+                return total
+
+    def count(self) -> int:
+        with self._connection() as q:
+            return int(q(f"SELECT COUNT(*) FROM {self.table}", ())[0][0])  # noqa: S608
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """Every row, oldest first (tests and small exports)."""
+        names = ("id", *COLUMNS)
+        with self._connection() as q:
+            found = q(f"SELECT {', '.join(names)} FROM {self.table} ORDER BY at, id", ())  # noqa: S608
+        for row in found:
+            yield dict(zip(names, row, strict=True))
