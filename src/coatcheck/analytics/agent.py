@@ -49,8 +49,10 @@ def _coarse(user_agent: str) -> Agent:
     system = next((name for name, rx in _SYSTEMS if rx.search(user_agent)), "Other")
     if _BOT.search(user_agent):
         device = "bot"
-    elif "iPad" in user_agent or "Tablet" in user_agent or (
-        system == "Android" and "Mobile" not in user_agent
+    elif (
+        "iPad" in user_agent
+        or "Tablet" in user_agent
+        or (system == "Android" and "Mobile" not in user_agent)
     ):
         device = "tablet"
     elif "Mobi" in user_agent or "iPhone" in user_agent or "iPod" in user_agent:

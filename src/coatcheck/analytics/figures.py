@@ -63,7 +63,9 @@ _ENDINGS: Final = (ev.LOGOUT, ev.EXPIRED, ev.REVOKED, ev.THEFT_SUSPECTED)
 _TEMPS: Final = ("cc_hits", "cc_visits", "cc_pages", "cc_logins")
 
 
-def _build(store: AnalyticsStore, q: Query, since: float, until: float, route: str | None, gap: float) -> None:
+def _build(
+    store: AnalyticsStore, q: Query, since: float, until: float, route: str | None, gap: float
+) -> None:
     t = store.table
     for name in _TEMPS:
         q(store.drop_temp(name), ())
@@ -76,14 +78,14 @@ def _build(store: AnalyticsStore, q: Query, since: float, until: float, route: s
             "SELECT id, session, user_id, kind, name, at, browser, os, device, "
             "CASE WHEN at - LAG(at) OVER (PARTITION BY session ORDER BY at, id) <= ? "
             "THEN 0 ELSE 1 END AS starts "
-            f"FROM {t} WHERE kind IN ('{PAGE}', '{EVENT}') AND at >= ? AND at < ?) s",  # noqa: S608
+            f"FROM {t} WHERE kind IN ('{PAGE}', '{EVENT}') AND at >= ? AND at < ?) s",
         ),
         (gap, since, until),
     )
     if route is not None:
         q(
             "DELETE FROM cc_hits WHERE (session, visit) NOT IN "
-            f"(SELECT session, visit FROM cc_hits WHERE kind = '{PAGE}' AND name = ?)",  # noqa: S608
+            f"(SELECT session, visit FROM cc_hits WHERE kind = '{PAGE}' AND name = ?)",
             (route,),
         )
     q(
@@ -104,7 +106,7 @@ def _build(store: AnalyticsStore, q: Query, since: float, until: float, route: s
             "ROW_NUMBER() OVER (PARTITION BY session, visit ORDER BY at, id) AS rn, "
             "ROW_NUMBER() OVER (PARTITION BY session, visit ORDER BY at DESC, id DESC) AS rd, "
             "LAG(name) OVER (PARTITION BY session, visit ORDER BY at, id) AS prev "
-            f"FROM cc_hits WHERE kind = '{PAGE}'",  # noqa: S608
+            f"FROM cc_hits WHERE kind = '{PAGE}'",
         ),
         (),
     )
@@ -112,7 +114,7 @@ def _build(store: AnalyticsStore, q: Query, since: float, until: float, route: s
         store.temp_table(
             "cc_logins",
             "SELECT v.session, v.visit, MIN(l.at) - v.started AS wait FROM cc_visits v "
-            f"JOIN {t} l ON l.session = v.session AND l.kind = '{LIFECYCLE}' "  # noqa: S608
+            f"JOIN {t} l ON l.session = v.session AND l.kind = '{LIFECYCLE}' "
             f"AND l.name = '{ev.LOGIN}' AND l.at >= v.started AND l.at <= v.ended + ? "
             "GROUP BY v.session, v.visit, v.started",
         ),
@@ -129,9 +131,9 @@ def _percentiles(q: Query, expr: str, table: str, n: int) -> tuple[float | None,
     if n == 0:
         return None, None
     ranks = (_rank(50, n), _rank(90, n))
-    found = dict(
+    found: dict[int, float] = dict(
         q(
-            f"SELECT rn, d FROM (SELECT {expr} AS d, ROW_NUMBER() OVER "  # noqa: S608
+            f"SELECT rn, d FROM (SELECT {expr} AS d, ROW_NUMBER() OVER "
             f"(ORDER BY {expr}) AS rn FROM {table}) x WHERE rn IN (?, ?)",
             ranks,
         )
@@ -140,8 +142,13 @@ def _percentiles(q: Query, expr: str, table: str, n: int) -> tuple[float | None,
 
 
 def _counted(rows: list[tuple[Any, ...]], *names: str) -> list[dict[str, Any]]:
+    """Rows as objects; counts as ints (PostgreSQL's are ``int`` already, SQLite's too, but a
+    driver may hand back ``Decimal``)."""
     return [
-        {n: (int(v) if isinstance(v, (int, float)) and n != "name" else v) for n, v in zip(names, r, strict=True)}
+        {
+            n: (v if isinstance(v, str) or v is None else int(v))
+            for n, v in zip(names, r, strict=True)
+        }
         for r in rows
     ]
 
@@ -161,7 +168,7 @@ def _series(store: AnalyticsStore, q: Query, since: float, until: float) -> dict
         visits = {
             int(b): (int(v), int(s))
             for b, v, s in q(
-                f"SELECT {store.bucket('started', size)} AS b, COUNT(*), "  # noqa: S608
+                f"SELECT {store.bucket('started', size)} AS b, COUNT(*), "
                 "COUNT(DISTINCT session) FROM cc_visits GROUP BY b",
                 (),
             )
@@ -169,13 +176,13 @@ def _series(store: AnalyticsStore, q: Query, since: float, until: float) -> dict
         pages = {
             int(b): int(n)
             for b, n in q(
-                f"SELECT {store.bucket('at', size)} AS b, COUNT(*) FROM cc_pages GROUP BY b",  # noqa: S608
+                f"SELECT {store.bucket('at', size)} AS b, COUNT(*) FROM cc_pages GROUP BY b",
                 (),
             )
         }
         start = int(since // size) * size
         buckets = []
-        for at in range(start, int(math.ceil(until / size)) * size, size):
+        for at in range(start, math.ceil(until / size) * size, size):
             v, s = visits.get(at, (0, 0))
             buckets.append(
                 {
@@ -187,6 +194,111 @@ def _series(store: AnalyticsStore, q: Query, since: float, until: float) -> dict
             )
         out[label] = buckets
     return out
+
+
+def _ranked(q: Query, select: str, names: tuple[str, ...], top: int) -> list[dict[str, Any]]:
+    return _counted(q(select + " LIMIT ?", (top,)), *names)
+
+
+def _lists(store: AnalyticsStore, q: Query, top: int) -> dict[str, Any]:
+    """The ranked lists: pages, entries, exits, transitions, clients, custom events."""
+    visit = "COUNT(DISTINCT session || ':' || visit)"
+    doc: dict[str, Any] = {
+        "top_pages": _ranked(
+            q,
+            f"SELECT name, COUNT(*) AS n, {visit} FROM cc_pages GROUP BY name "
+            "ORDER BY n DESC, name",
+            ("route", "views", "visits"),
+            top,
+        ),
+        "entry_pages": _ranked(
+            q,
+            "SELECT name, COUNT(*) AS n FROM cc_pages WHERE rn = 1 GROUP BY name "
+            "ORDER BY n DESC, name",
+            ("route", "visits"),
+            top,
+        ),
+        "exit_pages": _ranked(
+            q,
+            "SELECT name, COUNT(*) AS n FROM cc_pages WHERE rd = 1 GROUP BY name "
+            "ORDER BY n DESC, name",
+            ("route", "visits"),
+            top,
+        ),
+        "transitions": _ranked(
+            q,
+            "SELECT prev, name, COUNT(*) AS n FROM cc_pages WHERE prev IS NOT NULL "
+            "GROUP BY prev, name ORDER BY n DESC, prev, name",
+            ("from", "to", "count"),
+            top,
+        ),
+    }
+    for key, column in (("browsers", "browser"), ("os", "os"), ("devices", "device")):
+        doc[key] = _ranked(
+            q,
+            f"SELECT COALESCE({column}, 'Other') AS name, COUNT(*) AS n FROM cc_visits "
+            "GROUP BY name ORDER BY n DESC, name",
+            ("name", "visits"),
+            top,
+        )
+    doc["events"] = _ranked(
+        q,
+        f"SELECT name, COUNT(*) AS n, {visit} FROM cc_hits WHERE kind = '{EVENT}' "
+        "GROUP BY name ORDER BY n DESC, name",
+        ("name", "count", "visits"),
+        top,
+    )
+    return doc
+
+
+def _ends(
+    store: AnalyticsStore, q: Query, since: float, until: float, route: str | None
+) -> list[dict[str, Any]]:
+    """How sessions ended in the range, by reason (with a route filter: the sessions of
+    the visits kept)."""
+    names = ", ".join(f"'{n}'" for n in _ENDINGS)
+    scoped = " AND session IN (SELECT session FROM cc_visits)" if route is not None else ""
+    ends: dict[str, int] = {}
+    for name, reason, count in q(
+        f"SELECT name, reason, COUNT(*) FROM {store.table} "
+        f"WHERE kind = '{LIFECYCLE}' AND name IN ({names}) AND at >= ? AND at < ?{scoped} "
+        "GROUP BY name, reason",
+        (since, until),
+    ):
+        label = _end_reason(name, reason)
+        ends[label] = ends.get(label, 0) + int(count)
+    ranked = sorted(ends.items(), key=lambda item: (-item[1], item[0]))
+    return [{"reason": k, "count": v} for k, v in ranked]
+
+
+def _totals(store: AnalyticsStore, q: Query, now: float, active_window: float) -> dict[str, Any]:
+    """The headline figures of the visits table."""
+    visits, pages, bounces, sessions, users = q(
+        "SELECT COUNT(*), COALESCE(SUM(pages), 0), "
+        "COALESCE(SUM(CASE WHEN pages = 1 AND events = 0 THEN 1 ELSE 0 END), 0), "
+        "COUNT(DISTINCT session), COUNT(DISTINCT user_id) FROM cc_visits",
+        (),
+    )[0]
+    visits = int(visits)
+    p50, p90 = _percentiles(q, "ended - started", "cc_visits", visits)
+    logins = int(q("SELECT COUNT(*) FROM cc_logins", ())[0][0])
+    login_p50, _ = _percentiles(q, "wait", "cc_logins", logins)
+    active = q(
+        f"SELECT COUNT(DISTINCT session) FROM {store.table} "
+        f"WHERE kind IN ('{PAGE}', '{EVENT}') AND at > ? AND at <= ?",
+        (now - active_window, now),
+    )[0][0]
+    return {
+        "visits": visits,
+        "visitors": {"sessions": int(sessions), "users": int(users)},
+        "active_now": int(active),
+        "bounce_rate": round(int(bounces) / visits, 4) if visits else 0.0,
+        "pages_per_visit": round(int(pages) / visits, 2) if visits else 0.0,
+        "duration_p50": p50,
+        "duration_p90": p90,
+        "login_share": round(logins / visits, 4) if visits else 0.0,
+        "time_to_login_p50": login_p50,
+    }
 
 
 def summary(
@@ -201,111 +313,17 @@ def summary(
     top: int = 10,
 ) -> dict[str, Any]:
     """Every figure of ``[since, until)`` (epoch seconds) as one JSON-ready document with
-    the keys of ``KEYS``. ``now`` (default ``until``) anchors ``active_now``."""
+    the keys of ``KEYS``, in that order. ``now`` (default ``until``) anchors
+    ``active_now``; ``top`` bounds each ranked list."""
     if until <= since:
         raise ValueError("until must be after since")
     now = until if now is None else now
     with store.session() as q:
         _build(store, q, since, until, route, gap)
-        visits, pages, bounces, sessions, users = q(
-            "SELECT COUNT(*), COALESCE(SUM(pages), 0), "
-            "COALESCE(SUM(CASE WHEN pages = 1 AND events = 0 THEN 1 ELSE 0 END), 0), "
-            "COUNT(DISTINCT session), COUNT(DISTINCT user_id) FROM cc_visits",
-            (),
-        )[0]
-        visits = int(visits)
-        p50, p90 = _percentiles(q, "ended - started", "cc_visits", visits)
-        logins = int(q("SELECT COUNT(*) FROM cc_logins", ())[0][0])
-        login_p50, _ = _percentiles(q, "wait", "cc_logins", logins)
-        active = q(
-            f"SELECT COUNT(DISTINCT session) FROM {store.table} "  # noqa: S608
-            f"WHERE kind IN ('{PAGE}', '{EVENT}') AND at > ? AND at <= ?",
-            (now - active_window, now),
-        )[0][0]
-        names = ", ".join(f"'{n}'" for n in _ENDINGS)
-        scoped = " AND session IN (SELECT session FROM cc_visits)" if route is not None else ""
-        ends: dict[str, int] = {}
-        for name, reason, count in q(
-            f"SELECT name, reason, COUNT(*) FROM {store.table} "  # noqa: S608
-            f"WHERE kind = '{LIFECYCLE}' AND name IN ({names}) AND at >= ? AND at < ?{scoped} "
-            "GROUP BY name, reason",
-            (since, until),
-        ):
-            label = _end_reason(name, reason)
-            ends[label] = ends.get(label, 0) + int(count)
-        doc: dict[str, Any] = {
-            "visits": visits,
-            "visitors": {"sessions": int(sessions), "users": int(users)},
-            "active_now": int(active),
-            "bounce_rate": round(int(bounces) / visits, 4) if visits else 0.0,
-            "pages_per_visit": round(int(pages) / visits, 2) if visits else 0.0,
-            "duration_p50": p50,
-            "duration_p90": p90,
-            "top_pages": _counted(
-                q(
-                    "SELECT name, COUNT(*) AS n, COUNT(DISTINCT session || ':' || visit) "
-                    "FROM cc_pages GROUP BY name ORDER BY n DESC, name LIMIT ?",
-                    (top,),
-                ),
-                "route",
-                "views",
-                "visits",
-            ),
-            "entry_pages": _counted(
-                q(
-                    "SELECT name, COUNT(*) AS n FROM cc_pages WHERE rn = 1 "
-                    "GROUP BY name ORDER BY n DESC, name LIMIT ?",
-                    (top,),
-                ),
-                "route",
-                "visits",
-            ),
-            "exit_pages": _counted(
-                q(
-                    "SELECT name, COUNT(*) AS n FROM cc_pages WHERE rd = 1 "
-                    "GROUP BY name ORDER BY n DESC, name LIMIT ?",
-                    (top,),
-                ),
-                "route",
-                "visits",
-            ),
-            "transitions": _counted(
-                q(
-                    "SELECT prev, name, COUNT(*) AS n FROM cc_pages WHERE prev IS NOT NULL "
-                    "GROUP BY prev, name ORDER BY n DESC, prev, name LIMIT ?",
-                    (top,),
-                ),
-                "from",
-                "to",
-                "count",
-            ),
-            "login_share": round(logins / visits, 4) if visits else 0.0,
-            "time_to_login_p50": login_p50,
-            "end_reasons": [
-                {"reason": k, "count": v} for k, v in sorted(ends.items(), key=lambda i: (-i[1], i[0]))
-            ],
-        }
-        for key, column in (("browsers", "browser"), ("os", "os"), ("devices", "device")):
-            doc[key] = _counted(
-                q(
-                    f"SELECT COALESCE({column}, 'Other') AS name, COUNT(*) AS n FROM cc_visits "  # noqa: S608
-                    "GROUP BY name ORDER BY n DESC, name",
-                    (),
-                ),
-                "name",
-                "visits",
-            )
-        doc["events"] = _counted(
-            q(
-                "SELECT name, COUNT(*) AS n, COUNT(DISTINCT session || ':' || visit) "
-                f"FROM cc_hits WHERE kind = '{EVENT}' GROUP BY name ORDER BY n DESC, name LIMIT ?",  # noqa: S608
-                (top,),
-            ),
-            "name",
-            "count",
-            "visits",
-        )
-        doc["series"] = _series(store, q, since, until)
+        found = _totals(store, q, now, active_window)
+        found.update(_lists(store, q, top))
+        found["end_reasons"] = _ends(store, q, since, until, route)
+        found["series"] = _series(store, q, since, until)
         for name in _TEMPS:
             q(store.drop_temp(name), ())
-    return doc
+    return {key: found[key] for key in KEYS}

@@ -84,13 +84,13 @@ class PostgresAnalytics(AnalyticsStore):
             q(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (tbl text PRIMARY KEY, version int)", ())
             if self._current(q):
                 return
-            found = q(f"SELECT version FROM {VERSION_TABLE} WHERE tbl = ?", (self.table,))  # noqa: S608
+            found = q(f"SELECT version FROM {VERSION_TABLE} WHERE tbl = ?", (self.table,))
             version = int(found[0][0]) if found else 0
             for number in range(version, SCHEMA_VERSION):
                 for statement in MIGRATIONS[number]:
                     q(statement.format(t=self.table), ())
             q(
-                f"INSERT INTO {VERSION_TABLE} (tbl, version) VALUES (?, ?) "  # noqa: S608
+                f"INSERT INTO {VERSION_TABLE} (tbl, version) VALUES (?, ?) "
                 "ON CONFLICT (tbl) DO UPDATE SET version = excluded.version",
                 (self.table, SCHEMA_VERSION),
             )
@@ -99,7 +99,7 @@ class PostgresAnalytics(AnalyticsStore):
         exists = q("SELECT to_regclass(?) IS NOT NULL", (VERSION_TABLE,))
         if not exists[0][0]:
             return False
-        found = q(f"SELECT version FROM {VERSION_TABLE} WHERE tbl = ?", (self.table,))  # noqa: S608
+        found = q(f"SELECT version FROM {VERSION_TABLE} WHERE tbl = ?", (self.table,))
         if not found:
             return False
         version = int(found[0][0])
@@ -116,7 +116,7 @@ class PostgresAnalytics(AnalyticsStore):
             db = self._connect()
 
             def query(statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-                cursor = db.execute(statement.replace("?", "%s"), tuple(params))  # type: ignore[arg-type]
+                cursor = db.execute(statement.replace("?", "%s"), tuple(params))
                 return cursor.fetchall() if cursor.description is not None else []
 
             try:
@@ -128,7 +128,7 @@ class PostgresAnalytics(AnalyticsStore):
     def _insert_many(self, q: Query, statement: str, rows: list[tuple[Any, ...]]) -> None:
         db = self._connect()
         with db.cursor() as cursor:
-            cursor.executemany(statement.replace("?", "%s"), rows)  # type: ignore[arg-type]
+            cursor.executemany(statement.replace("?", "%s"), rows)
 
     def temp_table(self, name: str, select: str) -> str:
         return f"CREATE TEMP TABLE {name} ON COMMIT DROP AS {select}"

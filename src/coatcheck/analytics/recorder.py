@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from coatcheck.analytics.agent import reduce_agent
 from coatcheck.analytics.requests import gpc_refuses, prefers_html
-from coatcheck.analytics.rows import EVENT, PAGE, Hit
 from coatcheck.analytics.routes import route_of
+from coatcheck.analytics.rows import EVENT, PAGE, Hit
 from coatcheck.analytics.writer import BackgroundWriter
 from coatcheck.core.session import Session
 

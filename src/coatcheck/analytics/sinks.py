@@ -121,7 +121,10 @@ class RedisStreamSink:
         )
 
     def __call__(self, event: SessionEvent) -> None:
-        fields = {k: json.dumps(v) if not isinstance(v, str) else v for k, v in event_fields(event).items()}
+        fields = {
+            k: json.dumps(v) if not isinstance(v, str) else v
+            for k, v in event_fields(event).items()
+        }
         self.writer.put(fields)
 
     def _write(self, entries: Sequence[dict[str, Any]]) -> None:

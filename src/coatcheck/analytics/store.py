@@ -65,7 +65,7 @@ class AnalyticsStore:
             return
         columns = ", ".join(COLUMNS)
         marks = ", ".join("?" for _ in COLUMNS)
-        statement = f"INSERT INTO {self.table} ({columns}) VALUES ({marks})"  # noqa: S608
+        statement = f"INSERT INTO {self.table} ({columns}) VALUES ({marks})"
         with self._connection() as q:
             self._insert_many(q, statement, [h.values() for h in hits])
 
@@ -76,17 +76,13 @@ class AnalyticsStore:
     def _user_rows(self) -> str:
         """Rows about one user: theirs, and every row of a session that was ever theirs
         (the page views before the login belong to the same visit, the same person)."""
-        return (
-            f"session IN (SELECT session FROM {self.table} WHERE user_id = ?) "  # noqa: S608
-            "OR user_id = ?"
-        )
+        return f"session IN (SELECT session FROM {self.table} WHERE user_id = ?) OR user_id = ?"
 
     def export_user_sync(self, user_id: str) -> dict[str, Any]:
-        names = ("kind", "at", "session", "name", "method", "status", "duration_ms")
-        names += ("previous", "browser", "os", "device", "reason", "props")
+        names: tuple[str, ...] = ("kind", "at", "session", "name", "method", "status")
+        names += ("duration_ms", "previous", "browser", "os", "device", "reason", "props")
         statement = (
-            f"SELECT {', '.join(names)} FROM {self.table} "  # noqa: S608
-            f"WHERE {self._user_rows()} ORDER BY at, id"
+            f"SELECT {', '.join(names)} FROM {self.table} WHERE {self._user_rows()} ORDER BY at, id"
         )
         with self._connection() as q:
             rows = q(statement, (user_id, user_id))
@@ -101,10 +97,10 @@ class AnalyticsStore:
     def erase_user_sync(self, user_id: str) -> int:
         with self._connection() as q:
             found = q(
-                f"SELECT COUNT(*) FROM {self.table} WHERE {self._user_rows()}",  # noqa: S608
+                f"SELECT COUNT(*) FROM {self.table} WHERE {self._user_rows()}",
                 (user_id, user_id),
             )
-            q(f"DELETE FROM {self.table} WHERE {self._user_rows()}", (user_id, user_id))  # noqa: S608
+            q(f"DELETE FROM {self.table} WHERE {self._user_rows()}", (user_id, user_id))
         return int(found[0][0])
 
     async def export_user(self, user_id: str) -> Mapping[str, Any]:
@@ -121,15 +117,14 @@ class AnalyticsStore:
         if batch < 1:
             raise ValueError("batch must be at least 1")
         statement = (
-            f"DELETE FROM {self.table} WHERE id IN "  # noqa: S608
+            f"DELETE FROM {self.table} WHERE id IN "
             f"(SELECT id FROM {self.table} WHERE at < ? LIMIT ?)"
         )
         total = 0
         while True:
             with self._connection() as q:
                 found = q(
-                    f"SELECT COUNT(*) FROM (SELECT id FROM {self.table} "  # noqa: S608
-                    "WHERE at < ? LIMIT ?) x",
+                    f"SELECT COUNT(*) FROM (SELECT id FROM {self.table} WHERE at < ? LIMIT ?) x",
                     (cutoff, batch),
                 )
                 count = int(found[0][0])
@@ -141,12 +136,12 @@ class AnalyticsStore:
 
     def count(self) -> int:
         with self._connection() as q:
-            return int(q(f"SELECT COUNT(*) FROM {self.table}", ())[0][0])  # noqa: S608
+            return int(q(f"SELECT COUNT(*) FROM {self.table}", ())[0][0])
 
     def rows(self) -> Iterator[dict[str, Any]]:
         """Every row, oldest first (tests and small exports)."""
         names = ("id", *COLUMNS)
         with self._connection() as q:
-            found = q(f"SELECT {', '.join(names)} FROM {self.table} ORDER BY at, id", ())  # noqa: S608
+            found = q(f"SELECT {', '.join(names)} FROM {self.table} ORDER BY at, id", ())
         for row in found:
             yield dict(zip(names, row, strict=True))

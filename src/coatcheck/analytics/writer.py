@@ -138,7 +138,7 @@ class BackgroundWriter(Generic[T]):
     def _write(self, rows: list[T]) -> None:
         try:
             self.target(rows)
-        except Exception as exc:  # noqa: BLE001 (any failure of the target is an outage)
+        except Exception as exc:
             with self._lock:
                 self._failed += len(rows)
                 self._failures += 1

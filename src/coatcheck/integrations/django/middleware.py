@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any
 
 from django.conf import settings
@@ -29,11 +30,14 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.utils.deprecation import MiddlewareMixin
 
+from coatcheck.analytics.requests import prefers_html
 from coatcheck.core.client import ClientInfo
+from coatcheck.core.session import Session
 from coatcheck.engine.manager import SessionManager
 from coatcheck.errors import CoatcheckError, Throttled
 from coatcheck.http.forwarded import Proxies
 from coatcheck.http.headers import CLEAR_ALL, CLEAR_KEEP_COOKIES, EXPIRES_HEADER, deadline_value
+from coatcheck.http.pageviews import facts_from_environ, recorder_for
 from coatcheck.http.refusals import REFUSED, UNAVAILABLE, Refusal, refused
 from coatcheck.integrations.django.conf import get_manager
 from coatcheck.integrations.django.store import AUTH_USER_KEY, SessionStore
@@ -153,9 +157,27 @@ class SessionMiddleware(DjangoSessionMiddleware):
         # Read before the save, which drops the cached state (reading after would load it
         # again from the store).
         logged_in = session.accessed and AUTH_USER_KEY in session
+        recording = self._recording(request, session)
         response = super().process_response(request, response)
         _harden(session, response, logged_in)
+        if recording is not None:
+            _record(request, response, recording)
         return response
+
+    def _recording(self, request: HttpRequest, session: SessionStore) -> Session | None:
+        """The coatcheck session to record a page view of, when analytics is on and the
+        request is a page view or the view tracked an event. Taken before the save (which
+        drops the cached state); a page view of a session the view never read costs the
+        one store read that names its visitor."""
+        started = getattr(request, "_coatcheck_started", None)
+        if started is None:
+            return None
+        if not (session.accessed or prefers_html(request.META.get("HTTP_ACCEPT"))):
+            return None
+        try:
+            return session.core
+        except REFUSED:
+            return None  # the store is down: the 503 path answers, nothing is recorded
 
     _proxies_of: tuple[SessionManager, Proxies | None] | None = None
 
@@ -168,6 +190,8 @@ class SessionMiddleware(DjangoSessionMiddleware):
         return cached[1]
 
     def process_request(self, request: HttpRequest) -> None:
+        if recorder_for(get_manager()) is not None:
+            request._coatcheck_started = (get_manager().clock(), time.perf_counter())  # type: ignore[attr-defined]
         super().process_request(request)
         session = request.session
         if isinstance(session, SessionStore):
@@ -176,6 +200,20 @@ class SessionMiddleware(DjangoSessionMiddleware):
             if proxies is not None:
                 address = proxies.from_environ(request.META)[0]
             session.client = ClientInfo.from_raw(request.META.get("HTTP_USER_AGENT"), address)
+
+
+def _record(request: HttpRequest, response: HttpResponseBase, core: Session) -> None:
+    """Hand the request's page view and tracked events to the analytics recorder."""
+    recorder = recorder_for(get_manager())
+    if recorder is None:
+        return
+    started, began = request._coatcheck_started  # type: ignore[attr-defined]
+    match = getattr(request, "resolver_match", None)
+    template = getattr(match, "route", None) or None
+    facts = facts_from_environ(
+        request.META, response.status_code, started, time.perf_counter() - began, template
+    )
+    recorder.after_response(core, facts)
 
 
 def _harden(session: SessionStore, response: HttpResponse, logged_in: bool) -> None:

@@ -13,6 +13,7 @@ the first ``before_request`` hook, so no view runs without its session.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Final
 
 import flask
@@ -20,10 +21,12 @@ from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.exceptions import ServiceUnavailable
 
 from coatcheck.core.client import ClientInfo
+from coatcheck.core.session import Session
 from coatcheck.engine.manager import CommitResult, SessionManager
 from coatcheck.http.csrf_check import CsrfCheck
 from coatcheck.http.forwarded import Proxies
 from coatcheck.http.headers import expires_value, merge_headers, session_headers
+from coatcheck.http.pageviews import facts_from_environ, recorder_for
 from coatcheck.http.refusals import REFUSED, UNAVAILABLE, Refusal, refused, refused_at_load
 from coatcheck.http.transport import scan_environ
 from coatcheck.integrations.flask.session import FlaskSession, UnavailableSession
@@ -38,6 +41,9 @@ EXTENSION_KEY: Final = "coatcheck"
 
 UNAVAILABLE_FLAG: Final = "coatcheck.store_unavailable"
 """Set in the environ by open_session when the store failed; read by the 503 guard."""
+
+STARTED_KEY: Final = "coatcheck.started"
+"""Set in the environ by open_session when analytics is on: (clock time, perf counter)."""
 
 
 def refusal_response(refusal: Refusal = UNAVAILABLE) -> Response:
@@ -70,6 +76,8 @@ class CoatcheckSessionInterface(SessionInterface):
         self.csrf = CsrfCheck(manager)
         self.proxies = Proxies.of(manager.config)
         """``SessionConfig.trusted_proxies``: who the client is behind them (None: none)."""
+        self.recorder = recorder_for(manager)
+        """The analytics page-view recorder (``SessionConfig.analytics_url``), or None."""
 
     def open_session(self, app: flask.Flask, request: Request) -> SessionMixin | None:
         config = self.manager.config
@@ -80,6 +88,8 @@ class CoatcheckSessionInterface(SessionInterface):
         if self.proxies is not None:  # behind trusted proxies: X-Forwarded-For decides
             address = self.proxies.from_environ(request.environ)[0]
         info = ClientInfo.from_raw(user_agent, address)
+        if self.recorder is not None:
+            request.environ[STARTED_KEY] = (self.manager.clock(), time.perf_counter())
         try:
             core = self.manager.load_sync(token, info)
         except REFUSED as exc:
@@ -99,6 +109,8 @@ class CoatcheckSessionInterface(SessionInterface):
         if result is None:
             return
         core = session.core
+        if self.recorder is not None:
+            self._record(core, response)
         update = session_headers(
             self.manager.config,
             result,
@@ -112,6 +124,16 @@ class CoatcheckSessionInterface(SessionInterface):
             )
             response.headers.clear()
             response.headers.extend(merged)
+
+    def _record(self, core: Session, response: Response) -> None:
+        """Hand the request's page view and tracked events to the analytics recorder."""
+        assert self.recorder is not None
+        request = flask.request
+        started, began = request.environ.get(STARTED_KEY, (self.manager.clock(), None))
+        duration = None if began is None else time.perf_counter() - began
+        rule = request.url_rule.rule if request.url_rule is not None else None
+        facts = facts_from_environ(request.environ, response.status_code, started, duration, rule)
+        self.recorder.after_response(core, facts)
 
     def _commit_once(self, session: FlaskSession, response: Response) -> CommitResult | None:
         """The commit's result; None when it was refused and ``response`` now says so.
