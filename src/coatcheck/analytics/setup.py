@@ -23,7 +23,10 @@ from coatcheck.analytics.writer import BackgroundWriter
 from coatcheck.engine.manager import SessionManager
 from coatcheck.errors import ConfigError
 
-__all__ = ["Analytics", "analytics_for", "open_store"]
+__all__ = ["OFF", "Analytics", "analytics_for", "open_store"]
+
+OFF = ("off", "none", "0", "false")
+"""Values of the URL that mean analytics is off (``COATCHECK_ANALYTICS_URL=off``)."""
 
 
 def open_store(url: str) -> AnalyticsStore:
@@ -100,7 +103,7 @@ def analytics_for(manager: SessionManager) -> Analytics | None:
         if manager in _BY_MANAGER:
             return _BY_MANAGER[manager]
     url = manager.config.analytics_url
-    if not url:
+    if not url or url.strip().lower() in OFF:
         with _LOCK:
             _BY_MANAGER[manager] = None
         return None

@@ -50,15 +50,18 @@ def _service_modules() -> None:
         raise CommandError(SERVE_HINT.format(name=exc.name)) from None
 
 
-def service_manager(store_url: str, metrics: Metrics) -> SessionManager:
-    """A manager over the store ``store_url`` names, timed and counted by ``metrics``."""
+def service_manager(
+    store_url: str, metrics: Metrics, analytics_url: str | None = None
+) -> SessionManager:
+    """A manager over the store ``store_url`` names, timed and counted by ``metrics``,
+    recording analytics in ``analytics_url`` (None: off)."""
     from coatcheck.service.metrics import TimedStore
 
     try:
         store = server_store(from_url(store_url))
     except ConfigError as exc:
         raise CommandError(str(exc)) from None
-    config = SessionConfig.from_env()
+    config = SessionConfig.from_env().replace(analytics_url=analytics_url)
     return SessionManager(TimedStore(store, metrics), config, events=[metrics.sink])
 
 
@@ -71,7 +74,7 @@ def build_app(settings: ServiceSettings) -> ASGIApp:
     from coatcheck.service.metrics import Metrics
 
     metrics = Metrics()
-    manager = service_manager(settings.store_url, metrics)
+    manager = service_manager(settings.store_url, metrics, settings.analytics_url)
     service = Service.build(manager, settings, metrics)
     demo = SessionMiddleware(create_demo(manager), manager=manager)
     return create_app(manager, service, fallback=demo)

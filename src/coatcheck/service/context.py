@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from coatcheck.analytics.setup import Analytics, analytics_for
 from coatcheck.engine.manager import SessionManager
 from coatcheck.service.apikeys import KeyChecker
 from coatcheck.service.metrics import Metrics
@@ -21,6 +22,8 @@ class Service:
     keys: KeyChecker
     signer: Signer
     metrics: Metrics
+    analytics: Analytics | None = None
+    """The manager's analytics (``COATCHECK_ANALYTICS_URL``), or None when it is off."""
 
     @classmethod
     def build(cls, manager: SessionManager, settings: ServiceSettings, metrics: Metrics) -> Service:
@@ -32,6 +35,7 @@ class Service:
             keys=KeyChecker(store, clock, settings.api_key_cache),
             signer=Signer(store, clock, settings.jwt_algorithm),
             metrics=metrics,
+            analytics=analytics_for(manager),
         )
 
 
