@@ -18,7 +18,6 @@ import psycopg
 
 from coatcheck.analytics.store import DEFAULT_TABLE, AnalyticsStore, Query
 from coatcheck.errors import StoreUnavailable
-from coatcheck.privacy.contract import personal_data_holder
 
 __all__ = ["PostgresAnalytics"]
 
@@ -54,7 +53,6 @@ MIGRATIONS: Sequence[Sequence[str]] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-@personal_data_holder
 class PostgresAnalytics(AnalyticsStore):
     """``dsn`` is a libpq connection string; ``table`` a plain identifier."""
 

@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from coatcheck.analytics.store import DEFAULT_TABLE, AnalyticsStore, Query
-from coatcheck.privacy.contract import personal_data_holder
 
 __all__ = ["SQLiteAnalytics"]
 
@@ -44,7 +43,6 @@ MIGRATIONS: Sequence[Sequence[str]] = (
 """Schema migrations in order; ``{t}`` is the table."""
 
 
-@personal_data_holder
 class SQLiteAnalytics(AnalyticsStore):
     """``path`` is a file (or ``:memory:``); ``table`` must be a plain identifier."""
 

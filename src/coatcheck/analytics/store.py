@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Final
 
 from coatcheck.analytics.rows import COLUMNS, Hit
+from coatcheck.privacy.contract import personal_data_holder
 
 __all__ = ["DEFAULT_RETENTION", "DEFAULT_TABLE", "AnalyticsStore", "Query"]
 
@@ -28,8 +29,10 @@ Query = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 """Runs one statement (``?`` placeholders) and returns its rows (none for a write)."""
 
 
+@personal_data_holder
 class AnalyticsStore:
-    """The contract of an analytics backend. ``name`` is the personal-data section."""
+    """The contract of an analytics backend, and the personal-data holder ``page_views``
+    (declared once here: every backend exports and erases through the same SQL)."""
 
     name = "page_views"
     table: str
