@@ -64,12 +64,22 @@ def _coarse(user_agent: str) -> Agent:
     return Agent(browser, system, device)
 
 
+_MOBILE_WORDS = re.compile(r"^Mobile | Mobile( iOS| WebView)?$| iOS$")
+
+
 def _with_ua_parser(parse: Any, user_agent: str) -> Agent:
+    """ua-parser's families, without its mobile variants (``Mobile Safari``, ``Chrome
+    Mobile iOS``: the device class says mobile already), so both readings name a browser
+    alike; ``Mac OS X`` is ``macOS``."""
     coarse = _coarse(user_agent)  # device class: ua-parser names models, not classes
     result = parse(user_agent)
     browser = getattr(getattr(result, "user_agent", None), "family", None) or coarse.browser
     system = getattr(getattr(result, "os", None), "family", None) or coarse.os
-    return Agent(str(browser), str(system), coarse.device)
+    browser = _MOBILE_WORDS.sub("", str(browser)) or coarse.browser
+    system = "macOS" if system == "Mac OS X" else str(system)
+    if browser == "Other":
+        browser = coarse.browser
+    return Agent(browser, system, coarse.device)
 
 
 def _parser() -> Any:
