@@ -193,6 +193,9 @@ def test_forward_auth_records_the_forwarded_uri_and_the_summary_answers(tmp_path
                 params={"since": "1h"},
                 headers={"authorization": f"Bearer {key}"},
             )
+            scraped = await client.get("/metrics")
+            # created and login (the lifecycle events of the sign-in), then the page view
+            assert 'coatcheck_analytics_rows_total{outcome="written"} 3' in scraped.text
             return answer.status_code, report.json()
 
     status, report = asyncio.run(calls())

@@ -29,13 +29,16 @@ class Service:
     def build(cls, manager: SessionManager, settings: ServiceSettings, metrics: Metrics) -> Service:
         """The parts over ``manager``'s store (the API keys and the JWT ring live there)."""
         store, clock = server_store(manager.store), manager.clock
+        analytics = analytics_for(manager)
+        if analytics is not None:
+            metrics.analytics = analytics.writer.stats
         return cls(
             manager=manager,
             settings=settings,
             keys=KeyChecker(store, clock, settings.api_key_cache),
             signer=Signer(store, clock, settings.jwt_algorithm),
             metrics=metrics,
-            analytics=analytics_for(manager),
+            analytics=analytics,
         )
 
 
