@@ -175,8 +175,9 @@ def test_a_route_keeps_the_visits_that_viewed_it(store: AnalyticsStore) -> None:
     assert doc["entry_pages"] == [{"route": "/", "visits": 1}, {"route": "/about", "visits": 1}]
 
 
-def test_the_inactivity_gap_is_a_setting(store: AnalyticsStore) -> None:
-    doc = summary(week(store), T0, WEEK_END, gap=3600, now=NOW)
+def test_the_inactivity_gap_is_a_setting_of_the_store(store: AnalyticsStore) -> None:
+    store.visit_gap = 3600.0  # ``?visit_gap=3600`` in the store's URL
+    doc = summary(week(store), T0, WEEK_END, now=NOW)
     # A1 + A2 (54 min apart) and B1 + B2 (41 min apart) merge under an hour's gap.
     assert doc["visits"] == 4
     assert doc["bounce_rate"] == 0.25  # D1 only
@@ -199,14 +200,21 @@ def test_a_date_range_reads_only_its_rows(store: AnalyticsStore) -> None:
 def test_a_session_that_continues_past_the_gap_is_two_visits_with_their_own_entries(
     store: AnalyticsStore,
 ) -> None:
-    store.write_batch(
-        [
-            page(at(0, 8, 0), "G", "/a", CHROME_WIN),
-            page(at(0, 8, 30), "G", "/b", CHROME_WIN),  # exactly 30 min: the same visit
-            page(at(0, 9, 0, 1), "G", "/c", CHROME_WIN),  # 30 min 1 s: a new one
-        ]
-    )
+    store.write_batch([page(at(0, 8, 0), "G", "/a", CHROME_WIN)])
+    store.write_batch([page(at(0, 8, 30), "G", "/b", CHROME_WIN)])  # 30 min: the same visit
+    store.write_batch([page(at(0, 9, 0, 1), "G", "/c", CHROME_WIN)])  # 30 min 1 s: a new one
     doc = summary(store, T0, WEEK_END)
     assert doc["visits"] == 2
     assert doc["entry_pages"] == [{"route": "/a", "visits": 1}, {"route": "/c", "visits": 1}]
     assert doc["transitions"] == [{"from": "/a", "to": "/b", "count": 1}]
+
+
+def test_rows_written_out_of_order_in_other_batches_find_their_visit(store: AnalyticsStore) -> None:
+    # Two nodes' writers may deliver a visit's rows late and in any order.
+    store.write_batch([page(at(0, 8, 10), "H", "/b", CHROME_WIN)])
+    store.write_batch([page(at(0, 8, 0), "H", "/a", CHROME_WIN)])  # earlier, written later
+    store.write_batch([event(at(0, 8, 12), "H", "cart.added", CHROME_WIN)])
+    doc = summary(store, T0, WEEK_END)
+    assert doc["visits"] == 1
+    assert doc["duration_p50"] == 720.0  # 08:00 to 08:12
+    assert doc["bounce_rate"] == 0.0

@@ -81,7 +81,12 @@ def test_sqlite_is_in_wal_mode_and_migrates_once(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert db.execute("PRAGMA user_version").fetchone() == (1,)
         indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert {"coatcheck_analytics_at", "coatcheck_analytics_session_at"} <= indexes
+    assert {
+        "coatcheck_analytics_kind_at",
+        "coatcheck_analytics_session_at",
+        "coatcheck_analytics_visits_started",
+        "coatcheck_analytics_visits_session",
+    } <= indexes
 
 
 def test_postgres_migrates_once_and_refuses_a_newer_schema() -> None:

@@ -42,25 +42,54 @@ MIGRATIONS: Sequence[Sequence[str]] = (
             os text,
             device text,
             reason text,
-            props jsonb NOT NULL DEFAULT '{{}}'
+            props jsonb NOT NULL DEFAULT '{{}}',
+            visit bigint
         )
         """,
-        "CREATE INDEX {t}_at ON {t} (at)",
+        """
+        CREATE TABLE {t}_visits (
+            id bigserial PRIMARY KEY,
+            session text NOT NULL,
+            user_id text,
+            started double precision NOT NULL,
+            ended double precision NOT NULL,
+            pages integer NOT NULL,
+            events integer NOT NULL,
+            entry text,
+            exit text,
+            browser text,
+            os text,
+            device text
+        )
+        """,
+        "CREATE INDEX {t}_kind_at ON {t} (kind, at) INCLUDE (name, previous, visit)",
         "CREATE INDEX {t}_session_at ON {t} (session, at)",
         "CREATE INDEX {t}_user ON {t} (user_id) WHERE user_id IS NOT NULL",
+        "CREATE INDEX {t}_visits_started ON {t}_visits (started)",
+        "CREATE INDEX {t}_visits_session ON {t}_visits (session, ended)",
+        "CREATE INDEX {t}_visits_user ON {t}_visits (user_id) WHERE user_id IS NOT NULL",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def write_lock(table: str) -> int:
+    """The advisory lock every batch of ``table`` takes: writers on many nodes place rows
+    in visits one batch at a time, so two requests of one session written at once by two
+    nodes never open two visits."""
+    digest = hashlib.sha256(f"coatcheck.analytics.write:{table}".encode()).digest()
+    return int.from_bytes(digest[:8], signed=True)
+
+
 class PostgresAnalytics(AnalyticsStore):
     """``dsn`` is a libpq connection string; ``table`` a plain identifier."""
 
-    def __init__(self, dsn: str, table: str = DEFAULT_TABLE) -> None:
+    def __init__(self, dsn: str, table: str = DEFAULT_TABLE, visit_gap: float = 1800.0) -> None:
         if not table.replace("_", "").isalnum() or not table[:1].isalpha():
             raise ValueError(f"analytics table {table!r} is not a plain identifier")
         self.dsn = dsn
         self.table = table
+        self.visit_gap = float(visit_gap)
         self._lock = threading.Lock()
         self._db: psycopg.Connection[Any] | None = None
         self._migrate()
@@ -114,7 +143,10 @@ class PostgresAnalytics(AnalyticsStore):
             db = self._connect()
 
             def query(statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-                cursor = db.execute(statement.replace("?", "%s"), tuple(params))
+                if not params:  # no placeholders: the text goes as it is (``%`` included)
+                    cursor = db.execute(statement.encode())
+                else:
+                    cursor = db.execute(statement.replace("?", "%s"), tuple(params))
                 return cursor.fetchall() if cursor.description is not None else []
 
             try:
@@ -122,6 +154,9 @@ class PostgresAnalytics(AnalyticsStore):
                     yield query
             except psycopg.OperationalError as exc:
                 raise StoreUnavailable(f"analytics store: {exc}") from exc
+
+    def _lock_writers(self, q: Query) -> None:
+        q("SELECT pg_advisory_xact_lock(?)", (write_lock(self.table),))
 
     def _insert_many(self, q: Query, statement: str, rows: list[tuple[Any, ...]]) -> None:
         db = self._connect()

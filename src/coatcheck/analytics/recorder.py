@@ -11,8 +11,6 @@ thread does the I/O. Nothing here can fail a request: any error is logged and dr
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -57,25 +55,16 @@ class PageFacts:
 
 
 class PageRecorder:
-    """Queues page views and custom events into ``writer``, behind ``gate``.
-
-    ``previous`` keeps each session's last recorded route (at most ``remember`` sessions,
-    least recently seen forgotten first), so a page view names where the visitor came from
-    without the session being written on every request.
-    """
+    """Queues page views and custom events into ``writer``, behind ``gate``. Where a page
+    view came from (its previous route) is the store's to say: it knows the visit."""
 
     def __init__(
         self,
         writer: BackgroundWriter[Hit],
         gate: ConsentGate = consent_gate,
-        *,
-        remember: int = 10_000,
     ) -> None:
         self.writer = writer
         self.gate = gate
-        self.remember = remember
-        self._previous: OrderedDict[str, str] = OrderedDict()
-        self._lock = threading.Lock()
 
     def allowed(self, session: Session, gpc: str | None) -> bool:
         """May anything about this request be recorded?"""
@@ -112,11 +101,6 @@ class PageRecorder:
         }
         route = route_of(facts.path, facts.template)
         if wants_page:
-            with self._lock:
-                previous = self._previous.pop(handle, None)
-                self._previous[handle] = route
-                if len(self._previous) > self.remember:
-                    self._previous.popitem(last=False)
             duration = None if facts.duration is None else round(facts.duration * 1000, 3)
             self.writer.put(
                 Hit(
@@ -126,7 +110,6 @@ class PageRecorder:
                     method=facts.method.upper(),
                     status=facts.status,
                     duration_ms=duration,
-                    previous=previous,
                     **common,  # type: ignore[arg-type]
                 )
             )

@@ -36,8 +36,10 @@ COLUMNS: Final = (
     "device",
     "reason",
     "props",
+    "visit",
 )
-"""The columns a write fills, in order (``id`` is the store's)."""
+"""The columns a write fills, in order (``id`` is the store's; ``visit`` and, for a page
+view, ``previous`` are the store's too: it places each row in its visit as it writes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +62,9 @@ class Hit:
     reason: str | None = None
     props: Mapping[str, Any] = field(default_factory=dict)
 
-    def values(self) -> tuple[Any, ...]:
-        """The row in ``COLUMNS`` order, ``props`` as JSON text."""
+    def values(self, previous: str | None, visit: int | None) -> tuple[Any, ...]:
+        """The row in ``COLUMNS`` order, ``props`` as JSON text, with the ``previous``
+        route and the ``visit`` the store placed it in."""
         props = json.dumps(dict(self.props), separators=(",", ":"), default=str)
         return (
             self.kind,
@@ -72,12 +75,13 @@ class Hit:
             self.method,
             self.status,
             self.duration_ms,
-            self.previous,
+            previous,
             self.browser,
             self.os,
             self.device,
             self.reason,
             props,
+            visit,
         )
 
 

@@ -34,16 +34,22 @@ def open_store(url: str) -> AnalyticsStore:
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query))
     table = query.pop("table", DEFAULT_TABLE)
+    try:
+        gap = float(query.pop("visit_gap", "1800"))
+    except ValueError:
+        raise ConfigError("analytics store URL: visit_gap must be seconds") from None
+    if gap <= 0:
+        raise ConfigError("analytics store URL: visit_gap must be positive")
     if parts.scheme == "sqlite":
         from coatcheck.analytics.sqlite_store import SQLiteAnalytics
 
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
-        return SQLiteAnalytics(path or ":memory:", table)
+        return SQLiteAnalytics(path or ":memory:", table, gap)
     if parts.scheme in ("postgresql", "postgres"):
         from coatcheck.analytics.postgres_store import PostgresAnalytics
 
         dsn = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(query)))
-        return PostgresAnalytics(dsn, table)
+        return PostgresAnalytics(dsn, table, gap)
     raise ConfigError(
         f"analytics store URL: unknown scheme {parts.scheme!r} (sqlite:// or postgresql://)"
     )

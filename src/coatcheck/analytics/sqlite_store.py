@@ -32,12 +32,33 @@ MIGRATIONS: Sequence[Sequence[str]] = (
             os TEXT,
             device TEXT,
             reason TEXT,
-            props TEXT NOT NULL DEFAULT '{{}}'
+            props TEXT NOT NULL DEFAULT '{{}}',
+            visit INTEGER
         )
         """,
-        "CREATE INDEX IF NOT EXISTS {t}_at ON {t} (at)",
+        """
+        CREATE TABLE IF NOT EXISTS {t}_visits (
+            id INTEGER PRIMARY KEY,
+            session TEXT NOT NULL,
+            user_id TEXT,
+            started REAL NOT NULL,
+            ended REAL NOT NULL,
+            pages INTEGER NOT NULL,
+            events INTEGER NOT NULL,
+            entry TEXT,
+            exit TEXT,
+            browser TEXT,
+            os TEXT,
+            device TEXT
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS {t}_kind_at ON {t} (kind, at, name, previous, visit)",
         "CREATE INDEX IF NOT EXISTS {t}_session_at ON {t} (session, at)",
         "CREATE INDEX IF NOT EXISTS {t}_user ON {t} (user_id) WHERE user_id IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS {t}_visits_started ON {t}_visits (started)",
+        "CREATE INDEX IF NOT EXISTS {t}_visits_session ON {t}_visits (session, ended)",
+        "CREATE INDEX IF NOT EXISTS {t}_visits_user ON {t}_visits (user_id) "
+        "WHERE user_id IS NOT NULL",
     ),
 )
 """Schema migrations in order; ``{t}`` is the table."""
@@ -46,11 +67,12 @@ MIGRATIONS: Sequence[Sequence[str]] = (
 class SQLiteAnalytics(AnalyticsStore):
     """``path`` is a file (or ``:memory:``); ``table`` must be a plain identifier."""
 
-    def __init__(self, path: str, table: str = DEFAULT_TABLE) -> None:
+    def __init__(self, path: str, table: str = DEFAULT_TABLE, visit_gap: float = 1800.0) -> None:
         if not table.replace("_", "").isalnum() or not table[:1].isalpha():
             raise ValueError(f"analytics table {table!r} is not a plain identifier")
         self.path = path
         self.table = table
+        self.visit_gap = float(visit_gap)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

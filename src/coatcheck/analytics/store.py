@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Final
 
-from coatcheck.analytics.rows import COLUMNS, Hit
+from coatcheck.analytics.rows import COLUMNS, EVENT, PAGE, Hit
 from coatcheck.privacy.contract import personal_data_holder
 
 __all__ = ["DEFAULT_RETENTION", "DEFAULT_TABLE", "AnalyticsStore", "Query"]
@@ -36,6 +36,8 @@ class AnalyticsStore:
 
     name = "page_views"
     table: str
+    visit_gap: float = 30 * 60.0
+    """Seconds of inactivity after which a session's next activity opens a new visit."""
 
     # -- what a backend provides --------------------------------------------------------
     def _connection(self) -> AbstractContextManager[Query]:
@@ -62,15 +64,89 @@ class AnalyticsStore:
         """One transaction for a report (its temporary tables live until it ends)."""
         return self._connection()
 
+    @property
+    def visits(self) -> str:
+        """The visits table, filled as rows are written: one row per visit."""
+        return f"{self.table}_visits"
+
+    def _lock_writers(self, q: Query) -> None:
+        """Serialize writers of the table across processes (SQLite's ``BEGIN IMMEDIATE``
+        does; PostgreSQL takes a transaction-scoped advisory lock)."""
+
     def write_batch(self, hits: Sequence[Hit]) -> None:
-        """Insert ``hits`` in one transaction (the background writer's target)."""
+        """Insert ``hits`` in one transaction (the background writer's target), placing
+        each page view and custom event in its visit: the session's latest visit when it
+        saw activity at most ``visit_gap`` seconds before, else a new one."""
         if not hits:
             return
         columns = ", ".join(COLUMNS)
         marks = ", ".join("?" for _ in COLUMNS)
         statement = f"INSERT INTO {self.table} ({columns}) VALUES ({marks})"
         with self._connection() as q:
-            self._insert_many(q, statement, [h.values() for h in hits])
+            self._lock_writers(q)
+            placed: dict[str, list[Any]] = {}
+            rows = []
+            for hit in sorted(hits, key=lambda h: h.at):
+                if hit.kind in (PAGE, EVENT):
+                    visit, previous = self._place(q, hit, placed)
+                    rows.append(hit.values(previous, visit))
+                else:
+                    rows.append(hit.values(hit.previous, None))
+            self._insert_many(q, statement, rows)
+
+    def _place(self, q: Query, hit: Hit, placed: dict[str, list[Any]]) -> tuple[int, str | None]:
+        """The visit ``hit`` belongs to (updated, or opened) and, for a page view, the
+        route before it in that visit. ``placed`` remembers this batch's visits."""
+        state = placed.get(hit.session)
+        if state is None:
+            found = q(
+                f"SELECT id, started, ended, exit FROM {self.visits} "
+                "WHERE session = ? ORDER BY ended DESC LIMIT 1",
+                (hit.session,),
+            )
+            state = list(found[0]) if found else None
+        page = hit.kind == PAGE
+        route = hit.name if page else None
+        if state is not None and state[1] - self.visit_gap <= hit.at <= state[2] + self.visit_gap:
+            visit, started, ended, last = state
+            later = hit.at >= ended
+            previous = last if page else hit.previous
+            state = [
+                visit,
+                min(started, hit.at),
+                max(ended, hit.at),
+                route if page and later else last,
+            ]
+            q(
+                f"UPDATE {self.visits} SET started = ?, ended = ?, pages = pages + ?, "
+                "events = events + ?, exit = ?, entry = COALESCE(entry, ?), "
+                "user_id = COALESCE(?, user_id) WHERE id = ?",
+                (state[1], state[2], int(page), int(not page), state[3], route, hit.user_id, visit),
+            )
+        else:
+            found = q(
+                f"INSERT INTO {self.visits} (session, user_id, started, ended, pages, events, "
+                "entry, exit, browser, os, device) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "RETURNING id",
+                (
+                    hit.session,
+                    hit.user_id,
+                    hit.at,
+                    hit.at,
+                    int(page),
+                    int(not page),
+                    route,
+                    route,
+                    hit.browser,
+                    hit.os,
+                    hit.device,
+                ),
+            )
+            visit = int(found[0][0])
+            previous = None if page else hit.previous
+            state = [visit, hit.at, hit.at, route]
+        placed[hit.session] = state
+        return int(state[0]), previous
 
     def _insert_many(self, q: Query, statement: str, rows: list[tuple[Any, ...]]) -> None:
         for row in rows:
@@ -101,6 +177,11 @@ class AnalyticsStore:
         with self._connection() as q:
             found = q(
                 f"SELECT COUNT(*) FROM {self.table} WHERE {self._user_rows()}",
+                (user_id, user_id),
+            )
+            q(
+                f"DELETE FROM {self.visits} WHERE session IN "
+                f"(SELECT session FROM {self.table} WHERE user_id = ?) OR user_id = ?",
                 (user_id, user_id),
             )
             q(f"DELETE FROM {self.table} WHERE {self._user_rows()}", (user_id, user_id))
@@ -135,7 +216,10 @@ class AnalyticsStore:
                     q(statement, (cutoff, batch))
             total += count
             if count < batch:
-                return total
+                break
+        with self._connection() as q:
+            q(f"DELETE FROM {self.visits} WHERE ended < ?", (cutoff,))
+        return total
 
     def count(self) -> int:
         with self._connection() as q:
