@@ -67,6 +67,12 @@ SELECT visit, MIN(session), MAX(user_id), MIN(at), MAX(at),
        MAX(browser), MAX(os), MAX(device)
 FROM {table} WHERE visit IS NOT NULL GROUP BY visit
 """
+HOURLY_SQL = """
+INSERT INTO {hourly} (hour, kind, name, previous, n)
+SELECT {hour}, kind, name, CASE WHEN kind = 'page' THEN COALESCE(previous, '') ELSE '' END,
+       COUNT(*)
+FROM {table} WHERE kind IN ('page', 'event') GROUP BY 1, 2, 3, 4
+"""
 COLUMNS = (
     "kind, at, session, user_id, name, method, status, duration_ms, previous, browser, os, "
     "device, props, visit"
@@ -91,6 +97,7 @@ def fill(store: AnalyticsStore, rows: int, sqlite: bool) -> float:
             body = select.format(base=BASE, spacing=spacing, source=source, visit=VISIT)
             q(f"{prefix}INSERT INTO {store.table} ({COLUMNS}) {body}", ())
         q(VISITS_SQL.format(visits=store.visits, table=store.table), ())
+        q(HOURLY_SQL.format(hourly=store.hourly, table=store.table, hour=store.bucket("at", 3600)), ())
     with store.session() as q:
         q("ANALYZE" if sqlite else f"ANALYZE {store.table}", ())
         if not sqlite:
@@ -145,7 +152,8 @@ async def run(_: Settings, console: Console) -> list[WorkloadResult]:
             finally:
                 if isinstance(store, PostgresAnalytics):
                     with store.session() as q:
-                        q(f"DROP TABLE IF EXISTS {store.table}", ())
+                        for name in (store.table, store.visits, store.hourly):
+                            q(f"DROP TABLE IF EXISTS {name}", ())
                         q(f"DELETE FROM {VERSION_TABLE} WHERE tbl = ?", (store.table,))
                 store.close()
     console.print(table)

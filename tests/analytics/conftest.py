@@ -16,15 +16,20 @@ from coatcheck.analytics.store import AnalyticsStore
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
 
+def drop(store: PostgresAnalytics) -> None:
+    """Drop the store's tables and its schema-version row."""
+    with store.session() as q:
+        for table in (store.table, store.visits, store.hourly):
+            q(f"DROP TABLE IF EXISTS {table}", ())
+        q(f"DELETE FROM {VERSION_TABLE} WHERE tbl = ?", (store.table,))
+
+
 def postgres_store() -> Iterator[PostgresAnalytics]:
-    table = f"cc_analytics_test_{secrets.token_hex(4)}"
-    store = PostgresAnalytics(POSTGRES, table)
+    store = PostgresAnalytics(POSTGRES, f"cc_analytics_test_{secrets.token_hex(4)}")
     try:
         yield store
     finally:
-        with store.session() as q:
-            q(f"DROP TABLE IF EXISTS {table}", ())
-            q(f"DELETE FROM {VERSION_TABLE} WHERE tbl = ?", (table,))
+        drop(store)
         store.close()
 
 

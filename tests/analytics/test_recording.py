@@ -90,7 +90,12 @@ def test_a_page_view_keeps_the_route_method_status_duration_and_client_class() -
     rec.after_response(session, facts("/cart", template="/cart"))
     assert writer.flush()
     first, second = target.rows
-    assert (first.kind, first.name, first.method, first.status) == ("page", "/products/{id}", "GET", 200)
+    assert (first.kind, first.name, first.method, first.status) == (
+        "page",
+        "/products/{id}",
+        "GET",
+        200,
+    )
     assert first.duration_ms == 12.5
     assert (first.session, first.user_id, first.at) == ("h1", "u1", 1000.0)
     assert (first.browser, first.os, first.device) == ("Firefox", "Linux", "desktop")

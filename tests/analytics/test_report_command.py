@@ -81,7 +81,9 @@ def test_a_bad_range_is_one_line_and_exit_code_1(tmp_path: Path) -> None:
 def test_purge_deletes_rows_older_than_the_span(tmp_path: Path) -> None:
     url = seeded(tmp_path)
     # every row of the week is from March 2026; a cutoff of 0 days ago takes them all
-    result = CliRunner().invoke(cli, ["analytics", "purge", "--older-than", "0d", "--analytics", url])
+    result = CliRunner().invoke(
+        cli, ["analytics", "purge", "--older-than", "0d", "--analytics", url]
+    )
     assert result.exit_code == 0, result.output
     assert f"Purged {len(WEEK)} analytics rows." in result.output
 

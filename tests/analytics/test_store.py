@@ -4,6 +4,7 @@ erase by user, the visit before the login included), retention in batches, migra
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sqlite3
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from coatcheck.analytics.sqlite_store import SQLiteAnalytics
 from coatcheck.analytics.store import AnalyticsStore
 from coatcheck.errors import ConfigError, StoreUnavailable
 from coatcheck.privacy.contract import DECLARED_HOLDERS, PersonalDataHolder
-from tests.analytics.conftest import POSTGRES
+from tests.analytics.conftest import POSTGRES, drop
 
 ROWS = [
     Hit(PAGE, 100.0, "s1", "/", method="GET", status=200),  # before u1 logged in
@@ -90,17 +91,16 @@ def test_sqlite_is_in_wal_mode_and_migrates_once(tmp_path: Path) -> None:
 
 
 def test_postgres_migrates_once_and_refuses_a_newer_schema() -> None:
-    first = PostgresAnalytics(POSTGRES, "cc_analytics_migrate_test")
+    table = f"cc_analytics_migrate_{secrets.token_hex(4)}"
+    first = PostgresAnalytics(POSTGRES, table)
     try:
-        PostgresAnalytics(POSTGRES, "cc_analytics_migrate_test").close()  # current already
+        PostgresAnalytics(POSTGRES, table).close()  # current already: no DDL again
         with first.session() as q:
             q(f"UPDATE {VERSION_TABLE} SET version = 99 WHERE tbl = ?", (first.table,))
         with pytest.raises(StoreUnavailable, match="newer"):
-            PostgresAnalytics(POSTGRES, "cc_analytics_migrate_test")
+            PostgresAnalytics(POSTGRES, table)
     finally:
-        with first.session() as q:
-            q("DROP TABLE IF EXISTS cc_analytics_migrate_test", ())
-            q(f"DELETE FROM {VERSION_TABLE} WHERE tbl = ?", (first.table,))
+        drop(first)
         first.close()
 
 

@@ -19,12 +19,17 @@
   Plausible's), and the page views and events of those visits.
 
 ``summary`` is the one entry point (the command, the service and the dashboard call it); it
-runs in one transaction of the store, over one temporary table: the visits of the range.
+runs in one transaction of the store. Visit figures read the visits table (indexed by
+start); page and event counts read the store's hourly counts for the full hours of the
+range and the rows themselves only for the partial hours at its ends, so a week's report
+over a million page views reads a few thousand counts. With ``route``, the page and event
+counts are those of the visits kept, read from the rows.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -61,59 +66,62 @@ ACTIVE_WINDOW: Final = 5 * 60.0
 HOUR: Final = 3600
 DAY: Final = 86400
 _ENDINGS: Final = (ev.LOGOUT, ev.EXPIRED, ev.REVOKED, ev.THEFT_SUSPECTED)
-_TEMP: Final = "cc_visits"
 
 
-def _build(store: AnalyticsStore, q: Query, since: float, until: float, route: str | None) -> None:
-    """``cc_visits``: the visits that started in the range (with ``route``: that viewed it)."""
-    q(store.drop_temp(_TEMP), ())
-    select = f"SELECT * FROM {store.visits} WHERE started >= ? AND started < ?"
-    params: tuple[Any, ...] = (since, until)
-    if route is not None:
-        select += (
-            f" AND id IN (SELECT visit FROM {store.table} WHERE kind = '{PAGE}' "
-            "AND at >= ? AND at < ? AND name = ?)"
-        )
-        params += (since, until, route)
-    q(store.temp_table(_TEMP, select), params)
+class Range:
+    """The visits of ``[since, until)`` (with ``route``: those that viewed it), as a SQL
+    condition and its parameters."""
 
+    def __init__(self, store: AnalyticsStore, since: float, until: float, route: str | None):
+        self.store, self.since, self.until, self.route = store, since, until, route
+        self.where = "started >= ? AND started < ?"
+        self.params: tuple[Any, ...] = (since, until)
+        if route is not None:
+            self.where += (
+                f" AND id IN (SELECT visit FROM {store.table} WHERE kind = '{PAGE}' "
+                "AND at >= ? AND at < ? AND name = ?)"
+            )
+            self.params += (since, until, route)
 
-def _rows_of(store: AnalyticsStore, kind: str, route: str | None) -> str:
-    """The ``FROM ... WHERE`` of the range's rows of ``kind`` (``?`` twice: the range)."""
-    where = f"FROM {store.table} WHERE kind = '{kind}' AND at >= ? AND at < ?"
-    if route is not None:
-        where += f" AND visit IN (SELECT id FROM {_TEMP})"
-    return where
+    def visits(self, select: str, tail: str = "") -> str:
+        return f"SELECT {select} FROM {self.store.visits} WHERE {self.where} {tail}"
 
 
 def _rank(p: int, n: int) -> int:
     return max(1, math.ceil(p * n / 100))
 
 
-def _percentiles(q: Query, expr: str, source: str, n: int) -> tuple[float | None, float | None]:
-    """The nearest-rank p50 and p90 of ``expr`` over ``source``'s ``n`` rows."""
-    if n == 0:
-        return None, None
-    ranks = (_rank(50, n), _rank(90, n))
-    found: dict[int, float] = dict(
-        q(
-            f"SELECT rn, d FROM (SELECT {expr} AS d, ROW_NUMBER() OVER "
-            f"(ORDER BY {expr}) AS rn FROM {source}) x WHERE rn IN (?, ?)",
-            ranks,
-        )
-    )
-    return float(found[ranks[0]]), float(found[ranks[1]])
+def _counts(r: Range, q: Query, kind: str, columns: str) -> Counter[tuple[Any, ...]]:
+    """Rows of ``kind`` in the range, counted by ``columns`` (``name`` or ``previous,
+    name``): full hours from the hourly counts, the partial hours at the ends from the
+    rows (with a route filter, all from the rows of the visits kept)."""
+    store, counted = r.store, Counter[tuple[Any, ...]]()
+    raw = f"SELECT {columns}, COUNT(*) FROM {store.table} WHERE kind = ? AND at >= ? AND at < ?"
+    first, last = math.ceil(r.since / HOUR) * HOUR, int(r.until // HOUR) * HOUR
+    if r.route is not None:
+        spans = [(r.since, r.until)]
+        raw += f" AND visit IN (SELECT id FROM {store.visits} WHERE {r.where})"
+        extra = r.params
+    elif first >= last:
+        spans, extra = [(r.since, r.until)], ()
+    else:
+        spans, extra = [(r.since, first), (last, r.until)], ()
+        for *key, n in q(
+            f"SELECT {columns}, SUM(n) FROM {store.hourly} WHERE kind = ? AND hour >= ? "
+            f"AND hour < ? GROUP BY {columns}",
+            (kind, first, last),
+        ):
+            counted[tuple("" if v is None else v for v in key)] += int(n)
+    for lo, hi in spans:
+        if lo < hi:
+            for *key, n in q(f"{raw} GROUP BY {columns}", (kind, lo, hi, *extra)):
+                counted[tuple("" if v is None else v for v in key)] += int(n)
+    return counted
 
 
-def _counted(rows: list[tuple[Any, ...]], *names: str) -> list[dict[str, Any]]:
-    """Rows as objects; counts as ints (a driver may hand back ``Decimal``)."""
-    return [
-        {
-            n: (v if isinstance(v, str) or v is None else int(v))
-            for n, v in zip(names, r, strict=True)
-        }
-        for r in rows
-    ]
+def _top(counted: Counter[Any], top: int) -> list[tuple[Any, int]]:
+    """The ``top`` largest counts, ties by key."""
+    return sorted(counted.items(), key=lambda item: (-item[1], item[0]))[:top]
 
 
 def _end_reason(name: str, reason: str | None) -> str:
@@ -123,141 +131,154 @@ def _end_reason(name: str, reason: str | None) -> str:
     return short
 
 
-def _series(store: AnalyticsStore, q: Query, since: float, until: float) -> dict[str, Any]:
+def _stamp(at: int) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _series(r: Range, q: Query) -> dict[str, Any]:
     """Visits, visitors (sessions) and page views per hour and per day (UTC), by the hour
     each visit started in; every bucket of the range present (zeros included), so a chart
     needs no gap filling."""
     out: dict[str, Any] = {}
     for label, size in (("hour", HOUR), ("day", DAY)):
+        bucket = r.store.bucket("started", size)
         found = {
             int(b): (int(v), int(s), int(p))
             for b, v, s, p in q(
-                f"SELECT {store.bucket('started', size)} AS b, COUNT(*), "
-                f"COUNT(DISTINCT session), SUM(pages) FROM {_TEMP} GROUP BY b",
-                (),
+                r.visits(
+                    f"{bucket} AS b, COUNT(*), COUNT(DISTINCT session), SUM(pages)", "GROUP BY b"
+                ),
+                r.params,
             )
         }
         buckets = []
-        for at in range(int(since // size) * size, math.ceil(until / size) * size, size):
+        for at in range(int(r.since // size) * size, math.ceil(r.until / size) * size, size):
             v, s, p = found.get(at, (0, 0, 0))
-            start = datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
-            buckets.append({"start": start, "visits": v, "visitors": s, "page_views": p})
+            buckets.append({"start": _stamp(at), "visits": v, "visitors": s, "page_views": p})
         out[label] = buckets
     return out
 
 
-def _ranked(
-    q: Query, select: str, params: tuple[Any, ...], names: tuple[str, ...], top: int
-) -> list[dict[str, Any]]:
-    return _counted(q(select + " LIMIT ?", (*params, top)), *names)
-
-
-def _lists(
-    store: AnalyticsStore, q: Query, since: float, until: float, route: str | None, top: int
-) -> dict[str, Any]:
+def _lists(r: Range, q: Query, top: int) -> dict[str, Any]:
     """The ranked lists: pages, entries, exits, transitions, clients, custom events."""
-    span = (since, until)
-    pages = _rows_of(store, PAGE, route)
-    doc: dict[str, Any] = {
-        "top_pages": _ranked(
-            q,
-            f"SELECT name, COUNT(*) AS n, COUNT(DISTINCT visit) {pages} GROUP BY name "
-            "ORDER BY n DESC, name",
-            span,
-            ("route", "views", "visits"),
-            top,
-        ),
+    pages = _counts(r, q, PAGE, "previous, name")
+    views: Counter[str] = Counter()
+    moves: Counter[tuple[str, str]] = Counter()
+    for (previous, name), n in pages.items():
+        views[name] += n
+        if previous:
+            moves[previous, name] += n
+    ends: dict[str, Counter[str]] = {"entry": Counter(), "exit": Counter()}
+    clients: dict[str, Counter[str]] = {
+        "browsers": Counter(),
+        "os": Counter(),
+        "devices": Counter(),
     }
-    for key, column in (("entry_pages", "entry"), ("exit_pages", "exit")):
-        doc[key] = _ranked(
-            q,
-            f"SELECT {column}, COUNT(*) AS n FROM {_TEMP} WHERE {column} IS NOT NULL "
-            f"GROUP BY {column} ORDER BY n DESC, {column}",
-            (),
-            ("route", "visits"),
-            top,
-        )
-    doc["transitions"] = _ranked(
-        q,
-        f"SELECT previous, name, COUNT(*) AS n {pages} AND previous IS NOT NULL "
-        "GROUP BY previous, name ORDER BY n DESC, previous, name",
-        span,
-        ("from", "to", "count"),
-        top,
-    )
-    for key, column in (("browsers", "browser"), ("os", "os"), ("devices", "device")):
-        doc[key] = _ranked(
-            q,
-            f"SELECT COALESCE({column}, 'Other') AS name, COUNT(*) AS n FROM {_TEMP} "
-            "GROUP BY name ORDER BY n DESC, name",
-            (),
-            ("name", "visits"),
-            top,
-        )
-    doc["events"] = _ranked(
-        q,
-        f"SELECT name, COUNT(*) AS n, COUNT(DISTINCT visit) {_rows_of(store, EVENT, route)} "
-        "GROUP BY name ORDER BY n DESC, name",
-        span,
-        ("name", "count", "visits"),
-        top,
-    )
-    return doc
+    # One pass over the visits for both splits (a few thousand groups at most).
+    for entry, exit_, browser, system, device, count in q(
+        r.visits(
+            "entry, exit, browser, os, device, COUNT(*)",
+            "GROUP BY entry, exit, browser, os, device",
+        ),
+        r.params,
+    ):
+        n = int(count)
+        if entry is not None:
+            ends["entry"][entry] += n
+        if exit_ is not None:
+            ends["exit"][exit_] += n
+        clients["browsers"][browser or "Other"] += n
+        clients["os"][system or "Other"] += n
+        clients["devices"][device or "Other"] += n
+    events = Counter({name: n for (name,), n in _counts(r, q, EVENT, "name").items()})
+    return {
+        "top_pages": [{"route": k, "views": n} for k, n in _top(views, top)],
+        "entry_pages": [{"route": k, "visits": n} for k, n in _top(ends["entry"], top)],
+        "exit_pages": [{"route": k, "visits": n} for k, n in _top(ends["exit"], top)],
+        "transitions": [{"from": a, "to": b, "count": n} for (a, b), n in _top(moves, top)],
+        **{
+            key: [{"name": k, "visits": n} for k, n in _top(counted, top)]
+            for key, counted in clients.items()
+        },
+        "events": [{"name": k, "count": n} for k, n in _top(events, top)],
+    }
 
 
-def _ends(
-    store: AnalyticsStore, q: Query, since: float, until: float, route: str | None
-) -> list[dict[str, Any]]:
+def _ends(r: Range, q: Query) -> list[dict[str, Any]]:
     """How sessions ended in the range, by reason (with a route filter: the sessions of
     the visits kept)."""
     names = ", ".join(f"'{n}'" for n in _ENDINGS)
-    scoped = f" AND session IN (SELECT session FROM {_TEMP})" if route is not None else ""
-    ends: dict[str, int] = {}
+    scoped, extra = "", ()
+    if r.route is not None:
+        scoped = f" AND session IN ({r.visits('session')})"
+        extra = r.params
+    ends: Counter[str] = Counter()
     for name, reason, count in q(
-        f"SELECT name, reason, COUNT(*) FROM {store.table} "
+        f"SELECT name, reason, COUNT(*) FROM {r.store.table} "
         f"WHERE kind = '{LIFECYCLE}' AND at >= ? AND at < ? AND name IN ({names}){scoped} "
         "GROUP BY name, reason",
-        (since, until),
+        (r.since, r.until, *extra),
     ):
-        label = _end_reason(name, reason)
-        ends[label] = ends.get(label, 0) + int(count)
-    ranked = sorted(ends.items(), key=lambda item: (-item[1], item[0]))
-    return [{"reason": k, "count": v} for k, v in ranked]
+        ends[_end_reason(name, reason)] += int(count)
+    return [{"reason": k, "count": n} for k, n in _top(ends, len(ends))]
 
 
-def _logins(
-    store: AnalyticsStore, q: Query, since: float, until: float
-) -> tuple[int, float | None]:
-    """Visits with a login, and the median wait from the visit's start to its first one."""
+def _logins(r: Range, q: Query) -> tuple[int, float | None]:
+    """Visits with a login, and the median wait from the visit's start to its first one:
+    read from the login rows (few) to the visits of their session (indexed)."""
+    store = r.store
+    kept = "" if r.route is None else f" AND v.id IN ({r.visits('id')})"
+    # CROSS JOIN: SQLite then loops over the logins first (PostgreSQL plans it as any
+    # inner join); each login finds its visit through the (session, ended) index.
     waits = (
-        f"SELECT v.id, MIN(l.at) - v.started AS wait FROM {store.table} l "
-        f"JOIN {_TEMP} v ON v.session = l.session AND l.at >= v.started "
-        "AND l.at <= v.ended + ? "
-        f"WHERE l.kind = '{LIFECYCLE}' AND l.at >= ? AND l.at < ? AND l.name = '{ev.LOGIN}' "
-        "GROUP BY v.id, v.started"
+        f"SELECT v.id, MIN(l.at) - v.started FROM {store.table} l "
+        f"CROSS JOIN {store.visits} v WHERE l.kind = '{LIFECYCLE}' AND l.at >= ? "
+        f"AND l.at < ? AND l.name = '{ev.LOGIN}' AND v.session = l.session "
+        "AND v.ended >= l.at - ? AND v.started <= l.at AND v.started >= ? AND v.started < ?"
+        f"{kept} GROUP BY v.id, v.started"
     )
-    rows = [float(w) for _, w in q(waits, (store.visit_gap, since, until + store.visit_gap))]
+    params = (r.since, r.until + store.visit_gap, store.visit_gap, r.since, r.until)
+    rows = sorted(float(w) for _, w in q(waits, (*params, *(() if r.route is None else r.params))))
     if not rows:
         return 0, None
-    rows.sort()
     return len(rows), rows[_rank(50, len(rows)) - 1]
 
 
-def _totals(
-    store: AnalyticsStore, q: Query, since: float, until: float, now: float
-) -> dict[str, Any]:
+def _durations(r: Range, q: Query, n: int) -> tuple[float | None, float | None]:
+    """The nearest-rank p50 and p90 of the visits' durations, from their counts by value
+    (a hash aggregate, where a rank over every visit would sort them all)."""
+    if n == 0:
+        return None, None
+    ranks = [_rank(50, n), _rank(90, n)]
+    found: list[float] = []
+    seen = 0
+    for duration, count in sorted(
+        q(r.visits("ended - started AS d, COUNT(*)", "GROUP BY d"), r.params)
+    ):
+        seen += int(count)
+        while ranks and seen >= ranks[0]:
+            found.append(float(duration))
+            ranks.pop(0)
+        if not ranks:
+            break
+    return found[0], found[1]
+
+
+def _totals(r: Range, q: Query, now: float) -> dict[str, Any]:
     """The headline figures of the visits of the range."""
     visits, pages, bounces, sessions, users = q(
-        "SELECT COUNT(*), COALESCE(SUM(pages), 0), "
-        "COALESCE(SUM(CASE WHEN pages = 1 AND events = 0 THEN 1 ELSE 0 END), 0), "
-        f"COUNT(DISTINCT session), COUNT(DISTINCT user_id) FROM {_TEMP}",
-        (),
+        r.visits(
+            "COUNT(*), COALESCE(SUM(pages), 0), "
+            "COALESCE(SUM(CASE WHEN pages = 1 AND events = 0 THEN 1 ELSE 0 END), 0), "
+            "COUNT(DISTINCT session), COUNT(DISTINCT user_id)"
+        ),
+        r.params,
     )[0]
     visits = int(visits)
-    p50, p90 = _percentiles(q, "ended - started", _TEMP, visits)
-    logins, login_p50 = _logins(store, q, since, until)
+    p50, p90 = _durations(r, q, visits)
+    logins, login_p50 = _logins(r, q)
     active = q(
-        f"SELECT COUNT(DISTINCT session) FROM {store.table} "
+        f"SELECT COUNT(DISTINCT session) FROM {r.store.table} "
         f"WHERE kind IN ('{PAGE}', '{EVENT}') AND at > ? AND at <= ?",
         (now - ACTIVE_WINDOW, now),
     )[0][0]
@@ -289,11 +310,10 @@ def summary(
     if until <= since:
         raise ValueError("until must be after since")
     now = until if now is None else now
+    r = Range(store, since, until, route)
     with store.session() as q:
-        _build(store, q, since, until, route)
-        found = _totals(store, q, since, until, now)
-        found.update(_lists(store, q, since, until, route, top))
-        found["end_reasons"] = _ends(store, q, since, until, route)
-        found["series"] = _series(store, q, since, until)
-        q(store.drop_temp(_TEMP), ())
+        found = _totals(r, q, now)
+        found.update(_lists(r, q, top))
+        found["end_reasons"] = _ends(r, q)
+        found["series"] = _series(r, q)
     return {key: found[key] for key in KEYS}

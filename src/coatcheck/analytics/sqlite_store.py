@@ -52,10 +52,22 @@ MIGRATIONS: Sequence[Sequence[str]] = (
             device TEXT
         )
         """,
+        """
+        CREATE TABLE {t}_hourly (
+            hour INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            previous TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (hour, kind, name, previous)
+        )
+        """,
         "CREATE INDEX IF NOT EXISTS {t}_kind_at ON {t} (kind, at, name, previous, visit)",
         "CREATE INDEX IF NOT EXISTS {t}_session_at ON {t} (session, at)",
         "CREATE INDEX IF NOT EXISTS {t}_user ON {t} (user_id) WHERE user_id IS NOT NULL",
-        "CREATE INDEX IF NOT EXISTS {t}_visits_started ON {t}_visits (started)",
+        # Covering: a report reads the visits of a range from this index alone.
+        "CREATE INDEX IF NOT EXISTS {t}_visits_started ON {t}_visits (started, ended, pages, "
+        "events, session, user_id, entry, exit, browser, os, device, id)",
         "CREATE INDEX IF NOT EXISTS {t}_visits_session ON {t}_visits (session, ended)",
         "CREATE INDEX IF NOT EXISTS {t}_visits_user ON {t}_visits (user_id) "
         "WHERE user_id IS NOT NULL",

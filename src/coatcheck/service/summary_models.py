@@ -15,7 +15,6 @@ class Visitors(BaseModel):
 class Page(BaseModel):
     route: str
     views: int
-    visits: int
 
 
 class Entry(BaseModel):
@@ -43,7 +42,6 @@ class Split(BaseModel):
 class CustomEvent(BaseModel):
     name: str
     count: int
-    visits: int
 
 
 class Bucket(BaseModel):
