@@ -97,7 +97,12 @@ def fill(store: AnalyticsStore, rows: int, sqlite: bool) -> float:
             body = select.format(base=BASE, spacing=spacing, source=source, visit=VISIT)
             q(f"{prefix}INSERT INTO {store.table} ({COLUMNS}) {body}", ())
         q(VISITS_SQL.format(visits=store.visits, table=store.table), ())
-        q(HOURLY_SQL.format(hourly=store.hourly, table=store.table, hour=store.bucket("at", 3600)), ())
+        q(
+            HOURLY_SQL.format(
+                hourly=store.hourly, table=store.table, hour=store.bucket("at", 3600)
+            ),
+            (),
+        )
     with store.session() as q:
         q("ANALYZE" if sqlite else f"ANALYZE {store.table}", ())
         if not sqlite:
@@ -132,8 +137,10 @@ async def run(_: Settings, console: Console) -> list[WorkloadResult]:
             ("SQLite", SQLiteAnalytics(str(Path(tmp) / "analytics.db")))
         ]
         try:
-            stores.append(("PostgreSQL", PostgresAnalytics(url, f"bench_analytics_{secrets.token_hex(4)}")))
-        except Exception as exc:  # noqa: BLE001 (a missing server is a line, not a crash)
+            stores.append(
+                ("PostgreSQL", PostgresAnalytics(url, f"bench_analytics_{secrets.token_hex(4)}"))
+            )
+        except Exception as exc:
             console.print(f"[yellow]skipped PostgreSQL: {exc}[/]")
         for name, store in stores:
             try:
@@ -157,6 +164,8 @@ async def run(_: Settings, console: Console) -> list[WorkloadResult]:
                         q(f"DELETE FROM {VERSION_TABLE} WHERE tbl = ?", (store.table,))
                 store.close()
     console.print(table)
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    console.print(f"load average (1, 5, 15 min) at the end: {load} on {os.cpu_count()} CPUs")
     return []
 
 

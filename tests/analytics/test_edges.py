@@ -204,3 +204,41 @@ def test_forward_auth_records_the_forwarded_uri_and_the_summary_answers(tmp_path
     assert report["visits"] == 1
     assert report["top_pages"] == [{"route": "/orders/{id}", "views": 1}]
     analytics.close()
+
+
+def test_the_summary_needs_admin_a_range_that_parses_and_analytics_on(tmp_path: Path) -> None:
+    from coatcheck.engine.operations import run_sync
+    from coatcheck.service.apikeys import create
+    from coatcheck.service.app import create_app
+    from coatcheck.service.context import Service
+    from coatcheck.service.metrics import Metrics
+    from coatcheck.service.reserved import server_store
+    from coatcheck.service.settings import ServiceSettings
+
+    def service(analytics: bool) -> tuple[Any, str, str]:
+        store = SQLiteStore(tmp_path / f"s{analytics}.db")
+        manager = SessionManager(store)
+        if analytics:
+            Analytics.build(SQLiteAnalytics(str(tmp_path / "a.db")), gate=allow).attach(manager)
+        app = create_app(manager, Service.build(manager, ServiceSettings(), Metrics()))
+        clock = manager.clock()
+        admin = run_sync(create("admin", ["admin"], clock), server_store(store))
+        other = run_sync(create("sessions", ["sessions"], clock), server_store(store))
+        return app, admin, other
+
+    async def get(app: Any, key: str, **params: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            return await client.get(
+                "/v1/analytics/summary", params=params, headers={"authorization": f"Bearer {key}"}
+            )
+
+    on, admin, other = service(True)
+    assert asyncio.run(get(on, admin, since="24h")).status_code == 200
+    assert asyncio.run(get(on, other, since="24h")).status_code == 403  # not an admin key
+    for bad in ({"since": "soon"}, {"since": "500d"}, {"since": "1h", "until": "2h"}):
+        answer = asyncio.run(get(on, admin, **bad))
+        assert answer.status_code == 422, bad
+        assert answer.headers["content-type"] == "application/problem+json"
+    off, off_admin, _ = service(False)
+    assert asyncio.run(get(off, off_admin)).status_code == 404
