@@ -157,27 +157,19 @@ class SessionMiddleware(DjangoSessionMiddleware):
         # Read before the save, which drops the cached state (reading after would load it
         # again from the store).
         logged_in = session.accessed and AUTH_USER_KEY in session
-        recording = self._recording(request, session)
+        recording = getattr(request, "_coatcheck_started", None) is not None
+        # A session the view read is recorded as it is now (the save drops its state); one
+        # it never read is loaded only after Django's middleware is done with the response,
+        # so recording adds no ``Vary: Cookie`` and no save.
+        core = _core(session) if recording and session.accessed else None
         response = super().process_response(request, response)
         _harden(session, response, logged_in)
-        if recording is not None:
-            _record(request, response, recording)
+        if recording:
+            if core is None and prefers_html(request.META.get("HTTP_ACCEPT")):
+                core = _core(session)
+            if core is not None:
+                _record(request, response, core)
         return response
-
-    def _recording(self, request: HttpRequest, session: SessionStore) -> Session | None:
-        """The coatcheck session to record a page view of, when analytics is on and the
-        request is a page view or the view tracked an event. Taken before the save (which
-        drops the cached state); a page view of a session the view never read costs the
-        one store read that names its visitor."""
-        started = getattr(request, "_coatcheck_started", None)
-        if started is None:
-            return None
-        if not (session.accessed or prefers_html(request.META.get("HTTP_ACCEPT"))):
-            return None
-        try:
-            return session.core
-        except REFUSED:
-            return None  # the store is down: the 503 path answers, nothing is recorded
 
     _proxies_of: tuple[SessionManager, Proxies | None] | None = None
 
@@ -200,6 +192,15 @@ class SessionMiddleware(DjangoSessionMiddleware):
             if proxies is not None:
                 address = proxies.from_environ(request.META)[0]
             session.client = ClientInfo.from_raw(request.META.get("HTTP_USER_AGENT"), address)
+
+
+def _core(session: SessionStore) -> Session | None:
+    """The coatcheck session inside ``session``; None when the store is down (the 503 path
+    answers, and nothing is recorded)."""
+    try:
+        return session.core
+    except REFUSED:
+        return None
 
 
 def _record(request: HttpRequest, response: HttpResponseBase, core: Session) -> None:
