@@ -66,6 +66,13 @@ def test_purge_deletes_what_is_older_than_the_cutoff_in_batches(store: Analytics
         store.purge_older_than(1.0, batch=0)
 
 
+def test_the_default_retention_is_thirteen_months(store: AnalyticsStore) -> None:
+    store.write_batch(ROWS)
+    thirteen_months = 13 * 30.44 * 86400  # 13 months of 30.44 days: 34,190,208 s
+    assert store.purge(104.0 + thirteen_months) == 4  # 100..103 are older than that
+    assert [r["at"] for r in store.rows()] == [104.0, 105.0]
+
+
 def test_no_column_holds_an_ip_a_user_agent_or_a_query_string(store: AnalyticsStore) -> None:
     store.write_batch(ROWS)
     row = next(iter(store.rows()))

@@ -241,6 +241,11 @@ class AnalyticsStore:
             q(f"DELETE FROM {self.visits} WHERE ended < ?", (cutoff,))
         return total
 
+    def purge(self, now: float, retention: float = DEFAULT_RETENTION, batch: int = 10_000) -> int:
+        """Apply the retention: delete what is older than ``retention`` seconds (13 months
+        by default) before ``now``."""
+        return self.purge_older_than(now - retention, batch)
+
     def count(self) -> int:
         with self._connection() as q:
             return int(q(f"SELECT COUNT(*) FROM {self.table}", ())[0][0])
