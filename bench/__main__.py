@@ -37,6 +37,7 @@ SCENARIOS: dict[str, str] = {
     "load": "bench.load",
     "service": "bench.service",
     "scale": "bench.scale",
+    "analytics": "bench.analytics_report",
 }
 """Scenario name -> module defining ``SCENARIO``. Add new scenarios here."""
 

@@ -56,6 +56,7 @@ def test_routes_around_the_api(running: Running) -> None:
         "/v1/users/{user_id}",
         "/v1/sessions/{handle}",
         "/v1/forward-auth",
+        "/v1/analytics/summary",
         "/healthz",
         "/readyz",
         "/metrics",

@@ -13,6 +13,7 @@ from typing import Any
 import click
 import rich  # noqa: F401  (a missing rich fails at import, not mid-command)
 
+from coatcheck.cli.analytics import purge_analytics, report, report_tables
 from coatcheck.cli.common import (
     DEFAULT_STORE,
     STORE_ENV,
@@ -294,3 +295,65 @@ def jwt_keys_list(store_url: str) -> None:
         console.print("No JWT signing keys yet (serve creates the first).")
         return
     console.print(ring_table(keys, now))
+
+
+analytics_option = click.option(
+    "--analytics",
+    "analytics_url",
+    envvar="COATCHECK_ANALYTICS_URL",
+    default=None,
+    show_envvar=True,
+    help="Analytics store URL (default: the SQLite file beside --store, as serve uses).",
+)
+
+
+def _analytics_url(analytics_url: str | None, store_url: str) -> str:
+    from coatcheck.analytics.setup import OFF
+    from coatcheck.service.settings import default_analytics_url
+
+    if analytics_url is None or analytics_url.strip().lower() in OFF:
+        return default_analytics_url(store_url)
+    return analytics_url
+
+
+@cli.group(help="Session analytics: the report and the retention purge.")
+def analytics() -> None:
+    pass
+
+
+@analytics.command("report", help="Visits, pages, logins and how sessions end, over a range.")
+@click.option("--since", default="7d", show_default=True, help="A span (7d, 24h) or a date.")
+@click.option("--until", default=None, help="A span or a date (default: now).")
+@click.option("--route", default=None, help="Only the visits that viewed this route.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document instead of tables.")
+@analytics_option
+@store_option
+def analytics_report(
+    since: str,
+    until: str | None,
+    route: str | None,
+    as_json: bool,
+    analytics_url: str | None,
+    store_url: str,
+) -> None:
+    with reported():
+        doc = report(_analytics_url(analytics_url, store_url), since, until, route)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(doc, indent=2))
+        return
+    console = make_console()
+    for table in report_tables(doc):
+        console.print(table)
+
+
+@analytics.command("purge", help="Delete analytics rows older than a span (13 months default).")
+@click.option("--older-than", default="396d", show_default=True, help="A span: 396d, 52w.")
+@click.option("--batch", default=10_000, show_default=True, type=click.IntRange(1, 1_000_000))
+@analytics_option
+@store_option
+def analytics_purge(older_than: str, batch: int, analytics_url: str | None, store_url: str) -> None:
+    with reported():
+        count = purge_analytics(_analytics_url(analytics_url, store_url), older_than, batch)
+    make_console().print(f"Purged {plural(count, 'analytics row')}.")

@@ -53,16 +53,19 @@ def _service_modules() -> None:
         raise CommandError(SERVE_HINT.format(name=exc.name)) from None
 
 
-def service_manager(store_url: str, metrics: Metrics) -> tuple[SessionManager, PrivacyRegistry]:
-    """A manager over the store ``store_url`` names, timed and counted by ``metrics``, and
-    the deployment's privacy registry, whose event sinks (the activity log) it feeds."""
+def service_manager(
+    store_url: str, metrics: Metrics, analytics_url: str | None = None
+) -> tuple[SessionManager, PrivacyRegistry]:
+    """A manager over the store ``store_url`` names, timed and counted by ``metrics``,
+    recording analytics in ``analytics_url`` (None: off), and the deployment's privacy
+    registry, whose event sinks (the activity log, the consent ledger) it feeds."""
     from coatcheck.privacy.settings import PrivacySettings
     from coatcheck.service.holders import default_registry, deployment
     from coatcheck.service.metrics import TimedStore
 
     try:
         store = server_store(from_url(store_url))
-        config = SessionConfig.from_env()
+        config = SessionConfig.from_env().replace(analytics_url=analytics_url)
         privacy = PrivacySettings.from_env()
         clock = time.time
         registry = default_registry(deployment(store, store_url, config, clock, privacy))
@@ -86,7 +89,7 @@ def build_app(settings: ServiceSettings) -> ASGIApp:
     from coatcheck.service.metrics import Metrics
 
     metrics = Metrics()
-    manager, registry = service_manager(settings.store_url, metrics)
+    manager, registry = service_manager(settings.store_url, metrics, settings.analytics_url)
     service = Service.build(manager, settings, metrics, privacy=registry)
     demo = SessionMiddleware(create_demo(manager), manager=manager)
     return create_app(manager, service, fallback=demo)

@@ -168,6 +168,11 @@ class SessionConfig:
     """A secret (at least 16 characters) keying the hash of the full user agent that the
     client-change check compares. Unset: no hash is kept and the check compares the
     reduced user agents (browser family and major version, OS family, device class)."""
+    analytics_url: str | None = None
+    """``COATCHECK_ANALYTICS_URL``: the analytics store (``sqlite:///analytics.db``,
+    ``postgresql://...``). Set, every edge over a manager with this config records
+    consented page views and lifecycle events there (``coatcheck.analytics``); None (the
+    default) records nothing."""
 
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Settings for extensions, kept here so one config object travels through the app."""

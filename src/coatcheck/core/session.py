@@ -56,6 +56,7 @@ class Session(AtomicOperations, MutableMapping[str, Any]):
         "_removed",
         "_set",
         "_snapshots",
+        "_tracked",
         "_user_id",
         "consent_policy",
         "data_view",
@@ -127,6 +128,7 @@ class Session(AtomicOperations, MutableMapping[str, Any]):
         self.consent_policy: ConsentPolicy = DEFAULT_POLICY
         """The consent categories and policy revision (the manager's, set at load)."""
         self.intents = NO_INTENTS
+        self._tracked: list[tuple[str, dict[str, Any]]] | None = None
         self._committed = self.pending = self.dead_token = self.superseded = False
         """``pending``: False until anything happens that a commit must look at (a write,
         a removal, a list or dict read that may be changed in place, engine metadata, an
@@ -447,6 +449,30 @@ class Session(AtomicOperations, MutableMapping[str, Any]):
         """Issue a new token for the same session at commit (privilege change)."""
         self._check_open()
         self._state(dataclasses.replace(self.intents, regenerate=True))
+
+    def track(self, name: str, properties: Mapping[str, Any] | None = None) -> None:
+        """Record a custom analytics event (``"checkout.started"``) for this request.
+
+        An intent like the others: nothing is written here and no commit is needed for it
+        (``pending`` is untouched, so tracking never makes a request write the session).
+        The edge's analytics recorder drains it after the response, under the same consent
+        gate as page views; with analytics off it is simply dropped. ``properties`` must be
+        JSON values (checked now, so a bad value fails in the handler that passed it).
+        """
+        if not isinstance(name, str) or not name or len(name) > 200:
+            raise SessionDataError("an event name is a non-empty string of at most 200 chars")
+        props = dict(properties or {})
+        for key, value in props.items():
+            encode_value(f"{name}.{key}", value)
+        if self._tracked is None:
+            self._tracked = []
+        self._tracked.append((name, props))
+
+    def drain_tracked(self) -> list[tuple[str, dict[str, Any]]]:
+        """The custom events ``track`` recorded since the last drain, in order (engine side:
+        the analytics recorder calls it once the response is out)."""
+        tracked, self._tracked = self._tracked, None
+        return tracked or []
 
     def _state(self, intents: Intents) -> None:
         self.intents = intents

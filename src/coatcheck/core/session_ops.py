@@ -25,6 +25,7 @@ class AtomicOperations:
     _removed: set[str]
     _snapshots: dict[str, str]
     _ops: list[Op]
+
     def _check_open(self) -> None:
         raise NotImplementedError
 

@@ -27,9 +27,11 @@ it there raises ``SessionCommittedError`` instead of being lost silently.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Final
 
+from coatcheck.analytics.recorder import PageRecorder
 from coatcheck.core import events as ev
 from coatcheck.core.client import ClientInfo
 from coatcheck.core.session import Session
@@ -39,6 +41,7 @@ from coatcheck.http import transport
 from coatcheck.http.csrf_check import CsrfCheck, NeedBody
 from coatcheck.http.forwarded import Proxies
 from coatcheck.http.headers import expires_value, merge_headers, session_headers
+from coatcheck.http.pageviews import facts_from_header_list, recorder_for
 from coatcheck.http.paths import is_under, prefixes
 from coatcheck.http.refusals import (
     REFUSED,
@@ -166,6 +169,45 @@ class _Request:
         self.failed = False
 
 
+class RecordPages:
+    """The app, as the middleware calls it when analytics is on: once the app answered,
+    its page view (status, duration, the route Starlette or FastAPI matched) and the
+    events it tracked go to the recorder. Inside the middleware, so a request the
+    middleware refused (CSRF, a dead store) is no page view."""
+
+    def __init__(self, app: ASGIApp, recorder: PageRecorder, clock: Callable[[], float]) -> None:
+        self.app = app
+        self.recorder = recorder
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, began = self.clock(), time.perf_counter()
+        status: int | None = None
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message.get("status")
+            await send(message)
+
+        await self.app(scope, receive, sending)
+        session = scope.get("session")
+        if isinstance(session, Session):
+            facts = facts_from_header_list(
+                scope["headers"],
+                scope["method"],
+                scope["path"],
+                status,
+                started,
+                time.perf_counter() - began,
+                getattr(scope.get("route"), "path", None),
+            )
+            self.recorder.after_response(session, facts)
+
+
 class SessionMiddleware:
     """``Middleware(SessionMiddleware, manager=manager)`` in Starlette or FastAPI.
 
@@ -200,6 +242,10 @@ class SessionMiddleware:
         self._cookie_name = config.cookie_name
         self._allow_bearer = config.allow_bearer
         self._proxies = Proxies.of(config)
+        self.recorder = recorder_for(manager)
+        """The analytics page-view recorder (``SessionConfig.analytics_url``), or None."""
+        if self.recorder is not None:
+            self.app = RecordPages(app, self.recorder, manager.clock)
 
     def _client(self, scope: Scope) -> tuple[str | None, str]:
         """The client's address and scheme: the connection's, or what a trusted proxy

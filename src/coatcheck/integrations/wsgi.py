@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ from coatcheck.http.headers import (
     merge_headers,
     session_headers,
 )
+from coatcheck.http.pageviews import facts_from_environ, recorder_for
 from coatcheck.http.paths import is_under, prefixes
 from coatcheck.http.refusals import REFUSED, Refusal, refused, refused_at_load
 from coatcheck.http.transport import scan_environ
@@ -252,8 +254,32 @@ class SessionMiddleware:
         self._cookie_name = manager.config.cookie_name
         self._allow_bearer = manager.config.allow_bearer
         self._proxies = Proxies.of(manager.config)
+        self.recorder = recorder_for(manager)
+        """The analytics page-view recorder (``SessionConfig.analytics_url``), or None."""
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        recorder = self.recorder
+        if recorder is None:
+            return self._handle(environ, start_response)
+        session_box: list[Session] = []
+        started, began = self.manager.clock(), time.perf_counter()
+
+        def recording_start(
+            status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
+        ) -> Callable[[bytes], object]:
+            write = start_response(status, headers, exc_info)
+            session = environ.get(ENVIRON_KEY)
+            if isinstance(session, Session) and not session_box:
+                session_box.append(session)
+                code = int(status.split(" ", 1)[0]) if status[:3].isdigit() else None
+                facts = facts_from_environ(environ, code, started, time.perf_counter() - began)
+                recorder.after_response(session, facts)
+            return write
+
+        return self._handle(environ, recording_start)
+
+    def _handle(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """The client's token and address; the session's lock when one is wanted."""
         # Runs on every request: locals rather than objects where the edge allows.
         token, bearer, user_agent, gpc = scan_environ(
             environ, self._cookie_name, self._allow_bearer

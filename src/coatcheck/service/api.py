@@ -14,7 +14,7 @@ from typing import Annotated, Final
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import JSONResponse, Response
 
-from coatcheck.service import calls, models, problems
+from coatcheck.service import calls, models, problems, summary_models
 from coatcheck.service.apikeys import ApiKey
 from coatcheck.service.context import service_of
 from coatcheck.service.models import storable_text
@@ -259,3 +259,47 @@ async def revoke(handle: Annotated[str, Path(max_length=256)], request: Request)
     if HANDLE_PATTERN.fullmatch(handle) is None or not await manager.revoke(handle):
         raise Problem(problems.SESSION_NOT_FOUND, "no session has this handle")
     return Response(status_code=204)
+
+
+SPAN_TEXT = "A span back from now (7d, 24h), an ISO 8601 date or time (UTC), or epoch seconds"
+MAX_HOURS: Final = 24 * 400
+"""The longest range a summary covers (400 days, in hours: the hourly series' length)."""
+
+
+@router.get(
+    "/analytics/summary",
+    name="analytics.summary",
+    response_model=summary_models.Summary,
+    responses=openapi_responses(*COMMON, problems.NOT_FOUND),
+    dependencies=ADMIN,
+    tags=["analytics"],
+)
+async def analytics_summary(
+    request: Request,
+    since: Annotated[str, Query(max_length=40, description=SPAN_TEXT)] = "7d",
+    until: Annotated[str | None, Query(max_length=40, description=SPAN_TEXT)] = None,
+    route: Annotated[str | None, Query(max_length=512)] = None,
+) -> Response:
+    """The figures of ``[since, until)`` (``until`` defaults to now), optionally for the
+    visits that viewed ``route``: the document of ``coatcheck analytics report --json``."""
+    from anyio import to_thread
+
+    from coatcheck.analytics.figures import summary
+    from coatcheck.analytics.periods import parse_when
+
+    service = service_of(request)
+    analytics = service.analytics
+    if analytics is None:
+        raise Problem(problems.NOT_FOUND, "analytics is off (COATCHECK_ANALYTICS_URL)")
+    now = service.manager.clock()
+    try:
+        start = parse_when(since, now)
+        end = now if until is None else parse_when(until, now)
+    except ValueError as exc:
+        raise Problem(problems.INVALID_BODY, str(exc)) from None
+    if not 0 <= start < end or end - start > MAX_HOURS * 3600:
+        raise Problem(problems.INVALID_BODY, "since must be before until, within 400 days")
+    document = await to_thread.run_sync(
+        lambda: summary(analytics.store, start, end, route, now=now)
+    )
+    return JSONResponse(document)

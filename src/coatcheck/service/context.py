@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from coatcheck.analytics.setup import Analytics, analytics_for
 from coatcheck.engine.manager import SessionManager
 from coatcheck.privacy.registry import PrivacyRegistry
 from coatcheck.service.apikeys import KeyChecker
@@ -25,6 +26,8 @@ class Service:
     privacy: PrivacyRegistry | None = None
     """Export and erasure of a user (``/v1/users/{user_id}``), retention; None: the
     service offers neither (those calls answer 503)."""
+    analytics: Analytics | None = None
+    """The manager's analytics (``COATCHECK_ANALYTICS_URL``), or None when it is off."""
 
     @classmethod
     def build(
@@ -36,6 +39,9 @@ class Service:
     ) -> Service:
         """The parts over ``manager``'s store (the API keys and the JWT ring live there)."""
         store, clock = server_store(manager.store), manager.clock
+        analytics = analytics_for(manager)
+        if analytics is not None:
+            metrics.analytics = analytics.writer.stats
         return cls(
             manager=manager,
             settings=settings,
@@ -43,6 +49,7 @@ class Service:
             signer=Signer(store, clock, settings.jwt_algorithm),
             metrics=metrics,
             privacy=privacy,
+            analytics=analytics,
         )
 
 

@@ -28,14 +28,16 @@ from fastapi import APIRouter, Request
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
+from coatcheck.analytics.recorder import PageFacts
 from coatcheck.core.client import ClientInfo
+from coatcheck.core.session import Session
 from coatcheck.engine.manager import NO_CHANGE
 from coatcheck.errors import Throttled
 from coatcheck.http.headers import session_headers
 from coatcheck.http.paths import is_under
 from coatcheck.http.transport import scan_header_list
 from coatcheck.service import calls, problems
-from coatcheck.service.context import service_of
+from coatcheck.service.context import Service, service_of
 from coatcheck.service.problems import Problem, openapi_responses
 
 PATH: Final = "/v1/forward-auth"
@@ -72,6 +74,31 @@ def unauthenticated(detail: str, retry_after: int | None = None) -> Problem:
     return Problem(problems.UNAUTHENTICATED, detail, headers=headers)
 
 
+def record_page(
+    service: Service, session: Session, request: Request, uri: str, started: float
+) -> None:
+    """The forwarded request as a page view: a GET whose ``Accept`` prefers HTML, at the
+    gateway's ``X-Forwarded-Uri`` (its path only, ids folded), answered 200 here. Its
+    duration is the app's, which the service never sees: none is recorded."""
+    analytics = service.analytics
+    headers = request.headers
+    method = (headers.get("x-forwarded-method") or request.method).upper()
+    if analytics is None or method != "GET":
+        return
+    facts = PageFacts(
+        method,
+        urlsplit(uri).path or "/",
+        200,
+        started,
+        None,
+        None,
+        headers.get("accept"),
+        headers.get("user-agent"),
+        headers.get("sec-gpc"),
+    )
+    analytics.recorder.after_response(session, facts)
+
+
 async def check(request: Request, suffix: str = "") -> Response:
     service = service_of(request)
     manager = service.manager
@@ -80,7 +107,8 @@ async def check(request: Request, suffix: str = "") -> Response:
     token, bearer, user_agent, gpc = scan_header_list(
         request.scope["headers"], config.cookie_name, config.allow_bearer
     )
-    path = urlsplit(original_uri(headers, suffix)).path or "/"
+    uri = original_uri(headers, suffix)
+    path = urlsplit(uri).path or "/"
     passive = headers.get("x-coatcheck-passive") == "1" or is_under(
         path, service.settings.passive_paths
     )
@@ -111,6 +139,7 @@ async def check(request: Request, suffix: str = "") -> Response:
             manager, service.signer, session, audience, service.settings.jwt_ttl
         )
         answer["x-coatcheck-jwt"] = minted["jwt"]
+    record_page(service, session, request, uri, manager.clock())
     response = Response(status_code=200, headers=answer)
     update = session_headers(config, result, bearer=bearer, authenticated=True)
     if update is not None:

@@ -22,6 +22,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from coatcheck.analytics.writer import WriterStats
 from coatcheck.core import events as ev
 from coatcheck.core.events import SessionEvent
 from coatcheck.core.record import Patch, SessionRecord
@@ -107,7 +108,33 @@ class Metrics:
                 b"# TYPE coatcheck_sessions_active gauge\n"
                 b"coatcheck_sessions_active " + str(active).encode() + b"\n"
             )
+        if self.analytics is not None:
+            text += analytics_lines(self.analytics())
         return text
+
+    analytics: Callable[[], WriterStats] | None = None
+    """The analytics writer's counts (``Service.build`` sets it when analytics is on)."""
+
+
+def analytics_lines(stats: WriterStats) -> bytes:
+    """The analytics writer's rows by outcome (this process's writer) and its queue."""
+    lines = [
+        "# HELP coatcheck_analytics_rows_total Analytics rows by outcome (written, dropped "
+        "because the queue was full, failed with the store)",
+        "# TYPE coatcheck_analytics_rows_total counter",
+    ]
+    for outcome, count in (
+        ("written", stats.written),
+        ("dropped", stats.dropped),
+        ("failed", stats.failed),
+    ):
+        lines.append(f'coatcheck_analytics_rows_total{{outcome="{outcome}"}} {count}')
+    lines += [
+        "# HELP coatcheck_analytics_queued Analytics rows waiting for the writer",
+        "# TYPE coatcheck_analytics_queued gauge",
+        f"coatcheck_analytics_queued {stats.queued}",
+    ]
+    return ("\n".join(lines) + "\n").encode()
 
 
 Scope = MutableMapping[str, Any]

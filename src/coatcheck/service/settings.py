@@ -52,6 +52,11 @@ class ServiceSettings:
     jwt_algorithm: str = "EdDSA"
     """``COATCHECK_JWT_ALGORITHM``: EdDSA (Ed25519) or ES256, for the first signing key."""
 
+    analytics_url: str | None = None
+    """``COATCHECK_ANALYTICS_URL``: the analytics store. ``from_env`` (what ``coatcheck
+    serve`` reads) defaults it to a SQLite file beside the session store
+    (``default_analytics_url``); ``off`` switches analytics off."""
+
     def __post_init__(self) -> None:
         if self.api_key_cache < 0:
             raise ConfigError("COATCHECK_API_KEY_CACHE must not be negative")
@@ -96,4 +101,26 @@ class ServiceSettings:
         if env.get("COATCHECK_JWT_ALGORITHM", "").strip():
             values["jwt_algorithm"] = env["COATCHECK_JWT_ALGORITHM"].strip()
         values.update(overrides)
+        if "analytics_url" not in values:
+            raw = env.get("COATCHECK_ANALYTICS_URL", "").strip()
+            store = values.get("store_url", DEFAULT_STORE)
+            values["analytics_url"] = (
+                None if raw.lower() in OFF else raw or default_analytics_url(store)
+            )
         return cls(**values)
+
+
+OFF: Final = ("off", "none", "0", "false")
+"""Values of ``COATCHECK_ANALYTICS_URL`` that switch analytics off for the service."""
+
+
+def default_analytics_url(store_url: str) -> str:
+    """A SQLite file beside a SQLite session store (``sessions.db`` ->
+    ``sessions-analytics.db``); ``coatcheck-analytics.db`` in the working directory for
+    any other store."""
+    if store_url.startswith("sqlite:///"):
+        path = store_url.removeprefix("sqlite:///").split("?", 1)[0]
+        if path and path != ":memory:":
+            stem = path[:-3] if path.endswith(".db") else path
+            return f"sqlite:///{stem}-analytics.db"
+    return "sqlite:///coatcheck-analytics.db"

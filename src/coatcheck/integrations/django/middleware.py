@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any
 
 from django.conf import settings
@@ -33,11 +34,14 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.utils.deprecation import MiddlewareMixin
 
+from coatcheck.analytics.requests import prefers_html
 from coatcheck.core.client import ClientInfo
+from coatcheck.core.session import Session
 from coatcheck.engine.manager import SessionManager
 from coatcheck.errors import CoatcheckError, Throttled
 from coatcheck.http.forwarded import Proxies
 from coatcheck.http.headers import CLEAR_ALL, CLEAR_KEEP_COOKIES, EXPIRES_HEADER, deadline_value
+from coatcheck.http.pageviews import facts_from_environ, recorder_for
 from coatcheck.http.refusals import REFUSED, UNAVAILABLE, Refusal, refused
 from coatcheck.http.transport import gpc_signal
 from coatcheck.integrations.django.conf import get_manager
@@ -160,6 +164,11 @@ class SessionMiddleware(DjangoSessionMiddleware):
             # Read before the save, which drops the cached state (reading after would load
             # it again from the store).
             logged_in = session.accessed and AUTH_USER_KEY in session
+            recording = getattr(request, "_coatcheck_started", None) is not None
+            # A session the view read is recorded as it is now (the save drops its state);
+            # one it never read is loaded only after Django's middleware is done with the
+            # response, so recording adds no ``Vary: Cookie`` and no save.
+            core = _core(session) if recording and session.accessed else None
             try:
                 response = super().process_response(request, response)
             except REFUSED as exc:
@@ -169,6 +178,11 @@ class SessionMiddleware(DjangoSessionMiddleware):
                 _deliver_moved_key(request, answer)
                 return answer
             _harden(session, response, logged_in)
+            if recording:
+                if core is None and prefers_html(request.META.get("HTTP_ACCEPT")):
+                    core = _core(session)
+                if core is not None:
+                    _record(request, response, core)
             return response
         finally:
             release_lock(request)  # saved (or failed): the next request may load it
@@ -184,6 +198,8 @@ class SessionMiddleware(DjangoSessionMiddleware):
         return cached[1]
 
     def process_request(self, request: HttpRequest) -> HttpResponse | None:  # type: ignore[override]
+        if recorder_for(get_manager()) is not None:
+            request._coatcheck_started = (get_manager().clock(), time.perf_counter())  # type: ignore[attr-defined]
         super().process_request(request)
         session = request.session
         setattr(request, SEEN_ATTR, True)
@@ -200,6 +216,29 @@ class SessionMiddleware(DjangoSessionMiddleware):
             if get_manager().config.lock_sessions:
                 return take_lock(request)  # a 409 / 503 instead of the view, or None
         return None
+
+
+def _core(session: SessionStore) -> Session | None:
+    """The coatcheck session inside ``session``; None when the store is down (the 503 path
+    answers, and nothing is recorded)."""
+    try:
+        return session.core
+    except REFUSED:
+        return None
+
+
+def _record(request: HttpRequest, response: HttpResponseBase, core: Session) -> None:
+    """Hand the request's page view and tracked events to the analytics recorder."""
+    recorder = recorder_for(get_manager())
+    if recorder is None:
+        return
+    started, began = request._coatcheck_started  # type: ignore[attr-defined]
+    match = getattr(request, "resolver_match", None)
+    template = getattr(match, "route", None) or None
+    facts = facts_from_environ(
+        request.META, response.status_code, started, time.perf_counter() - began, template
+    )
+    recorder.after_response(core, facts)
 
 
 def _harden(session: SessionStore, response: HttpResponse, logged_in: bool) -> None:

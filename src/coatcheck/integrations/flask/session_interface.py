@@ -13,6 +13,7 @@ the first ``before_request`` hook, so no view runs without its session.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Final
 
 import flask
@@ -20,11 +21,13 @@ from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.exceptions import ServiceUnavailable
 
 from coatcheck.core.client import ClientInfo
+from coatcheck.core.session import Session
 from coatcheck.engine.locking import SessionLocks, session_locks
 from coatcheck.engine.manager import CommitResult, SessionManager
 from coatcheck.http.csrf_check import CsrfCheck
 from coatcheck.http.forwarded import Proxies
 from coatcheck.http.headers import expires_value, merge_headers, session_headers
+from coatcheck.http.pageviews import facts_from_environ, recorder_for
 from coatcheck.http.refusals import REFUSED, UNAVAILABLE, Refusal, refused, refused_at_load
 from coatcheck.http.transport import scan_environ
 from coatcheck.integrations.flask.locking import (
@@ -46,6 +49,9 @@ EXTENSION_KEY: Final = "coatcheck"
 
 UNAVAILABLE_FLAG: Final = "coatcheck.store_unavailable"
 """Set in the environ by open_session when the store failed; read by the 503 guard."""
+
+STARTED_KEY: Final = "coatcheck.started"
+"""Set in the environ by open_session when analytics is on: (clock time, perf counter)."""
 
 
 def refusal_response(refusal: Refusal = UNAVAILABLE) -> Response:
@@ -78,6 +84,8 @@ class CoatcheckSessionInterface(SessionInterface):
         self.csrf = CsrfCheck(manager)
         self.proxies = Proxies.of(manager.config)
         """``SessionConfig.trusted_proxies``: who the client is behind them (None: none)."""
+        self.recorder = recorder_for(manager)
+        """The analytics page-view recorder (``SessionConfig.analytics_url``), or None."""
         self.locks: SessionLocks | None = (
             session_locks(manager) if manager.config.lock_sessions else None
         )
@@ -105,6 +113,8 @@ class CoatcheckSessionInterface(SessionInterface):
         if self.proxies is not None:  # behind trusted proxies: X-Forwarded-For decides
             address = self.proxies.from_environ(request.environ)[0]
         info = ClientInfo.from_raw(user_agent, address, gpc)
+        if self.recorder is not None:
+            request.environ[STARTED_KEY] = (self.manager.clock(), time.perf_counter())
         locks = self._wants_lock(app, request) if token is not None else None
         try:
             if locks is not None:
@@ -133,6 +143,8 @@ class CoatcheckSessionInterface(SessionInterface):
         if result is None:
             return
         core = session.core
+        if self.recorder is not None:
+            self._record(core, response)
         update = session_headers(
             self.manager.config,
             result,
@@ -146,6 +158,16 @@ class CoatcheckSessionInterface(SessionInterface):
             )
             response.headers.clear()
             response.headers.extend(merged)
+
+    def _record(self, core: Session, response: Response) -> None:
+        """Hand the request's page view and tracked events to the analytics recorder."""
+        assert self.recorder is not None
+        request = flask.request
+        started, began = request.environ.get(STARTED_KEY, (self.manager.clock(), None))
+        duration = None if began is None else time.perf_counter() - began
+        rule = request.url_rule.rule if request.url_rule is not None else None
+        facts = facts_from_environ(request.environ, response.status_code, started, duration, rule)
+        self.recorder.after_response(core, facts)
 
     def _commit_once(self, session: FlaskSession, response: Response) -> CommitResult | None:
         """The commit's result; None when it was refused and ``response`` now says so.
