@@ -54,7 +54,12 @@ def implementing_classes() -> set[type]:
 
 def test_every_holder_is_declared_and_in_the_default_registry(tmp_path: Path) -> None:
     classes = implementing_classes()
-    assert {c.__name__ for c in classes} >= {"SessionsHolder", "ActivityLog"}
+    assert {c.__name__ for c in classes} >= {
+        "SessionsHolder",
+        "ActivityLog",
+        "ConsentLedger",
+        "PageViews",
+    }
     declared = set(DECLARED_HOLDERS.values())
     assert classes == declared
     db = tmp_path / "app.db"
@@ -62,7 +67,7 @@ def test_every_holder_is_declared_and_in_the_default_registry(tmp_path: Path) ->
     try:
         deployment = Deployment(
             store,
-            SessionConfig(),
+            SessionConfig(analytics_url=f"sqlite:///{tmp_path / 'analytics.db'}"),
             FakeClock(),
             database,
             PrivacySettings(tombstone_secret="s" * 16),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from coatcheck.analytics.holder import PageViews
 from coatcheck.analytics.postgres_store import VERSION_TABLE, PostgresAnalytics
 from coatcheck.analytics.rows import EVENT, LIFECYCLE, PAGE, Hit
 from coatcheck.analytics.setup import open_store
@@ -30,9 +31,10 @@ ROWS = [
 
 
 def test_the_store_is_the_declared_page_views_holder(store: AnalyticsStore) -> None:
-    assert DECLARED_HOLDERS["page_views"] is AnalyticsStore
-    assert isinstance(store, PersonalDataHolder)
-    assert store.name == "page_views"
+    assert DECLARED_HOLDERS["page_views"] is PageViews
+    holder = PageViews(store)
+    assert isinstance(holder, PersonalDataHolder)
+    assert holder.name == "page_views"
 
 
 def test_export_holds_the_users_rows_and_the_visit_before_the_login(store: AnalyticsStore) -> None:

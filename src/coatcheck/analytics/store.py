@@ -15,13 +15,9 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from coatcheck.analytics.rows import COLUMNS, EVENT, PAGE, Hit
-from coatcheck.privacy.contract import personal_data_holder
-
-if TYPE_CHECKING:
-    from coatcheck.privacy.registry import Deployment
 
 __all__ = ["DEFAULT_RETENTION", "DEFAULT_TABLE", "AnalyticsStore", "Query"]
 
@@ -33,30 +29,12 @@ Query = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 """Runs one statement (``?`` placeholders) and returns its rows (none for a write)."""
 
 
-@personal_data_holder
 class AnalyticsStore:
-    """The contract of an analytics backend, and the personal-data holder ``page_views``
-    (declared once here: every backend exports and erases through the same SQL)."""
+    """The contract of an analytics backend. Every backend exports and erases a user
+    through the same SQL; ``analytics.holder.PageViews`` is the personal-data holder over
+    it."""
 
-    name = "page_views"
-    retention = ("analytics",)
     table: str
-
-    @classmethod
-    def from_deployment(cls, deployment: Deployment) -> AnalyticsStore | None:
-        """The analytics store a deployment records in (``SessionConfig.analytics_url``),
-        or None when analytics is off."""
-        url = deployment.config.analytics_url
-        if not url:
-            return None
-        from coatcheck.analytics.setup import open_store
-
-        return open_store(url)
-
-    async def purge_older_than(self, cutoffs: Mapping[str, float], batch: int) -> int:
-        """Retention (``privacy.contract.Retaining``): the rows older than the
-        ``analytics`` period's cutoff."""
-        return await asyncio.to_thread(self.purge_before, cutoffs["analytics"], batch)
 
     visit_gap: float = 30 * 60.0
     """Seconds of inactivity after which a session's next activity opens a new visit."""
