@@ -33,10 +33,12 @@ from coatcheck import SessionConfig, SessionManager
 from coatcheck.core import tokens
 from coatcheck.core.record import Patch, SessionRecord
 from coatcheck.core.session import Session
+from coatcheck.core.steps import drive_async, drive_sync
 from coatcheck.engine.manager import CommitResult
 from coatcheck.errors import ConfigError, StoreUnavailable, StoreURLError
 from coatcheck.stores import from_url
 from coatcheck.stores.redis import RedisOptions, RedisStore
+from coatcheck.stores.redis.operations import Batch, Cmd, Eval, Pause, ScanPage
 from coatcheck.stores.redis.scripts import (
     APPLY,
     APPLY_IF_HANDLE,
@@ -1123,3 +1125,113 @@ async def test_a_record_damaged_in_redis_is_a_fresh_session_not_an_error(
     assert again.is_new and dict(again) == {}
     await store.close()
     store.close_sync()
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+async def test_a_purge_with_the_apps_clock_ahead_touches_only_what_is_due(
+    tmp_path: Path, mode: str
+) -> None:
+    """Issue 18: the app's clock runs ahead of the server's (here by weeks: NOW is in the
+    server's future), so records past their deadline on the app's clock are still in
+    Redis. The purge deletes exactly those, with their handle pointers and index entries,
+    and the deletions cost no more than they must: each due record is in exactly one
+    script and no other record in any, all of a page's due records go in one script (not
+    one each), the cleanup of pointers and index entries is one more round trip per page,
+    and the purge rests once per page, exactly as often as a purge that finds nothing due.
+    Counted as the operations the purge sends, never as seconds."""
+    with RedisServer(tmp_path / "skew").start() as private:
+        store = RedisStore.from_url(f"redis://127.0.0.1:{private.port}/0")
+        records = [
+            new_record({"i": i}, user_id=f"user{i % 4}", expires_in=60 if i % 3 else 6000)
+            for i in range(60)
+        ]
+        for record in records:
+            store.create_sync(record)
+        due = {store.record_key(r.key) for r in records if r.expires_at == NOW + 60}
+        assert len(due) == 40
+        ops: list[Any] = []
+
+        def recorded(execute: Any) -> Any:
+            if mode == "sync":
+
+                def run_sync(op: Any) -> Any:
+                    result = execute(op)
+                    ops.append((op, result))
+                    return result
+
+                return run_sync
+
+            async def run_async(op: Any) -> Any:
+                result = await execute(op)
+                ops.append((op, result))
+                return result
+
+            return run_async
+
+        async def purge(now: float) -> int:
+            ops.clear()
+            if mode == "sync":
+                return drive_sync(store._purge(now, 1000), recorded(store._sync.run))
+            return await drive_async(store._purge(now, 1000), recorded(store._async.run))
+
+        def pages() -> list[list[tuple[Any, Any]]]:
+            """The recorded operations, split at each SCAN page."""
+            out: list[list[tuple[Any, Any]]] = []
+            for op, result in ops:
+                if isinstance(op, ScanPage):
+                    out.append([])
+                out[-1].append((op, result))
+            return out
+
+        # In sync: nothing due, one rest per page, no script.
+        assert await purge(NOW - 10_000) == 0
+        unskewed = pages()
+        assert all(sum(isinstance(op, Pause) for op, _ in page) == 1 for page in unskewed)
+        assert not any(
+            isinstance(s, Eval) for op, _ in ops if isinstance(op, Batch) for s in op.steps
+        )
+
+        assert await purge(NOW + 61) == len(due)
+        scripted: list[str] = []
+        for page in pages():
+            _, (_, keys) = page[0]
+            page_due = [k for k in keys if k in due]
+            batches = [op for op, _ in page if isinstance(op, Batch)]
+            assert sum(isinstance(op, Pause) for op, _ in page) == 1
+            if not keys:
+                assert batches == []
+                continue
+            reads, rest = batches[0], batches[1:]
+            assert [s.args for s in reads.steps] == [("PEXPIRETIME", k) for k in keys]
+            scripts = [s for b in rest for s in b.steps if isinstance(s, Eval)]
+            if not page_due:
+                assert rest == []
+                continue
+            assert len(scripts) == 1, "one script for all of a page's due records"
+            assert sorted(scripts[0].keys) == sorted(page_due)
+            scripted += scripts[0].keys
+            # The script, then the cleanup (pointers and index entries): two round trips.
+            assert len(rest) == 2
+            cleanup = [s.args for s in rest[1].steps]
+            assert all(isinstance(s, Cmd) for s in rest[1].steps)
+            assert len(cleanup) == 2 * len(page_due)  # every record here has a user
+        assert sorted(scripted) == sorted(due)
+
+        client = private.client()
+        try:
+            for record in records:
+                gone = store.record_key(record.key) in due
+                assert (store.get_sync(record.key) is None) == gone
+                assert (client.get(store.pointer_key(record.handle)) is None) == gone
+                if not gone:
+                    assert store.get_sync(record.key) == record
+            for user in {r.user_id for r in records}:
+                assert user is not None
+                left = set(client.zrange(store.user_key(user), 0, -1))
+                kept = {r.handle for r in records if r.user_id == user}
+                assert left == kept - {r.handle for r in records if store.record_key(r.key) in due}
+        finally:
+            client.close()
+        assert await purge(NOW + 61) == 0
+        store.close_sync()
+        await store.close()
