@@ -43,6 +43,7 @@ from coatcheck.stores.redis.scripts import (
     APPLY,
     APPLY_IF_HANDLE,
     DELETE,
+    DROP_EXPIRED,
     DROP_IF,
     LUA_HELPERS,
     RENAME,
@@ -1087,7 +1088,7 @@ def test_every_script_compiles_and_carries_the_helpers_it_calls(shared_url: str)
     """Scripts include only the Lua helpers they name; one calling a helper it left out
     would fail only when that branch runs (a rare re-index, say)."""
     with raw(shared_url) as client:
-        for script in (APPLY, APPLY_IF_HANDLE, TAKE, RENAME, DELETE, DROP_IF, UNLINK):
+        for script in (APPLY, APPLY_IF_HANDLE, TAKE, RENAME, DELETE, DROP_IF, DROP_EXPIRED, UNLINK):
             for name in LUA_HELPERS:
                 if re.search(rf"(?<!function )\b{name}\(", script.text):
                     assert f"local function {name}(" in script.text, (name, script.text)
@@ -1196,25 +1197,27 @@ async def test_a_purge_with_the_apps_clock_ahead_touches_only_what_is_due(
         for page in pages():
             _, (_, keys) = page[0]
             page_due = [k for k in keys if k in due]
-            batches = [op for op, _ in page if isinstance(op, Batch)]
+            # Every operation that goes to the server (a command, a script, a pipeline).
+            wire = [op for op, _ in page[1:] if isinstance(op, Batch | Cmd | Eval)]
             assert sum(isinstance(op, Pause) for op, _ in page) == 1
             if not keys:
-                assert batches == []
+                assert wire == []
                 continue
-            reads, rest = batches[0], batches[1:]
+            reads, rest = wire[0], wire[1:]
+            assert isinstance(reads, Batch)
             assert [s.args for s in reads.steps] == [("PEXPIRETIME", k) for k in keys]
-            scripts = [s for b in rest for s in b.steps if isinstance(s, Eval)]
             if not page_due:
                 assert rest == []
                 continue
-            assert len(scripts) == 1, "one script for all of a page's due records"
-            assert sorted(scripts[0].keys) == sorted(page_due)
-            scripted += scripts[0].keys
             # The script, then the cleanup (pointers and index entries): two round trips.
             assert len(rest) == 2
-            cleanup = [s.args for s in rest[1].steps]
-            assert all(isinstance(s, Cmd) for s in rest[1].steps)
-            assert len(cleanup) == 2 * len(page_due)  # every record here has a user
+            script, cleanup = rest
+            assert isinstance(script, Eval), "one script for all of a page's due records"
+            assert sorted(script.keys) == sorted(page_due)
+            scripted += script.keys
+            assert isinstance(cleanup, Batch)
+            assert all(isinstance(s, Cmd) for s in cleanup.steps)
+            assert len(cleanup.steps) == 2 * len(page_due)  # every record here has a user
         assert sorted(scripted) == sorted(due)
 
         client = private.client()

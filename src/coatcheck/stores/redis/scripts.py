@@ -213,6 +213,29 @@ return {h, u}
     "meta",
 )
 
+DROP_EXPIRED = Script(
+    """
+-- Single node only (the records of a page are in many slots). KEYS: records. ARGV[1] now.
+-- Deletes each record whose deadline (the earlier of 'e' and 'a') is at or before ARGV[1],
+-- reading the deadlines first and decoding the metadata only of a record it deletes.
+-- Returns {handle, user, handle, user, ...} of the deleted records (user '' for none).
+local now, out = tonumber(ARGV[1]), {}
+for _, key in ipairs(KEYS) do
+  local ea = redis.call('HMGET', key, 'e', 'a')
+  if ea[1] and ea[2] and math.min(tonumber(ea[1]), tonumber(ea[2])) <= now then
+    local m = meta(key)
+    if m and m.h then
+      redis.call('DEL', key)
+      out[#out + 1] = m.h
+      out[#out + 1] = m.u or ''
+    end
+  end
+end
+return out
+""",
+    "meta",
+)
+
 UNLINK = Script(
     """
 -- Single node only: drop a user-index entry whose session is gone, checking atomically

@@ -39,6 +39,7 @@ from coatcheck.stores.redis.scripts import (
     APPLY,
     APPLY_IF_HANDLE,
     DELETE,
+    DROP_EXPIRED,
     DROP_IF,
     RENAME,
     TAKE,
@@ -360,12 +361,18 @@ class RedisStore(
         return deleted
 
     def _purge(self, now: float, batch_size: int) -> Procedure[int]:
-        """SCAN the records in small pages, resting after each step (``PURGE_REST``): a
-        purge uses at most half a core and half of the server, and requests that run
-        meanwhile keep their latency (Redis' TTLs already reclaim ended sessions, so a
-        purge is housekeeping, never urgent). Scripts go in small pipelines: Redis runs a
-        client's pipelined commands back to back, so a long one would hold every other
-        client's command behind it."""
+        """SCAN the records in small pages, resting after each page as long as it took
+        (``PURGE_REST``): a purge uses at most half a core and half of the server, and
+        requests that run meanwhile keep their latency (Redis' TTLs already reclaim ended
+        sessions, so a purge is housekeeping, never urgent).
+
+        A page costs the same round trips and one rest whatever the clocks say, plus two
+        when records are due: one script for all of them (on a single node; a cluster's
+        records are in many slots, so there each goes alone, ``PURGE_SCRIPTS`` per
+        pipeline), then one pipeline for their pointers and index entries. Records are due
+        here but not yet for Redis when the app's clock runs ahead of the server's (the TTL
+        is the deadline on the app's clock): then nearly every record is, and a page that
+        paid a round trip and a rest per 16 records cost several times a page with none."""
         match = escape_glob(self.prefix) + "s:*"
         cursor: Any = None
         total = 0
@@ -381,26 +388,37 @@ class RedisStore(
                 ends = yield Batch(tuple(Cmd(("PEXPIRETIME", k)) for k in keys))
                 due = ms(now) + 1  # the TTL is the deadline rounded to a millisecond
                 keys = [k for k, end in zip(keys, ends, strict=True) if 0 < int(end) <= due]
+            if keys:
+                total += yield from self._drop_expired(keys, now)
             yield Pause(PURGE_REST * (time.monotonic() - started))
+            if cursor is None:
+                return total
+
+    def _drop_expired(self, keys: list[str], now: float) -> Procedure[int]:
+        """Delete those of ``keys`` still past their deadline at ``now`` (checked
+        atomically, record by record), then their handle pointers and index entries."""
+        gone: list[tuple[str, str]] = []
+        if self.single_node:
+            for first in range(0, len(keys), PURGE_PAGE):
+                flat = yield Eval(
+                    DROP_EXPIRED, tuple(keys[first : first + PURGE_PAGE]), (num(now),)
+                )
+                gone += zip(flat[::2], flat[1::2], strict=True)
+        else:
             for first in range(0, len(keys), PURGE_SCRIPTS):
-                started = time.monotonic()
                 chunk = keys[first : first + PURGE_SCRIPTS]
                 results = yield Batch(
                     tuple(Eval(DROP_IF, (k,), ("expired", num(now))) for k in chunk)
                 )
-                cleanup: list[Cmd] = []
-                for result in results:
-                    if result:
-                        handle, user = result
-                        cleanup.append(Cmd(("DEL", self.pointer_key(handle))))
-                        if user:
-                            cleanup.append(Cmd(("ZREM", self.user_key(user), handle)))
-                if cleanup:
-                    yield Batch(tuple(cleanup))
-                    total += sum(1 for r in results if r)
-                yield Pause(PURGE_REST * (time.monotonic() - started))
-            if cursor is None:
-                return total
+                gone += [(handle, user) for handle, user in filter(None, results)]
+        cleanup: list[Cmd] = []
+        for handle, user in gone:
+            cleanup.append(Cmd(("DEL", self.pointer_key(handle))))
+            if user:
+                cleanup.append(Cmd(("ZREM", self.user_key(user), handle)))
+        if cleanup:
+            yield Batch(tuple(cleanup))
+        return len(gone)
 
     def _count(self, now: float) -> Procedure[int]:
         match = escape_glob(self.prefix) + "s:*"
