@@ -29,6 +29,7 @@ from .harness import (
 
 SCENARIOS: dict[str, str] = {
     "asgi": "bench.asgi_middleware",
+    "wsgi": "bench.wsgi_sessions",
     "flask": "bench.flask_sessions",
     "django": "bench.django_sessions",
     "cookie": "bench.cookie_sessions",
