@@ -366,17 +366,19 @@ class RedisStore(
         requests that run meanwhile keep their latency (Redis' TTLs already reclaim ended
         sessions, so a purge is housekeeping, never urgent).
 
-        A page costs the same round trips and one rest whatever the clocks say, plus two
+        A page costs the same round trips and one rest whatever the clocks say, plus one
         when records are due: one script for all of them (on a single node; a cluster's
         records are in many slots, so there each goes alone, ``PURGE_SCRIPTS`` per
-        pipeline), then one pipeline for their pointers and index entries. Records are due
-        here but not yet for Redis when the app's clock runs ahead of the server's (the TTL
-        is the deadline on the app's clock): then nearly every record is, and a page that
-        paid a round trip and a rest per 16 records cost several times a page with none."""
+        pipeline). Their pointers and index entries go with the next page's reads (or in
+        one last pipeline). Records are due here but not yet for Redis when the app's
+        clock runs ahead of the server's (the TTL is the deadline on the app's clock): then
+        nearly every record is, and a page that paid two round trips and a rest per 16
+        records cost several times a page with none."""
         match = escape_glob(self.prefix) + "s:*"
         cursor: Any = None
         total = 0
         page = min(batch_size, PURGE_PAGE)
+        cleanup: list[Cmd] = []  # the previous page's pointers and index entries
         while True:
             started = time.monotonic()
             cursor, keys = yield ScanPage(match, page, cursor)
@@ -385,25 +387,34 @@ class RedisStore(
                 # has usually removed them already, so a page costs the server a TTL read
                 # per key (an integer, as the TTL is the deadline), not a script run; the
                 # script checks the deadline itself, atomically.
-                ends = yield Batch(tuple(Cmd(("PEXPIRETIME", k)) for k in keys))
+                reads = tuple(Cmd(("PEXPIRETIME", k)) for k in keys)
+                replies = yield Batch((*cleanup, *reads))
+                ends, cleanup = replies[len(cleanup) :], []
                 due = ms(now) + 1  # the TTL is the deadline rounded to a millisecond
                 keys = [k for k, end in zip(keys, ends, strict=True) if 0 < int(end) <= due]
             if keys:
-                total += yield from self._drop_expired(keys, now)
+                gone = yield from self._drop_expired(keys, now)
+                total += len(gone)
+                for handle, user in gone:
+                    cleanup.append(Cmd(("DEL", self.pointer_key(handle))))
+                    if user:
+                        cleanup.append(Cmd(("ZREM", self.user_key(user), handle)))
+            if cursor is None and cleanup:
+                yield Batch(tuple(cleanup))
             yield Pause(PURGE_REST * (time.monotonic() - started))
             if cursor is None:
                 return total
 
-    def _drop_expired(self, keys: list[str], now: float) -> Procedure[int]:
+    def _drop_expired(self, keys: list[str], now: float) -> Procedure[list[tuple[str, str]]]:
         """Delete those of ``keys`` still past their deadline at ``now`` (checked
-        atomically, record by record), then their handle pointers and index entries."""
+        atomically, record by record); the (handle, user) of each one deleted."""
         gone: list[tuple[str, str]] = []
         if self.single_node:
             for first in range(0, len(keys), PURGE_PAGE):
-                flat = yield Eval(
-                    DROP_EXPIRED, tuple(keys[first : first + PURGE_PAGE]), (num(now),)
-                )
-                gone += zip(flat[::2], flat[1::2], strict=True)
+                chunk = tuple(keys[first : first + PURGE_PAGE])
+                for text in (yield Eval(DROP_EXPIRED, chunk, (num(now),))):
+                    m = unpack(text) or {}
+                    gone.append((m.get("h", ""), m.get("u") or ""))
         else:
             for first in range(0, len(keys), PURGE_SCRIPTS):
                 chunk = keys[first : first + PURGE_SCRIPTS]
@@ -411,14 +422,7 @@ class RedisStore(
                     tuple(Eval(DROP_IF, (k,), ("expired", num(now))) for k in chunk)
                 )
                 gone += [(handle, user) for handle, user in filter(None, results)]
-        cleanup: list[Cmd] = []
-        for handle, user in gone:
-            cleanup.append(Cmd(("DEL", self.pointer_key(handle))))
-            if user:
-                cleanup.append(Cmd(("ZREM", self.user_key(user), handle)))
-        if cleanup:
-            yield Batch(tuple(cleanup))
-        return len(gone)
+        return [(h, u) for h, u in gone if h]
 
     def _count(self, now: float) -> Procedure[int]:
         match = escape_glob(self.prefix) + "s:*"
