@@ -411,8 +411,8 @@ class RedisStore(
         gone: list[tuple[str, str]] = []
         if self.single_node:
             for first in range(0, len(keys), PURGE_PAGE):
-                chunk = tuple(keys[first : first + PURGE_PAGE])
-                for text in (yield Eval(DROP_EXPIRED, chunk, (num(now),))):
+                page = tuple(keys[first : first + PURGE_PAGE])
+                for text in (yield Eval(DROP_EXPIRED, page, (num(now),))):
                     m = unpack(text) or {}
                     gone.append((m.get("h", ""), m.get("u") or ""))
         else:
