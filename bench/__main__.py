@@ -38,10 +38,11 @@ SCENARIOS: dict[str, str] = {
     "load": "bench.load",
     "service": "bench.service",
     "scale": "bench.scale",
+    "skew": "bench.purge_skew",
 }
 """Scenario name -> module defining ``SCENARIO``. Add new scenarios here."""
 
-OPT_IN: frozenset[str] = frozenset({"scale"})
+OPT_IN: frozenset[str] = frozenset({"scale", "skew"})
 """Scenarios too slow for a default run (minutes): they run only when named."""
 
 
