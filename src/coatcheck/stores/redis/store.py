@@ -395,10 +395,12 @@ class RedisStore(
             if keys:
                 gone = yield from self._drop_expired(keys, now)
                 total += len(gone)
-                for handle, user in gone:
-                    cleanup.append(Cmd(("DEL", self.pointer_key(handle))))
-                    if user:
-                        cleanup.append(Cmd(("ZREM", self.user_key(user), handle)))
+                pointers = [self.pointer_key(handle) for handle, _ in gone]
+                if self.single_node:  # one DEL for all (a cluster's keys are in many slots)
+                    cleanup.append(Cmd(("DEL", *pointers)))
+                else:
+                    cleanup += [Cmd(("DEL", pointer)) for pointer in pointers]
+                cleanup += [Cmd(("ZREM", self.user_key(u), h)) for h, u in gone if u]
             if cursor is None and cleanup:
                 yield Batch(tuple(cleanup))
             yield Pause(PURGE_REST * (time.monotonic() - started))
