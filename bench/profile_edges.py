@@ -76,10 +76,43 @@ async def _asgi_redis_runner(
     return client.runner(path)
 
 
+PURGE_SESSIONS = 5000
+
+
+def _profile_purge(profiler: cProfile.Profile) -> None:
+    """``redis-purge-clock-ahead``: the purge of ``PURGE_SESSIONS`` sessions that are all
+    due on a clock 21 minutes ahead of a private server's (``bench skew``'s skewed case)."""
+    import tempfile
+    import time
+
+    from coatcheck.stores.redis import RedisStore
+
+    from .purge_skew import AHEAD, _fill
+    from .scale_stores import RedisServer
+
+    with tempfile.TemporaryDirectory(prefix="cc-profile-") as directory:
+        server = RedisServer(Path(directory), "purge").start()
+        try:
+            store = RedisStore.from_url(f"redis://127.0.0.1:{server.port}/0")
+            _fill(store, PURGE_SESSIONS, 1200.0)
+            store.get_sync("0" * 64)  # connected before the profile starts
+            profiler.enable()
+            deleted = store.purge_expired_sync(time.time() + AHEAD, 1000)
+            profiler.disable()
+            store.close_sync()
+            if deleted != PURGE_SESSIONS:
+                raise SystemExit(f"the purge deleted {deleted}, not {PURGE_SESSIONS}")
+        finally:
+            server.stop()
+
+
 def profile(name: str, console: Console) -> str:
     profiler = cProfile.Profile()
 
     async def main() -> None:
+        if name == "redis-purge-clock-ahead":
+            _profile_purge(profiler)
+            return
         if name.startswith("asgi-redis-"):
             async with contextlib.AsyncExitStack() as stack:
                 run = await _asgi_redis_runner(stack, "/" + name.rsplit("-", 1)[1])
@@ -105,7 +138,12 @@ def profile(name: str, console: Console) -> str:
     text = io.StringIO()
     stats = pstats.Stats(profiler, stream=text)
     stats.strip_dirs()
-    text.write(f"# {name}: cProfile of {REQUESTS} requests after {WARMUP} warm-up\n")
+    what = (
+        f"one purge of {PURGE_SESSIONS} sessions, all due"
+        if name == "redis-purge-clock-ahead"
+        else f"{REQUESTS} requests after {WARMUP} warm-up"
+    )
+    text.write(f"# {name}: cProfile of {what}\n")
     text.write("# (python -m bench.profile_edges " + name + ")\n\n## by own time\n")
     stats.sort_stats("tottime").print_stats(30)
     text.write("\n## by cumulative time\n")
@@ -114,7 +152,7 @@ def profile(name: str, console: Console) -> str:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or [*PROFILES, "asgi-redis-read", "asgi-redis-write"]
+    names = argv or [*PROFILES, "asgi-redis-read", "asgi-redis-write", "redis-purge-clock-ahead"]
     console = Console()
     OUT.mkdir(exist_ok=True)
     for name in names:
