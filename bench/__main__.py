@@ -29,6 +29,7 @@ from .harness import (
 
 SCENARIOS: dict[str, str] = {
     "asgi": "bench.asgi_middleware",
+    "wsgi": "bench.wsgi_sessions",
     "flask": "bench.flask_sessions",
     "django": "bench.django_sessions",
     "cookie": "bench.cookie_sessions",
@@ -38,10 +39,11 @@ SCENARIOS: dict[str, str] = {
     "service": "bench.service",
     "scale": "bench.scale",
     "analytics": "bench.analytics_report",
+    "skew": "bench.purge_skew",
 }
 """Scenario name -> module defining ``SCENARIO``. Add new scenarios here."""
 
-OPT_IN: frozenset[str] = frozenset({"scale"})
+OPT_IN: frozenset[str] = frozenset({"scale", "skew"})
 """Scenarios too slow for a default run (minutes): they run only when named."""
 
 

@@ -13,6 +13,8 @@ a broken wiring fails the run instead of reporting a fast number.
 from __future__ import annotations
 
 import contextlib
+import json
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -34,7 +36,24 @@ from .store_workloads import (
     COATCHECK_WRITES,
     Built,
     Config,
+    Target,
     run_workloads,
+)
+
+COATCHECK_SQLITE = "coatcheck sqlite"
+SQLITE_FLOOR = "sqlite3 floor"
+
+TARGETS = [
+    Target("read", COATCHECK_SQLITE, SQLITE_FLOOR, 1.15),
+    Target("write", COATCHECK_SQLITE, SQLITE_FLOOR, 1.15),
+]
+"""Issue 18's SQLite target, as an overhead ratio (time added above the bare app)."""
+
+FLOOR_NOTE = (
+    f"{SQLITE_FLOOR}: the bare app whose handlers run raw sqlite3 statements on one fixed row "
+    "of a table in a temporary file: one SELECT (read), SELECT + UPDATE (write), on one "
+    "connection with SQLiteStore's settings (autocommit, WAL, synchronous=NORMAL, "
+    "busy_timeout), in the event loop as the store's calls are"
 )
 
 # -- the app -------------------------------------------------------------------------------
@@ -91,6 +110,43 @@ async def _coatcheck_sqlite(stack: contextlib.AsyncExitStack, slug: str) -> Buil
     return _coatcheck(store)
 
 
+async def _sqlite_floor(stack: contextlib.AsyncExitStack, slug: str) -> Built:
+    directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="coatcheck-bench-")))
+    conn = sqlite3.connect(
+        directory / "floor.db", timeout=5.0, isolation_level=None, check_same_thread=False
+    )
+    stack.callback(conn.close)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("CREATE TABLE floor (key TEXT PRIMARY KEY, data TEXT NOT NULL)")
+    conn.execute("INSERT INTO floor VALUES ('floor', '{}')")
+    select = "SELECT data FROM floor WHERE key = ?"
+    update = "UPDATE floor SET data = ? WHERE key = ?"
+
+    def load() -> int:
+        row = conn.execute(select, ("floor",)).fetchone()
+        return int(json.loads(row[0]).get("n", 0))
+
+    async def floor_read(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(str(load()))
+
+    async def floor_write(request: Request) -> PlainTextResponse:
+        n = load() + 1
+        conn.execute(update, (json.dumps({"n": n}), "floor"))
+        return PlainTextResponse(str(n))
+
+    app = Starlette(
+        routes=[Route("/read", floor_read), Route("/write", floor_write)],
+        middleware=[Middleware(PlainDictSession)],
+    )
+
+    async def stored() -> list[int]:
+        return [load()]
+
+    return Built(app, "global", stored=stored)
+
+
 async def _starlette_cookie(stack: contextlib.AsyncExitStack, slug: str) -> Built:
     from starlette.middleware.sessions import SessionMiddleware
 
@@ -126,7 +182,8 @@ async def _starsessions_memory(stack: contextlib.AsyncExitStack, slug: str) -> B
 CONFIGS = [
     Config("bare (no sessions)", Role.BASELINE, _bare),
     Config("coatcheck memory", Role.COATCHECK, _coatcheck_memory),
-    Config("coatcheck sqlite", Role.COATCHECK, _coatcheck_sqlite, note="WAL, temp file"),
+    Config(COATCHECK_SQLITE, Role.COATCHECK, _coatcheck_sqlite, note="WAL, temp file"),
+    Config(SQLITE_FLOOR, Role.PEER, _sqlite_floor, note="raw SELECT / SELECT + UPDATE"),
     Config("starlette signed cookie", Role.PEER, _starlette_cookie, note="itsdangerous"),
     Config("starsessions memory", Role.PEER, _starsessions_memory, note="InMemoryStore"),
 ]
@@ -142,8 +199,8 @@ async def run(settings: Settings, console: Console) -> list[WorkloadResult]:
         settings,
         console,
         wire=None,
-        notes=[],
-        targets=[],
+        notes=[FLOOR_NOTE],
+        targets=TARGETS,
         fit_budget=False,
     )
 

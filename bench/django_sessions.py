@@ -39,8 +39,9 @@ from rich.console import Console
 from coatcheck import SessionManager
 from coatcheck.stores import SQLiteStore
 
-from .flask_sessions import REDIS_URL, delete_prefix, redis_client
+from .flask_sessions import REDIS_URL, delete_prefix, floor_client, redis_client
 from .harness import BenchError, Role, Scenario, Settings, StoreProbe, WorkloadResult
+from .store_workloads import Target
 from .wsgi_client import Built, Config, run_workloads, skip
 
 COOKIE = "__Host-session"
@@ -51,7 +52,26 @@ COATCHECK_MIDDLEWARE = [
 ]
 DJANGO_MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware"]
 BARE_MIDDLEWARE = ["bench.django_sessions.PlainDictSession"]
+FLOOR_MIDDLEWARE = ["bench.django_sessions.RedisFloor"]
 CACHE_PREFIX = f"django-bench-{secrets.token_hex(4)}"
+
+COATCHECK_REDIS = "coatcheck redis"
+FLOOR = "redis floor"
+DJANGO_CACHE = "django cache redis"
+
+TARGETS = [
+    Target("read", COATCHECK_REDIS, FLOOR, 1.15),
+    Target("write", COATCHECK_REDIS, FLOOR, 1.15),
+    Target("read", COATCHECK_REDIS, DJANGO_CACHE, 0.4),
+    Target("write", COATCHECK_REDIS, DJANGO_CACHE, 0.4),
+]
+"""Issue 18's Django targets, as overhead ratios (time added above the bare app)."""
+
+FLOOR_NOTE = (
+    f"{FLOOR}: the bare project whose views call sync redis-py directly on one fixed key, "
+    "GET (read) or GET + SET EX (write), with coatcheck's client settings (RESP2, decoded "
+    "replies, its timeouts)"
+)
 
 
 # -- the project ---------------------------------------------------------------------------
@@ -82,6 +102,49 @@ class PlainDictSession:
 
     def __call__(self, request: Any) -> Any:
         request.session = {}
+        return self.get_response(request)
+
+
+def floor_read(request: Any) -> Any:
+    from django.http import HttpResponse
+
+    client, key, _ = request.floor
+    return HttpResponse(str(client.get(key) or "0"), content_type="text/plain")
+
+
+def floor_write(request: Any) -> Any:
+    from django.http import HttpResponse
+
+    client, key, ttl = request.floor
+    n = int(client.get(key) or 0) + 1
+    client.set(key, n, ex=ttl)
+    return HttpResponse(str(n), content_type="text/plain")
+
+
+class FloorUrls:
+    """The floor's URLconf (``request.urlconf``): the same paths, raw-client views."""
+
+    urlpatterns: list[Any] = []
+
+
+_floor: tuple[Any, str, int] | None = None
+"""The client, key and TTL the next ``RedisFloor`` middleware built takes."""
+
+
+class RedisFloor:
+    """The floor configuration's only middleware: the bare one (a fresh plain dict) that
+    also routes to the raw-client views and hands them their client."""
+
+    def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        if _floor is None:
+            raise BenchError("RedisFloor built without a client")
+        self.get_response = get_response
+        self.floor = _floor
+
+    def __call__(self, request: Any) -> Any:
+        request.session = {}
+        request.floor = self.floor
+        request.urlconf = FloorUrls
         return self.get_response(request)
 
 
@@ -138,6 +201,7 @@ def setup(stack: contextlib.ExitStack) -> None:
     from django.urls import path
 
     urlpatterns[:] = [path("read", read), path("write", write)]
+    FloorUrls.urlpatterns[:] = [path("read", floor_read), path("write", floor_write)]
     call_command("migrate", verbosity=0, interactive=False)
 
     def remove() -> None:
@@ -233,6 +297,20 @@ def _coatcheck_redis(console: Console, name: str, stack: contextlib.ExitStack) -
     return _coatcheck(store)
 
 
+def _redis_floor(console: Console, name: str, stack: contextlib.ExitStack) -> Built | None:
+    global _floor
+    setup(stack)
+    made = floor_client(stack)
+    if made is None:
+        skip(console, name, f"no Redis server answers at {REDIS_URL}")
+        return None
+    _floor = made
+    try:
+        return Built(handler(FLOOR_MIDDLEWARE), None, shared=True)
+    finally:
+        _floor = None
+
+
 def _django_db(stack: contextlib.ExitStack) -> Built:
     setup(stack)
     app = handler(DJANGO_MIDDLEWARE, "django.contrib.sessions.backends.db")
@@ -272,16 +350,22 @@ def configs(console: Console) -> list[Config]:
         Config("bare (no sessions)", Role.BASELINE, _bare),
         Config("coatcheck sqlite", Role.COATCHECK, _coatcheck_sqlite, "WAL, temp file"),
         Config(
-            "coatcheck redis",
+            COATCHECK_REDIS,
             Role.COATCHECK,
-            functools.partial(_coatcheck_redis, console, "coatcheck redis"),
+            functools.partial(_coatcheck_redis, console, COATCHECK_REDIS),
             redis_note,
+        ),
+        Config(
+            FLOOR,
+            Role.PEER,
+            functools.partial(_redis_floor, console, FLOOR),
+            "raw redis-py GET / GET + SET EX",
         ),
         Config("django db sqlite", Role.PEER, _django_db, "WAL, temp file, persistent conn"),
         Config(
-            "django cache redis",
+            DJANGO_CACHE,
             Role.PEER,
-            functools.partial(_django_cache_redis, console, "django cache redis"),
+            functools.partial(_django_cache_redis, console, DJANGO_CACHE),
             f"RedisCache, {redis_note}",
         ),
         Config("django signed_cookies", Role.PEER, _django_signed_cookies),
@@ -291,7 +375,15 @@ def configs(console: Console) -> list[Config]:
 async def run(settings: Settings, console: Console) -> list[WorkloadResult]:
     with contextlib.ExitStack() as stack:
         setup(stack)
-        return await run_workloads("django", "Django", configs(console), settings, console)
+        return await run_workloads(
+            "django",
+            "Django",
+            configs(console),
+            settings,
+            console,
+            targets=TARGETS,
+            notes=[FLOOR_NOTE],
+        )
 
 
 SCENARIO = Scenario(

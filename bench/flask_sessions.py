@@ -30,11 +30,30 @@ from coatcheck import SessionManager
 from coatcheck.stores import SQLiteStore
 
 from .harness import Role, Scenario, Settings, StoreProbe, WorkloadResult
+from .store_workloads import Target
 from .wsgi_client import Built, Config, run_workloads, skip
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 COATCHECK_WRITES = ("create_sync", "apply_sync", "rename_sync", "delete_sync")
 COOKIE = "__Host-session"
+
+COATCHECK_REDIS = "coatcheck redis"
+FLOOR = "redis floor"
+FLASK_SESSION = "Flask-Session redis"
+
+TARGETS = [
+    Target("read", COATCHECK_REDIS, FLOOR, 1.15),
+    Target("write", COATCHECK_REDIS, FLOOR, 1.15),
+    Target("read", COATCHECK_REDIS, FLASK_SESSION, 0.5),
+    Target("write", COATCHECK_REDIS, FLASK_SESSION, 1.0),
+]
+"""Issue 18's Flask targets, as overhead ratios (time added above the bare app)."""
+
+FLOOR_NOTE = (
+    f"{FLOOR}: the bare app whose views call sync redis-py directly on one fixed key, GET "
+    "(read) or GET + SET EX (write), with coatcheck's client settings (RESP2, decoded "
+    "replies, its timeouts)"
+)
 
 
 # -- the app -------------------------------------------------------------------------------
@@ -92,6 +111,33 @@ def delete_prefix(client: Any, prefix: str) -> None:
         client.delete(key)
 
 
+def floor_client(stack: contextlib.ExitStack) -> tuple[Any, str, int] | None:
+    """For a raw-client floor: a sync redis-py client built as coatcheck's RedisStore builds
+    its own (RESP2, decoded replies, the store's default timeouts), a fresh key removed at
+    the end, and the TTL a session gets (the default idle timeout); None without a server."""
+    import redis
+
+    from coatcheck import SessionConfig
+    from coatcheck.stores.redis import RedisOptions
+
+    probe = redis_client()
+    if probe is None:
+        return None
+    probe.close()
+    options = RedisOptions.from_url(REDIS_URL)
+    client = redis.Redis.from_url(
+        REDIS_URL,
+        decode_responses=True,
+        protocol=2,
+        socket_timeout=options.timeout,
+        socket_connect_timeout=options.connect_timeout,
+    )
+    key = f"coatcheck-bench-floor-{secrets.token_hex(4)}"
+    stack.callback(client.close)
+    stack.callback(client.delete, key)
+    return client, key, int(SessionConfig().idle_timeout)
+
+
 # -- configurations ------------------------------------------------------------------------
 
 
@@ -133,6 +179,30 @@ def _coatcheck_redis(console: Console, name: str, stack: contextlib.ExitStack) -
     stack.callback(delete_prefix, client, prefix)
     stack.callback(store.close_sync)
     return _coatcheck(store, store)
+
+
+def _redis_floor(console: Console, name: str, stack: contextlib.ExitStack) -> Built | None:
+    """The bare Flask app (same session interface as ``_bare``) whose views make the round
+    trips an ideal session layer needs with the raw client, on one fixed key."""
+    made = floor_client(stack)
+    if made is None:
+        skip(console, name, f"no Redis server answers at {REDIS_URL}")
+        return None
+    client, key, ttl = made
+
+    def floor_read() -> str:
+        return str(client.get(key) or "0")
+
+    def floor_write() -> str:
+        n = int(client.get(key) or 0) + 1
+        client.set(key, n, ex=ttl)
+        return str(n)
+
+    app = Flask(__name__)
+    app.add_url_rule("/read", view_func=floor_read)
+    app.add_url_rule("/write", view_func=floor_write)
+    app.session_interface = PlainSessionInterface()
+    return Built(app, None, shared=True)
 
 
 def _flask_cookie(stack: contextlib.ExitStack) -> Built:
@@ -178,20 +248,23 @@ def configs(console: Console) -> list[Config]:
     rows = [
         ("bare (no sessions)", Role.BASELINE, _bare, ""),
         ("coatcheck sqlite", Role.COATCHECK, _coatcheck_sqlite, "WAL, temp file"),
-        ("coatcheck redis", Role.COATCHECK, _coatcheck_redis, redis_note),
+        (COATCHECK_REDIS, Role.COATCHECK, _coatcheck_redis, redis_note),
+        (FLOOR, Role.PEER, _redis_floor, "raw redis-py GET / GET + SET EX"),
         ("flask signed cookie", Role.PEER, _flask_cookie, "default, itsdangerous"),
-        ("Flask-Session redis", Role.PEER, _flask_session_redis, f"{redis_note}, defaults"),
+        (FLASK_SESSION, Role.PEER, _flask_session_redis, f"{redis_note}, defaults"),
     ]
     out = []
     for name, role, build, note in rows:
-        if build in (_coatcheck_redis, _flask_session_redis):
+        if build in (_coatcheck_redis, _flask_session_redis, _redis_floor):
             build = functools.partial(build, console, name)
         out.append(Config(name, role, build, note))
     return out
 
 
 async def run(settings: Settings, console: Console) -> list[WorkloadResult]:
-    return await run_workloads("flask", "Flask", configs(console), settings, console)
+    return await run_workloads(
+        "flask", "Flask", configs(console), settings, console, targets=TARGETS, notes=[FLOOR_NOTE]
+    )
 
 
 SCENARIO = Scenario(

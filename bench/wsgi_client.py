@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ from .harness import (
     blame,
     measure,
 )
+from .store_workloads import Target, target_notes
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -182,6 +183,9 @@ class Built:
     """Store writes a read-only request may make (coatcheck promises 0 between touches)."""
     activate: Callable[[], None] | None = None
     cleanup: list[Callable[[], None]] = field(default_factory=list)
+    shared: bool = False
+    """A raw-client floor: no session and no cookie, one counter on the server shared by
+    every client (``cookie_name`` is None, yet state is kept)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,12 +208,12 @@ def establish(built: Built) -> WsgiClient:
     first = client.get("/write")
     _require(first.status == 200, f"first /write answered {first.status}: {first.body[:200]!r}")
     _require(first.body == b"1", f"first /write answered {first.body!r}, not b'1'")
-    if built.cookie_name is None:
+    if built.cookie_name is None and not built.shared:
         again = client.get("/read")
         _require(again.body == b"0", "the bare app kept state it should not keep")
         return client
     _require(
-        built.cookie_name in client.cookies,
+        built.shared or built.cookie_name in client.cookies,
         f"first /write set no {built.cookie_name} cookie (got {first.header('set-cookie')})",
     )
     for expected in (b"2", b"3"):
@@ -217,6 +221,8 @@ def establish(built: Built) -> WsgiClient:
         _require(response.body == expected, f"/write answered {response.body!r}")
     response = client.get("/read")
     _require(response.body == b"3", f"after 3 writes /read answered {response.body!r}")
+    if built.shared:
+        return client
     stranger = WsgiClient(built.app, activate=built.activate).get("/read")
     _require(stranger.body == b"0", f"a client without the cookie read {stranger.body!r}")
     return client
@@ -224,7 +230,7 @@ def establish(built: Built) -> WsgiClient:
 
 def read_case(config: Config, built: Built) -> Case:
     client = establish(built)
-    client.expect_body = b"0" if built.cookie_name is None else b"3"
+    client.expect_body = b"0" if built.cookie_name is None and not built.shared else b"3"
     return Case(
         config.name,
         config.role,
@@ -237,7 +243,7 @@ def read_case(config: Config, built: Built) -> Case:
 
 def write_case(config: Config, built: Built) -> Case:
     client = establish(built)
-    if built.cookie_name is None:
+    if built.cookie_name is None and not built.shared:
         client.expect_body = b"1"
         return Case(config.name, config.role, client.runner("/write"), note=config.note)
 
@@ -267,8 +273,13 @@ async def run_workloads(
     configs: list[Config],
     settings: Settings,
     console: Console,
+    *,
+    targets: Sequence[Target] = (),
+    notes: Sequence[str] = (),
 ) -> list[WorkloadResult]:
-    """The read-only and the writing workload over ``configs``, each in one measured run."""
+    """The read-only and the writing workload over ``configs``, each in one measured run;
+    under each table, one line per target of ``targets`` (see ``store_workloads``), then
+    ``notes``."""
     results = []
     skipped: set[str] = set()
     for key, title, make in (
@@ -289,6 +300,8 @@ async def run_workloads(
                         stack.callback(callback)
                     cases.append(make(config, built))
             result = await measure(key, title, cases, settings, console)
+        result.notes.extend(target_notes(result, key.rsplit(".", 1)[1], list(targets)))
+        result.notes.extend(notes)
         results.append(result)
     return results
 

@@ -33,15 +33,17 @@ from coatcheck import SessionConfig, SessionManager
 from coatcheck.core import tokens
 from coatcheck.core.record import Patch, SessionRecord
 from coatcheck.core.session import Session
-from coatcheck.core.steps import drive_sync
+from coatcheck.core.steps import drive_async, drive_sync
 from coatcheck.engine.manager import CommitResult
 from coatcheck.errors import ConfigError, StoreUnavailable, StoreURLError
 from coatcheck.stores import from_url
 from coatcheck.stores.redis import RedisOptions, RedisStore
+from coatcheck.stores.redis.operations import Batch, Cmd, Eval, Pause, ScanPage
 from coatcheck.stores.redis.scripts import (
     APPLY,
     APPLY_IF_HANDLE,
     DELETE,
+    DROP_EXPIRED,
     DROP_IF,
     LUA_HELPERS,
     RENAME,
@@ -1187,7 +1189,7 @@ def test_every_script_compiles_and_carries_the_helpers_it_calls(shared_url: str)
     """Scripts include only the Lua helpers they name; one calling a helper it left out
     would fail only when that branch runs (a rare re-index, say)."""
     with raw(shared_url) as client:
-        for script in (APPLY, APPLY_IF_HANDLE, TAKE, RENAME, DELETE, DROP_IF, UNLINK):
+        for script in (APPLY, APPLY_IF_HANDLE, TAKE, RENAME, DELETE, DROP_IF, DROP_EXPIRED, UNLINK):
             for name in LUA_HELPERS:
                 if re.search(rf"(?<!function )\b{name}\(", script.text):
                     assert f"local function {name}(" in script.text, (name, script.text)
@@ -1225,3 +1227,139 @@ async def test_a_record_damaged_in_redis_is_a_fresh_session_not_an_error(
     assert again.is_new and dict(again) == {}
     await store.close()
     store.close_sync()
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+async def test_a_purge_with_the_apps_clock_ahead_touches_only_what_is_due(
+    tmp_path: Path, mode: str
+) -> None:
+    """Issue 18: the app's clock runs ahead of the server's (here by weeks: NOW is in the
+    server's future), so records past their deadline on the app's clock are still in
+    Redis. The purge deletes exactly those, with their handle pointers and index entries,
+    and the deletions cost no more than they must: each due record is in exactly one
+    script and no other record in any, all of a page's due records go in one script (not
+    one each), their pointers (one DEL) and index entries go with the next page's reads
+    (or in one last pipeline), and the purge rests once per page, exactly as often as a purge that
+    finds nothing due.
+    Counted as the operations the purge sends, never as seconds."""
+    with RedisServer(tmp_path / "skew").start() as private:
+        store = RedisStore.from_url(f"redis://127.0.0.1:{private.port}/0")
+        records = [
+            new_record({"i": i}, user_id=f"user{i % 4}", expires_in=60 if i % 3 else 6000)
+            for i in range(300)
+        ]
+        for record in records:
+            store.create_sync(record)
+        due = {store.record_key(r.key) for r in records if r.expires_at == NOW + 60}
+        assert len(due) == 200
+        ops: list[Any] = []
+
+        def recorded(execute: Any) -> Any:
+            if mode == "sync":
+
+                def run_sync(op: Any) -> Any:
+                    result = execute(op)
+                    ops.append((op, result))
+                    return result
+
+                return run_sync
+
+            async def run_async(op: Any) -> Any:
+                result = await execute(op)
+                ops.append((op, result))
+                return result
+
+            return run_async
+
+        async def purge(now: float) -> int:
+            ops.clear()
+            if mode == "sync":
+                return drive_sync(store._purge(now, 1000), recorded(store._sync.run))
+            return await drive_async(store._purge(now, 1000), recorded(store._async.run))
+
+        def pages() -> list[list[tuple[Any, Any]]]:
+            """The recorded operations, split at each SCAN page."""
+            out: list[list[tuple[Any, Any]]] = []
+            for op, result in ops:
+                if isinstance(op, ScanPage):
+                    out.append([])
+                out[-1].append((op, result))
+            return out
+
+        # In sync: nothing due, one rest per page, no script.
+        assert await purge(NOW - 10_000) == 0
+        unskewed = pages()
+        assert all(sum(isinstance(op, Pause) for op, _ in page) == 1 for page in unskewed)
+        assert not any(
+            isinstance(s, Eval) for op, _ in ops if isinstance(op, Batch) for s in op.steps
+        )
+
+        assert await purge(NOW + 61) == len(due)
+        scripted: list[str] = []
+        cleanup: list[tuple[Any, ...]] = []
+        expected_cleanup: list[tuple[Any, ...]] = []
+        by_key = {store.record_key(r.key): r for r in records}
+        all_pages = pages()
+        assert len(all_pages) > 1  # the cleanup of a page goes with the next one's reads
+        for number, page in enumerate(all_pages):
+            _, (_, keys) = page[0]
+            page_due = [k for k in keys if k in due]
+            # Every operation that goes to the server (a command, a script, a pipeline).
+            wire = [op for op, _ in page[1:] if isinstance(op, Batch | Cmd | Eval)]
+            assert sum(isinstance(op, Pause) for op, _ in page) == 1
+            if number == len(all_pages) - 1 and wire:
+                # What is left of the cleanup goes in one last pipeline (no reads in it).
+                final = wire[-1]
+                if isinstance(final, Batch) and all(
+                    s.args[0] != "PEXPIRETIME" for s in final.steps
+                ):
+                    wire = wire[:-1]
+                    cleanup += [s.args for s in final.steps]
+            if not keys:
+                assert wire == []
+                continue
+            reads, rest = wire[0], wire[1:]
+            assert isinstance(reads, Batch)
+            args = [s.args for s in reads.steps]
+            # The previous page's cleanup, then this page's reads, in one round trip.
+            assert args[len(args) - len(keys) :] == [("PEXPIRETIME", k) for k in keys]
+            cleanup += args[: len(args) - len(keys)]
+            if not page_due:
+                assert rest == []
+                continue
+            assert len(rest) == 1
+            (script,) = rest
+            assert isinstance(script, Eval), "one script for all of a page's due records"
+            assert sorted(script.keys) == sorted(page_due)
+            scripted += script.keys
+            for key in script.keys:
+                record = by_key[key]
+                expected_cleanup.append(("DEL", store.pointer_key(record.handle)))
+                expected_cleanup.append(("ZREM", store.user_key(record.user_id), record.handle))
+        assert sorted(scripted) == sorted(due)
+        # One DEL for every pointer a page leaves; one ZREM per index entry.
+        assert all(args[0] in ("DEL", "ZREM") for args in cleanup)
+        flat = [("DEL", key) for args in cleanup if args[0] == "DEL" for key in args[1:]]
+        flat += [args for args in cleanup if args[0] == "ZREM"]
+        assert sorted(flat) == sorted(expected_cleanup)
+        deletes = sum(args[0] == "DEL" for args in cleanup)
+        assert deletes == sum(1 for page in all_pages if any(k in due for k in page[0][1][1]))
+
+        client = private.client()
+        try:
+            for record in records:
+                gone = store.record_key(record.key) in due
+                assert (store.get_sync(record.key) is None) == gone
+                assert (client.get(store.pointer_key(record.handle)) is None) == gone
+                if not gone:
+                    assert store.get_sync(record.key) == record
+            for user in {r.user_id for r in records}:
+                assert user is not None
+                left = set(client.zrange(store.user_key(user), 0, -1))
+                kept = {r.handle for r in records if r.user_id == user}
+                assert left == kept - {r.handle for r in records if store.record_key(r.key) in due}
+        finally:
+            client.close()
+        assert await purge(NOW + 61) == 0
+        store.close_sync()
+        await store.close()

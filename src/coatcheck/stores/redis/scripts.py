@@ -354,6 +354,26 @@ return {h, u}
     "meta",
 )
 
+DROP_EXPIRED = Script(
+    """
+-- Single node only (the records of a page are in many slots). KEYS: records. ARGV[1] now.
+-- Deletes each record whose deadline (the earlier of 'e' and 'a') is at or before ARGV[1]
+-- and returns the packed metadata of each one deleted, undecoded: the caller reads the
+-- handle and user from it, so the server spends no time on JSON. A hash whose metadata
+-- names no handle is not a record this store wrote, and is left alone (as DROP_IF does).
+local now, out = tonumber(ARGV[1]), {}
+for _, key in ipairs(KEYS) do
+  local f = redis.call('HMGET', key, 'e', 'a', 'm')
+  if f[1] and f[2] and f[3] and string.find(f[3], '"h":', 1, true)
+      and math.min(tonumber(f[1]), tonumber(f[2])) <= now then
+    redis.call('DEL', key)
+    out[#out + 1] = f[3]
+  end
+end
+return out
+"""
+)
+
 UNLINK = Script(
     """
 -- Single node only: drop a user-index entry whose session is gone, checking atomically

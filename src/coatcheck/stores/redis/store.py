@@ -50,6 +50,7 @@ from coatcheck.stores.redis.scripts import (
     APPLY,
     APPLY_IF_HANDLE,
     DELETE,
+    DROP_EXPIRED,
     DROP_IF,
     RELEASE_LOCK,
     RENAME,
@@ -473,16 +474,24 @@ class RedisStore(
                 return handles
 
     def _purge(self, now: float, batch_size: int) -> Procedure[int]:
-        """SCAN the records in small pages, resting after each step (``PURGE_REST``): a
-        purge uses at most half a core and half of the server, and requests that run
-        meanwhile keep their latency (Redis' TTLs already reclaim ended sessions, so a
-        purge is housekeeping, never urgent). Scripts go in small pipelines: Redis runs a
-        client's pipelined commands back to back, so a long one would hold every other
-        client's command behind it."""
+        """SCAN the records in small pages, resting after each page as long as it took
+        (``PURGE_REST``): a purge uses at most half a core and half of the server, and
+        requests that run meanwhile keep their latency (Redis' TTLs already reclaim ended
+        sessions, so a purge is housekeeping, never urgent).
+
+        A page costs the same round trips and one rest whatever the clocks say, plus one
+        when records are due: one script for all of them (on a single node; a cluster's
+        records are in many slots, so there each goes alone, ``PURGE_SCRIPTS`` per
+        pipeline). Their pointers and index entries go with the next page's reads (or in
+        one last pipeline). Records are due here but not yet for Redis when the app's
+        clock runs ahead of the server's (the TTL is the deadline on the app's clock): then
+        nearly every record is, and a page that paid two round trips and a rest per 16
+        records cost several times a page with none."""
         match = escape_glob(self.prefix) + "s:*"
         cursor: Any = None
         total = 0
         page = min(batch_size, PURGE_PAGE)
+        cleanup: list[Cmd] = []  # the previous page's pointers and index entries
         while True:
             started = time.monotonic()
             cursor, keys = yield ScanPage(match, page, cursor)
@@ -491,29 +500,44 @@ class RedisStore(
                 # has usually removed them already, so a page costs the server a TTL read
                 # per key (an integer, as the TTL is the deadline), not a script run; the
                 # script checks the deadline itself, atomically.
-                ends = yield Batch(tuple(Cmd(("PEXPIRETIME", k)) for k in keys))
+                reads = tuple(Cmd(("PEXPIRETIME", k)) for k in keys)
+                replies = yield Batch((*cleanup, *reads))
+                ends, cleanup = replies[len(cleanup) :], []
                 due = ms(now) + 1  # the TTL is the deadline rounded to a millisecond
                 keys = [k for k, end in zip(keys, ends, strict=True) if 0 < int(end) <= due]
+            if keys:
+                gone = yield from self._drop_expired(keys, now)
+                total += len(gone)
+                pointers = [self.pointer_key(handle) for handle, _ in gone]
+                if self.single_node:  # one DEL for all (a cluster's keys are in many slots)
+                    cleanup.append(Cmd(("DEL", *pointers)))
+                else:
+                    cleanup += [Cmd(("DEL", pointer)) for pointer in pointers]
+                cleanup += [Cmd(("ZREM", self.user_key(u), h)) for h, u in gone if u]
+            if cursor is None and cleanup:
+                yield Batch(tuple(cleanup))
             yield Pause(PURGE_REST * (time.monotonic() - started))
+            if cursor is None:
+                return total
+
+    def _drop_expired(self, keys: list[str], now: float) -> Procedure[list[tuple[str, str]]]:
+        """Delete those of ``keys`` still past their deadline at ``now`` (checked
+        atomically, record by record); the (handle, user) of each one deleted."""
+        gone: list[tuple[str, str]] = []
+        if self.single_node:
+            for first in range(0, len(keys), PURGE_PAGE):
+                page = tuple(keys[first : first + PURGE_PAGE])
+                for text in (yield Eval(DROP_EXPIRED, page, (num(now),))):
+                    m = unpack(text) or {}
+                    gone.append((m.get("h", ""), m.get("u") or ""))
+        else:
             for first in range(0, len(keys), PURGE_SCRIPTS):
-                started = time.monotonic()
                 chunk = keys[first : first + PURGE_SCRIPTS]
                 results = yield Batch(
                     tuple(Eval(DROP_IF, (k,), ("expired", num(now))) for k in chunk)
                 )
-                cleanup: list[Cmd] = []
-                for result in results:
-                    if result:
-                        handle, user = result
-                        cleanup.append(Cmd(("DEL", self.pointer_key(handle))))
-                        if user:
-                            cleanup.append(Cmd(("ZREM", self.user_key(user), handle)))
-                if cleanup:
-                    yield Batch(tuple(cleanup))
-                    total += sum(1 for r in results if r)
-                yield Pause(PURGE_REST * (time.monotonic() - started))
-            if cursor is None:
-                return total
+                gone += [(handle, user) for handle, user in filter(None, results)]
+        return [(h, u) for h, u in gone if h]
 
     def _count(self, now: float) -> Procedure[int]:
         match = escape_glob(self.prefix) + "s:*"
