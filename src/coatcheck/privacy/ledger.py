@@ -143,7 +143,22 @@ class _SQLite(_Backend):
                 yield self._memory
             return
         with closing(sqlite3.connect(self.path, timeout=5.0, isolation_level=None)) as conn:
+            # An erased person's rows are zeroed, not left in free pages (Art. 17, 32).
+            conn.execute("PRAGMA secure_delete = ON")
             yield conn
+
+    def scrub(self) -> None:
+        """Copy the WAL (if the file has one) into the file and truncate it, so that no
+        page of either still holds a deleted row; StoreUnavailable when a reader held it."""
+        if self.path == ":memory:":
+            return
+        with self._connection() as conn:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            raise StoreUnavailable(
+                f"consent ledger {self.path!r}: the WAL checkpoint could not complete "
+                "(another connection was reading); run the erasure again"
+            )
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
@@ -383,6 +398,12 @@ class ConsentLedger:
     async def erase_user(self, user_id: str) -> int:
         """Delete every ledger row about ``user_id``; the number of rows removed."""
         return await asyncio.to_thread(self.erase_user_sync, user_id)
+
+    async def scrub(self) -> None:
+        """After an erasure, on SQLite: no copy of the deleted rows left in the WAL
+        (``Scrubbing``; PostgreSQL's copies go at the operator's ``VACUUM (FULL)``)."""
+        if isinstance(self._db, _SQLite):
+            await asyncio.to_thread(self._db.scrub)
 
     def _whose(self, user_id: str | None, handle: str | None) -> tuple[str, list[Any]]:
         p = self._db.placeholder
