@@ -131,6 +131,10 @@ class _SQLite(_Backend):
         self._lock = threading.Lock()
         self._memory: sqlite3.Connection | None = None
         with self._connection() as conn:
+            if path != ":memory:":
+                # WAL, as the store and the privacy database run it: a file shared with
+                # them never sees a writer refused while another holds a rollback lock.
+                conn.execute("PRAGMA journal_mode = WAL")
             conn.executescript(_sqlite_schema(table))
 
     @contextmanager
@@ -143,6 +147,7 @@ class _SQLite(_Backend):
                 yield self._memory
             return
         with closing(sqlite3.connect(self.path, timeout=5.0, isolation_level=None)) as conn:
+            conn.execute("PRAGMA busy_timeout = 5000")
             # An erased person's rows are zeroed, not left in free pages (Art. 17, 32).
             conn.execute("PRAGMA secure_delete = ON")
             yield conn
