@@ -14,11 +14,11 @@ import pytest
 
 import coatcheck
 from coatcheck.core.config import SessionConfig
+from coatcheck.privacy import contract
 from coatcheck.privacy.contract import DECLARED_HOLDERS, personal_data_holder
 from coatcheck.privacy.database import database_from_url
 from coatcheck.privacy.registry import Deployment
 from coatcheck.privacy.settings import PrivacySettings
-from coatcheck.privacy import contract
 from coatcheck.service import holders as holders_module
 from coatcheck.service.holders import declared_holders, default_registry
 from coatcheck.stores.sqlite import SQLiteStore

@@ -3,12 +3,13 @@ demonstrate" it) that outlives the session it was given in.
 
 One append-only table beside the sessions, in the store's own database (SQLite or
 PostgreSQL; for Redis and Memcached deployments an SQL database named by
-``COATCHECK_CONSENT_URL``, else the deployment's privacy database). A row per ``session.consent`` event: who (the session's public
-handle and, once known, the user), when, under which policy revision, which categories
-were granted, denied and withdrawn (Art. 7(3)), the state in force after the change, the
-method (``accept_all``, ``reject_all``, ``custom``, ``gpc``, ``api``) and the reason
-(``choice``, ``recalled``, ``login``). Rows are never updated (a trigger refuses it); they
-are deleted only by erasure of the person or by retention.
+``COATCHECK_CONSENT_URL``, else the deployment's privacy database). A row per
+``session.consent`` event: who (the session's public handle and, once known, the user),
+when, under which policy revision, which categories were granted, denied and withdrawn
+(Art. 7(3)), the state in force after the change, the method (``accept_all``,
+``reject_all``, ``custom``, ``gpc``, ``api``) and the reason (``choice``, ``recalled``,
+``login``). Rows are never updated (a trigger refuses it); they are deleted only by
+erasure of the person or by retention.
 
 The ledger is an event sink (``manager.sinks``) and the manager's ``consent_recall``: at a
 login it answers the user's latest recorded choice, so that choice applies on a new device
