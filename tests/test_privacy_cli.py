@@ -41,10 +41,17 @@ def run(cli: click.Group, *args: str, env: dict[str, str] | None = None) -> Resu
 
 
 def sign_in(
-    store_url: str, user: str, agents: list[str], *, at: float, privacy_db: str | None = None
+    store_url: str,
+    user: str,
+    agents: list[str],
+    *,
+    at: float,
+    privacy_db: str | None = None,
+    grant: tuple[str, ...] = (),
 ) -> list[str]:
     """Sign ``user`` in once per agent at time ``at``, through a manager that feeds the
-    deployment's activity log, as the service's does."""
+    deployment's activity log and consent ledger, as the service's does; with ``grant``,
+    each login grants those consent categories (one ledger row each)."""
     store = from_url(store_url)
     database = database_from_url(privacy_db or store_url)
     clock = FakeClock(at)
@@ -53,11 +60,17 @@ def sign_in(
         Deployment(store, config, clock, database, PrivacySettings(tombstone_secret=SECRET))
     )
     manager = SessionManager(store, config, clock, events=registry.sinks)
+    for holder in registry.holders:  # the consent ledger: its sink and its recall
+        attach = getattr(holder, "attach", None)
+        if callable(attach):
+            attach(manager)
     tokens = []
     try:
         for agent in agents:
             session = manager.load_sync(None, ClientInfo.from_raw(agent, "203.0.113.77"))
             session["note"] = f"{user}-note"
+            if grant:
+                session.consent.grant(*grant)
             session.login(user)
             token = manager.commit_sync(session).token
             assert token is not None
@@ -111,11 +124,15 @@ def test_export_prints_one_json_document_of_the_user_alone(
 def test_erase_needs_yes_then_leaves_a_tombstone_and_dead_tokens(
     cli: click.Group, store_url: str
 ) -> None:
-    tokens = sign_in(store_url, "alice", [FIREFOX_LINUX, SAFARI_IPHONE], at=time.time())
+    tokens = sign_in(
+        store_url, "alice", [FIREFOX_LINUX, SAFARI_IPHONE], at=time.time(), grant=("analytics",)
+    )
     refused = run(cli, "privacy", "erase", "--user", "alice", "--store", store_url)
     assert refused.exit_code == 2
     assert "add --yes to confirm" in refused.output
     assert live_user(store_url, tokens[0]) == "alice"  # nothing was touched
+    kept = json.loads(run(cli, "privacy", "export", "--user", "alice", "--store", store_url).output)
+    assert [r["granted"] for r in kept["holders"]["consent"]["rows"]] == [["analytics"]] * 2
 
     result = run(cli, "privacy", "erase", "--user", "alice", "--yes", "--store", store_url)
     assert result.exit_code == 0, result.output
@@ -123,14 +140,18 @@ def test_erase_needs_yes_then_leaves_a_tombstone_and_dead_tokens(
     day = line.rsplit("tombstone of ", 1)[1].removesuffix(" kept.")
     assert day in days_around_now()
     assert (
-        line == f"Erased user alice (consent 0, activity 2, sessions 2); tombstone of {day} kept."
+        line == f"Erased user alice (activity 2, consent 2, sessions 2); tombstone of {day} kept."
     )
     assert [live_user(store_url, t) for t in tokens] == [None, None]
     document = json.loads(
         run(cli, "privacy", "export", "--user", "alice", "--store", store_url).output
     )
     assert document["erased"] == {"on": day}
-    assert document["holders"] == {"activity": {"events": []}, "sessions": {"sessions": []}}
+    assert document["holders"] == {
+        "activity": {"events": []},
+        "consent": {"rows": []},
+        "sessions": {"sessions": []},
+    }
 
 
 def test_erase_without_a_tombstone_secret_is_one_line_and_deletes_nothing(
@@ -165,7 +186,14 @@ def test_a_redis_deployment_names_its_privacy_database(
     cli: click.Group, redis_url: str, tmp_path: Path
 ) -> None:
     privacy_db = f"sqlite:///{tmp_path / 'privacy.db'}"
-    tokens = sign_in(redis_url, "alice", [FIREFOX_LINUX], at=time.time(), privacy_db=privacy_db)
+    tokens = sign_in(
+        redis_url,
+        "alice",
+        [FIREFOX_LINUX],
+        at=time.time(),
+        privacy_db=privacy_db,
+        grant=("marketing",),
+    )
     alone = run(cli, "privacy", "erase", "--user", "alice", "--yes", "--store", redis_url)
     assert alone.exit_code == 1
     assert "set COATCHECK_PRIVACY_DB" in alone.output
@@ -177,21 +205,30 @@ def test_a_redis_deployment_names_its_privacy_database(
     assert [e["event"] for e in document["holders"]["activity"]["events"]] == ["session.login"]
     erased = run(cli, "privacy", "erase", "--user", "alice", "--yes", "--store", redis_url, env=env)
     assert erased.exit_code == 0, erased.output
-    assert "(activity 1, sessions 1)" in erased.output
+    # The consent ledger of a Redis deployment lives in its privacy database too.
+    assert "(activity 1, consent 1, sessions 1)" in erased.output
     assert live_user(redis_url, tokens[0]) is None
 
 
 def test_purge_keeps_its_first_line_and_reports_rows_past_retention(
     cli: click.Group, store_url: str
 ) -> None:
-    # Four logins 400 days ago (history: 30 days) and one now: four rows are past it.
-    sign_in(store_url, "alice", ["A/1", "A/2", "A/3", "A/4"], at=time.time() - 400 * DAY)
+    # Four logins 400 days ago (history: 30 days) and one now: four rows are past it. Each
+    # old login granted analytics: four consent rows, within their 2192 days.
+    sign_in(
+        store_url,
+        "alice",
+        ["A/1", "A/2", "A/3", "A/4"],
+        at=time.time() - 400 * DAY,
+        grant=("analytics",),
+    )
     sign_in(store_url, "alice", ["A/5"], at=time.time())
     result = run(cli, "purge", "--store", store_url)
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [
         "Purged 4 expired sessions.",
         "Purged 4 rows of activity past its retention period.",
+        "Purged 0 rows of consent past its retention period.",
     ]
     again = run(cli, "purge", "--store", store_url)
     assert again.output.splitlines()[1] == "Purged 0 rows of activity past its retention period."

@@ -23,6 +23,7 @@ from coatcheck.privacy.settings import DAY, PrivacySettings, RetentionPeriods
 from coatcheck.privacy.tombstones import Tombstones
 from coatcheck.service.holders import declared_holders
 from tests.support.privacy import SECRET, world
+from tests.support.user_agents import FIREFOX_LINUX, KEPT
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "privacy.md"
@@ -81,8 +82,8 @@ def test_each_right_stands_beside_its_legal_anchor() -> None:
 def test_the_holders_table_names_declared_holders() -> None:
     rows = table(sections()["Holders of personal data"])
     names = {row[0].strip("`") for row in rows}
-    assert names == {"sessions", "activity"}
-    assert names <= set(declared_holders())
+    assert names == {"sessions", "consent", "activity"}
+    assert names == set(declared_holders())
 
 
 def test_the_settings_tables_are_what_the_code_reads() -> None:
@@ -131,14 +132,24 @@ def test_the_export_example_has_the_shape_of_a_real_export(tmp_path: Path) -> No
     assert block is not None
     example = json.loads(block.group(1))
     with world("sqlite", tmp_path) as w:
-        w.log_in("alice", "Firefox/128.0", "203.0.113.9", note="x")
+        w.log_in("alice", FIREFOX_LINUX, "203.0.113.9", grant=("analytics",), note="x")
         real = asyncio.run(w.registry.export("alice"))
     assert set(example) == set(real)
     assert set(example["holders"]) == set(real["holders"])
     event = example["holders"]["activity"]["events"][0]
+    row = example["holders"]["consent"]["rows"][0]
     session = example["holders"]["sessions"]["sessions"][0]
-    assert set(event) == set(real["holders"]["activity"]["events"][0])
-    assert set(session) - {"…"} <= set(real["holders"]["sessions"]["sessions"][0])
+    real_event = real["holders"]["activity"]["events"][0]
+    [real_row] = real["holders"]["consent"]["rows"]
+    real_session = real["holders"]["sessions"]["sessions"][0]
+    assert set(event) == set(real_event)
+    assert set(row) == set(real_row)
+    assert set(session) - {"…"} <= set(real_session)
+    # The values the example shows are what that login leaves (handles aside).
+    for shown, kept in ((event, real_event), (row, real_row), (session, real_session)):
+        for key in shown.keys() - {"handle", "…", "data"}:
+            assert shown[key] == kept[key], key
+    assert event["user_agent"] == KEPT[FIREFOX_LINUX]
 
 
 def test_the_operator_section_names_the_commands_that_exist() -> None:

@@ -14,11 +14,13 @@ import pytest
 
 import coatcheck
 from coatcheck.core.config import SessionConfig
+from coatcheck.privacy import contract
 from coatcheck.privacy.contract import DECLARED_HOLDERS, personal_data_holder
 from coatcheck.privacy.database import database_from_url
 from coatcheck.privacy.registry import Deployment
 from coatcheck.privacy.settings import PrivacySettings
-from coatcheck.service.holders import default_registry
+from coatcheck.service import holders as holders_module
+from coatcheck.service.holders import declared_holders, default_registry
 from coatcheck.stores.sqlite import SQLiteStore
 from tests.support.clock import FakeClock
 
@@ -78,6 +80,21 @@ def test_every_holder_is_declared_and_in_the_default_registry(tmp_path: Path) ->
     finally:
         database.close()
         store.close_sync()
+
+
+def test_holders_come_in_the_order_of_their_names_whatever_was_imported_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An export's sections and an erasure's report follow the holders' order; it must not
+    depend on which module a process happened to import first."""
+    declared_holders()  # every holder module imported
+    backwards = dict(reversed(list(DECLARED_HOLDERS.items())))
+    monkeypatch.setattr(contract, "DECLARED_HOLDERS", backwards)
+    monkeypatch.setattr(holders_module, "DECLARED_HOLDERS", backwards)
+    assert list(backwards) != sorted(backwards)  # the registration order, turned round
+    names = list(declared_holders())
+    assert names == sorted(names)
+    assert {"activity", "consent", "sessions"} <= set(names)
 
 
 def test_a_holder_without_a_name_or_with_a_taken_one_is_refused() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,29 +23,49 @@ def w(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
         yield built
 
 
+def holder(w: World, name: str) -> Any:
+    [found] = [h for h in w.registry.holders if h.name == name]
+    return found
+
+
 def history(w: World) -> list[str]:
-    return [e["event"] for e in w.registry.holders[0].events_of("alice")]  # type: ignore[attr-defined]
+    return [e["event"] for e in holder(w, "activity").events_of("alice")]
+
+
+def consent_reasons(w: World) -> list[str]:
+    return [r["reason"] for r in holder(w, "consent").rows(user_id="alice")]
 
 
 async def test_login_history_goes_after_30_days_security_events_after_12_months(
     w: World,
 ) -> None:
-    assert w.registry.names[0] == "activity"
-    tokens = [w.log_in("alice", f"Agent/{n}", "203.0.113.9") for n in range(3)]
+    # Alice grants analytics at her first login; her two later logins recall it.
+    tokens = [
+        w.log_in("alice", f"Agent/{n}", "203.0.113.9", grant=("analytics",) if n == 0 else ())
+        for n in range(3)
+    ]
     w.manager.revoke_user_sync("alice")  # one security event
     assert history(w) == ["session.login"] * 3 + ["session.revoked"]
+    assert consent_reasons(w) == ["choice", "recalled", "recalled"]
     start = w.clock.now
 
     w.clock.now = start + 30 * DAY  # exactly 30 days: nothing is past it yet
-    assert await w.registry.purge(batch=2) == {"activity": 0}
+    assert await w.registry.purge(batch=2) == {"activity": 0, "consent": 0}
     w.clock.now = start + 30 * DAY + 1
-    assert await w.registry.purge(batch=2) == {"activity": 3}  # two batches: 2 + 1
+    assert await w.registry.purge(batch=2) == {"activity": 3, "consent": 0}  # batches: 2 + 1
     assert history(w) == ["session.revoked"]
     w.clock.now = start + 365 * DAY
-    assert await w.registry.purge(batch=2) == {"activity": 0}
+    assert await w.registry.purge(batch=2) == {"activity": 0, "consent": 0}
     w.clock.now = start + 365 * DAY + 1
-    assert await w.registry.purge(batch=2) == {"activity": 1}
+    assert await w.registry.purge(batch=2) == {"activity": 1, "consent": 0}
     assert history(w) == []
+    # Proof of consent is kept 2192 days, but the user's latest row (the choice in force)
+    # stays: the first two rows go.
+    w.clock.now = start + 2192 * DAY
+    assert await w.registry.purge(batch=2) == {"activity": 0, "consent": 0}
+    w.clock.now = start + 2192 * DAY + 1
+    assert await w.registry.purge(batch=2) == {"activity": 0, "consent": 2}
+    assert consent_reasons(w) == ["recalled"]
     assert all(
         w.manager.load_sync(t, ClientInfo.from_raw("Agent/0", "203.0.113.9")).user_id is None
         for t in tokens
@@ -83,7 +104,13 @@ def test_each_period_is_a_setting_in_days() -> None:
 
 
 async def test_a_shorter_period_setting_purges_sooner(w: World) -> None:
-    w.log_in("alice", "Agent/1", "203.0.113.9")
-    w.registry.retention = {**(w.registry.retention or {}), "ended_sessions": 7 * DAY}
-    w.clock.advance(7 * DAY + 1)
-    assert await w.registry.purge(batch=100) == {"activity": 1}
+    w.log_in("alice", "Agent/1", "203.0.113.9", grant=("analytics",))
+    w.log_in("alice", "Agent/2", "203.0.113.9")  # recalls the grant: a second row
+    periods = {"ended_sessions": 7 * DAY, "consent": 7 * DAY}
+    w.registry.retention = {**(w.registry.retention or {}), **periods}
+    w.clock.advance(7 * DAY)
+    assert await w.registry.purge(batch=100) == {"activity": 0, "consent": 0}
+    w.clock.advance(1)
+    # Both logins; the grant's row, not the latest one (the choice in force).
+    assert await w.registry.purge(batch=100) == {"activity": 2, "consent": 1}
+    assert consent_reasons(w) == ["recalled"]

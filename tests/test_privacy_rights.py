@@ -19,10 +19,11 @@ from coatcheck.errors import ConfigError
 from coatcheck.privacy.registry import PrivacyRegistry
 from coatcheck.privacy.tombstones import Tombstones
 from tests.support.privacy import BACKENDS, SECRET, World, world
+from tests.support.user_agents import CHROME_WINDOWS, FIREFOX_LINUX, KEPT, SAFARI_IPHONE
 
-LAPTOP = ("Firefox/128.0 alice-laptop-ua", "203.0.113.77")
-PHONE = ("Safari/17.4 alice-phone-ua", "2001:db8:1234:5678::1")
-BOB = ("Chrome/120.0 bob-ua", "198.51.100.9")
+LAPTOP = (FIREFOX_LINUX, "203.0.113.77")
+PHONE = (SAFARI_IPHONE, "2001:db8:1234:5678::1")
+BOB = (CHROME_WINDOWS, "198.51.100.9")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -32,12 +33,13 @@ def w(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
 
 
 def alice_and_bob(w: World) -> dict[str, str]:
-    """Alice signs in on a laptop and a phone, Bob on his own; at +60 s Alice's laptop comes
+    """Alice signs in on a laptop, granting analytics there, then on a phone (where her
+    choice is recalled), Bob on his own, granting marketing; at +60 s Alice's laptop comes
     back from another network (a security event); at +120 s she signs out on the phone."""
     tokens = {
-        "laptop": w.log_in("alice", *LAPTOP, note="alice-private-note"),
+        "laptop": w.log_in("alice", *LAPTOP, grant=("analytics",), note="alice-private-note"),
         "phone": w.log_in("alice", *PHONE, cart=["coat"]),
-        "bob": w.log_in("bob", *BOB, note="bob-private-note"),
+        "bob": w.log_in("bob", *BOB, grant=("marketing",), note="bob-private-note"),
     }
     w.clock.advance(60)
     moved = w.manager.load_sync(tokens["laptop"], ClientInfo.from_raw(LAPTOP[0], "192.0.2.5"))
@@ -69,10 +71,29 @@ async def test_export_holds_the_users_data_and_nobody_elses(w: World) -> None:
         "expires_at": "2027-01-15T08:30:00Z",  # 30 min idle timeout
         "authenticated_at": "2027-01-15T08:00:00Z",
         "remember": False,
-        "user_agent": LAPTOP[0],
+        "user_agent": "Firefox 121 / Linux / desktop",  # kept reduced (ua-parser)
         "ip": "203.0.113.0",  # kept truncated to /24
         "data": {"note": "alice-private-note"},
     }
+    assert KEPT[LAPTOP[0]] == "Firefox 121 / Linux / desktop"
+    # The laptop's grant, then the phone's login recalling it; times as ISO 8601.
+    rows = document["holders"]["consent"]["rows"]
+    assert [
+        (r["handle"], r["user_id"], r["reason"], r["granted"], r["allowed"], r["consent_at"])
+        for r in rows
+    ] == [
+        (handle, "alice", "choice", ["analytics"], ["analytics"], "2027-01-15T08:00:00Z"),
+        (
+            rows[1]["handle"],
+            "alice",
+            "recalled",
+            ["analytics"],
+            ["analytics"],
+            "2027-01-15T08:00:00Z",
+        ),
+    ]
+    assert rows[1]["handle"] not in (handle, None)
+    assert {r["method"] for r in rows} == {"custom"}
     events = document["holders"]["activity"]["events"]
     assert [(e["at"], e["event"]) for e in events] == [
         ("2027-01-15T08:00:00Z", "session.login"),
@@ -85,7 +106,7 @@ async def test_export_holds_the_users_data_and_nobody_elses(w: World) -> None:
         "kind": "session",
         "event": "session.login",
         "handle": handle,
-        "user_agent": LAPTOP[0],
+        "user_agent": "Firefox 121 / Linux / desktop",
         "ip": "203.0.113.0",
     }
     assert events[1]["ip"] == "2001:db8:1234::"  # IPv6 kept to its /48
@@ -98,8 +119,10 @@ async def test_export_holds_the_users_data_and_nobody_elses(w: World) -> None:
         "action": "log",
     }
     text = json.dumps(document)
-    for other in ("bob", BOB[1], "198.51.100", "192.0.2.5", "203.0.113.77"):
-        assert other not in text  # nobody else's data, no full IP
+    for other in ("bob", BOB[1], "198.51.100", "192.0.2.5", "203.0.113.77", "marketing"):
+        assert other not in text  # nobody else's data (nor Bob's grant), no full IP
+    for raw in (LAPTOP[0], PHONE[0], "rv:121.0"):
+        assert raw not in text  # no full user agent
 
 
 async def test_erase_leaves_an_empty_export_a_tombstone_and_dead_tokens(w: World) -> None:
@@ -109,11 +132,17 @@ async def test_erase_leaves_an_empty_export_a_tombstone_and_dead_tokens(w: World
     erasure = await w.registry.erase("alice")
 
     assert erasure.user_id == "alice"
-    assert dict(erasure.removed) == {"activity": 4, "sessions": 1}
+    # Two logins, a client change and a logout; two consent rows (the laptop's grant, the
+    # phone's recall); the laptop's session (the phone's ended at logout).
+    assert dict(erasure.removed) == {"activity": 4, "consent": 2, "sessions": 1}
     assert erasure.erased_on == "2027-01-15"
     after = await w.registry.export("alice")
     assert after["erased"] == {"on": "2027-01-15"}
-    assert after["holders"] == {"activity": {"events": []}, "sessions": {"sessions": []}}
+    assert after["holders"] == {
+        "activity": {"events": []},
+        "consent": {"rows": []},
+        "sessions": {"sessions": []},
+    }
     for name in ("laptop", "phone"):
         session = w.manager.load_sync(tokens[name], ClientInfo.from_raw(*LAPTOP))
         assert session.user_id is None and not session.is_authenticated
@@ -121,6 +150,7 @@ async def test_erase_leaves_an_empty_export_a_tombstone_and_dead_tokens(w: World
     assert not await w.registry.is_erased("bob")
     bob_after = await w.registry.export("bob")
     assert bob_after["holders"] == bob_before["holders"]
+    assert [r["granted"] for r in bob_after["holders"]["consent"]["rows"]] == [["marketing"]]
     assert w.manager.load_sync(tokens["bob"], ClientInfo.from_raw(*BOB)).user_id == "bob"
 
 

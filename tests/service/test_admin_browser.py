@@ -44,6 +44,17 @@ from coatcheck.service.settings import ServiceSettings
 from coatcheck.stores import SQLiteStore
 from tests.support.browser import Browser
 from tests.support.server import serve
+from tests.support.user_agents import (
+    CHROME_ANDROID,
+    CHROME_WINDOWS,
+    FIREFOX_LINUX,
+    KEPT,
+    SAFARI_IPHONE,
+)
+
+PHONE = KEPT[CHROME_ANDROID]
+"""Alice's phone as the dashboard shows it: the user agent as it is kept (reduced)."""
+LAPTOP = KEPT[CHROME_WINDOWS]
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -191,9 +202,9 @@ def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
 
     admin_key = run_sync(apikeys.create("ops", ["admin"], clock()), store)
     gateway_key = run_sync(apikeys.create("gateway", ["introspect"], clock()), store)
-    phone = seed(manager, "alice", "Phone/2.0 (Android 14)", "203.0.113.7")
-    seed(manager, "bob", "Firefox/128.0 (X11; Linux x86_64)", "198.51.100.20")
-    seed(manager, "bob", "Safari/17.4 (iPhone; iOS 17)", "192.0.2.44")
+    phone = seed(manager, "alice", CHROME_ANDROID, "203.0.113.7")
+    seed(manager, "bob", FIREFOX_LINUX, "198.51.100.20")
+    seed(manager, "bob", SAFARI_IPHONE, "192.0.2.44")
     for n in range(4):
         seed(manager, "carol", f"Kiosk/{n}.0", "198.51.100.80")
     with pytest.raises(SessionLimitExceeded):  # the fifth: "session limit reached"
@@ -322,8 +333,10 @@ def test_every_page_renders_with_the_seeded_data(chromium: Any, dashboard: Dashb
     assert page.get_by_role("heading", name="Sessions of bob").is_visible()
     found = rows(page)
     assert len(found) == 2
-    assert "Firefox/128.0" in found[0] and "198.51.100.0" in found[0]  # the stored /24
-    assert "Safari/17.4" in found[1]
+    # The user agents and IPs as they are kept: reduced, and truncated to the /24.
+    assert "Firefox 121 / Linux / desktop" in found[0] and "198.51.100.0" in found[0]
+    assert "Mobile Safari 17 / iOS / mobile" in found[1]
+    assert "198.51.100.20" not in found[0] and "rv:121.0" not in found[0]
     shot(page, "admin-user")
 
     page.get_by_role("link", name="Security", exact=True).click()
@@ -350,7 +363,7 @@ def test_every_page_renders_with_the_seeded_data(chromium: Any, dashboard: Dashb
 
 
 def test_a_revoke_button_ends_that_session(chromium: Any, dashboard: Dashboard) -> None:
-    shopper = chromium.new_context(user_agent="Laptop/1.0")
+    shopper = chromium.new_context(user_agent=CHROME_WINDOWS)
     shop = shopper.new_page()
     shop.goto(dashboard.url + "/login")
     shop.get_by_label("Username").fill("alice")
@@ -366,12 +379,12 @@ def test_a_revoke_button_ends_that_session(chromium: Any, dashboard: Dashboard) 
     (laptop,) = [
         h
         for h in dashboard.live_handles("alice")
-        if h in " ".join(rows(page)) and "Laptop/1.0" in next(r for r in rows(page) if h in r)
+        if h in " ".join(rows(page)) and LAPTOP in next(r for r in rows(page) if h in r)
     ]
     with page.expect_navigation():
-        page.get_by_role("button", name=f"Revoke session {laptop} on Laptop/1.0").click()
+        page.get_by_role("button", name=f"Revoke session {laptop} on {LAPTOP}").click()
     assert f"Session {laptop} revoked." in page.inner_text("body")
-    assert [r for r in rows(page) if "Laptop/1.0" in r] == []
+    assert [r for r in rows(page) if LAPTOP in r] == []
 
     with shop.expect_navigation():  # the shopper's next click finds no session
         shop.get_by_role("link", name="Shop", exact=True).click()
@@ -390,7 +403,7 @@ def test_a_revoke_button_ends_that_session(chromium: Any, dashboard: Dashboard) 
     )
     (phone,) = dashboard.live_handles("alice")
     with page.expect_navigation():
-        page.get_by_role("button", name=f"Revoke session {phone} on Phone/2.0 (Android 14)").click()
+        page.get_by_role("button", name=f"Revoke session {phone} on {PHONE}").click()
     assert api.post("/v1/sessions/introspect", json={"token": dashboard.phone_token}).json() == {
         "active": False
     }

@@ -67,9 +67,18 @@ def test_export_and_erase_need_the_admin_scope(running: Running) -> None:
         assert weak.json()["type"] == "urn:coatcheck:problem:missing-scope"
 
 
+def grant(api: httpx.Client, token: str, *categories: str) -> None:
+    answer = api.post(
+        "/v1/sessions/consent", json={"token": token, "grant": list(categories), "method": "api"}
+    )
+    assert answer.status_code == 200, answer.text
+
+
 def test_export_then_erase_over_http(api: httpx.Client) -> None:
     mine = [create(api, user_id="rights-ada", data={"note": "ada-note"}) for _ in range(2)]
     theirs = create(api, user_id="rights-grace", data={"note": "grace-note"})
+    grant(api, mine[0], "analytics")  # one ledger row for Ada
+    grant(api, theirs, "marketing")  # and one for Grace
 
     exported = api.get("/v1/users/rights-ada/export")
     assert exported.status_code == 200, exported.text
@@ -79,7 +88,11 @@ def test_export_then_erase_over_http(api: httpx.Client) -> None:
     assert [s["data"] for s in sessions] == [{"note": "ada-note"}] * 2
     events = document["holders"]["activity"]["events"]
     assert [e["event"] for e in events] == ["session.login"] * 2
-    assert "grace" not in exported.text
+    rows = document["holders"]["consent"]["rows"]
+    assert [(r["user_id"], r["method"], r["granted"]) for r in rows] == [
+        ("rights-ada", "api", ["analytics"])
+    ]
+    assert "grace" not in exported.text and "marketing" not in exported.text
 
     erased = api.delete("/v1/users/rights-ada")
     assert erased.status_code == 200, erased.text
@@ -89,13 +102,19 @@ def test_export_then_erase_over_http(api: httpx.Client) -> None:
     assert body == {
         "user_id": "rights-ada",
         "erased_on": body["erased_on"],
-        "removed": {"activity": 2, "sessions": 2},
+        "removed": {"activity": 2, "consent": 1, "sessions": 2},
     }
     assert [active(api, t) for t in mine] == [False, False]
     assert active(api, theirs)
     after = api.get("/v1/users/rights-ada/export").json()
     assert after["erased"] == {"on": body["erased_on"]}
-    assert after["holders"] == {"activity": {"events": []}, "sessions": {"sessions": []}}
+    assert after["holders"] == {
+        "activity": {"events": []},
+        "consent": {"rows": []},
+        "sessions": {"sessions": []},
+    }
+    grace = api.get("/v1/users/rights-grace/export").json()
+    assert [r["granted"] for r in grace["holders"]["consent"]["rows"]] == [["marketing"]]
 
 
 def test_user_ids_follow_the_rules_of_the_other_user_calls(api: httpx.Client) -> None:

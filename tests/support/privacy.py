@@ -19,6 +19,7 @@ from psycopg import sql
 from coatcheck.core.client import ClientInfo
 from coatcheck.core.config import SessionConfig
 from coatcheck.engine.manager import SessionManager
+from coatcheck.privacy import minimise
 from coatcheck.privacy.database import Database, database_from_url
 from coatcheck.privacy.registry import Deployment, PrivacyRegistry
 from coatcheck.privacy.settings import PrivacySettings
@@ -44,9 +45,15 @@ class World:
     path: Path | None = None
     """The SQLite file, when the backend is SQLite."""
 
-    def log_in(self, user: str, agent: str, ip: str, **data: object) -> str:
+    def log_in(
+        self, user: str, agent: str, ip: str, *, grant: tuple[str, ...] = (), **data: object
+    ) -> str:
+        """A login from a fresh device; ``grant`` names consent categories the visitor
+        grants in the same request (one ledger row, with the user's id)."""
         session = self.manager.load_sync(None, ClientInfo.from_raw(agent, ip))
         session.update(data)
+        if grant:
+            session.consent.grant(*grant)
         session.login(user)
         token = self.manager.commit_sync(session).token
         assert token is not None
@@ -59,14 +66,21 @@ def _world(store: AnyStore, database: Database, path: Path | None = None) -> Wor
     settings = PrivacySettings(tombstone_secret=SECRET)
     registry = default_registry(Deployment(store, config, clock, database, settings))
     manager = SessionManager(store, config, clock, events=registry.sinks)
+    for holder in registry.holders:  # as ``coatcheck serve`` does: the ledger's sink, recall
+        attach = getattr(holder, "attach", None)
+        if callable(attach):
+            attach(manager)
+    minimise.install(manager)  # user agents kept as the edges keep them
     return World(store, database, clock, registry, manager, path)
 
 
 def _drop_privacy_tables(prefix: str) -> None:
     admin = admin_connect()
     try:
-        for name in ("activity", "tombstones"):
+        for name in ("activity", "tombstones", "consent_ledger"):
             admin.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(prefix + name)))
+        function = sql.Identifier(prefix + "consent_ledger_refuse_update")
+        admin.execute(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(function))
     finally:
         admin.close()
 

@@ -3,12 +3,13 @@ demonstrate" it) that outlives the session it was given in.
 
 One append-only table beside the sessions, in the store's own database (SQLite or
 PostgreSQL; for Redis and Memcached deployments an SQL database named by
-``COATCHECK_CONSENT_URL``). A row per ``session.consent`` event: who (the session's public
-handle and, once known, the user), when, under which policy revision, which categories
-were granted, denied and withdrawn (Art. 7(3)), the state in force after the change, the
-method (``accept_all``, ``reject_all``, ``custom``, ``gpc``, ``api``) and the reason
-(``choice``, ``recalled``, ``login``). Rows are never updated (a trigger refuses it); they
-are deleted only by erasure of the person or by retention.
+``COATCHECK_CONSENT_URL``, else the deployment's privacy database). A row per
+``session.consent`` event: who (the session's public handle and, once known, the user),
+when, under which policy revision, which categories were granted, denied and withdrawn
+(Art. 7(3)), the state in force after the change, the method (``accept_all``,
+``reject_all``, ``custom``, ``gpc``, ``api``) and the reason (``choice``, ``recalled``,
+``login``). Rows are never updated (a trigger refuses it); they are deleted only by
+erasure of the person or by retention.
 
 The ledger is an event sink (``manager.sinks``) and the manager's ``consent_recall``: at a
 login it answers the user's latest recorded choice, so that choice applies on a new device
@@ -34,7 +35,8 @@ from coatcheck.core.consent import NECESSARY, ConsentState
 from coatcheck.core.events import SessionEvent
 from coatcheck.engine.manager import SessionManager
 from coatcheck.errors import ConfigError, StoreUnavailable
-from coatcheck.privacy.contract import personal_data_holder
+from coatcheck.privacy.contract import json_time, personal_data_holder
+from coatcheck.privacy.database import PostgresDatabase, SQLiteDatabase
 
 if TYPE_CHECKING:
     from coatcheck.privacy.registry import Deployment
@@ -130,6 +132,10 @@ class _SQLite(_Backend):
         self._lock = threading.Lock()
         self._memory: sqlite3.Connection | None = None
         with self._connection() as conn:
+            if path != ":memory:":
+                # WAL, as the store and the privacy database run it: a file shared with
+                # them never sees a writer refused while another holds a rollback lock.
+                conn.execute("PRAGMA journal_mode = WAL")
             conn.executescript(_sqlite_schema(table))
 
     @contextmanager
@@ -142,7 +148,23 @@ class _SQLite(_Backend):
                 yield self._memory
             return
         with closing(sqlite3.connect(self.path, timeout=5.0, isolation_level=None)) as conn:
+            conn.execute("PRAGMA busy_timeout = 5000")
+            # An erased person's rows are zeroed, not left in free pages (Art. 17, 32).
+            conn.execute("PRAGMA secure_delete = ON")
             yield conn
+
+    def scrub(self) -> None:
+        """Copy the WAL (if the file has one) into the file and truncate it, so that no
+        page of either still holds a deleted row; StoreUnavailable when a reader held it."""
+        if self.path == ":memory:":
+            return
+        with self._connection() as conn:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            raise StoreUnavailable(
+                f"consent ledger {self.path!r}: the WAL checkpoint could not complete "
+                "(another connection was reading); run the erasure again"
+            )
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
@@ -194,12 +216,30 @@ class ConsentLedger:
 
     @classmethod
     def from_deployment(cls, deployment: Deployment) -> ConsentLedger | None:
-        """The ledger beside a deployment's store (or at ``COATCHECK_CONSENT_URL``); None
-        on a deployment with no SQL database for it (then no consent is recorded)."""
+        """The ledger beside a deployment's store (or at ``COATCHECK_CONSENT_URL``), else
+        in its privacy database (``COATCHECK_PRIVACY_DB``); None on a deployment with no
+        SQL database for it (then no consent is recorded).
+
+        Its table takes the prefix of the deployment's privacy tables
+        (``coatcheck_consent_ledger`` by default), so two stores in one PostgreSQL
+        database keep two ledgers, as they keep two activity logs: an erasure in one
+        never deletes the other's proof of consent."""
+        database = deployment.database
+        table = f"{database.prefix}consent_ledger" if database is not None else TABLE
         try:
-            return cls.beside(deployment.store)
+            return cls.beside(deployment.store, table=table)
         except ConfigError:
-            return None
+            pass
+        # A Redis or Memcached store: the privacy database the deployment set, rather
+        # than recording no proof of consent at all.
+        if isinstance(database, SQLiteDatabase):
+            return cls(f"sqlite:///{database.path}", table=table)
+        if isinstance(database, PostgresDatabase):
+            ledger = cls.__new__(cls)
+            ledger.table = table
+            ledger._db = _Postgres(database.conninfo, table)
+            return ledger
+        return None
 
     async def purge_older_than(self, cutoffs: Mapping[str, float], batch: int) -> int:
         """Retention: the rows older than the ``consent`` period, but each user's latest
@@ -338,7 +378,12 @@ class ConsentLedger:
 
     # -- the personal-data contract ----------------------------------------------------------
     def export_user_sync(self, user_id: str) -> dict[str, Any]:
-        return {"rows": self.rows(user_id=user_id)}
+        """The user's rows with their times as every holder exports them (ISO 8601, UTC)."""
+        rows = self.rows(user_id=user_id)
+        for row in rows:
+            row["recorded_at"] = json_time(row["recorded_at"])
+            row["consent_at"] = json_time(row["consent_at"])
+        return {"rows": rows}
 
     def erase_user_sync(self, user_id: str) -> int:
         # The user's handles first, then one DELETE: a DELETE whose subquery reads the
@@ -359,6 +404,12 @@ class ConsentLedger:
     async def erase_user(self, user_id: str) -> int:
         """Delete every ledger row about ``user_id``; the number of rows removed."""
         return await asyncio.to_thread(self.erase_user_sync, user_id)
+
+    async def scrub(self) -> None:
+        """After an erasure, on SQLite: no copy of the deleted rows left in the WAL
+        (``Scrubbing``; PostgreSQL's copies go at the operator's ``VACUUM (FULL)``)."""
+        if isinstance(self._db, _SQLite):
+            await asyncio.to_thread(self._db.scrub)
 
     def _whose(self, user_id: str | None, handle: str | None) -> tuple[str, list[Any]]:
         p = self._db.placeholder

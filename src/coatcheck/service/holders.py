@@ -27,13 +27,15 @@ HOLDER_PACKAGES: Final = ("coatcheck.privacy", "coatcheck.analytics")
 
 
 def declared_holders() -> dict[str, type]:
-    """Every declared holder class, by name, once each module of the holder packages is
-    imported (a module that needs a missing optional package raises its ImportError)."""
+    """Every declared holder class, by name in alphabetical order, once each module of the
+    holder packages is imported (a module that needs a missing optional package raises its
+    ImportError). The order is the names', not the imports': which module a process
+    imported first must not change an export's sections or an erasure's report."""
     for package_name in HOLDER_PACKAGES:
         package = importlib.import_module(package_name)
         for info in pkgutil.walk_packages(package.__path__, f"{package_name}."):
             importlib.import_module(info.name)
-    return dict(DECLARED_HOLDERS)
+    return dict(sorted(DECLARED_HOLDERS.items()))
 
 
 def deployment(
