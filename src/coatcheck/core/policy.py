@@ -277,7 +277,7 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
         if now - record.last_seen_at >= config.effective_touch_interval:
             touched = _touch_fields(record, config, now, None)
             guard = _guard(record, config)
-            return Plan(_TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, touched, guard))
+            return Plan(_TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, touched, guard, record.handle))
         return NOTHING
     intents = session.intents
     cap = intents.deadline_cap
@@ -292,7 +292,7 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
         # its public handle or an impersonation or MFA mark, carries over.
         return _plan_new(session, config, now, new_handle, Action.REPLACE)
     if intents.regenerate or intents.rotate:
-        delta = Patch(set_json, set_items, removed)
+        delta = Patch(set_json, set_items, removed, handle=record.handle)
         return _plan_rename(session, record, config, now, delta)
     return _plan_update(session, record, config, now, (set_json, set_items, removed))
 
@@ -314,13 +314,14 @@ def _plan_update(
     if set_json or removed or intents.meta_changed:
         if intents.meta_changed:
             fields["meta"] = session.meta
-        return Plan(_UPDATE, _NO_COOKIE, Patch(set_json, set_items, removed, fields, guard))
+        patch = Patch(set_json, set_items, removed, fields, guard, record.handle)
+        return Plan(_UPDATE, _NO_COOKIE, patch)
     if (
         now - record.last_seen_at >= config.effective_touch_interval
         or fields["expires_at"] < record.expires_at
         or intents.keep_alive
     ):
-        return Plan(_TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, fields, guard))
+        return Plan(_TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, fields, guard, record.handle))
     return NOTHING
 
 
@@ -410,7 +411,14 @@ def _plan_rename(
     fields["expires_at"] = _capped(
         session, deadline(config, now=now, absolute_at=absolute_at, remember=remember)
     )
-    patch = Patch(delta.set_json, delta.set_items, delta.removed, fields, _guard(record, config))
+    patch = Patch(
+        delta.set_json,
+        delta.set_items,
+        delta.removed,
+        fields,
+        _guard(record, config),
+        record.handle,
+    )
     periodic = not intents.regenerate
     return Plan(
         Action.RENAME,

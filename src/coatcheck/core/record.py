@@ -101,6 +101,10 @@ class Patch:
     handle. With rotation on, a concurrent request may have moved the session to a new
     key and left a rotation marker (another handle) under the old one: a patch meant for
     the session must not land on the marker (see ``SessionManager._moved``)."""
+    handle: str | None = None
+    """The public handle of the record this patch is meant for, when the engine knows it
+    (every patch of a session's commit). Not a condition (that is ``expect_handle``): a
+    store that seals values at rest binds each one to its record with it."""
 
     def fits(self, handle: str) -> bool:
         """May this patch be applied to a record with ``handle``?"""
