@@ -337,7 +337,9 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
         if now - record.last_seen_at >= config.effective_touch_interval:
             touched = _touch_fields(record, config, now, None)
             guard = _guard(record, config)
-            return Plan(_TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, touched, guard))
+            return Plan(
+                _TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, touched, guard, handle=record.handle)
+            )
         return NOTHING
     intents = session.intents
     cap = intents.deadline_cap
@@ -352,7 +354,7 @@ def plan_commit(session: Session, config: SessionConfig, now: float, new_handle:
         # its public handle or an impersonation or MFA mark, carries over.
         return _plan_new(session, config, now, new_handle, Action.REPLACE)
     if intents.regenerate or intents.rotate:
-        delta = Patch(set_json, set_items, removed, ops=ops)
+        delta = Patch(set_json, set_items, removed, ops=ops, handle=record.handle)
         return _plan_rename(session, record, config, now, delta)
     return _plan_update(session, record, config, now, (set_json, set_items, removed, ops))
 
@@ -375,14 +377,16 @@ def _plan_update(
         if intents.meta_changed:
             fields["meta"] = session.meta
         limit = config.max_data_bytes if set_json or ops else None
-        patch = Patch(set_json, set_items, removed, fields, guard, ops, limit)
+        patch = Patch(set_json, set_items, removed, fields, guard, ops, limit, record.handle)
         return Plan(_UPDATE, _NO_COOKIE, patch)
     if (
         now - record.last_seen_at >= config.effective_touch_interval
         or fields["expires_at"] < record.expires_at
         or intents.keep_alive
     ):
-        return Plan(_TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, fields, guard))
+        return Plan(
+            _TOUCH, _NO_COOKIE, Patch({}, {}, _NO_KEYS, fields, guard, handle=record.handle)
+        )
     return NOTHING
 
 
@@ -490,6 +494,7 @@ def _plan_rename(
         _guard(record, config),
         delta.ops,
         limit,
+        record.handle,
     )
     periodic = not intents.regenerate
     return Plan(

@@ -113,6 +113,10 @@ class Patch:
     """When set, the store measures the data the delta would leave (``atomic.data_bytes``)
     and refuses the whole patch over it with ``SessionTooLarge``: checked with the write,
     so concurrent writers of different keys cannot together pass the limit."""
+    handle: str | None = None
+    """The public handle of the record this patch is meant for, when the engine knows it
+    (every patch of a session's commit). Not a condition (that is ``expect_handle``): a
+    store that seals values at rest binds each one to its record with it."""
 
     def fits(self, handle: str) -> bool:
         """May this patch be applied to a record with ``handle``?"""

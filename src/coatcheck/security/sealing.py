@@ -39,6 +39,7 @@ from coatcheck.errors import ConfigError
 
 __all__ = [
     "CONTEXT",
+    "DATA_CONTEXT",
     "ENV_KEYS",
     "KEY_BYTES",
     "MAX_VALUE_LENGTH",
@@ -74,7 +75,9 @@ TAG_BYTES = 16
 MAX_VALUE_LENGTH = 4096
 """Longer values are rejected before any decoding: no browser stores a longer cookie."""
 CONTEXT = b"coatcheck.seal.v1\x00"
-"""Domain separation for subkey derivation."""
+"""Domain separation for subkey derivation (cookies)."""
+DATA_CONTEXT = b"coatcheck.data.v1\x00"
+"""Domain separation for session data sealed at rest in a server store."""
 ENV_KEYS = "COATCHECK_COOKIE_KEYS"
 
 _B64 = re.compile(r"[A-Za-z0-9_-]+")
@@ -157,15 +160,17 @@ def parse_keys(text: str, source: str = ENV_KEYS) -> list[Key]:
     return [to_key(p, f"{source} entry {i}") for i, p in enumerate(parts, 1)]
 
 
-def keys_from_env(environ: Mapping[str, str] | None = None) -> list[Key]:
+def keys_from_env(environ: Mapping[str, str] | None = None, name: str = ENV_KEYS) -> list[Key]:
+    """The ring in the environment variable ``name`` (``COATCHECK_COOKIE_KEYS`` unless told,
+    ``COATCHECK_DATA_KEYS`` for data at rest), or ConfigError when it is unset."""
     env = os.environ if environ is None else environ
-    text = env.get(ENV_KEYS, "")
+    text = env.get(name, "")
     if not text.strip():
         raise ConfigError(
-            f"{ENV_KEYS} is not set: give one or more base64url 32-byte keys, comma-separated, "
+            f"{name} is not set: give one or more base64url 32-byte keys, comma-separated, "
             "primary first (make one with coatcheck.sealing.new_key())"
         )
-    return parse_keys(text)
+    return parse_keys(text, name)
 
 
 def key_id(value: str) -> str | None:
@@ -178,9 +183,9 @@ def key_id(value: str) -> str | None:
     return raw[2 : 2 + raw[1]].decode("ascii", "replace")
 
 
-def _decode(value: str) -> bytes:
+def _decode(value: str, max_length: int = MAX_VALUE_LENGTH) -> bytes:
     n = len(value)
-    if n > MAX_VALUE_LENGTH or n % 4 == 1 or not _B64.fullmatch(value):
+    if n > max_length or n % 4 == 1 or not _B64.fullmatch(value):
         raise UnsealError("malformed")
     raw = base64.urlsafe_b64decode(value + "=" * (-n % 4))
     if len(raw) < _MIN_RAW or raw[0] != VERSION or _b64encode(raw) != value:
@@ -199,9 +204,12 @@ class KeyRing:
     a session to the primary key on its own.
     """
 
-    __slots__ = ("_by_kid", "keys", "primary")
+    __slots__ = ("_by_kid", "context", "keys", "primary")
 
-    def __init__(self, keys: Iterable[KeySpec]) -> None:
+    def __init__(self, keys: Iterable[KeySpec], *, context: bytes = CONTEXT) -> None:
+        """``context`` separates the uses of one key: a cookie sealed under a key never
+        opens as a stored value sealed under the same key (``DATA_CONTEXT``), and back."""
+        self.context = context
         ring = [to_key(k, f"cookie key {i}") for i, k in enumerate(keys, 1)]
         if not ring:
             raise ConfigError("a cookie key ring needs at least one key")
@@ -222,18 +230,22 @@ class KeyRing:
     def __repr__(self) -> str:
         return f"KeyRing(kids={[k.kid for k in self.keys]!r})"
 
-    def seal(self, plaintext: bytes) -> str:
+    def seal(self, plaintext: bytes, ad: bytes = b"") -> str:
+        """``plaintext`` sealed under the primary key. ``ad`` (associated data) is
+        authenticated but not stored: the value opens only with the same ``ad``."""
         key = self.primary
         kid = key.kid.encode("ascii")
         header = bytes((VERSION, len(kid))) + kid
         rand = os.urandom(RANDOM_BYTES)
-        subkey = hmac.digest(key.secret, CONTEXT + rand[:12], "sha256")
-        sealed = AESGCM(subkey).encrypt(rand[12:], plaintext, header)
+        subkey = hmac.digest(key.secret, self.context + rand[:12], "sha256")
+        sealed = AESGCM(subkey).encrypt(rand[12:], plaintext, header + ad)
         return _b64encode(header + rand + sealed)
 
-    def unseal(self, value: str) -> bytes:
-        """The plaintext sealed in ``value``; UnsealError (never anything else) otherwise."""
-        raw = _decode(value)
+    def unseal(self, value: str, ad: bytes = b"", *, max_length: int = MAX_VALUE_LENGTH) -> bytes:
+        """The plaintext sealed in ``value`` with ``ad``; UnsealError (never anything else)
+        otherwise. ``max_length`` bounds the text before any decoding (a cookie is never
+        longer than ``MAX_VALUE_LENGTH``; a stored value may be)."""
+        raw = _decode(value, max_length)
         end = 2 + raw[1]
         key = self._by_kid.get(raw[2:end])
         if key is None:
@@ -242,8 +254,8 @@ class KeyRing:
         sealed = raw[end + RANDOM_BYTES :]
         if len(sealed) < TAG_BYTES:
             raise UnsealError("malformed")
-        subkey = hmac.digest(key.secret, CONTEXT + rand[:12], "sha256")
+        subkey = hmac.digest(key.secret, self.context + rand[:12], "sha256")
         try:
-            return AESGCM(subkey).decrypt(rand[12:], sealed, raw[:end])
+            return AESGCM(subkey).decrypt(rand[12:], sealed, raw[:end] + ad)
         except InvalidTag:
             raise UnsealError("invalid") from None

@@ -8,6 +8,7 @@ name its scheme, and this module imports no backend it does not build itself.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,6 +16,9 @@ from coatcheck.errors import StoreURLError
 from coatcheck.stores.base import AnyStore, Store
 from coatcheck.stores.memory import MemoryStore
 from coatcheck.stores.sqlite import SQLiteStore
+
+ENV_DATA_KEYS = "COATCHECK_DATA_KEYS"
+"""Set, it encrypts every server store ``from_url`` builds (see ``stores.encrypted``)."""
 
 StoreFactory = Callable[[str], AnyStore]
 """Takes the full URL; builds a server-side ``Store`` or a ``ClientSide`` one."""
@@ -29,7 +33,8 @@ def register_scheme(scheme: str, factory: str | StoreFactory) -> None:
 
 
 def from_url(url: str) -> AnyStore:
-    """Build the store a URL names, e.g. ``memory://`` or ``sqlite:///path/to.db``."""
+    """Build the store a URL names, e.g. ``memory://`` or ``sqlite:///path/to.db``; with
+    ``COATCHECK_DATA_KEYS`` set, a server store comes wrapped by ``stores.encrypted``."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     factory = _SCHEMES.get(scheme)
     if factory is None:
@@ -39,7 +44,13 @@ def from_url(url: str) -> AnyStore:
         module_name, _, attr = factory.partition(":")
         factory = getattr(importlib.import_module(module_name), attr)
         _SCHEMES[scheme] = factory
-    return factory(url)
+    store = factory(url)
+    if isinstance(store, Store) and os.environ.get(ENV_DATA_KEYS, "").strip():
+        # Data keys set: every server store this builds seals its sessions' data at rest.
+        from coatcheck.stores.encrypted import encrypted_from_env
+
+        return encrypted_from_env(store)
+    return store
 
 
 def _memory_from_url(url: str) -> Store:

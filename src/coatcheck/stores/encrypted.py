@@ -1,0 +1,334 @@
+"""Session data encrypted at rest: a wrapper that seals every value before any server store
+sees it, and opens it on the way back.
+
+GDPR Art. 32 asks for encryption of personal data "where appropriate"; a session's data is
+what an application chose to remember about a person, and a database file, a Redis dump or
+a backup is where it leaks. ``encrypted(store, ring)`` (or ``COATCHECK_DATA_KEYS`` for every
+store ``from_url`` builds) puts AES-256-GCM between the engine and the backend:
+
+- **One sealed value per key.** Deltas stay deltas: each changed value is sealed on its
+  own and the backend applies ``set`` and ``unset`` atomically as before, so two requests
+  that change different keys still both survive, with the same round trips.
+- **Bound to its record and key.** The associated data is the record's public handle and
+  the data key, so a ciphertext copied to another record or another key fails to open.
+  The handle, not the storage key, because the storage key changes at every login and
+  rotation (a rename), and re-sealing every value there would cost a read and race a
+  concurrent write; the handle is the record's identity for its whole life.
+- **What stays in clear:** the record's metadata (deadlines, user id, the reduced client
+  fields, CSRF secret), which the store's indexes and the engine's checks need. A value
+  that does not open (a retired key, a copied ciphertext, a damaged byte) makes the record
+  unreadable: the load answers "no such session" and logs a warning, so the visitor gets a
+  fresh session and nothing continues with half a session.
+- **Values written before the keys were set** are read as they are, so turning encryption
+  on logs nobody out; ``coatcheck rekey`` seals them, and any write seals what it writes.
+
+Stored form of a sealed value: the JSON string ``"ccs1." + base64url(sealed)``, where the
+sealed bytes are the value's own JSON text (see ``security.sealing`` for the wire format).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from coatcheck.core.record import Patch, SessionRecord, encode_key, encode_value
+from coatcheck.errors import ConfigError
+from coatcheck.security.sealing import DATA_CONTEXT, Key, KeyRing, UnsealError, keys_from_env
+from coatcheck.stores.base import (
+    CAPABILITIES,
+    ClientSide,
+    Countable,
+    HandleIndex,
+    Purgeable,
+    Statistics,
+    Store,
+    UserIndex,
+    capabilities,
+)
+
+__all__ = [
+    "ENV_DATA_KEYS",
+    "PREFIX",
+    "DataSealer",
+    "EncryptedStore",
+    "data_ring",
+    "encrypted",
+    "encrypted_class",
+    "encrypted_from_env",
+]
+
+log = logging.getLogger("coatcheck.stores.encrypted")
+
+ENV_DATA_KEYS = "COATCHECK_DATA_KEYS"
+"""Keys for data at rest, in the ``COATCHECK_COOKIE_KEYS`` format (newest first)."""
+PREFIX = "ccs1."
+"""Marks a stored value as sealed (version 1)."""
+MAX_SEALED = 1 << 24
+"""The longest sealed text opened (16 MiB): a bound before any decoding, far above the
+largest session a store accepts."""
+
+
+def data_ring(keys: list[Key] | KeyRing) -> KeyRing:
+    """A ring for data at rest: the same keys as given, in the data context (a cookie
+    sealed under one of them never opens as a stored value)."""
+    if isinstance(keys, KeyRing):
+        keys = list(keys.keys)
+    return KeyRing(keys, context=DATA_CONTEXT)
+
+
+class Unreadable(Exception):
+    """A sealed value that does not open with this ring and this record."""
+
+
+class DataSealer:
+    """Seals and opens the values of one record's data with a data ring."""
+
+    __slots__ = ("ring",)
+
+    def __init__(self, ring: KeyRing) -> None:
+        self.ring = ring
+
+    @staticmethod
+    def _ad(handle: str, key: str) -> bytes:
+        return (
+            handle.encode("utf-8", "surrogatepass") + b"\x00" + key.encode("utf-8", "surrogatepass")
+        )
+
+    def seal_json(self, handle: str, key: str, json_text: str) -> str:
+        """The stored (sealed) form of one value, given its JSON text."""
+        plain = json_text.encode("utf-8", "surrogatepass")
+        return PREFIX + self.ring.seal(plain, self._ad(handle, key))
+
+    def is_sealed(self, value: object) -> bool:
+        return isinstance(value, str) and value.startswith(PREFIX)
+
+    def primary_kid(self) -> str:
+        return self.ring.primary.kid
+
+    def open_value(self, handle: str, key: str, value: Any) -> Any:
+        """The value a sealed one holds; a value stored in clear is returned as it is."""
+        if not (isinstance(value, str) and value.startswith(PREFIX)):
+            return value
+        try:
+            plain = self.ring.unseal(
+                value[len(PREFIX) :], self._ad(handle, key), max_length=MAX_SEALED
+            )
+            return json.loads(plain)
+        except (UnsealError, ValueError) as exc:
+            raise Unreadable(str(exc)) from None
+
+    def open_record(self, record: SessionRecord) -> SessionRecord:
+        handle = record.handle
+        data = record.data
+        for key, value in data.items():
+            if isinstance(value, str) and value.startswith(PREFIX):
+                data[key] = self.open_value(handle, key, value)
+        return record
+
+    def seal_record(self, record: SessionRecord) -> SessionRecord:
+        """A copy of ``record`` whose data values are sealed (the caller's record is kept
+        in clear: the engine goes on using it)."""
+        handle = record.handle
+        sealed: dict[str, Any] = {}
+        for key, value in record.data.items():
+            sealed[key] = self.seal_json(handle, key, encode_value(key, value))
+        return SessionRecord(
+            key=record.key,
+            handle=record.handle,
+            data=sealed,
+            created_at=record.created_at,
+            last_seen_at=record.last_seen_at,
+            expires_at=record.expires_at,
+            absolute_at=record.absolute_at,
+            user_id=record.user_id,
+            auth_at=record.auth_at,
+            remember=record.remember,
+            user_agent=record.user_agent,
+            ip=record.ip,
+            meta=record.meta,
+        )
+
+    def seal_patch(self, patch: Patch) -> Patch:
+        if not patch.set_json:
+            return patch
+        handle = patch.handle
+        if handle is None:
+            # An engine-internal record (a revocation list, the service's API keys) written
+            # without knowing its handle: nothing of a session's data, kept in clear.
+            return patch
+        items = {k: self.seal_json(handle, k, text) for k, text in patch.set_json.items()}
+        return Patch(
+            {k: encode_key(v) for k, v in items.items()},
+            items,
+            patch.removed,
+            patch.fields,
+            patch.expect_handle,
+            patch.ops,
+            patch.max_bytes,
+            handle,
+        )
+
+
+class EncryptedStore(Store):
+    """The core contract, sealing on the way in and opening on the way out; capabilities
+    of the wrapped store are passed through by the subclass ``encrypted`` builds."""
+
+    def __init__(self, inner: Store, ring: KeyRing) -> None:
+        self.inner = inner
+        self.sealer = DataSealer(ring)
+
+    def __repr__(self) -> str:
+        return f"encrypted({self.inner!r}, kids={[k.kid for k in self.sealer.ring.keys]!r})"
+
+    def _open(self, record: SessionRecord | None) -> SessionRecord | None:
+        if record is None:
+            return None
+        try:
+            return self.sealer.open_record(record)
+        except Unreadable as exc:
+            log.warning(
+                "session %s has data that does not open with the data keys (%s); treated as "
+                "no session",
+                record.handle,
+                exc,
+            )
+            return None
+
+    def _open_all(self, records: list[SessionRecord]) -> list[SessionRecord]:
+        return [r for r in (self._open(record) for record in records) if r is not None]
+
+    # -- sync
+    def get_sync(self, key: str) -> SessionRecord | None:
+        return self._open(self.inner.get_sync(key))
+
+    def create_sync(self, record: SessionRecord) -> None:
+        self.inner.create_sync(self.sealer.seal_record(record))
+
+    def apply_sync(self, key: str, patch: Patch) -> bool:
+        return self.inner.apply_sync(key, self.sealer.seal_patch(patch))
+
+    def rename_sync(self, old_key: str, new_key: str, patch: Patch) -> bool:
+        return self.inner.rename_sync(old_key, new_key, self.sealer.seal_patch(patch))
+
+    def delete_sync(self, key: str) -> bool:
+        return self.inner.delete_sync(key)
+
+    def close_sync(self) -> None:
+        self.inner.close_sync()
+
+    # -- async
+    async def get(self, key: str) -> SessionRecord | None:
+        return self._open(await self.inner.get(key))
+
+    async def create(self, record: SessionRecord) -> None:
+        await self.inner.create(self.sealer.seal_record(record))
+
+    async def apply(self, key: str, patch: Patch) -> bool:
+        return await self.inner.apply(key, self.sealer.seal_patch(patch))
+
+    async def rename(self, old_key: str, new_key: str, patch: Patch) -> bool:
+        return await self.inner.rename(old_key, new_key, self.sealer.seal_patch(patch))
+
+    async def delete(self, key: str) -> bool:
+        return await self.inner.delete(key)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class _HandleIndex(EncryptedStore, HandleIndex):
+    def get_by_handle_sync(self, handle: str) -> SessionRecord | None:
+        return self._open(HandleIndex.of(self.inner, "get_by_handle").get_by_handle_sync(handle))
+
+    def delete_handle_sync(self, handle: str) -> SessionRecord | None:
+        return self._open(HandleIndex.of(self.inner, "delete_handle").delete_handle_sync(handle))
+
+    async def get_by_handle(self, handle: str) -> SessionRecord | None:
+        return self._open(await HandleIndex.of(self.inner, "get_by_handle").get_by_handle(handle))
+
+    async def delete_handle(self, handle: str) -> SessionRecord | None:
+        inner = HandleIndex.of(self.inner, "delete_handle")
+        return self._open(await inner.delete_handle(handle))
+
+
+class _UserIndex(EncryptedStore, UserIndex):
+    def list_user_sync(self, user_id: str, now: float) -> list[SessionRecord]:
+        return self._open_all(UserIndex.of(self.inner, "list_user").list_user_sync(user_id, now))
+
+    def delete_user_sync(self, user_id: str, except_handle: str | None = None) -> int:
+        return UserIndex.of(self.inner, "delete_user").delete_user_sync(user_id, except_handle)
+
+    async def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
+        return self._open_all(await UserIndex.of(self.inner, "list_user").list_user(user_id, now))
+
+    async def delete_user(self, user_id: str, except_handle: str | None = None) -> int:
+        return await UserIndex.of(self.inner, "delete_user").delete_user(user_id, except_handle)
+
+
+class _Purgeable(EncryptedStore, Purgeable):
+    def purge_expired_sync(self, now: float, batch_size: int) -> int:
+        return Purgeable.of(self.inner, "purge_expired").purge_expired_sync(now, batch_size)
+
+    async def purge_expired(self, now: float, batch_size: int) -> int:
+        return await Purgeable.of(self.inner, "purge_expired").purge_expired(now, batch_size)
+
+
+class _Countable(EncryptedStore, Countable):
+    def count_sync(self, now: float) -> int:
+        return Countable.of(self.inner, "count").count_sync(now)
+
+    async def count(self, now: float) -> int:
+        return await Countable.of(self.inner, "count").count(now)
+
+
+class _Statistics(_Countable, Statistics):
+    def stats_sync(self, now: float, *, top: int = 10, soon: float = 300.0) -> dict[str, Any]:
+        return Statistics.of(self.inner, "stats").stats_sync(now, top=top, soon=soon)
+
+
+_PASS_THROUGH: dict[type, type[EncryptedStore]] = {
+    HandleIndex: _HandleIndex,
+    UserIndex: _UserIndex,
+    Purgeable: _Purgeable,
+    Statistics: _Statistics,
+    Countable: _Countable,
+}
+_CLASSES: dict[frozenset[type], type[EncryptedStore]] = {}
+
+
+def encrypted_class(kind: type[Store]) -> type[EncryptedStore]:
+    """The wrapper class for stores of type ``kind``: it declares exactly the capabilities
+    ``kind`` declares (one class per set of capabilities, built once)."""
+    caps = frozenset(c for c in capabilities(kind) if c in _PASS_THROUGH)
+    if Statistics in caps:
+        caps = caps - {Countable}
+    found = _CLASSES.get(caps)
+    if found is None:
+        names = [c.__name__ for c in CAPABILITIES if c in caps]
+        bases = tuple(_PASS_THROUGH[c] for c in CAPABILITIES if c in caps) or (EncryptedStore,)
+        found = type("Encrypted" + "".join(names), bases, {"__doc__": EncryptedStore.__doc__})
+        _CLASSES[caps] = found
+    return found
+
+
+def encrypted(store: Store, ring: KeyRing | list[Key]) -> EncryptedStore:
+    """``store`` with its session data sealed at rest under ``ring`` (keys newest first),
+    declaring exactly the capabilities ``store`` declares."""
+    if isinstance(store, ClientSide):
+        raise ConfigError(
+            "a cookie store seals its sessions already; data keys are for server stores"
+        )
+    if isinstance(store, EncryptedStore):
+        raise ConfigError("this store is encrypted already")
+    return encrypted_class(type(store))(store, data_ring(ring))
+
+
+def encrypted_from_env(store: Store, environ: Mapping[str, str] | None = None) -> Store:
+    """``store`` encrypted under ``COATCHECK_DATA_KEYS`` when it is set, else ``store``."""
+    env = os.environ if environ is None else environ
+    if not env.get(ENV_DATA_KEYS, "").strip():
+        return store
+    return encrypted(store, keys_from_env(env, ENV_DATA_KEYS))
