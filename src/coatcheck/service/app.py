@@ -28,6 +28,7 @@ from coatcheck.errors import CoatcheckError
 from coatcheck.integrations.asgi import buffer_body
 from coatcheck.service import api, forward_auth, health, models, problems, rights
 from coatcheck.service.admin import AdminPaths, DashboardData, RecentEvents, create_admin
+from coatcheck.service.admin.providers import service_data
 from coatcheck.service.context import Service
 from coatcheck.service.metrics import FALLBACK_KEY, ASGIApp, RequestTimer, Scope
 from coatcheck.service.problems import Problem
@@ -207,9 +208,10 @@ def create_app(
     """The service over ``manager`` (whose store holds the sessions, the API keys and the
     JWT ring); requests for any path that is not the service's go to ``fallback``.
 
-    ``/admin`` is the dashboard, its figures from ``dashboard`` (None: the security events
-    of this process only, which ``recent``, a bounded in-memory sink added to the
-    manager's sinks, keeps until an analytics store records them)."""
+    ``/admin`` is the dashboard, its figures from ``dashboard`` (None: the service's own
+    analytics and consent ledger, ``admin.providers.service_data``, with the security
+    events of this process, which ``recent``, a bounded in-memory sink added to the
+    manager's sinks, keeps)."""
 
     retention = RetentionTask(manager, service.privacy) if service.privacy is not None else None
     app = FastAPI(
@@ -246,5 +248,7 @@ def create_app(
     recent = recent if recent is not None else RecentEvents()
     if recent not in manager.sinks:
         manager.sinks.append(recent)
+    if dashboard is None:
+        dashboard = service_data(service, recent)
     admin = create_admin(service, dashboard, recent)
     return RequestTimer(AdminPaths(admin, served), service.metrics)
