@@ -1363,3 +1363,31 @@ async def test_a_purge_with_the_apps_clock_ahead_touches_only_what_is_due(
         assert await purge(NOW + 61) == 0
         store.close_sync()
         await store.close()
+
+
+def test_data_keys_come_back_in_one_stable_order_once_the_hash_is_large() -> None:
+    """A hash turned into a hashtable (a long value) loses its insertion order in Redis;
+    the store then returns the keys sorted, the same order on every load (Django's own
+    cycle_key test compares the items' order before and after)."""
+    import redis as redis_client
+
+    from coatcheck import SessionConfig, SessionManager
+    from tests.support.redis_servers import delete_prefix, shared_redis_url, unique_prefix
+
+    url, prefix = shared_redis_url(), unique_prefix()
+    store = RedisStore.from_url(f"{url}?prefix={prefix}")
+    try:
+        manager = SessionManager(store, SessionConfig())
+        session = manager.load_sync(None)
+        session["b"] = 1
+        session["a"] = "x" * 100  # past hash-max-listpack-value: a hashtable
+        session["c"] = 3
+        token = manager.commit_sync(session).token
+        raw = redis_client.Redis.from_url(url)
+        (key,) = [k for k in raw.scan_iter(match=f"{prefix}s:*")]
+        assert raw.object("encoding", key) == b"hashtable"
+        raw.close()
+        assert [list(manager.load_sync(token)) for _ in range(3)] == [["a", "b", "c"]] * 3
+    finally:
+        store.close_sync()
+        delete_prefix(url, prefix)

@@ -201,6 +201,12 @@ def _decoded(key: str, flat: Sequence[str]) -> SessionRecord | None:
     m = unpack(text)
     if m is None:
         return None
+    if len(data) > 1:
+        # A Redis hash keeps its fields in insertion order only while it is small (a
+        # listpack); a long value (engine metadata after a login) turns it into a
+        # hashtable, whose order is arbitrary. Sorted, the order is at least the same on
+        # every load of the same data.
+        data = dict(sorted(data.items()))
     get = m.get
     auth_at = get("t")
     meta = get("x")

@@ -81,7 +81,9 @@ class RedisPurge:
                 gone = yield from self._drop_expired(keys, now)
                 total += len(gone)
                 pointers = [self.pointer_key(handle) for handle, _ in gone]
-                if self.single_node:  # one DEL for all (a cluster's keys are in many slots)
+                if not pointers:
+                    pass
+                elif self.single_node:  # one DEL for all (a cluster's keys are in many slots)
                     cleanup.append(Cmd(("DEL", *pointers)))
                 else:
                     cleanup += [Cmd(("DEL", pointer)) for pointer in pointers]

@@ -363,11 +363,15 @@ DROP_EXPIRED = Script(
 -- names no handle is not a record this store wrote, and is left alone (as DROP_IF does).
 local now, out = tonumber(ARGV[1]), {}
 for _, key in ipairs(KEYS) do
-  local f = redis.call('HMGET', key, 'e', 'a', 'm')
-  if f[1] and f[2] and f[3] and string.find(f[3], '"h":', 1, true)
-      and math.min(tonumber(f[1]), tonumber(f[2])) <= now then
-    redis.call('DEL', key)
-    out[#out + 1] = f[3]
+  -- A key of another type, or deadlines that are not numbers, is not a record this store
+  -- wrote (damaged outside it): left alone, as every reader leaves it.
+  if redis.call('TYPE', key).ok == 'hash' then
+    local f = redis.call('HMGET', key, 'e', 'a', 'm')
+    local e, a = tonumber(f[1] or ''), tonumber(f[2] or '')
+    if e and a and f[3] and string.find(f[3], '"h":', 1, true) and math.min(e, a) <= now then
+      redis.call('DEL', key)
+      out[#out + 1] = f[3]
+    end
   end
 end
 return out
