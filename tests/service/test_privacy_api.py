@@ -102,7 +102,7 @@ def test_export_then_erase_over_http(api: httpx.Client) -> None:
     assert body == {
         "user_id": "rights-ada",
         "erased_on": body["erased_on"],
-        "removed": {"activity": 2, "consent": 1, "sessions": 2},
+        "removed": {"activity": 2, "consent": 1, "page_views": 0, "sessions": 2},
     }
     assert [active(api, t) for t in mine] == [False, False]
     assert active(api, theirs)
