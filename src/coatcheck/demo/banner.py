@@ -21,7 +21,7 @@ from coatcheck.demo.forms import button, csrf_field, e
 __all__ = ["CATEGORY_TEXT", "GPC_NOTE", "allowed_categories", "banner", "choices", "footer"]
 
 CATEGORY_TEXT = {
-    NECESSARY: "Necessary: the session cookie that keeps your cart and your sign-in.",
+    NECESSARY: "Necessary (always on): the session cookie that keeps your cart and sign-in.",
     FUNCTIONAL: "Functional: coatcheck.js may keep your preferences in this browser's storage.",
     ANALYTICS: "Analytics: this shop counts the pages you view.",
     MARKETING: "Marketing: none in this demo; asked so a refusal can be seen recorded.",
