@@ -106,6 +106,12 @@ def test_a_first_visit_shows_the_banner_and_stores_nothing(url: str, opened: lis
     for label in ("Accept all", "Reject all", "Save my choices"):
         assert f"{label}</button>" in choices.text
     assert "<input type=checkbox checked disabled> Necessary" in choices.text
+    for path in ("/", "/login", "/privacy"):  # every page asks until the visitor answers
+        assert "Accept all</button>" in browser.get(path).text, path
+    browser.post("/consent", data={"choice": "reject_all"})
+    for path in ("/", "/login", "/privacy", "/consent"):
+        assert "<aside id=consent" not in browser.get(path).text, path
+    assert "Cookies and privacy" in browser.get("/consent").text  # the choices stay open
 
 
 @pytest.mark.parametrize(
@@ -248,3 +254,20 @@ def _export(registry: PrivacyRegistry, user: str) -> str:
     import asyncio
 
     return json.dumps(asyncio.run(registry.export(user)))
+
+
+def test_without_a_registry_the_two_rights_answer_503(tmp_path: Path) -> None:
+    from coatcheck.engine.manager import SessionManager
+    from coatcheck.stores import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "plain.db")
+    manager = SessionManager(store)
+    app = SessionMiddleware(create_app(manager), manager=manager)
+    with serve(app) as url, Browser(url, csrf_path="/") as browser:
+        browser.get("/start")
+        sign_in(browser, "bob")
+        assert browser.get("/privacy/export").status_code == 503
+        erase = browser.post("/privacy/erase", data={"password": "bob"})
+        assert erase.status_code == 503 and "Not available here" in erase.text
+        assert browser.get("/account").status_code == 200  # nothing was erased
+    store.close_sync()
