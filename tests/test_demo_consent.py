@@ -271,3 +271,19 @@ def test_without_a_registry_the_two_rights_answer_503(tmp_path: Path) -> None:
         assert erase.status_code == 503 and "Not available here" in erase.text
         assert browser.get("/account").status_code == 200  # nothing was erased
     store.close_sync()
+
+
+def test_erase_without_a_tombstone_secret_is_refused_and_erases_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COATCHECK_TOMBSTONE_SECRET", raising=False)
+    manager, registry = service_manager(f"sqlite:///{tmp_path / 'shop.db'}", Metrics())
+    app = SessionMiddleware(create_app(manager, privacy=registry), manager=manager)
+    with serve(app) as url, Browser(url, csrf_path="/") as browser:
+        browser.get("/start")
+        sign_in(browser, "alice")
+        erase = browser.post("/privacy/erase", data={"password": "alice"})
+        assert erase.status_code == 503 and "Erasure is not set up" in erase.text
+        assert browser.get("/account").status_code == 200
+        assert json.loads(browser.get("/privacy/export").text)["holders"]["sessions"]["sessions"]
+    manager.store.close_sync()  # type: ignore[union-attr]

@@ -24,6 +24,7 @@ from coatcheck.demo.banner import CATEGORY_TEXT, allowed_categories, consent_pag
 from coatcheck.demo.forms import csrf_field, e, problem
 from coatcheck.demo.pages import layout
 from coatcheck.demo.web import accounts_of, check_password, manager_of, page, see_other, session_of
+from coatcheck.errors import ConfigError
 from coatcheck.http.cookies import clear_cookie
 from coatcheck.http.headers import CLEAR_ALL
 from coatcheck.privacy.registry import PrivacyRegistry
@@ -152,7 +153,10 @@ async def erase(request: Request) -> Response:
     if not isinstance(password, str) or not await check_password(request, user, password):
         wrong = "That password is wrong: your account is not erased."
         return page(layout("Privacy", privacy_body(session, wrong), session), 401)
-    await registry.erase(user)  # revokes every session of the user, this one included
+    try:
+        await registry.erase(user)  # revokes every session of the user, this one included
+    except ConfigError:  # no tombstone secret or database: refused before anything went
+        return _unavailable(session, "Erasure is not set up on this server.")
     accounts_of(request).remove(user)
     # Not session.logout(): its commit would record a logout of the erased user in the
     # activity log, personal data written after the erasure. The record is gone already;
@@ -175,11 +179,9 @@ async def erased(request: Request) -> Response:
     return page(layout("Account erased", body, session))
 
 
-def _unavailable(session: Session) -> Response:
-    body = (
-        "<h2>Not available here</h2><p>This server runs the shop without a privacy "
-        "registry; <code>coatcheck serve</code> has one.</p>"
-    )
+def _unavailable(session: Session, why: str = "") -> Response:
+    why = why or "This server runs the shop without a privacy registry."
+    body = f"<h2>Not available here</h2><p>{e(why)}</p>"
     return page(layout("Not available", body, session), 503)
 
 
