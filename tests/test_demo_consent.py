@@ -287,3 +287,21 @@ def test_erase_without_a_tombstone_secret_is_refused_and_erases_nothing(
         assert browser.get("/account").status_code == 200
         assert json.loads(browser.get("/privacy/export").text)["holders"]["sessions"]["sessions"]
     manager.store.close_sync()  # type: ignore[union-attr]
+
+
+def test_coatcheck_serve_gives_the_shop_its_registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from coatcheck.cli.serve import build_app
+    from coatcheck.service.settings import ServiceSettings
+
+    monkeypatch.setenv("COATCHECK_TOMBSTONE_SECRET", "u" * 32)
+    settings = ServiceSettings.from_env({}, store_url=f"sqlite:///{tmp_path / 'serve.db'}")
+    with serve(build_app(settings)) as url, Browser(url, csrf_path="/") as browser:
+        browser.get("/start")
+        sign_in(browser, "alice")
+        download = browser.get("/privacy/export")
+        assert download.status_code == 200 and json.loads(download.text)["user_id"] == "alice"
+        browser.post("/consent", data={"choice": "reject_all"})
+        exported = json.loads(browser.get("/privacy/export").text)
+        assert [r["method"] for r in exported["holders"]["consent"]["rows"]] == ["reject_all"]
