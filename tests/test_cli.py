@@ -4,8 +4,11 @@ exit code 1, and ``coatcheck demo`` really serves the shop."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -267,7 +270,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_demo_command_serves_the_shop(tmp_path: Path, store_url: str) -> None:
+def test_demo_command_serves_the_shop(tmp_path: Path, db: Path, store_url: str) -> None:
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
     proc = subprocess.Popen(
@@ -292,6 +295,23 @@ def test_demo_command_serves_the_shop(tmp_path: Path, store_url: str) -> None:
         assert "set-cookie" not in response.headers  # looking stores nothing
         started = httpx.get(f"http://127.0.0.1:{port}/start", timeout=2)
         assert started.headers["set-cookie"].startswith("__Host-session=")
+        privacy = httpx.get(f"http://127.0.0.1:{port}/privacy", timeout=2)
+        assert privacy.status_code == 200 and "What this shop keeps" in privacy.text
+        # The banner's answer reaches the consent ledger beside the store.
+        cookie = {"Cookie": started.headers["set-cookie"].split(";")[0]}
+        shop = httpx.get(f"http://127.0.0.1:{port}/", headers=cookie, timeout=2)
+        token = re.search(r'name=csrf-token content="([^"]+)"', shop.text)
+        assert token is not None
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/consent",
+            data={"choice": "reject_all", "csrf_token": token.group(1)},
+            headers=cookie,
+            timeout=2,
+        )
+        assert answer.status_code == 303
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            methods = conn.execute("SELECT method FROM coatcheck_consent_ledger").fetchall()
+        assert methods == [("reject_all",)]
     finally:
         proc.terminate()
         output, _ = proc.communicate(timeout=15)

@@ -151,5 +151,25 @@ for (const bus of [true, false]) {
       assert.equal(two.cc.storage.local.set("more", 1, "analytics"), false);
       assert.deepEqual(two.went, []);
     });
+
+    test("a page that starts with another consent brings the open tabs to it", async () => {
+      srv.user = "alice";
+      b = browser(srv, { bus });
+      const shop = b.open({ attrs: signedIn("alice", "functional analytics") });
+      assert.equal(shop.cc.storage.local.set("seen", 1, "analytics"), true);
+      assert.equal(shop.cc.storage.local.set("theme", "dark"), true);
+      const heard = [];
+      shop.cc.on("consent", (c) => heard.push(c));
+      b.open({ attrs: `data-coatcheck-user="alice"` }); // names no consent: changes none
+      b.open({ attrs: signedIn("alice", "functional analytics") }); // the same: no change
+      b.open({ attrs: signedIn("alice", "functional") }); // the page after a banner's answer
+      await until(() => heard.length);
+      await settle();
+      assert.deepEqual(heard, [["functional"]]);
+      assert.deepEqual(shop.cc.consent.get(), ["functional"]);
+      assert.equal(shop.cc.storage.local.get("seen"), null);
+      assert.equal(shop.cc.storage.local.get("theme"), "dark");
+      assert.deepEqual(shop.went, []);
+    });
   });
 }

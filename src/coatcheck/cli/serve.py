@@ -91,7 +91,7 @@ def build_app(settings: ServiceSettings) -> ASGIApp:
     metrics = Metrics()
     manager, registry = service_manager(settings.store_url, metrics, settings.analytics_url)
     service = Service.build(manager, settings, metrics, privacy=registry)
-    demo = SessionMiddleware(create_demo(manager), manager=manager)
+    demo = SessionMiddleware(create_demo(manager, privacy=registry), manager=manager)
     return create_app(manager, service, fallback=demo)
 
 

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from coatcheck.core.session import Session
-from coatcheck.demo.pages import button, csrf_field, duration, e, layout, problem, when
+from coatcheck.demo.forms import button, csrf_field, e, problem
+from coatcheck.demo.pages import duration, layout, when
 from coatcheck.engine.results import SessionInfo
 from coatcheck.security.reauth import recent_auth_problem
 

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from coatcheck.demo import account, pages
+from coatcheck.demo import account, pages, privacy
 from coatcheck.demo.shop import MAX_CART_ITEMS, PRODUCTS, Accounts
 from coatcheck.demo.web import (
     accounts_of,
@@ -31,6 +31,7 @@ from coatcheck.demo.web import (
 )
 from coatcheck.engine.manager import SessionManager
 from coatcheck.integrations.starlette import browser_routes
+from coatcheck.privacy.registry import PrivacyRegistry
 
 
 async def home(request: Request) -> Response:
@@ -115,13 +116,21 @@ ROUTES = [
     Route("/login", login, methods=["POST"]),
     Route("/logout", logout, methods=["POST"]),
     *account.ROUTES,
+    *privacy.ROUTES,
 ]
 
 
-def create_app(manager: SessionManager, accounts: Accounts | None = None) -> Starlette:
+def create_app(
+    manager: SessionManager,
+    accounts: Accounts | None = None,
+    privacy: PrivacyRegistry | None = None,
+) -> Starlette:
     """The demo shop as a Starlette app; wrap it in ``SessionMiddleware(app, manager=manager)``.
-    ``accounts`` defaults to the demo users with their starting passwords."""
+    ``accounts`` defaults to the demo users with their starting passwords; ``privacy`` is
+    the deployment's registry that "Download my data" and "Erase my account" go through
+    (None: the privacy page says they are not available)."""
     app = Starlette(routes=ROUTES)
     app.state.coatcheck_manager = manager
     app.state.demo_accounts = accounts if accounts is not None else Accounts()
+    app.state.demo_privacy = privacy
     return app

@@ -12,13 +12,13 @@ forms of one page differ), which the session middleware checks before any handle
 
 from __future__ import annotations
 
-import html
 from collections import Counter
-from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from coatcheck.core.config import SessionConfig
 from coatcheck.core.session import Session
+from coatcheck.demo.banner import allowed_categories, banner, footer
+from coatcheck.demo.forms import button, csrf_field, e, problem
 from coatcheck.demo.shop import DEMO_USERS, PRODUCTS
 
 CSS = """
@@ -58,14 +58,16 @@ p.error { padding: .4rem .6rem; border: 1px solid #e3a5a8; border-radius: 6px; }
 .this-device { font-weight: 600; color: var(--accent); }
 .muted { color: var(--muted); font-size: .9rem; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(20rem, 1fr)); gap: 0 1rem; }
+aside.banner { border: 2px solid var(--accent); border-radius: 8px; padding: .75rem 1rem;
+               margin: 1rem 0; background: #f3faf7; }
+details { margin-top: .5rem; }
+summary { cursor: pointer; color: var(--accent); font-weight: 600; }
+fieldset { border: 1px solid var(--line); border-radius: 6px; display: grid; gap: .4rem; }
+footer { border-top: 1px solid var(--line); margin-top: 2rem; padding-top: .75rem; }
+footer a { margin-right: .75rem; }
 .visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden;
                    clip: rect(0 0 0 0); white-space: nowrap; }
 """
-
-
-def e(value: object) -> str:
-    """Escape any value for HTML text and attribute context."""
-    return html.escape(str(value), quote=True)
 
 
 def when(timestamp: float | None) -> str:
@@ -86,8 +88,14 @@ def duration(seconds: float) -> str:
     return f"{int(seconds // 86400)} days"
 
 
-def layout(title: str, body: str, session: Session) -> str:
+def layout(title: str, body: str, session: Session, *, prompt: bool = True) -> str:
+    """A whole page: the header, ``body``, the consent banner while the visitor has not
+    answered (``prompt=False`` on the choices page itself) and the privacy footer. The
+    ``<html>`` element tells ``coatcheck.js`` who is signed in and what they consented to
+    (``data-coatcheck-consent``), so its storage refuses what the server would."""
     user = session.user_id
+    consent = " ".join(allowed_categories(session))
+    notice = banner(session) if prompt else ""
     who = f"signed in as <b>{e(user)}</b>" if user is not None else "anonymous visitor"
     nav = '<a href="/">Shop</a>'
     nav += ' <a href="/account">Account</a>' if user else ' <a href="/login">Sign in</a>'
@@ -95,46 +103,16 @@ def layout(title: str, body: str, session: Session) -> str:
     # store a session on a plain visit; /start (or the sign-in page) begins it.
     csrf = "" if session.is_new else f'<meta name=csrf-token content="{e(session.csrf_token())}">'
     return (
-        f'<!doctype html>\n<html lang=en data-coatcheck-user="{e(user or "")}">'
+        f'<!doctype html>\n<html lang=en data-coatcheck-user="{e(user or "")}" '
+        f'data-coatcheck-consent="{e(consent)}">'
         "<head><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width, initial-scale=1">'
         f"{csrf}"
         '<script type=module src="/coatcheck/coatcheck.js"></script>'
         f"<title>{e(title)} · coatcheck demo</title><style>{CSS}</style></head><body>"
         f'<header><h1>coatcheck demo shop</h1><nav aria-label="Main">{nav}</nav>'
-        f"<span>{who}</span></header><main>{body}</main></body></html>\n"
+        f"<span>{who}</span></header>{notice}<main>{body}</main>{footer()}</body></html>\n"
     )
-
-
-def csrf_field(session: Session) -> str:
-    """The hidden field that proves a form came from one of this site's own pages."""
-    return f'<input type=hidden name="csrf_token" value="{e(session.csrf_token())}">'
-
-
-def button(
-    session: Session,
-    action: str,
-    label: str,
-    fields: Iterable[tuple[str, str]] = (),
-    *,
-    css: str = "",
-    hidden_label: str = "",
-) -> str:
-    """A one-button form. ``hidden_label`` is read to screen readers after the visible
-    label (which it keeps as its start), so ten "Revoke" buttons are ten distinct names."""
-    hidden = csrf_field(session) + "".join(
-        f'<input type=hidden name="{e(k)}" value="{e(v)}">' for k, v in fields
-    )
-    extra = f"<span class=visually-hidden> {e(hidden_label)}</span>" if hidden_label else ""
-    klass = f" class={css}" if css else ""
-    return (
-        f'<form class=inline method=post action="{e(action)}">{hidden}'
-        f"<button{klass}>{e(label)}{extra}</button></form>"
-    )
-
-
-def problem(error: str | None) -> str:
-    return f"<p class=error role=alert>{e(error)}</p>" if error else ""
 
 
 def _cart(session: Session) -> str:

@@ -96,6 +96,12 @@ class Accounts:
         with self._lock:
             self._accounts[username].email = email
 
+    def remove(self, username: str) -> None:
+        """Forget an erased user: their sign-in is refused until the process restarts
+        (when the demo's starting users come back, as changed passwords go)."""
+        with self._lock:
+            self._accounts.pop(username, None)
+
     def password_hash_of(self, username: str) -> str:
         """The stored hash (tests read it to see argon2id, never a password)."""
         with self._lock:

@@ -9,8 +9,8 @@
 //   for the sign-in page. Only the button calls the keep-alive: an unattended tab never
 //   extends its own session;
 // - the tabs of a site stay in step (BroadcastChannel, else storage events): each tab
-//   says at start who is signed in, and sign-in, sign-out, expiry, revocation and consent
-//   changes reach the other tabs at once;
+//   says at start who is signed in and, when its page names it, the consent in force, and
+//   sign-in, sign-out, expiry, revocation and consent changes reach the other tabs at once;
 // - storage.local and storage.session keep values per signed-in user and consent
 //   category, refuse a write in a category without consent, and are wiped at sign-out,
 //   expiry and revocation in every tab.
@@ -238,7 +238,7 @@ export function create(W = globalThis, options = {}) {
     } else if (m.u !== o.user) {
       return; // a tab showing another user's page: its news is not this tab's
     } else if (m.t === "deadline") learn(m.d);
-    else if (m.t === "consent") consent(m.c);
+    else if (m.t === "consent" && m.c.join() !== o.consent.join()) consent(m.c);
     else if (/^(signout|expired|revoked)$/.test(m.t)) end(m.t);
   }
 
@@ -340,6 +340,8 @@ export function create(W = globalThis, options = {}) {
   Object.assign(o, options);
   wipe((isMine) => !isMine); // what another user (or nobody) left here goes
   if (declared) post({ t: "user" });
+  // The server's answer to a banner is the next page: it tells the tabs already open.
+  if (attr("consent") !== null) post({ t: "consent", c: o.consent });
   D.addEventListener("visibilitychange", () => D.hidden || schedule());
   W.addEventListener("pageshow", (e) => e.persisted && check());
   check();
