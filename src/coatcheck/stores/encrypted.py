@@ -19,6 +19,29 @@ store ``from_url`` builds) puts AES-256-GCM between the engine and the backend:
   that does not open (a retired key, a copied ciphertext, a damaged byte) makes the record
   unreadable: the load answers "no such session" and logs a warning, so the visitor gets a
   fresh session and nothing continues with half a session.
+- **Atomic operations by compare-and-set.** A backend cannot ``incr`` or ``append`` a
+  sealed value, so a patch with ``ops`` is worked out here: read the record (one round
+  trip), open the values the operations touch, apply them (``core.atomic.apply_op``, the
+  reference rules), and write each result sealed with a ``swap`` operation, which the
+  store applies only if the value it holds is still the one read (its stored text, so the
+  same check on every backend: Python on memory, Memcached, SQLite and PostgreSQL, Lua on
+  Redis). A concurrent write in between makes the store refuse the whole patch
+  (``SwapRefused``) and the wrapper reads again and retries, with a short random backoff,
+  so no update is lost: an operation lands on exactly the value it was computed from. The
+  per-session lock (``Lockable``) was the other way, and is refused: a plain write of the
+  same key takes no lock, so a read-modify-write under the lock could still overwrite it.
+- **The byte limit is on plaintext.** ``Patch.max_bytes`` means the size of the data the
+  application wrote (``atomic.data_bytes`` of the opened values), the same figure with or
+  without encryption (sealing adds about a third and a fixed overhead per value, which
+  must not turn a session that fits into one refused). A limited patch is worked out on
+  the record read like an operation; the store is given, as its own limit, the exact size
+  of the sealed data the write would leave as read, so a concurrent write that made the
+  data grow makes it refuse, and the wrapper reads again (the concurrent writers of
+  different keys cannot together pass the limit). Set keys go as ``swap`` as well, so
+  every backend measures the data in the same compact way.
+- **Round trips.** A write with no operation and no limit: one, as without encryption. A
+  patch with operations or a limit (the engine sets ``max_bytes`` on every commit that
+  changes data): a read and the write, two, plus two per lost race.
 - **Values written before the keys were set** are read as they are, so turning encryption
   on logs nobody out; ``coatcheck rekey`` seals them, and any write seals what it writes.
 
@@ -28,20 +51,25 @@ sealed bytes are the value's own JSON text (see ``security.sealing`` for the wir
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import random
+import time
 from collections.abc import Mapping
 from typing import Any
 
+from coatcheck.core.atomic import Op, SwapRefused, encoded_bytes, swap_op
 from coatcheck.core.record import Patch, SessionRecord, encode_key, encode_value
-from coatcheck.errors import ConfigError
+from coatcheck.errors import ConfigError, SessionTooLarge, StoreUnavailable
 from coatcheck.security.sealing import DATA_CONTEXT, Key, KeyRing, UnsealError, keys_from_env
 from coatcheck.stores.base import (
     CAPABILITIES,
     ClientSide,
     Countable,
     HandleIndex,
+    Lockable,
     Purgeable,
     Statistics,
     Store,
@@ -172,6 +200,23 @@ class DataSealer:
         )
 
 
+RETRIES = 64
+"""Reads and conditional writes of one patch before the wrapper gives up (a store under
+a storm of writers of one session); each lost race waits a little longer."""
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait after the ``attempt``-th lost race: random, so the losers spread."""
+    return random.uniform(0, min(0.02, 0.0005 * (attempt + 1)))
+
+
+def needs_read(patch: Patch) -> bool:
+    """Must the wrapper read the record to write ``patch``? With operations (a backend
+    cannot compute on sealed values) or a byte limit on data it changes (measured on
+    plaintext)."""
+    return bool(patch.ops) or (patch.max_bytes is not None and bool(patch.set_json))
+
+
 class EncryptedStore(Store):
     """The core contract, sealing on the way in and opening on the way out; capabilities
     of the wrapped store are passed through by the subclass ``encrypted`` builds."""
@@ -200,6 +245,66 @@ class EncryptedStore(Store):
     def _open_all(self, records: list[SessionRecord]) -> list[SessionRecord]:
         return [r for r in (self._open(record) for record in records) if r is not None]
 
+    def _resolve(self, record: SessionRecord | None, patch: Patch) -> Patch | None:
+        """The patch for the inner store that does what ``patch`` does to ``record`` as
+        read (sealed, operations worked out as conditional ``swap``\\ s); None when
+        there is no record for it (False to the caller). Raises the refusal (a type
+        clash, ``SessionTooLarge`` on the plaintext) as the store would."""
+        if record is None or not patch.fits(record.handle):
+            return None
+        handle = record.handle
+        sealer = self.sealer
+        stored = record.data
+        try:
+            plain = {k: sealer.open_value(handle, k, v) for k, v in stored.items()}
+        except Unreadable as exc:
+            log.warning("session %s has data that does not open (%s)", handle, exc)
+            return None
+        after = patch.new_data(plain)  # the reference rules: raises the refusal
+        texts = {k: encode_value(k, v) for k, v in stored.items() if k not in patch.removed}
+        swaps: list[Op] = []
+        for key in dict.fromkeys([*patch.set_json, *(op[1] for op in patch.ops)]):
+            value = after[key]
+            sealed = sealer.seal_json(handle, key, encode_value(key, value))
+            sealed_text = encode_key(sealed)
+            was = encode_value(key, stored[key]) if key in stored else None
+            swaps.append(swap_op(key, was, sealed, sealed_text))
+            texts[key] = sealed_text
+        limit = None if patch.max_bytes is None else encoded_bytes(texts)
+        removed = patch.removed - {op[1] for op in swaps}
+        return Patch(
+            {}, {}, removed, patch.fields, patch.expect_handle, tuple(swaps), limit, handle
+        )
+
+    def _apply_checked(self, key: str, new_key: str | None, patch: Patch) -> bool:
+        """``apply``/``rename`` of a patch that needs a read: the compare-and-set loop."""
+        for attempt in range(RETRIES):
+            inner = self._resolve(self.inner.get_sync(key), patch)
+            if inner is None:
+                return False
+            try:
+                if new_key is None:
+                    return self.inner.apply_sync(key, inner)
+                return self.inner.rename_sync(key, new_key, inner)
+            except (SwapRefused, SessionTooLarge):
+                # Another write landed since the read (a sealed-size refusal too: the data
+                # grew); read again, the plaintext check decides.
+                time.sleep(backoff(attempt))
+        raise StoreUnavailable(f"{self!r}: too many concurrent writers of one session")
+
+    async def _apply_checked_async(self, key: str, new_key: str | None, patch: Patch) -> bool:
+        for attempt in range(RETRIES):
+            inner = self._resolve(await self.inner.get(key), patch)
+            if inner is None:
+                return False
+            try:
+                if new_key is None:
+                    return await self.inner.apply(key, inner)
+                return await self.inner.rename(key, new_key, inner)
+            except (SwapRefused, SessionTooLarge):
+                await asyncio.sleep(backoff(attempt))
+        raise StoreUnavailable(f"{self!r}: too many concurrent writers of one session")
+
     # -- sync
     def get_sync(self, key: str) -> SessionRecord | None:
         return self._open(self.inner.get_sync(key))
@@ -208,9 +313,13 @@ class EncryptedStore(Store):
         self.inner.create_sync(self.sealer.seal_record(record))
 
     def apply_sync(self, key: str, patch: Patch) -> bool:
+        if needs_read(patch):
+            return self._apply_checked(key, None, patch)
         return self.inner.apply_sync(key, self.sealer.seal_patch(patch))
 
     def rename_sync(self, old_key: str, new_key: str, patch: Patch) -> bool:
+        if needs_read(patch):
+            return self._apply_checked(old_key, new_key, patch)
         return self.inner.rename_sync(old_key, new_key, self.sealer.seal_patch(patch))
 
     def delete_sync(self, key: str) -> bool:
@@ -227,9 +336,13 @@ class EncryptedStore(Store):
         await self.inner.create(self.sealer.seal_record(record))
 
     async def apply(self, key: str, patch: Patch) -> bool:
+        if needs_read(patch):
+            return await self._apply_checked_async(key, None, patch)
         return await self.inner.apply(key, self.sealer.seal_patch(patch))
 
     async def rename(self, old_key: str, new_key: str, patch: Patch) -> bool:
+        if needs_read(patch):
+            return await self._apply_checked_async(old_key, new_key, patch)
         return await self.inner.rename(old_key, new_key, self.sealer.seal_patch(patch))
 
     async def delete(self, key: str) -> bool:
@@ -289,12 +402,31 @@ class _Statistics(_Countable, Statistics):
         return Statistics.of(self.inner, "stats").stats_sync(now, top=top, soon=soon)
 
 
+class _Lockable(EncryptedStore, Lockable):
+    """Locks hold no session data: passed through as they are."""
+
+    def acquire_lock_sync(self, key: str, owner: str, now: float, lease: float) -> bool:
+        inner = Lockable.of(self.inner, "acquire_lock")
+        return inner.acquire_lock_sync(key, owner, now, lease)
+
+    def release_lock_sync(self, key: str, owner: str) -> bool:
+        return Lockable.of(self.inner, "release_lock").release_lock_sync(key, owner)
+
+    async def acquire_lock(self, key: str, owner: str, now: float, lease: float) -> bool:
+        inner = Lockable.of(self.inner, "acquire_lock")
+        return await inner.acquire_lock(key, owner, now, lease)
+
+    async def release_lock(self, key: str, owner: str) -> bool:
+        return await Lockable.of(self.inner, "release_lock").release_lock(key, owner)
+
+
 _PASS_THROUGH: dict[type, type[EncryptedStore]] = {
     HandleIndex: _HandleIndex,
     UserIndex: _UserIndex,
     Purgeable: _Purgeable,
     Statistics: _Statistics,
     Countable: _Countable,
+    Lockable: _Lockable,
 }
 _CLASSES: dict[frozenset[type], type[EncryptedStore]] = {}
 

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from coatcheck.core.atomic import SWAP
 from coatcheck.core.record import PATCHABLE_FIELDS, Patch, SessionRecord
 from coatcheck.core.steps import Steps, drive_async, drive_sync
 from coatcheck.errors import SessionDataError, StoreUnavailable
@@ -302,8 +303,8 @@ class PostgresStore(
         a compare-and-set on the data it read (a few times, if other writers win)."""
         for k, v in patch.set_json.items():
             check_json(k, v)
-        for _, k, _, text in patch.ops:
-            check_json(k, text)
+        for kind, k, _, text in patch.ops:
+            check_json(k, text.replace("\x00", "") if kind == SWAP else text)
         guard = patch.expect_handle
         rename = new_key is not None
         head: list[Any] = [new_key] if rename else []
@@ -312,23 +313,25 @@ class PostgresStore(
         if guard is not None:
             tail.append(guard)
         shape = delta.op_shape(patch.ops)
-        limited = patch.max_bytes is not None
-        shape_key = (shape, names, rename, guard is not None, limited)
-        query = self._delta_sql.get(shape_key)
-        if query is None:
-            query = delta.delta_sql(
-                self._sql.table, shape, names, rename, guard is not None, limited
-            )
-            if len(self._delta_sql) < 4096:
-                self._delta_sql[shape_key] = query
-        values = [*head, [k for k in patch.removed if "\x00" not in k], delta.set_object(patch)]
-        values += delta.op_values(patch.ops)
-        values += tail
-        if limited:
-            values.append(patch.max_bytes)
-        count = yield Call(query, delta.named(values), "rowcount")
-        if count == 1:
-            return True
+        if shape is not None:
+            limited = patch.max_bytes is not None
+            shape_key = (shape, names, rename, guard is not None, limited)
+            query = self._delta_sql.get(shape_key)
+            if query is None:
+                query = delta.delta_sql(
+                    self._sql.table, shape, names, rename, guard is not None, limited
+                )
+                if len(self._delta_sql) < 4096:
+                    self._delta_sql[shape_key] = query
+            removed = [k for k in patch.removed if "\x00" not in k]
+            values = [*head, removed, delta.set_object(patch)]
+            values += delta.op_values(patch.ops)
+            values += tail
+            if limited:
+                values.append(patch.max_bytes)
+            count = yield Call(query, delta.named(values), "rowcount")
+            if count == 1:
+                return True
         whole = delta.whole_sql(self._sql.table, names, rename, guard is not None)
         for _ in range(8):
             row = yield Call(self._sql.get_data, (key,), "one")
