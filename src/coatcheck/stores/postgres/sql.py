@@ -123,6 +123,7 @@ class Statements:
             return composed.as_bytes(None)
 
         self.get = q("SELECT {cols} FROM {table} WHERE key = %s")
+        self.scan = q("SELECT {cols} FROM {table} WHERE key > %s ORDER BY key LIMIT %s")
         self.handle_of = q("SELECT handle FROM {table} WHERE key = %s")
         self.get_data = q("SELECT data, handle FROM {table} WHERE key = %s")
         self.insert = q(

@@ -27,6 +27,7 @@ from coatcheck.stores.base import (
     ProcedureLockable,
     ProcedurePurgeable,
     ProcedureUserIndex,
+    Scannable,
     Statistics,
 )
 from coatcheck.stores.damage import sound
@@ -84,6 +85,7 @@ class PostgresStore(
     ProcedureCountable,
     Statistics,
     ProcedureLockable,
+    Scannable,
 ):
     """Sessions in a PostgreSQL table (``coatcheck_sessions`` by default).
 
@@ -352,6 +354,15 @@ class PostgresStore(
     def _get_by_handle(self, handle: str) -> Steps[SessionRecord | None]:
         row = yield Call(self._sql.get_by_handle, (handle,), "one")
         return _sound(row)
+
+    def _scan(self, cursor: str, count: int) -> Steps[tuple[list[SessionRecord], str | None]]:
+        rows = yield Call(self._sql.scan, (cursor, count), "all")
+        records = [r for r in map(_sound, rows) if r is not None]
+        return records, (str(rows[-1][0]) if len(rows) == count else None)
+
+    def scan_sync(self, cursor: str, count: int) -> tuple[list[SessionRecord], str | None]:
+        """In the order of the storage keys: the cursor is the last key returned."""
+        return self._drive_sync(self._scan(cursor, count))
 
     def _list_user(self, user_id: str, now: float) -> Steps[list[SessionRecord]]:
         rows = yield Call(self._sql.list_user, (user_id, now), "all")

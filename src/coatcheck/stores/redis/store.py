@@ -16,12 +16,14 @@ from typing import Any, TypeVar
 
 from coatcheck.core.record import Patch, SessionRecord
 from coatcheck.core.steps import drive_async, drive_sync
+from coatcheck.errors import UnsupportedOperation
 from coatcheck.stores.base import (
     ProcedureCountable,
     ProcedureHandleIndex,
     ProcedureLockable,
     ProcedurePurgeable,
     ProcedureUserIndex,
+    Scannable,
     Statistics,
 )
 from coatcheck.stores.damage import sound, warn
@@ -115,6 +117,7 @@ class RedisStore(
     ProcedureCountable,
     Statistics,
     ProcedureLockable,
+    Scannable,
 ):
     """Sessions in Redis (see the package docstring for the layout and its guarantees).
 
@@ -456,6 +459,26 @@ class RedisStore(
                 if isinstance(k2, str) and k2 and k2 != k
             ]
         return deleted
+
+    def scan_sync(self, cursor: str, count: int) -> tuple[list[SessionRecord], str | None]:
+        """A SCAN page of the records: the cursor is Redis' own (a number). A cluster's
+        SCAN walks one primary after another, with a cursor that names nodes: there the
+        walk is not resumable across processes and is refused."""
+        if not self.single_node:
+            raise UnsupportedOperation("a Redis cluster is not scanned by a resumable cursor")
+        return self._drive_sync(self._scan_page(int(cursor or 0), count))
+
+    def _scan_page(
+        self, cursor: int, count: int
+    ) -> Procedure[tuple[list[SessionRecord], str | None]]:
+        match = escape_glob(self.prefix) + "s:*"
+        after, keys = yield ScanPage(match, count, cursor or None)
+        found = (
+            (yield Batch(tuple(Cmd(("HGETALL", k)) for k in keys), lenient=True)) if keys else []
+        )
+        start = len(self.prefix) + 2
+        records = [_sound(k[start:], f) for k, f in zip(keys, found, strict=True)]
+        return [r for r in records if r is not None], (None if after is None else str(after))
 
     def _scan_user(self, user_id: str) -> Procedure[list[str]]:
         """The handles of every record of ``user_id``, by one SCAN over the records."""
