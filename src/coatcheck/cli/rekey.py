@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from coatcheck.cli.common import CommandError, make_console, plural
-from coatcheck.stores.base import Countable, Store
+from coatcheck.stores.base import Countable
 from coatcheck.stores.rekey import Tally, rekey_page, scanner
 
 DEFAULT_CURSOR_FILE = "coatcheck-rekey.cursor"
@@ -35,7 +35,7 @@ def _resume(path: Path, kid: str) -> str:
     return cursor if isinstance(cursor, str) else ""
 
 
-def run_rekey(store: Store, batch: int, cursor_file: Path) -> Tally:
+def run_rekey(store: object, batch: int, cursor_file: Path) -> Tally:
     """Walk the store from the saved cursor to the end, saving it after each batch."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 

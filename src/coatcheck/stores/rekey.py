@@ -29,7 +29,7 @@ from coatcheck.core.atomic import Op, SwapRefused, swap_op
 from coatcheck.core.record import Patch, SessionRecord, encode_key, encode_value
 from coatcheck.errors import ConfigError, MissingCapability, StoreUnavailable
 from coatcheck.security.sealing import key_id
-from coatcheck.stores.base import Scannable, Store
+from coatcheck.stores.base import Scannable
 from coatcheck.stores.encrypted import PREFIX, RETRIES, EncryptedStore, Unreadable, backoff
 
 __all__ = ["Tally", "rekey_page", "reseal_record", "scanner"]
@@ -49,7 +49,7 @@ class Tally:
         return self.resealed + self.current + self.unreadable + self.gone
 
 
-def scanner(store: Store) -> tuple[EncryptedStore, Scannable]:
+def scanner(store: object) -> tuple[EncryptedStore, Scannable]:
     """The encrypted store and its enumerable inner store, or the error that says why
     rekey cannot run on ``store``."""
     if not isinstance(store, EncryptedStore):
@@ -116,7 +116,7 @@ def reseal_record(store: EncryptedStore, record: SessionRecord, tally: Tally) ->
     raise StoreUnavailable(f"session {record.handle}: too many concurrent writers; run rekey again")
 
 
-def rekey_page(store: Store, cursor: str, count: int, tally: Tally) -> str | None:
+def rekey_page(store: object, cursor: str, count: int, tally: Tally) -> str | None:
     """Re-seal one page of records from ``cursor``; the cursor after it (None: done)."""
     encrypted, inner = scanner(store)
     records, after = inner.scan_sync(cursor, count)

@@ -16,14 +16,12 @@ from typing import Any, TypeVar
 
 from coatcheck.core.record import Patch, SessionRecord
 from coatcheck.core.steps import drive_async, drive_sync
-from coatcheck.errors import UnsupportedOperation
 from coatcheck.stores.base import (
     ProcedureCountable,
     ProcedureHandleIndex,
     ProcedureLockable,
     ProcedurePurgeable,
     ProcedureUserIndex,
-    Scannable,
     Statistics,
 )
 from coatcheck.stores.damage import sound, warn
@@ -48,6 +46,7 @@ from coatcheck.stores.redis.operations import (
     ScanPage,
 )
 from coatcheck.stores.redis.options import RedisOptions
+from coatcheck.stores.redis.scan import RecordScan, escape_glob
 from coatcheck.stores.redis.scripts import (
     APPLY,
     APPLY_IF_HANDLE,
@@ -105,11 +104,6 @@ def _deadline(text: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def escape_glob(text: str) -> str:
-    """``text`` matched literally in a SCAN pattern."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
 class RedisStore(
     ProcedureHandleIndex,
     ProcedureUserIndex,
@@ -117,13 +111,15 @@ class RedisStore(
     ProcedureCountable,
     Statistics,
     ProcedureLockable,
-    Scannable,
+    RecordScan,
 ):
     """Sessions in Redis (see the package docstring for the layout and its guarantees).
 
     Build it from a URL (``RedisStore.from_url("redis://localhost:6379/0")``) or from
     ``RedisOptions``. Connections open lazily, on first use.
     """
+
+    _decoded = staticmethod(_sound)
 
     def __init__(self, options: RedisOptions) -> None:
         self.options = options
@@ -459,42 +455,6 @@ class RedisStore(
                 if isinstance(k2, str) and k2 and k2 != k
             ]
         return deleted
-
-    def scan_sync(self, cursor: str, count: int) -> tuple[list[SessionRecord], str | None]:
-        """A SCAN page of the records: the cursor is Redis' own (a number). A cluster's
-        SCAN walks one primary after another, with a cursor that names nodes: there the
-        walk is not resumable across processes and is refused."""
-        if not self.single_node:
-            raise UnsupportedOperation("a Redis cluster is not scanned by a resumable cursor")
-        return self._drive_sync(self._scan_page(int(cursor or 0), count))
-
-    def _scan_page(
-        self, cursor: int, count: int
-    ) -> Procedure[tuple[list[SessionRecord], str | None]]:
-        match = escape_glob(self.prefix) + "s:*"
-        after, keys = yield ScanPage(match, count, cursor or None)
-        found = (
-            (yield Batch(tuple(Cmd(("HGETALL", k)) for k in keys), lenient=True)) if keys else []
-        )
-        start = len(self.prefix) + 2
-        records = [_sound(k[start:], f) for k, f in zip(keys, found, strict=True)]
-        return [r for r in records if r is not None], (None if after is None else str(after))
-
-    def _scan_user(self, user_id: str) -> Procedure[list[str]]:
-        """The handles of every record of ``user_id``, by one SCAN over the records."""
-        match = escape_glob(self.prefix) + "s:*"
-        cursor: Any = None
-        handles: list[str] = []
-        while True:
-            cursor, keys = yield ScanPage(match, 1000, cursor)
-            if keys:
-                texts = yield Batch(tuple(Cmd(("HGET", k, "m")) for k in keys), lenient=True)
-                for text in texts:
-                    m = unpack(text) if isinstance(text, str) else None
-                    if m is not None and m.get("u") == user_id and isinstance(m["h"], str):
-                        handles.append(m["h"])
-            if cursor is None:
-                return handles
 
     def _purge(self, now: float, batch_size: int) -> Procedure[int]:
         """SCAN the records in small pages, resting after each page as long as it took
