@@ -36,6 +36,7 @@ INNER: dict[str, Callable[[Path], contextlib.AbstractContextManager[Any]]] = {
     "sqlite": local.sqlite_store,
     "postgres": postgres.postgres_store,
     "redis": redis.redis_store,
+    "redis-cluster": redis.redis_cluster_store,  # a cursor naming its nodes, page by page
 }
 
 RECORDS = 40
