@@ -294,6 +294,22 @@ def test_round_trips_through_the_wrapper(tmp_path: Path) -> None:
     assert store.apply_sync(record.key, limited)
     assert inner.calls == ["get", "apply"]
 
+    # A request's commit after its load: the load's read is the base, one round trip each.
+    manager = SessionManager(store, SessionConfig())
+    token_record = manager.load_sync(None)
+    token_record["cart"] = []
+    token = manager.commit_sync(token_record).token
+    inner.calls.clear()
+    session = manager.load_sync(token)
+    session.append("cart", "hat")
+    manager.commit_sync(session)
+    assert inner.calls == ["get", "apply"]
+    session = manager.load_sync(token)
+    session["plain"] = 1
+    manager.commit_sync(session)
+    assert inner.calls == ["get", "apply"] * 2
+    assert manager.load_sync(token)["cart"] == ["hat"]
+
     # Another request increments "n" between this one's read and its write: the write is
     # refused by the store, read again and lands on the new value.
     other = encrypted(SQLiteStore(tmp_path / "s.db"), store.sealer.ring)

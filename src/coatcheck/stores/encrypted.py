@@ -20,10 +20,11 @@ store ``from_url`` builds) puts AES-256-GCM between the engine and the backend:
   unreadable: the load answers "no such session" and logs a warning, so the visitor gets a
   fresh session and nothing continues with half a session.
 - **Atomic operations by compare-and-set.** A backend cannot ``incr`` or ``append`` a
-  sealed value, so a patch with ``ops`` is worked out here: read the record (one round
-  trip), open the values the operations touch, apply them (``core.atomic.apply_op``, the
-  reference rules), and write each result sealed with a ``swap`` operation, which the
-  store applies only if the value it holds is still the one read (its stored text, so the
+  sealed value, so a patch with ``ops`` is worked out here on the record as read (the
+  request's own load, see below), opening the values the operations touch and applying
+  them (``core.atomic.apply_op``, the reference rules); each result is written sealed
+  with a ``swap`` operation, which the store applies only if the value it holds is still
+  the one read (its stored text, so the
   same check on every backend: Python on memory, Memcached, SQLite and PostgreSQL, Lua on
   Redis). A concurrent write in between makes the store refuse the whole patch
   (``SwapRefused``) and the wrapper reads again and retries, with a short random backoff,
@@ -39,9 +40,14 @@ store ``from_url`` builds) puts AES-256-GCM between the engine and the backend:
   data grow makes it refuse, and the wrapper reads again (the concurrent writers of
   different keys cannot together pass the limit). Set keys go as ``swap`` as well, so
   every backend measures the data in the same compact way.
-- **Round trips.** A write with no operation and no limit: one, as without encryption. A
-  patch with operations or a limit (the engine sets ``max_bytes`` on every commit that
-  changes data): a read and the write, two, plus two per lost race.
+- **Round trips: none extra.** The conditional write needs the record as read, and the
+  request read it already: ``get`` remembers the sealed record it returned (ciphertext
+  and metadata, ``READ_BASES`` at most), and the next write of that key starts from it.
+  So a commit costs the load and one write, as without encryption, with operations, a
+  limit or neither. If another write landed since the load, the store refuses (or the
+  remembered read refuses the patch), and the wrapper reads again: two round trips per
+  lost race. A write of a key this process did not read (a patch from elsewhere) reads
+  first: two.
 - **Values written before the keys were set** are read as they are, so turning encryption
   on logs nobody out; ``coatcheck rekey`` seals them, and any write seals what it writes.
 
@@ -58,11 +64,12 @@ import os
 import random
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from coatcheck.core.atomic import Op, SwapRefused, encoded_bytes, swap_op
 from coatcheck.core.record import Patch, SessionRecord, encode_key, encode_value
-from coatcheck.errors import ConfigError, SessionTooLarge, StoreUnavailable
+from coatcheck.errors import ConfigError, SessionDataError, SessionTooLarge, StoreUnavailable
 from coatcheck.security.sealing import DATA_CONTEXT, Key, KeyRing, UnsealError, keys_from_env
 from coatcheck.stores.base import (
     CAPABILITIES,
@@ -200,6 +207,9 @@ class DataSealer:
         )
 
 
+READ_BASES = 4096
+"""Records remembered as read, each until the next write of its key (then the bound
+clears them all): ciphertext and metadata, never an opened value."""
 RETRIES = 64
 """Reads and conditional writes of one patch before the wrapper gives up (a store under
 a storm of writers of one session); each lost race waits a little longer."""
@@ -224,6 +234,7 @@ class EncryptedStore(Store):
     def __init__(self, inner: Store, ring: KeyRing) -> None:
         self.inner = inner
         self.sealer = DataSealer(ring)
+        self._read: dict[str, SessionRecord] = {}
 
     def __repr__(self) -> str:
         return f"encrypted({self.inner!r}, kids={[k.kid for k in self.sealer.ring.keys]!r})"
@@ -276,11 +287,41 @@ class EncryptedStore(Store):
             {}, {}, removed, patch.fields, patch.expect_handle, tuple(swaps), limit, handle
         )
 
+    def _remember(self, record: SessionRecord | None) -> SessionRecord | None:
+        """Keep the record as read (sealed; its own copy of the data, which opening
+        replaces value by value) as the base of the next conditional write of its key."""
+        if record is not None:
+            read = self._read
+            if len(read) >= READ_BASES:
+                read.clear()
+            read[record.key] = replace(record, data=dict(record.data))
+        return record
+
+    def _based(
+        self, cached: SessionRecord | None, record: SessionRecord | None, patch: Patch
+    ) -> Patch | bool | None:
+        """``_resolve`` on ``record``; when it is a remembered read that refuses (it may be
+        stale: a concurrent write may have removed or changed a value), True: read again."""
+        try:
+            inner = self._resolve(record, patch)
+        except SessionDataError:
+            if cached is not None:
+                return True
+            raise
+        if inner is None and cached is not None:
+            return True
+        return inner
+
     def _apply_checked(self, key: str, new_key: str | None, patch: Patch) -> bool:
-        """``apply``/``rename`` of a patch that needs a read: the compare-and-set loop."""
+        """``apply``/``rename`` of a patch that needs a read: the compare-and-set loop,
+        from the record as the request's load read it when this process did."""
         for attempt in range(RETRIES):
-            inner = self._resolve(self.inner.get_sync(key), patch)
-            if inner is None:
+            cached = self._read.pop(key, None) if attempt == 0 else None
+            based = self._based(cached, cached or self.inner.get_sync(key), patch)
+            if based is True:
+                continue
+            inner = based
+            if not isinstance(inner, Patch):
                 return False
             try:
                 if new_key is None:
@@ -294,8 +335,12 @@ class EncryptedStore(Store):
 
     async def _apply_checked_async(self, key: str, new_key: str | None, patch: Patch) -> bool:
         for attempt in range(RETRIES):
-            inner = self._resolve(await self.inner.get(key), patch)
-            if inner is None:
+            cached = self._read.pop(key, None) if attempt == 0 else None
+            based = self._based(cached, cached or await self.inner.get(key), patch)
+            if based is True:
+                continue
+            inner = based
+            if not isinstance(inner, Patch):
                 return False
             try:
                 if new_key is None:
@@ -307,7 +352,7 @@ class EncryptedStore(Store):
 
     # -- sync
     def get_sync(self, key: str) -> SessionRecord | None:
-        return self._open(self.inner.get_sync(key))
+        return self._open(self._remember(self.inner.get_sync(key)))
 
     def create_sync(self, record: SessionRecord) -> None:
         self.inner.create_sync(self.sealer.seal_record(record))
@@ -330,7 +375,7 @@ class EncryptedStore(Store):
 
     # -- async
     async def get(self, key: str) -> SessionRecord | None:
-        return self._open(await self.inner.get(key))
+        return self._open(self._remember(await self.inner.get(key)))
 
     async def create(self, record: SessionRecord) -> None:
         await self.inner.create(self.sealer.seal_record(record))
