@@ -38,7 +38,9 @@ store ``from_url`` builds) puts AES-256-GCM between the engine and the backend:
   the record read like an operation; the store is given, as its own limit, the exact size
   of the sealed data the write would leave as read, so a concurrent write that made the
   data grow makes it refuse, and the wrapper reads again (the concurrent writers of
-  different keys cannot together pass the limit). Set keys go as ``swap`` as well, so
+  different keys cannot together pass the limit). The one slack: base64 rounds, so a
+  concurrent rewrite of another key by a value up to 2 bytes longer may seal to the same
+  length and pass unseen. Set keys go as ``swap`` as well, so
   every backend measures the data in the same compact way.
 - **Round trips: none extra.** The conditional write needs the record as read, and the
   request read it already: ``get`` remembers the sealed record it returned (ciphertext
