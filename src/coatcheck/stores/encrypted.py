@@ -209,9 +209,11 @@ class DataSealer:
         )
 
 
-READ_BASES = 4096
-"""Records remembered as read, each until the next write of its key (then the bound
-clears them all): ciphertext and metadata, never an opened value."""
+READ_BASES = 1024
+"""Records remembered as read, each until the next write of its key (past the bound all
+are dropped: a write then reads first): ciphertext and metadata, never an opened value.
+The requests in flight in one process are far fewer; at 64 KiB a session it is 64 MiB at
+most."""
 RETRIES = 64
 """Reads and conditional writes of one patch before the wrapper gives up (a store under
 a storm of writers of one session); each lost race waits a little longer."""
