@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -16,8 +16,9 @@ import redis
 
 from coatcheck import SessionConfig, SessionManager
 from coatcheck.core import tokens
+from coatcheck.core.record import Patch, SessionRecord
 from coatcheck.security.sealing import KeyRing, new_key, parse_keys
-from coatcheck.stores import Store, from_url
+from coatcheck.stores import SQLiteStore, Store, from_url
 from coatcheck.stores.encrypted import PREFIX, EncryptedStore, encrypted
 from tests.support.clock import FakeClock
 from tests.support.memcached_server import fresh_prefix, shared_memcached
@@ -237,3 +238,86 @@ def test_values_written_before_the_keys_were_set_still_read(
     manager.commit_sync(session)
     sealed.close_sync()
     assert b"after" not in b"".join(p.read_bytes() for p in tmp_path.glob("s.db*"))
+
+
+class CountingSQLite(SQLiteStore):
+    """A real SQLite store that counts its round trips (reads and writes) and, once asked
+    to, lets another writer in right after its next read: a lost race, made on purpose."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.calls: list[str] = []
+        self.race: Callable[[], None] | None = None
+
+    def get_sync(self, key: str) -> SessionRecord | None:
+        self.calls.append("get")
+        record = super().get_sync(key)
+        race, self.race = self.race, None
+        if race is not None:
+            race()
+        return record
+
+    def apply_sync(self, key: str, patch: Patch) -> bool:
+        self.calls.append("apply")
+        return super().apply_sync(key, patch)
+
+
+def test_round_trips_through_the_wrapper(tmp_path: Path) -> None:
+    """A plain write: one round trip, as without encryption. Operations or a byte limit:
+    a read and the conditional write. A lost race: both again, and the other writer's
+    update is kept."""
+    inner = CountingSQLite(tmp_path / "s.db")
+    store = encrypted(inner, parse_keys(f"k1:{new_key()}"))
+    record = SessionRecord(
+        key=tokens.storage_key(tokens.new_token()),
+        handle=tokens.new_handle(),
+        data={"n": 0},
+        created_at=1_000.0,
+        last_seen_at=1_000.0,
+        expires_at=9e9,
+        absolute_at=9e9,
+    )
+    store.create_sync(record)
+    h = record.handle
+
+    inner.calls.clear()
+    assert store.apply_sync(record.key, Patch({"a": '"x"'}, {"a": "x"}, handle=h))
+    assert inner.calls == ["apply"]
+
+    inner.calls.clear()
+    incr = Patch(ops=(("incr", "n", 1, "1"),), handle=h)
+    assert store.apply_sync(record.key, incr)
+    assert inner.calls == ["get", "apply"]
+
+    inner.calls.clear()
+    limited = Patch({"b": '"y"'}, {"b": "y"}, max_bytes=4096, handle=h)
+    assert store.apply_sync(record.key, limited)
+    assert inner.calls == ["get", "apply"]
+
+    # A request's commit after its load: the load's read is the base, one round trip each.
+    manager = SessionManager(store, SessionConfig())
+    token_record = manager.load_sync(None)
+    token_record["cart"] = []
+    token = manager.commit_sync(token_record).token
+    inner.calls.clear()
+    session = manager.load_sync(token)
+    session.append("cart", "hat")
+    manager.commit_sync(session)
+    assert inner.calls == ["get", "apply"]
+    session = manager.load_sync(token)
+    session["plain"] = 1
+    manager.commit_sync(session)
+    assert inner.calls == ["get", "apply"] * 2
+    assert manager.load_sync(token)["cart"] == ["hat"]
+
+    # Another request increments "n" between this one's read and its write: the write is
+    # refused by the store, read again and lands on the new value.
+    other = encrypted(SQLiteStore(tmp_path / "s.db"), store.sealer.ring)
+    inner.race = lambda: other.apply_sync(record.key, incr) and None
+    inner.calls.clear()
+    assert store.apply_sync(record.key, incr)
+    assert inner.calls == ["get", "apply", "get", "apply"]
+    got = store.get_sync(record.key)
+    assert got is not None and got.data == {"n": 3, "a": "x", "b": "y"}  # 0 + 1 + 1 + 1
+    other.close_sync()
+    inner.close_sync()

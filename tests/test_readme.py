@@ -139,7 +139,7 @@ def test_the_cli_runs_from_the_virtualenv_as_the_readme_says() -> None:
     (block,) = code_blocks("Command line", "sh")
     commands = [line.split("#")[0].strip() for line in block.splitlines()]
     commands = [c for c in commands if c]
-    assert len(commands) == 10
+    assert len(commands) == 11
     groups = {"sessions", "api-keys", "jwt-keys", "privacy"}  # commands with subcommands
     for line in commands:
         words = line.split()

@@ -310,3 +310,26 @@ def damager_class_cases(kind: type[Store]) -> frozenset[str]:
     """The damage cases a store class can hold (before any server is reached)."""
     damager = DAMAGERS.get(kind)
     return getattr(damager, "cases", frozenset())
+
+
+def _through_the_wrapper() -> None:
+    """An encrypted store (``stores.encrypted``) is damaged in its inner store: the records
+    are the inner store's, and the wrapper must pass its verdict on (a fresh session, the
+    store's warning). Stores whose wrappers share a class share its entry, which then
+    holds the cases every one of them can hold."""
+    from coatcheck.stores.encrypted import encrypted_class
+
+    by_class: dict[type[Store], list[type[Store]]] = {}
+    for kind in list(DAMAGERS):
+        by_class.setdefault(encrypted_class(kind), []).append(kind)
+    for wrapper, kinds in by_class.items():
+        cases = frozenset.intersection(*(damager_class_cases(k) for k in kinds))
+
+        def damager(store: Any) -> Damager:
+            return DAMAGERS[type(store.inner)](store.inner)
+
+        damager.cases = cases  # type: ignore[attr-defined]
+        DAMAGERS[wrapper] = damager
+
+
+_through_the_wrapper()

@@ -19,7 +19,14 @@ import pytest
 
 from coatcheck import SessionConfig, SessionManager
 from coatcheck.core import tokens
-from coatcheck.core.atomic import ADD_TO_SET, APPEND, INCR, OperationTypeError
+from coatcheck.core.atomic import (
+    ADD_TO_SET,
+    APPEND,
+    INCR,
+    OperationTypeError,
+    SwapRefused,
+    swap_op,
+)
 from coatcheck.core.record import Patch, encode_value
 from coatcheck.errors import SessionDataError, SessionTooLarge
 from tests.conformance.conftest import Driver
@@ -168,6 +175,40 @@ async def test_a_patch_over_max_bytes_is_refused_whole(store: Driver) -> None:
     # {"n":1,"b":"y...y"} with 980 y's is 6 + 1 + 4 + 982 + 1 = 994 bytes, under 1000.
     assert await store.apply(record.key, ops_patch(set_items={"b": "y" * 980}, max_bytes=1000))
     assert await stored(store, record.key) == {"n": 1, "b": "y" * 980}
+
+
+def swap_patch(key: str, expected: Any, value: Any, **sets: Any) -> Patch:
+    """A ``swap`` of ``key`` from ``expected`` (MISSING_VALUE: the key is missing) to
+    ``value``, with ``sets`` written beside it."""
+    was = None if expected is MISSING_VALUE else encode_value(key, expected)
+    op = swap_op(key, was, value, encode_value(key, value))
+    patch = ops_patch(set_items=sets)
+    patch.ops = (op,)
+    return patch
+
+
+MISSING_VALUE = object()
+
+
+async def test_a_swap_lands_only_on_the_value_it_expects(store: Driver) -> None:
+    """The store wrapper's compare-and-set (``atomic.swap``), on every store."""
+    record = make_record(data={"a": "x", "l": [1, "two"]})
+    await store.create(record)
+    assert await store.apply(record.key, swap_patch("a", "x", "y", s=1))
+    assert await stored(store, record.key) == {"a": "y", "l": [1, "two"], "s": 1}
+    # Another value than expected (a write landed since the read): the whole patch refused.
+    with pytest.raises(SwapRefused) as caught:
+        await store.apply(record.key, swap_patch("a", "x", "z", s=2))
+    assert caught.value.key == "a"
+    with pytest.raises(SwapRefused):
+        await store.apply(record.key, swap_patch("b", "x", 1))  # expected a value: none
+    with pytest.raises(SwapRefused):
+        await store.apply(record.key, swap_patch("a", MISSING_VALUE, 1))  # expected none
+    assert await stored(store, record.key) == {"a": "y", "l": [1, "two"], "s": 1}
+    # A missing key expected missing, a list expected as it is.
+    assert await store.apply(record.key, swap_patch("b", MISSING_VALUE, {"k": [True]}))
+    assert await store.apply(record.key, swap_patch("l", [1, "two"], [3]))
+    assert await stored(store, record.key) == {"a": "y", "l": [3], "s": 1, "b": {"k": [True]}}
 
 
 async def warm(store: Driver, key: str, n: int) -> None:

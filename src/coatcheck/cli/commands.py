@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -27,6 +28,7 @@ from coatcheck.cli.common import (
 )
 from coatcheck.cli.demo import run_demo
 from coatcheck.cli.privacy import erase_user, export_document, purge_retained
+from coatcheck.cli.rekey import DEFAULT_CURSOR_FILE, run_rekey
 from coatcheck.cli.report import keys_table, ring_table, sessions_table, stats_lines, store_stats
 from coatcheck.cli.serve import (
     create_key,
@@ -103,6 +105,21 @@ def purge(store_url: str) -> None:
     console.print(f"Purged {plural(count, 'expired session')}.")
     for name, rows in retained.items():
         console.print(f"Purged {plural(rows, 'row')} of {name} past its retention period.")
+
+
+@cli.command(help="Re-seal every stored session under the newest key of COATCHECK_DATA_KEYS.")
+@click.option("--batch", default=500, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--cursor-file",
+    default=DEFAULT_CURSOR_FILE,
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where the resumable cursor is kept between batches (deleted when done).",
+)
+@store_option
+def rekey(batch: int, cursor_file: Path, store_url: str) -> None:
+    with reported(), managed(store_url) as manager:
+        run_rekey(manager.store, batch, cursor_file)
 
 
 @cli.group(help="A user's rights over their data: export (GDPR Art. 15, 20), erase (Art. 17).")

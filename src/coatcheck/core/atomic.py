@@ -19,6 +19,16 @@ The rules, the same on every store:
   is not ``1``; a number equals the same number stored as a float, ``1 == 1.0``); lists and
   objects are refused, as no store compares them alike.
 
+One more kind is not for applications but for a store wrapper (``stores.encrypted``),
+which cannot let the backend compute on sealed values and so works operations out itself:
+
+- ``swap(key, (expected, value))``: the value becomes ``value`` only if the stored JSON
+  text of the key is ``expected`` (None: only if the key is missing); otherwise the store
+  refuses the whole patch with ``SwapRefused`` and the wrapper reads again and retries (a
+  compare-and-set: a concurrent write in between is never overwritten). Its Op's text is
+  ``expected + "\\x00" + the value's JSON text`` (``expected`` empty for a missing key; no
+  JSON text holds a raw NUL), what the Redis script compares and writes without decoding.
+
 A type clash (an ``incr`` of a string, an ``append`` to an object) raises
 ``OperationTypeError``, a ``SessionDataError`` naming the key; a store that finds one
 refuses the whole delta, so nothing is half-applied and nothing is lost.
@@ -36,7 +46,9 @@ from coatcheck.errors import SessionDataError
 INCR: Final = "incr"
 APPEND: Final = "append"
 ADD_TO_SET: Final = "add_to_set"
+SWAP: Final = "swap"
 KINDS: Final = frozenset({INCR, APPEND, ADD_TO_SET})
+"""The kinds an application may ask for (``SWAP`` is the store wrapper's own)."""
 
 SAFE_INT: Final = 2**53 - 1
 """The largest integer ``incr`` works with: every store (Lua's doubles, JSON in a browser)
@@ -54,6 +66,27 @@ class OperationTypeError(SessionDataError):
         super().__init__(f"session.{kind}({key!r}, ...) cannot apply: {problem}")
         self.kind = kind
         self.key = key
+
+
+class SwapRefused(SessionDataError):
+    """A ``swap`` found another value than it expected: a concurrent write landed between
+    the wrapper's read and its write. Nothing of the patch was applied; the wrapper reads
+    again and retries."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"session[{key!r}] changed since it was read")
+        self.key = key
+
+
+def swap_op(key: str, expected: str | None, value: Any, value_text: str) -> Op:
+    """The ``swap`` of ``key`` from the JSON text ``expected`` (None: missing) to ``value``
+    (whose JSON text is ``value_text``)."""
+    return (
+        SWAP,
+        key,
+        (expected, value),
+        ("" if expected is None else expected) + "\x00" + value_text,
+    )
 
 
 def _is_safe_int(value: object) -> bool:
@@ -95,6 +128,14 @@ _MISSING: Any = object()
 def apply_op(kind: str, key: str, current: Any, arg: Any) -> Any:
     """The value after one operation on ``current`` (``MISSING`` for a missing key). A
     list is extended in place: callers pass a copy of one they must keep."""
+    if kind == SWAP:
+        expected, value = arg
+        if expected is None:
+            if current is not _MISSING:
+                raise SwapRefused(key)
+        elif current is _MISSING or _SIZE_ENCODER.encode(current) != expected:
+            raise SwapRefused(key)
+        return value
     if kind == INCR:
         if current is _MISSING:
             current = 0

@@ -249,6 +249,21 @@ class Lockable(Capability):
     async def release_lock(self, key: str, owner: str) -> bool: ...
 
 
+class Scannable(Capability):
+    """Every record, in batches: what ``coatcheck rekey`` walks to re-seal stored data under
+    the newest data key. Maintenance only (sync, no request needs it), so it is not among
+    ``CAPABILITIES``, which the engine's uses and the encrypted wrapper's pass-through
+    follow. Memcached cannot enumerate its items and does not declare it."""
+
+    @abstractmethod
+    def scan_sync(self, cursor: str, count: int) -> tuple[list[SessionRecord], str | None]:
+        """About ``count`` records (as stored: no deadline is checked, damaged ones are
+        skipped) from ``cursor`` (``""`` to start) on, and the cursor to go on from, None
+        when the walk is done. Resumable: a cursor stays valid across processes. A record
+        written during the walk may or may not be in it; none there from start to end is
+        missed."""
+
+
 class ClientSide(Capability):
     """A store whose sessions travel in the cookie itself (``CookieStore``): it keeps no
     records, so it meets not the core contract but this one, and the manager runs its

@@ -24,6 +24,7 @@ from coatcheck.stores.base import (
     InlinePurgeable,
     InlineStore,
     InlineUserIndex,
+    Scannable,
     Statistics,
 )
 from coatcheck.stores.damage import sound, warn
@@ -130,6 +131,7 @@ class MemoryStore(
     InlineCountable,
     Statistics,
     InlineLockable,
+    Scannable,
 ):
     """In-process store. Nothing survives a restart and nothing is shared between
     processes: use SQLite, PostgreSQL or Redis for that."""
@@ -167,6 +169,13 @@ class MemoryStore(
     def get_sync(self, key: str) -> SessionRecord | None:
         with self._lock:
             return _read(self._entries.get(key))
+
+    def scan_sync(self, cursor: str, count: int) -> tuple[list[SessionRecord], str | None]:
+        """In the order of the storage keys: the cursor is the last key returned."""
+        with self._lock:
+            keys = sorted(k for k in self._entries if k > cursor)[:count]
+            records = [r for r in (_read(self._entries[k]) for k in keys) if r is not None]
+        return records, (keys[-1] if len(keys) == count else None)
 
     def create_sync(self, record: SessionRecord) -> None:
         data = {k: encode_value(k, v) for k, v in record.data.items()}

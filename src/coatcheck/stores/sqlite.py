@@ -26,6 +26,7 @@ from coatcheck.stores.base import (
     InlinePurgeable,
     InlineStore,
     InlineUserIndex,
+    Scannable,
     Statistics,
     process_id,
 )
@@ -90,6 +91,13 @@ _GET_SQL = f"SELECT {_COLUMNS} FROM {TABLE} WHERE key = ?"
 
 def _fetch_one(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Any:
     return conn.execute(sql, params).fetchone()
+
+
+_SCAN_SQL = f"SELECT {_COLUMNS} FROM {TABLE} WHERE key > ? ORDER BY key LIMIT ?"
+
+
+def _fetch_all(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    return conn.execute(sql, params).fetchall()
 
 
 _PURGE_SQL = (
@@ -199,6 +207,7 @@ class SQLiteStore(
     InlineCountable,
     Statistics,
     InlineLockable,
+    Scannable,
 ):
     """Sessions in one SQLite file (or ``:memory:`` for a throwaway database).
 
@@ -487,6 +496,13 @@ class SQLiteStore(
                 ).rowcount
             )
         )
+
+    def scan_sync(self, cursor: str, count: int) -> tuple[list[SessionRecord], str | None]:
+        """In the order of the storage keys: the cursor is the last key returned."""
+        rows = self._run(_fetch_all, _SCAN_SQL, (cursor, count))
+        if len(rows) < count:
+            return [r for r in map(_sound, rows) if r is not None], None
+        return [r for r in map(_sound, rows) if r is not None], str(rows[-1][0])
 
     def purge_expired_sync(self, now: float, batch_size: int) -> int:
         """One short transaction per batch: readers (WAL) never wait, and other writers

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from coatcheck.core.atomic import ADD_TO_SET, INCR, SAFE_INT, Op
+from coatcheck.core.atomic import ADD_TO_SET, INCR, SAFE_INT, SWAP, Op
 from coatcheck.core.record import PATCHABLE_FIELDS, Patch, encode_key
 
 TABLE = "coatcheck_sessions"
@@ -43,9 +43,12 @@ def _equal_kind(arg: Any) -> str:
 def op_shape(ops: tuple[Op, ...]) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...] | None:
     """The operations grouped by key, in order of first mention: per key, its kinds (and
     how each ``add_to_set`` compares). ``incr``\\ s of a key are summed into one. None when
-    the statement would be too large (the caller merges in Python)."""
+    the statement would be too large, and for a ``swap`` (the store wrapper's
+    compare-and-set), which the statement does not express: the caller merges in Python."""
     grouped: dict[str, list[tuple[str, str]]] = {}
     for kind, key, arg, _ in ops:
+        if kind == SWAP:
+            return None
         steps = grouped.setdefault(key, [])
         if kind == INCR:
             if not steps:

@@ -25,7 +25,7 @@ from typing import Any
 
 from psycopg import sql
 
-from coatcheck.core.atomic import ADD_TO_SET, INCR, SAFE_INT, Op
+from coatcheck.core.atomic import ADD_TO_SET, INCR, SAFE_INT, SWAP, Op
 from coatcheck.core.record import Patch
 
 Shape = tuple[tuple[str, ...], ...]
@@ -33,9 +33,13 @@ Shape = tuple[tuple[str, ...], ...]
 one key are summed into one)."""
 
 
-def op_shape(ops: tuple[Op, ...]) -> Shape:
+def op_shape(ops: tuple[Op, ...]) -> Shape | None:
+    """None for a ``swap`` (the store wrapper's compare-and-set), which one statement does
+    not express: the caller works it out in Python under its own compare-and-set."""
     grouped: dict[str, list[str]] = {}
     for kind, key, _, _ in ops:
+        if kind == SWAP:
+            return None
         steps = grouped.setdefault(key, [])
         if kind != INCR or not steps:
             steps.append(kind)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -89,6 +89,15 @@ def check_json(key: str, text: str) -> None:
         )
 
 
+def _key_statements(q: Callable[[str], bytes]) -> tuple[bytes, bytes]:
+    """The read of one record by its key, and the page of records after a key (in the
+    order of the keys, for ``Scannable.scan_sync``)."""
+    return (
+        q("SELECT {cols} FROM {table} WHERE key = %s"),
+        q("SELECT {cols} FROM {table} WHERE key > %s ORDER BY key LIMIT %s"),
+    )
+
+
 def field_value(name: str, value: Any) -> Any:
     """A patched metadata field as the UPDATE's parameter."""
     if name == "meta":
@@ -122,7 +131,7 @@ class Statements:
             composed = sql.SQL(text).format(table=table, cols=cols, vt=version_table, locks=locks)
             return composed.as_bytes(None)
 
-        self.get = q("SELECT {cols} FROM {table} WHERE key = %s")
+        self.get, self.scan = _key_statements(q)
         self.handle_of = q("SELECT handle FROM {table} WHERE key = %s")
         self.get_data = q("SELECT data, handle FROM {table} WHERE key = %s")
         self.insert = q(

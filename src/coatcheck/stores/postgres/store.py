@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from coatcheck.core.atomic import SWAP
 from coatcheck.core.record import PATCHABLE_FIELDS, Patch, SessionRecord
 from coatcheck.core.steps import Steps, drive_async, drive_sync
 from coatcheck.errors import SessionDataError, StoreUnavailable
@@ -26,6 +27,7 @@ from coatcheck.stores.base import (
     ProcedureLockable,
     ProcedurePurgeable,
     ProcedureUserIndex,
+    Scannable,
     Statistics,
 )
 from coatcheck.stores.damage import sound
@@ -83,6 +85,7 @@ class PostgresStore(
     ProcedureCountable,
     Statistics,
     ProcedureLockable,
+    Scannable,
 ):
     """Sessions in a PostgreSQL table (``coatcheck_sessions`` by default).
 
@@ -302,8 +305,8 @@ class PostgresStore(
         a compare-and-set on the data it read (a few times, if other writers win)."""
         for k, v in patch.set_json.items():
             check_json(k, v)
-        for _, k, _, text in patch.ops:
-            check_json(k, text)
+        for kind, k, _, text in patch.ops:
+            check_json(k, text.replace("\x00", "") if kind == SWAP else text)
         guard = patch.expect_handle
         rename = new_key is not None
         head: list[Any] = [new_key] if rename else []
@@ -312,23 +315,25 @@ class PostgresStore(
         if guard is not None:
             tail.append(guard)
         shape = delta.op_shape(patch.ops)
-        limited = patch.max_bytes is not None
-        shape_key = (shape, names, rename, guard is not None, limited)
-        query = self._delta_sql.get(shape_key)
-        if query is None:
-            query = delta.delta_sql(
-                self._sql.table, shape, names, rename, guard is not None, limited
-            )
-            if len(self._delta_sql) < 4096:
-                self._delta_sql[shape_key] = query
-        values = [*head, [k for k in patch.removed if "\x00" not in k], delta.set_object(patch)]
-        values += delta.op_values(patch.ops)
-        values += tail
-        if limited:
-            values.append(patch.max_bytes)
-        count = yield Call(query, delta.named(values), "rowcount")
-        if count == 1:
-            return True
+        if shape is not None:
+            limited = patch.max_bytes is not None
+            shape_key = (shape, names, rename, guard is not None, limited)
+            query = self._delta_sql.get(shape_key)
+            if query is None:
+                query = delta.delta_sql(
+                    self._sql.table, shape, names, rename, guard is not None, limited
+                )
+                if len(self._delta_sql) < 4096:
+                    self._delta_sql[shape_key] = query
+            removed = [k for k in patch.removed if "\x00" not in k]
+            values = [*head, removed, delta.set_object(patch)]
+            values += delta.op_values(patch.ops)
+            values += tail
+            if limited:
+                values.append(patch.max_bytes)
+            count = yield Call(query, delta.named(values), "rowcount")
+            if count == 1:
+                return True
         whole = delta.whole_sql(self._sql.table, names, rename, guard is not None)
         for _ in range(8):
             row = yield Call(self._sql.get_data, (key,), "one")
@@ -349,6 +354,15 @@ class PostgresStore(
     def _get_by_handle(self, handle: str) -> Steps[SessionRecord | None]:
         row = yield Call(self._sql.get_by_handle, (handle,), "one")
         return _sound(row)
+
+    def _scan(self, cursor: str, count: int) -> Steps[tuple[list[SessionRecord], str | None]]:
+        rows = yield Call(self._sql.scan, (cursor, count), "all")
+        records = [r for r in map(_sound, rows) if r is not None]
+        return records, (str(rows[-1][0]) if len(rows) == count else None)
+
+    def scan_sync(self, cursor: str, count: int) -> tuple[list[SessionRecord], str | None]:
+        """In the order of the storage keys: the cursor is the last key returned."""
+        return self._drive_sync(self._scan(cursor, count))
 
     def _list_user(self, user_id: str, now: float) -> Steps[list[SessionRecord]]:
         rows = yield Call(self._sql.list_user, (user_id, now), "all")

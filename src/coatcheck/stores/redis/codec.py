@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from coatcheck.core.atomic import INCR, OperationTypeError
+from coatcheck.core.atomic import INCR, OperationTypeError, SwapRefused
 from coatcheck.core.record import PATCHABLE_FIELDS, Patch, SessionRecord, encode_key
 from coatcheck.errors import SessionDataError, SessionTooLarge
 
@@ -137,7 +137,8 @@ REFUSAL = "COATCHECK "
 
 def refusal(message: str) -> SessionDataError | None:
     """The error a script's refusal reply stands for (a type clash of an atomic
-    operation, a patch over ``max_bytes``), or None for any other error reply."""
+    operation, a patch over ``max_bytes``, a ``swap`` that found another value), or None
+    for any other error reply."""
     at = message.find(REFUSAL)
     if at < 0:
         return None
@@ -147,6 +148,8 @@ def refusal(message: str) -> SessionDataError | None:
         return SessionTooLarge(int(size), int(limit.split()[0]))
     kind, detail, key = rest.split("|", 2)
     key = key.split(" script: ")[0]  # (Redis 7 may add where the script failed)
+    if what == "swap":
+        return SwapRefused(key)
     if what == "beyond":
         return OperationTypeError(kind, key, f"the result {detail} is beyond ±2**53-1")
     if kind == INCR:

@@ -78,6 +78,8 @@ def _scan(client: Any, op: ScanPage, cluster: bool) -> Steps[tuple[Any, list[str
         )
         return (cursor or None), list(keys)
     pending = op.cursor or [(node, 0) for node in client.get_primaries()]
+    # A cursor resumed from its text names its nodes ("host:port", RecordScan).
+    pending = [(client.get_node(node_name=n) if isinstance(n, str) else n, c) for n, c in pending]
     node, cursor = pending[0]
     cursors, keys = yield functools.partial(
         client.scan, cursor=cursor, match=op.match, count=op.count, target_nodes=node

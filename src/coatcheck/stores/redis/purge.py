@@ -12,6 +12,7 @@ from typing import Any
 from coatcheck.stores.base import Procedure
 from coatcheck.stores.redis.codec import ms, num, unpack
 from coatcheck.stores.redis.operations import Batch, Cmd, Eval, Pause, ScanPage
+from coatcheck.stores.redis.scan import escape_glob
 from coatcheck.stores.redis.scripts import DROP_EXPIRED, DROP_IF
 
 PURGE_REST = 1.0
@@ -26,11 +27,6 @@ PURGE_PAGE = 100
 """Keys per purge page at most. A page is one SCAN and one pipeline, whose packing and
 replies take the client's CPU in one go: small pages keep each stall of an app's event
 loop (a purge run as an in-app task) well under a request's latency."""
-
-
-def escape_glob(text: str) -> str:
-    """``text`` matched literally in a SCAN pattern."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 class RedisPurge:

@@ -57,7 +57,16 @@ local function operate(key, argv, o, n)
       text = redis.call('HGET', key, field)
       order[#order + 1] = field
     end
-    if kind == 'incr' then
+    if kind == 'swap' then
+      -- The store wrapper's compare-and-set: ARG is the expected text ('' for missing),
+      -- a NUL, the new text; another stored text refuses the patch (nothing written).
+      local cut = string.find(arg, '\0', 1, true)
+      local want = string.sub(arg, 1, cut - 1)
+      if (want == '' and text) or (want ~= '' and text ~= want) then
+        clash('swap', kind, '-', field)
+      end
+      results[field] = string.sub(arg, cut + 1)
+    elseif kind == 'incr' then
       local current = 0
       if text then
         if not string.match(text, '^%-?%d+$') then clash('clash', kind, kind_of(text), field) end

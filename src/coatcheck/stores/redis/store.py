@@ -44,10 +44,8 @@ from coatcheck.stores.redis.operations import (
     ScanPage,
 )
 from coatcheck.stores.redis.options import RedisOptions
-from coatcheck.stores.redis.purge import (
-    RedisPurge,
-    escape_glob,
-)
+from coatcheck.stores.redis.purge import RedisPurge
+from coatcheck.stores.redis.scan import RecordScan, escape_glob
 from coatcheck.stores.redis.scripts import (
     APPLY,
     APPLY_IF_HANDLE,
@@ -98,12 +96,15 @@ class RedisStore(
     ProcedureCountable,
     Statistics,
     ProcedureLockable,
+    RecordScan,
 ):
     """Sessions in Redis (see the package docstring for the layout and its guarantees).
 
     Build it from a URL (``RedisStore.from_url("redis://localhost:6379/0")``) or from
     ``RedisOptions``. Connections open lazily, on first use.
     """
+
+    _decoded = staticmethod(_sound)
 
     def __init__(self, options: RedisOptions) -> None:
         self.options = options
@@ -439,22 +440,6 @@ class RedisStore(
                 if isinstance(k2, str) and k2 and k2 != k
             ]
         return deleted
-
-    def _scan_user(self, user_id: str) -> Procedure[list[str]]:
-        """The handles of every record of ``user_id``, by one SCAN over the records."""
-        match = escape_glob(self.prefix) + "s:*"
-        cursor: Any = None
-        handles: list[str] = []
-        while True:
-            cursor, keys = yield ScanPage(match, 1000, cursor)
-            if keys:
-                texts = yield Batch(tuple(Cmd(("HGET", k, "m")) for k in keys), lenient=True)
-                for text in texts:
-                    m = unpack(text) if isinstance(text, str) else None
-                    if m is not None and m.get("u") == user_id and isinstance(m["h"], str):
-                        handles.append(m["h"])
-            if cursor is None:
-                return handles
 
     def _count(self, now: float) -> Procedure[int]:
         match = escape_glob(self.prefix) + "s:*"
