@@ -82,7 +82,7 @@ def test_each_right_stands_beside_its_legal_anchor() -> None:
 def test_the_holders_table_names_declared_holders() -> None:
     rows = table(sections()["Holders of personal data"])
     names = {row[0].strip("`") for row in rows}
-    assert names == {"sessions", "consent", "activity"}
+    assert names == {"sessions", "consent", "page_views", "activity"}
     assert names == set(declared_holders())
 
 
