@@ -111,6 +111,7 @@ def test_export_then_erase_over_http(api: httpx.Client) -> None:
     assert after["holders"] == {
         "activity": {"events": []},
         "consent": {"rows": []},
+        "page_views": {"rows": []},
         "sessions": {"sessions": []},
     }
     grace = api.get("/v1/users/rights-grace/export").json()

@@ -7,6 +7,7 @@ deadline, resting between pages so a purge never crowds out requests. A mixin of
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from coatcheck.stores.base import Procedure
@@ -34,12 +35,9 @@ class RedisPurge:
 
     prefix: str
     single_node: bool
-
-    def pointer_key(self, handle: str) -> str:
-        raise NotImplementedError
-
-    def user_key(self, user_id: str) -> str:
-        raise NotImplementedError
+    pointer_key: Callable[[str], str]
+    """The store's key names (``RedisStore``'s methods)."""
+    user_key: Callable[[str], str]
 
     def _purge(self, now: float, batch_size: int) -> Procedure[int]:
         """SCAN the records in small pages, resting after each page as long as it took
