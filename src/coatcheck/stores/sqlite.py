@@ -13,6 +13,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar, TypeVarTuple
@@ -199,6 +200,21 @@ def _dumps(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
+def _wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch the file to WAL, once. Changing the journal mode needs the file to itself and
+    answers "database is locked" at once, without the busy timeout, while another
+    connection is in it (two first connections of a new file): so it is done only when
+    the file is not WAL yet, and tried again for up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SQLiteStore(
     InlineStore,
     InlineHandleIndex,
@@ -247,7 +263,7 @@ class SQLiteStore(
         # (an erased user must be gone from the file too: coatcheck.privacy).
         conn.execute("PRAGMA secure_delete = ON")
         if self.path != ":memory:":
-            conn.execute("PRAGMA journal_mode = WAL")
+            _wal(conn, self.timeout)
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         return conn
 
