@@ -10,7 +10,6 @@ token is readable from JavaScript. Screenshots go to ``build/screenshots/``.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -22,19 +21,10 @@ import pytest
 from coatcheck import SessionConfig, SessionManager
 from coatcheck.core import tokens
 from coatcheck.stores import SQLiteStore
+from tests.support.chromium import ARGS, CHROMIUM
 from tests.support.js_app import create_js_app
 from tests.support.server import serve
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
 COOKIE = "__Host-session"
 

@@ -9,7 +9,6 @@ accessibility tree names every control and button. Screenshots go to build/scree
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -22,22 +21,13 @@ from coatcheck import SessionManager
 from coatcheck.demo import create_app
 from coatcheck.integrations.asgi import SessionMiddleware
 from coatcheck.stores import SQLiteStore
+from tests.support.chromium import ARGS, CHROMIUM, unnamed_controls
 from tests.support.server import serve
 from tests.support.user_agents import FIREFOX_LINUX, KEPT, SAFARI_IPHONE
 
 LAPTOP, PHONE = KEPT[FIREFOX_LINUX], KEPT[SAFARI_IPHONE]
 """What the account page shows of each browser: the reduced user agent."""
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 SHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
 
@@ -208,26 +198,6 @@ def test_revoking_a_device_logs_it_out(browser: Any, demo_url: str, clock: Offse
     assert laptop.cookies() == []
     laptop.close()
     phone.close()
-
-
-NAMED_ROLES = {"textbox", "combobox", "checkbox", "button"}
-"""Roles of the controls a person operates (a select is a combobox; its option list, a
-MenuListPopup, is named by the combobox and needs no name of its own)."""
-
-
-def unnamed_controls(page: Any) -> tuple[int, list[str]]:
-    """Chromium's own accessibility tree (over the DevTools protocol): how many form
-    controls and buttons it holds, and the roles of those it could give no name."""
-    cdp = page.context.new_cdp_session(page)
-    nodes = cdp.send("Accessibility.getFullAXTree")["nodes"]
-    cdp.detach()
-    controls = [
-        n for n in nodes if not n.get("ignored") and n.get("role", {}).get("value") in NAMED_ROLES
-    ]
-    unnamed = [
-        n["role"]["value"] for n in controls if not n.get("name", {}).get("value", "").strip()
-    ]
-    return len(controls), unnamed
 
 
 def test_every_control_and_button_has_an_accessible_name(browser: Any, demo_url: str) -> None:

@@ -24,8 +24,9 @@ from coatcheck.integrations.asgi import SessionMiddleware
 from coatcheck.privacy.ledger import ConsentLedger
 from coatcheck.privacy.registry import PrivacyRegistry
 from coatcheck.service.metrics import Metrics
+from tests.support.chromium import ARGS, CHROMIUM, unnamed_controls
 from tests.support.server import serve
-from tests.test_demo_browser import ARGS, CHROMIUM, SHOTS, submit, unnamed_controls
+from tests.test_demo_browser import SHOTS, submit
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 

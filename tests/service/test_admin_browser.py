@@ -43,6 +43,7 @@ from coatcheck.service.metrics import Metrics, TimedStore
 from coatcheck.service.settings import ServiceSettings
 from coatcheck.stores import SQLiteStore
 from tests.support.browser import Browser
+from tests.support.chromium import ARGS, CHROMIUM, unnamed_controls
 from tests.support.server import serve
 from tests.support.user_agents import (
     CHROME_ANDROID,
@@ -56,16 +57,6 @@ PHONE = KEPT[CHROME_ANDROID]
 """Alice's phone as the dashboard shows it: the user agent as it is kept (reduced)."""
 LAPTOP = KEPT[CHROME_WINDOWS]
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 DOC_IMAGES = ROOT / "docs" / "images"
@@ -467,24 +458,6 @@ def test_a_form_post_without_the_token_is_refused(chromium: Any, dashboard: Dash
     assert "CSRF check failed" in page.inner_text("body")
     assert len(dashboard.live_handles("bob")) == 2
     context.close()
-
-
-NAMED_ROLES = {"textbox", "combobox", "checkbox", "button", "searchbox"}
-
-
-def unnamed_controls(page: Any) -> tuple[int, list[str]]:
-    """Chromium's accessibility tree: how many controls it holds and the roles of those
-    it could give no name (as the demo's own check does)."""
-    cdp = page.context.new_cdp_session(page)
-    nodes = cdp.send("Accessibility.getFullAXTree")["nodes"]
-    cdp.detach()
-    controls = [
-        n for n in nodes if not n.get("ignored") and n.get("role", {}).get("value") in NAMED_ROLES
-    ]
-    unnamed = [
-        n["role"]["value"] for n in controls if not n.get("name", {}).get("value", "").strip()
-    ]
-    return len(controls), unnamed
 
 
 def test_every_control_and_button_has_an_accessible_name(
