@@ -56,9 +56,12 @@ PROFILES: dict[str, tuple[str, str, str]] = {
     "flask-floor-write": ("bench.flask_sessions", "_redis_floor", "/write"),
     "django-redis-read": ("bench.django_sessions", "_coatcheck_redis", "/read"),
     "django-redis-write": ("bench.django_sessions", "_coatcheck_redis", "/write"),
+    "django-floor-write": ("bench.django_sessions", "_redis_floor", "/write"),
     "wsgi-sqlite-read": ("bench.wsgi_sessions", "_coatcheck_sqlite", "/read"),
     "wsgi-sqlite-write": ("bench.wsgi_sessions", "_coatcheck_sqlite", "/write"),
     "wsgi-redis-read": ("bench.wsgi_sessions", "_coatcheck_redis", "/read"),
+    "wsgi-redis-write": ("bench.wsgi_sessions", "_coatcheck_redis", "/write"),
+    "wsgi-floor-write": ("bench.wsgi_sessions", "_redis_floor", "/write"),
 }
 
 

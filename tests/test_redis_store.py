@@ -1391,3 +1391,34 @@ def test_data_keys_come_back_in_one_stable_order_once_the_hash_is_large() -> Non
     finally:
         store.close_sync()
         delete_prefix(url, prefix)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("HGETALL", "p:s:" + "a" * 64),
+        ("EVALSHA", "5dec" * 10, 1, "p:s:k", "1796701918244", 0, 3, "d:n", "2", "l", 1.5),
+        ("HSET", "p:s:k", "d:café", '"\u00e9\u4e2d\U0001f600"', "d:b", b"\x00\xff", -7, 2**70),
+        ("SET", "k", 0.1 + 0.2),  # a float with a long repr
+    ],
+)
+def test_the_kept_connections_put_the_same_bytes_on_the_wire_as_redis_py(
+    args: tuple[Any, ...],
+) -> None:
+    """The request's own commands are packed by hiredis directly, skipping redis-py's
+    per-argument encoder: the bytes must be redis-py's own, for every argument type the
+    store sends."""
+    from coatcheck.stores.redis.clients import packed
+
+    for connection in (redis.connection.Connection(), redis.asyncio.connection.Connection()):
+        assert b"".join(packed(connection, args)) == b"".join(connection.pack_command(*args))
+
+
+def test_an_argument_hiredis_refuses_gets_redis_pys_error_not_a_half_sent_command() -> None:
+    from coatcheck.stores.redis.clients import packed
+
+    with pytest.raises(redis.exceptions.DataError, match="bool"):
+        packed(redis.connection.Connection(), ("SET", "k", True))
+    # A command name of two words is split by redis-py's packer, as it always was.
+    two = packed(redis.connection.Connection(), ("CLIENT SETNAME", "x"))
+    assert b"".join(two) == b"*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$1\r\nx\r\n"
