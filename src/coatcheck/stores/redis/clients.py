@@ -18,6 +18,7 @@ Pipelines, SCAN and the cluster go through the client (``exchange.py``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ from redis.exceptions import ResponseError
 
 from coatcheck.stores.redis.options import RedisOptions
 
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:
     from hiredis import pack_command as _hiredis_pack
 except ImportError:  # pragma: no cover - hiredis comes with the redis extra
