@@ -316,17 +316,17 @@ async def run_workloads(
 
 
 @contextlib.contextmanager
-def counting_calls(targets: list[tuple[type, str, str]]) -> Iterator[dict[str, int]]:
+def counting_calls(targets: list[tuple[Any, str, str]]) -> Iterator[dict[str, int]]:
     """Count calls of client-library methods, e.g. ``(AbstractConnection,
     "send_packed_command", "round trips")``, while the context is open.
 
     The wrappers go on the classes, not on instances, because a client hides its many pooled
     connections; they are removed on exit, so the timed passes run the library's own code.
     Each method must be defined on the class named (not inherited), so that restoring it is
-    exact.
+    exact. A module's function counts the same way (its ``__dict__`` entry is replaced).
     """
     counts = {label: 0 for _, _, label in targets}
-    saved: list[tuple[type, str, Any]] = []
+    saved: list[tuple[Any, str, Any]] = []
     try:
         for cls, name, label in targets:
             original = cls.__dict__[name]
