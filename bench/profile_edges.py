@@ -57,6 +57,7 @@ PROFILES: dict[str, tuple[str, str, str]] = {
     "django-redis-read": ("bench.django_sessions", "_coatcheck_redis", "/read"),
     "django-redis-write": ("bench.django_sessions", "_coatcheck_redis", "/write"),
     "django-floor-write": ("bench.django_sessions", "_redis_floor", "/write"),
+    "django-floor-read": ("bench.django_sessions", "_redis_floor", "/read"),
     "wsgi-sqlite-read": ("bench.wsgi_sessions", "_coatcheck_sqlite", "/read"),
     "wsgi-sqlite-write": ("bench.wsgi_sessions", "_coatcheck_sqlite", "/write"),
     "wsgi-redis-read": ("bench.wsgi_sessions", "_coatcheck_redis", "/read"),
@@ -66,14 +67,14 @@ PROFILES: dict[str, tuple[str, str, str]] = {
 
 
 async def _asgi_redis_runner(
-    stack: contextlib.AsyncExitStack, path: str
+    stack: contextlib.AsyncExitStack, path: str, slug: str = "cc"
 ) -> Callable[[int], Awaitable[None]]:
     from .redis_sessions import REDIS_URL, RedisRun, configs
     from .store_workloads import establish
 
     run = RedisRun(REDIS_URL)
     stack.push_async_callback(run.cleanup)
-    coatcheck = next(c for c in configs(run) if c.slug == "cc")
+    coatcheck = next(c for c in configs(run) if c.slug == slug)
     built = await coatcheck.build(stack, "profile")
     client = await establish(built)
     return client.runner(path)
@@ -116,9 +117,10 @@ def profile(name: str, console: Console) -> str:
         if name == "redis-purge-clock-ahead":
             _profile_purge(profiler)
             return
-        if name.startswith("asgi-redis-"):
+        if name.startswith(("asgi-redis-", "asgi-floor-")):
+            slug = "floor" if name.startswith("asgi-floor-") else "cc"
             async with contextlib.AsyncExitStack() as stack:
-                run = await _asgi_redis_runner(stack, "/" + name.rsplit("-", 1)[1])
+                run = await _asgi_redis_runner(stack, "/" + name.rsplit("-", 1)[1], slug)
                 await run(WARMUP)
                 profiler.enable()
                 await run(REQUESTS)
@@ -155,7 +157,8 @@ def profile(name: str, console: Console) -> str:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or [*PROFILES, "asgi-redis-read", "asgi-redis-write", "redis-purge-clock-ahead"]
+    asgi = ["asgi-redis-read", "asgi-redis-write", "asgi-floor-read", "asgi-floor-write"]
+    names = argv or [*PROFILES, *asgi, "redis-purge-clock-ahead"]
     console = Console()
     OUT.mkdir(exist_ok=True)
     for name in names:

@@ -538,7 +538,13 @@ class Session(AtomicOperations, MutableMapping[str, Any]):
         stated again on every request that commits. Calling it again replaces ``at``.
         """
         self._check_open()
-        self._state(dataclasses.replace(self.intents, deadline_cap=float(at)))
+        intents, at = self.intents, float(at)
+        if intents is NO_INTENTS:  # Django states it on every request: skip replace()
+            self._state(Intents(deadline_cap=at))
+        elif intents.deadline_cap != at:
+            self._state(dataclasses.replace(intents, deadline_cap=at))
+        else:
+            self.pending = True
 
     @property
     def deadline_cap(self) -> float | None:
