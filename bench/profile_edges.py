@@ -54,6 +54,7 @@ PROFILES: dict[str, tuple[str, str, str]] = {
     "flask-redis-read": ("bench.flask_sessions", "_coatcheck_redis", "/read"),
     "flask-redis-write": ("bench.flask_sessions", "_coatcheck_redis", "/write"),
     "flask-floor-write": ("bench.flask_sessions", "_redis_floor", "/write"),
+    "flask-floor-read": ("bench.flask_sessions", "_redis_floor", "/read"),
     "django-redis-read": ("bench.django_sessions", "_coatcheck_redis", "/read"),
     "django-redis-write": ("bench.django_sessions", "_coatcheck_redis", "/write"),
     "django-floor-write": ("bench.django_sessions", "_redis_floor", "/write"),
