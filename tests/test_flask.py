@@ -86,7 +86,16 @@ def make_app(manager: SessionManager) -> tuple[Flask, list[str]]:
         s.login(request.args["user"], level=int(request.args.get("level", 1)))
         if request.args.get("permanent") == "after":
             session.permanent = True
-        return state()
+        response = state()
+        if request.args.get("cache"):
+            response.headers["Cache-Control"] = "public, max-age=600"
+        return response
+
+    @app.get("/cached")
+    def cached() -> Any:
+        response = state()
+        response.headers["Cache-Control"] = "private, max-age=60"
+        return response
 
     @app.get("/permanent")
     def make_permanent() -> Any:
@@ -209,6 +218,24 @@ def test_counter_and_untouched_requests(
     }
     assert "set-cookie" not in response.headers
     assert _record(store, token).last_seen_at == seen  # a read writes nothing
+
+
+def test_cache_control_rules(browser: Browser) -> None:
+    """The rule of every edge, kept by Flask's in-place header edit."""
+    # Anonymous: the app decides alone, except on responses that carry a new token.
+    assert "cache-control" not in browser.get("/").headers
+    assert browser.get("/cached").headers["cache-control"] == "private, max-age=60"
+    counted = browser.get("/count")
+    assert counted.headers.get_list("cache-control") == ["no-store"]
+    assert "x-session-expires" in counted.headers
+    assert "cache-control" not in browser.get("/").headers
+    # A response carrying a credential is never cacheable, whatever the app said.
+    login = browser.get("/login?user=alice&cache=1")
+    assert login.headers.get_list("cache-control") == ["no-store"]
+    assert len(login.headers.get_list("set-cookie")) == 1
+    # Authenticated: the app's own choice stands; otherwise no-store is added.
+    assert browser.get("/cached").headers.get_list("cache-control") == ["private, max-age=60"]
+    assert browser.get("/").headers.get_list("cache-control") == ["no-store"]
 
 
 def test_in_place_changes_are_saved_without_modified(browser: Browser) -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "SessionHeaders",
     "deadline_value",
     "expires_value",
+    "header_changes",
     "merge_headers",
     "session_headers",
 ]
@@ -102,6 +103,24 @@ def deadline_value(expires_at: float) -> str:
 H = TypeVar("H", str, bytes)
 
 
+def header_changes(
+    update: SessionHeaders | None, expires: str | None, has_cache_control: Callable[[], bool]
+) -> tuple[bool, list[tuple[str, str]]]:
+    """What ``update`` and ``expires`` (``expires_value``) do to a response's headers:
+    whether the app's own Cache-Control goes, and the headers to add, in order. The one
+    rule behind ``merge_headers``, for an edge that edits a header object in place
+    (Flask). ``has_cache_control`` is asked only when the answer matters."""
+    add: list[tuple[str, str]] = []
+    if expires is not None:
+        add.append((EXPIRES_HEADER, expires))
+    if update is None:
+        return False, add
+    add.extend(update.add)
+    if update.force_no_store or not has_cache_control():
+        add.append(("Cache-Control", "no-store"))
+    return update.force_no_store, add
+
+
 def merge_headers(
     headers: Iterable[tuple[H, H]],
     update: SessionHeaders | None,
@@ -110,16 +129,19 @@ def merge_headers(
     expires: str | None = None,
 ) -> list[tuple[H, H]]:
     """Apply ``update`` and ``expires`` (``expires_value``) to a response's header list,
-    in the edge's own string type.
+    in the edge's own string type (``header_changes`` says what changes).
 
     ``cache_control`` is the lower-case name in that type (``b"cache-control"`` for ASGI,
     ``"cache-control"`` for WSGI) and ``encode`` turns this module's strings into it.
     """
     out = list(headers)
-    if expires is not None:
-        out.append((encode(EXPIRES_HEADER), encode(expires)))
-    if update is None:
-        return out
+    drop, add = header_changes(
+        update, expires, lambda: any(n.lower() == cache_control for n, _ in out)
+    )
+    if drop:
+        out = [(n, v) for n, v in out if n.lower() != cache_control]
+    out.extend((encode(n), encode(v)) for n, v in add)
+    return out
     if update.force_no_store:
         out = [(n, v) for n, v in out if n.lower() != cache_control]
         has_cache_control = False

@@ -26,7 +26,7 @@ from coatcheck.engine.locking import SessionLocks, session_locks
 from coatcheck.engine.manager import CommitResult, SessionManager
 from coatcheck.http.csrf_check import CsrfCheck
 from coatcheck.http.forwarded import Proxies
-from coatcheck.http.headers import expires_value, merge_headers, session_headers
+from coatcheck.http.headers import expires_value, header_changes, session_headers
 from coatcheck.http.pageviews import facts_from_environ, recorder_for
 from coatcheck.http.refusals import REFUSED, UNAVAILABLE, Refusal, refused, refused_at_load
 from coatcheck.http.transport import scan_environ
@@ -152,12 +152,12 @@ class CoatcheckSessionInterface(SessionInterface):
             authenticated=core.user_id is not None,
         )
         expires = expires_value(result, core.handle, core.expires_at)
-        if update is not None or expires is not None:
-            merged = merge_headers(
-                response.headers.to_wsgi_list(), update, "cache-control", str, expires
-            )
-            response.headers.clear()
-            response.headers.extend(merged)
+        headers = response.headers  # edited in place: rebuilding them all cost more
+        drop, add = header_changes(update, expires, lambda: "Cache-Control" in headers)
+        if drop:
+            del headers["Cache-Control"]
+        for name, value in add:
+            headers.add(name, value)
 
     def _record(self, core: Session, response: Response) -> None:
         """Hand the request's page view and tracked events to the analytics recorder."""
