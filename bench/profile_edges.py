@@ -50,7 +50,7 @@ def _wsgi(module: str, builder: str, path: str, console: Console) -> Callable[..
     return make
 
 
-PROFILES: dict[str, tuple[str, str, str]] = {
+PROFILES: dict[str, tuple[str, str, str]] = {  # name: (module, builder, path)
     "flask-redis-read": ("bench.flask_sessions", "_coatcheck_redis", "/read"),
     "flask-redis-write": ("bench.flask_sessions", "_coatcheck_redis", "/write"),
     "flask-floor-write": ("bench.flask_sessions", "_redis_floor", "/write"),
@@ -59,6 +59,7 @@ PROFILES: dict[str, tuple[str, str, str]] = {
     "django-redis-write": ("bench.django_sessions", "_coatcheck_redis", "/write"),
     "django-floor-write": ("bench.django_sessions", "_redis_floor", "/write"),
     "django-floor-read": ("bench.django_sessions", "_redis_floor", "/read"),
+    "django-cache-read": ("bench.django_sessions", "_django_cache_redis", "/read"),
     "wsgi-sqlite-read": ("bench.wsgi_sessions", "_coatcheck_sqlite", "/read"),
     "wsgi-sqlite-write": ("bench.wsgi_sessions", "_coatcheck_sqlite", "/write"),
     "wsgi-redis-read": ("bench.wsgi_sessions", "_coatcheck_redis", "/read"),
