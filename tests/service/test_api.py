@@ -142,6 +142,81 @@ def test_update_is_a_delta(api: httpx.Client) -> None:
     assert data == {"keep": 1, "new": [1, 2], **{f"k{n}": n for n in range(20)}}
 
 
+def test_update_operations_are_applied_in_the_store(running: Running, api: httpx.Client) -> None:
+    """Twenty callers add to one counter, one cart and one set at once: every addition
+    lands (a read-modify-write ``set`` of the same keys would keep only some)."""
+    token = create(api, data={"n": 1, "cart": ["hat"]})["token"]
+    answer = api.post(
+        "/v1/sessions/update",
+        json={
+            "token": token,
+            "set": {"seen": True},
+            "ops": [
+                {"op": "incr", "key": "n", "by": 4},
+                {"op": "incr", "key": "visits"},
+                {"op": "append", "key": "cart", "value": {"sku": "mug", "qty": 2}},
+                {"op": "add_to_set", "key": "tags", "value": "new"},
+                {"op": "add_to_set", "key": "tags", "value": "new"},
+            ],
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["session"]["data"] == {
+        "n": 5,
+        "visits": 1,
+        "cart": ["hat", {"sku": "mug", "qty": 2}],
+        "tags": ["new"],
+        "seen": True,
+    }
+
+    async def many() -> None:
+        headers = dict(api.headers)
+        async with httpx.AsyncClient(base_url=str(api.base_url), headers=headers) as client:
+            answers = await asyncio.gather(
+                *(
+                    client.post(
+                        "/v1/sessions/update",
+                        json={
+                            "token": token,
+                            "ops": [
+                                {"op": "incr", "key": "n", "by": 2},
+                                {"op": "append", "key": "cart", "value": f"item{n}"},
+                                {"op": "add_to_set", "key": "tags", "value": n % 3},
+                            ],
+                        },
+                    )
+                    for n in range(20)
+                )
+            )
+        assert [a.status_code for a in answers] == [200] * 20
+
+    asyncio.run(many())
+    data = introspect(api, token)["session"]["data"]
+    assert data["n"] == 5 + 20 * 2
+    assert data["cart"][:2] == ["hat", {"sku": "mug", "qty": 2}]
+    assert sorted(data["cart"][2:]) == sorted(f"item{n}" for n in range(20))
+    assert data["tags"][0] == "new" and sorted(data["tags"][1:]) == [0, 1, 2]
+
+
+def test_an_operation_on_a_value_of_another_type_is_a_422_naming_the_key(
+    running: Running, api: httpx.Client
+) -> None:
+    token = create(api, data={"name": "ada", "n": 1})["token"]
+    rows = running.session_rows()
+    for op in ({"op": "incr", "key": "name"}, {"op": "append", "key": "n", "value": 1}):
+        found = problem(
+            api.post("/v1/sessions/update", json={"token": token, "ops": [op]}), 422, "invalid-body"
+        )
+        assert repr(op["key"]) in found["detail"] or op["key"] in found["detail"]
+    both = api.post(
+        "/v1/sessions/update",
+        json={"token": token, "set": {"n": 7}, "ops": [{"op": "incr", "key": "n"}]},
+    )
+    assert "'n'" in problem(both, 422, "invalid-body")["detail"]
+    assert running.session_rows() == rows
+    assert introspect(api, token)["session"]["data"] == {"name": "ada", "n": 1}
+
+
 def test_login_keeps_the_data_and_kills_the_old_token(api: httpx.Client) -> None:
     made = create(api, data={"cart": ["hat"]})
     answer = api.post(
@@ -243,6 +318,22 @@ BAD_BODIES: list[tuple[str, Any]] = [
     ("/v1/sessions/update", {"token": "t", "set": "x"}),
     ("/v1/sessions/update", {"token": "t", "unset": "x"}),
     ("/v1/sessions/update", {"token": "t", "unset": [1]}),
+    ("/v1/sessions/update", {"token": "t", "ops": [{"op": "decr", "key": "n"}]}),
+    ("/v1/sessions/update", {"token": "t", "ops": [{"op": "incr", "key": "n", "by": "1"}]}),
+    ("/v1/sessions/update", {"token": "t", "ops": [{"op": "incr", "key": "n", "by": 2**53}]}),
+    ("/v1/sessions/update", {"token": "t", "ops": [{"op": "incr", "key": "n", "by": 1.5}]}),
+    ("/v1/sessions/update", {"token": "t", "ops": [{"op": "incr", "key": "", "by": 1}]}),
+    ("/v1/sessions/update", {"token": "t", "ops": [{"op": "append", "key": "l"}]}),
+    (
+        "/v1/sessions/update",
+        {"token": "t", "ops": [{"op": "append", "key": "l", "value": "\u0000"}]},
+    ),
+    (
+        "/v1/sessions/update",
+        {"token": "t", "ops": [{"op": "add_to_set", "key": "l", "value": [1]}]},
+    ),
+    ("/v1/sessions/update", {"token": "t", "ops": [{"op": "incr", "key": "n", "value": 1}]}),
+    ("/v1/sessions/update", {"token": "t", "ops": [{"op": "incr", "key": "n"}] * 1001}),
     ("/v1/sessions/login", {"token": "t"}),
     ("/v1/sessions/login", {"token": "t", "user_id": "u", "remember": "true"}),
     ("/v1/sessions/regenerate", {"token": None}),

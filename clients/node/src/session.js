@@ -1,6 +1,7 @@
 // `req.session`: the end user's session as the service keeps it, read from one introspect
 // call and changed in memory; the changes go to the service as one delta
-// (POST /v1/sessions/update with set/unset) when the response starts.
+// (POST /v1/sessions/update with set/unset, and the atomic operations of incr, append and
+// addToSet) when the response starts.
 //
 // login, logout and csrfToken are awaited: each is a call of its own, made at once, so
 // the app learns there whether it worked (a login over the session limit is refused).
@@ -33,6 +34,19 @@ function checkValue(key, value) {
   return text;
 }
 
+function checkInteger(what, value) {
+  if (!Number.isSafeInteger(value)) {
+    throw new TypeError(`${what} must be an integer within ±(2**53 - 1), got ${JSON.stringify(value)}`);
+  }
+}
+
+/** The error the service would answer for an operation on a value of another type. */
+function typeClash(op, key, value) {
+  const kind = Array.isArray(value) ? "a list" : value === null ? "null" : typeof value;
+  const want = op === "incr" ? "an integer" : "a list";
+  return new TypeError(`${op} on session key ${JSON.stringify(key)}: the value is ${kind}, not ${want}`);
+}
+
 export class Session {
   /**
    * @param service the ServiceClient
@@ -51,6 +65,8 @@ export class Session {
     this._sets = new Map();
     this._unsets = new Set();
     this._watched = new Map();
+    this._ops = [];
+    this._opValues = new Map();
     this._secret = null;
     this._issued = null;
     this._cleared = false;
@@ -68,6 +84,7 @@ export class Session {
   get(key) {
     if (this._unsets.has(key)) return undefined;
     if (this._sets.has(key)) return this._sets.get(key);
+    if (this._opValues.has(key)) return this._opValues.get(key);
     if (!Object.hasOwn(this._data, key)) return undefined;
     const value = this._data[key];
     if (value !== null && typeof value === "object" && !this._watched.has(key)) {
@@ -100,6 +117,7 @@ export class Session {
     this._checkOpen();
     checkKey(key);
     checkValue(key, value);
+    this._dropOps(key);
     this._sets.set(key, value);
     this._unsets.delete(key);
   }
@@ -107,9 +125,47 @@ export class Session {
   delete(key) {
     this._checkOpen();
     checkKey(key);
+    this._dropOps(key);
     this._sets.delete(key);
     this._watched.delete(key);
     if (Object.hasOwn(this._data, key)) this._unsets.add(key);
+  }
+
+  /** Add `by` to the integer under `key` (missing: 0) and return the new value. The
+   * service adds it to the value it holds when the update lands, so concurrent requests'
+   * increments all count (`set(key, get(key) + 1)` would lose some). */
+  incr(key, by = 1) {
+    checkInteger("incr's step", by);
+    return this._operate("incr", key, by, (current) => {
+      const value = current ?? 0;
+      if (!Number.isSafeInteger(value)) throw typeClash("incr", key, value);
+      const next = value + by;
+      checkInteger(`incr of ${JSON.stringify(key)}`, next);
+      return next;
+    });
+  }
+
+  /** Add `value` at the end of the list under `key` (missing: []), in the service, so
+   * concurrent appends (a cart's additions) all land. `get` shows it at once. */
+  append(key, value) {
+    checkValue(key, value);
+    this._operate("append", key, value, (current) => {
+      const list = current ?? [];
+      if (!Array.isArray(list)) throw typeClash("append", key, list);
+      return [...list, value];
+    });
+  }
+
+  /** `append`, unless the list already holds `value` (a string, a safe integer, a
+   * boolean or null), as the service finds it when the update lands. */
+  addToSet(key, value) {
+    const scalar = value === null || ["string", "boolean"].includes(typeof value) || Number.isSafeInteger(value);
+    if (!scalar) throw new TypeError(`addToSet takes a string, a safe integer, a boolean or null, got ${JSON.stringify(value)}`);
+    this._operate("add_to_set", key, value, (current) => {
+      const list = current ?? [];
+      if (!Array.isArray(list)) throw typeClash("add_to_set", key, list);
+      return list.some((item) => item === value) ? [...list] : [...list, value];
+    });
   }
 
   /** Sign the session in as `userId`: a new token (the old one is dead), the data kept
@@ -152,9 +208,7 @@ export class Session {
     this._checkOpen();
     await this._guard(async () => {
       const delta = this._delta();
-      this._sets.clear();
-      this._unsets.clear();
-      this._watched.clear();
+      this._clearPending();
       if (this._token) {
         const answer = await this._onToken("sessions/update", { ...delta, csrf: true });
         if (answer) return this._adopt(answer);
@@ -186,6 +240,42 @@ export class Session {
   }
 
   // -- inside ---------------------------------------------------------------------------
+  /** One atomic operation: applied here at once (read your writes) and sent to the
+   * service with the delta. On a key this request wrote, or changed in place, or on a
+   * session not stored yet, the result is known here, so it is written as a value. */
+  _operate(op, key, arg, apply) {
+    this._checkOpen();
+    checkKey(key);
+    const current = this._peek(key);
+    const next = apply(current);
+    const before = this._watched.get(key);
+    const changedInPlace = before !== undefined && JSON.stringify(current) !== before;
+    if (!this._token || this._sets.has(key) || this._unsets.has(key) || changedInPlace) {
+      this._dropOps(key);
+      this._watched.delete(key);
+      this._sets.set(key, next);
+      this._unsets.delete(key);
+      return next;
+    }
+    this._watched.delete(key); // read but unchanged: the operation says what changes
+    this._ops.push(op === "incr" ? { op, key, by: arg } : { op, key, value: arg });
+    this._opValues.set(key, next);
+    return next;
+  }
+
+  /** The value `get` answers, without watching it for changes in place. */
+  _peek(key) {
+    if (this._unsets.has(key)) return undefined;
+    if (this._sets.has(key)) return this._sets.get(key);
+    if (this._opValues.has(key)) return this._opValues.get(key);
+    return Object.hasOwn(this._data, key) ? this._data[key] : undefined;
+  }
+
+  _dropOps(key) {
+    if (!this._opValues.delete(key)) return;
+    this._ops = this._ops.filter((op) => op.key !== key);
+  }
+
   _checkOpen() {
     if (this._committed) {
       throw new Error("the session was committed when the response started; change it before sending");
@@ -216,14 +306,21 @@ export class Session {
     const delta = {};
     if (this._sets.size) delta.set = Object.fromEntries(this._sets);
     if (this._unsets.size && this._token) delta.unset = [...this._unsets];
+    if (this._ops.length && this._token) delta.ops = [...this._ops];
     return delta;
+  }
+
+  _clearPending() {
+    this._sets.clear();
+    this._unsets.clear();
+    this._watched.clear();
+    this._ops = [];
+    this._opValues.clear();
   }
 
   _pendingSets() {
     const delta = this._delta();
-    this._sets.clear();
-    this._unsets.clear();
-    this._watched.clear();
+    this._clearPending();
     return delta.set ? { data: delta.set } : {};
   }
 
@@ -231,10 +328,8 @@ export class Session {
   async _flush() {
     if (!this._token) return;
     const delta = this._delta();
-    if (!delta.set && !delta.unset) return;
-    this._sets.clear();
-    this._unsets.clear();
-    this._watched.clear();
+    if (!delta.set && !delta.unset && !delta.ops) return;
+    this._clearPending();
     const answer = await this._onToken("sessions/update", delta);
     if (answer) this._adopt(answer);
   }
@@ -258,9 +353,7 @@ export class Session {
     this._token = null;
     this._view = null;
     this._data = {};
-    this._sets.clear();
-    this._unsets.clear();
-    this._watched.clear();
+    this._clearPending();
     this._secret = null;
     this._issued = null;
   }

@@ -30,6 +30,25 @@ function app(service, options = {}) {
     req.session.get("list").push(req.query.item); // changed in place
     res.send("pushed");
   });
+  app.get("/add", (req, res) => {
+    const n = req.session.incr("n", 2);
+    req.session.append("cart", { sku: req.query.item });
+    req.session.addToSet("tags", req.query.tag ?? "x");
+    res.json({ n, cart: req.session.get("cart"), tags: req.session.get("tags") });
+  });
+  app.get("/add-after-read", (req, res) => {
+    const before = req.session.get("cart").length; // read, not changed: stays atomic
+    req.session.append("cart", { sku: req.query.item });
+    res.json({ before, after: req.session.get("cart").length });
+  });
+  app.get("/bad-incr", (req, res) => {
+    try {
+      req.session.incr("cart");
+      res.send("allowed");
+    } catch (error) {
+      res.status(400).send(error.message);
+    }
+  });
   app.get("/count", (req, res) => {
     req.session.set("n", (req.session.get("n") ?? 0) + 1);
     res.json({ n: req.session.get("n") });
@@ -142,6 +161,38 @@ describe("req.session", () => {
     const expected = { keep: 1 };
     for (let n = 0; n < 10; n++) expected[`k${n}`] = n;
     assert.deepEqual(seen.body.session.data, expected);
+  });
+
+  it("sends incr, append and addToSet as operations: concurrent requests' additions all count", async () => {
+    const browser = new Browser();
+    await post(browser, "/set", { set: { n: 1, cart: [], tags: ["x"] } });
+    const tokenValue = browser.cookies.get(COOKIE);
+    const first = await browser.request(`${base}/add?item=hat&tag=y`);
+    // Read your writes: the handler sees each operation's result at once.
+    assert.deepEqual(JSON.parse(first.text_), { n: 3, cart: [{ sku: "hat" }], tags: ["x", "y"] });
+    const headers = { cookie: browser.cookieHeader() };
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, (_, n) => fetch(`${base}/add?item=i${n}&tag=t${n % 2}`, { headers })),
+    );
+    assert.deepEqual(answers.map((a) => a.status), Array(12).fill(200));
+    await browser.request(`${base}/add-after-read?item=last`);
+    const seen = await api(service, "sessions/introspect", { token: tokenValue, touch: false });
+    const data = seen.body.session.data;
+    assert.equal(data.n, 3 + 12 * 2);
+    const skus = data.cart.map((item) => item.sku);
+    assert.equal(skus.length, 1 + 12 + 1);
+    assert.deepEqual(skus.slice(1, 13).sort(), Array.from({ length: 12 }, (_, n) => `i${n}`).sort());
+    assert.deepEqual([skus[0], skus[13]], ["hat", "last"]);
+    assert.deepEqual(data.tags.slice(0, 2), ["x", "y"]);
+    assert.deepEqual(data.tags.slice(2).sort(), ["t0", "t1"]);
+  });
+
+  it("refuses an operation on a value of another type, naming the key", async () => {
+    const browser = new Browser();
+    await post(browser, "/set", { set: { cart: ["hat"] } });
+    const res = await browser.request(`${base}/bad-incr`);
+    assert.equal(res.status, 400);
+    assert.match(res.text_, /incr on session key "cart": the value is a list, not an integer/);
   });
 
   it("finds a value changed in place", async () => {

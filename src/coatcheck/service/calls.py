@@ -191,15 +191,28 @@ async def introspect(manager: SessionManager, body: models.Introspect) -> dict[s
 async def update(manager: SessionManager, body: models.Update) -> dict[str, Any]:
     values = body.set or {}
     removed = body.unset or []
+    ops = body.ops or []
     both = sorted(set(values).intersection(removed))
     if both:
         raise Problem(problems.INVALID_BODY, f"key {both[0]!r} is both set and unset")
+    written = sorted({op.key for op in ops}.intersection({*values, *removed}))
+    if written:
+        # An operation on a key this call also writes would be applied here, not in the
+        # store (the written value wins), so it would no longer be atomic: refused.
+        raise Problem(problems.INVALID_BODY, f"key {written[0]!r} is both written and operated on")
     session = await live(manager, body.token)
     for key in removed:
         if key in session:
             del session[key]
     for key, value in values.items():
         session[key] = value
+    for op in ops:
+        if isinstance(op, models.Incr):
+            session.incr(op.key, op.by)
+        elif isinstance(op, models.Append):
+            session.append(op.key, op.value)
+        else:
+            session.add_to_set(op.key, op.value)
     if body.csrf:
         session.csrf_token()  # a secret when there is none; an existing one stays
     token = await committed_token(manager, session)

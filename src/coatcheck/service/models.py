@@ -142,10 +142,72 @@ class Introspect(Body):
     client: Omittable[Client]
 
 
+SAFE_INTEGER: Final = 2**53 - 1
+"""The integers every JSON reader keeps exactly (the atomic operations' range)."""
+
+SafeInteger = Annotated[
+    int, Field(ge=-SAFE_INTEGER, le=SAFE_INTEGER), BeforeValidator(json_integer)
+]
+
+
+def storable_value(value: Any) -> Any:
+    _check_value(value, 1)
+    return value
+
+
+Value = Annotated[Any, AfterValidator(storable_value)]
+SetMember = Annotated[
+    Text | SafeInteger | bool | None,
+    Field(description="A string, a safe integer, a bool or null: what set membership compares"),
+]
+
+
+class Incr(Body):
+    """Add ``by`` to the integer under ``key`` (missing: 0), in the store."""
+
+    op: Literal["incr"]
+    key: DataKey
+    by: SafeInteger = 1
+
+
+class Append(Body):
+    """Add ``value`` at the end of the list under ``key`` (missing: []), in the store."""
+
+    op: Literal["append"]
+    key: DataKey
+    value: Value
+
+
+class AddToSet(Body):
+    """``append``, unless the list already holds a value equal to ``value``."""
+
+    op: Literal["add_to_set"]
+    key: DataKey
+    value: SetMember
+
+
+Operation = Annotated[Incr | Append | AddToSet, Field(discriminator="op")]
+
+MAX_OPERATIONS: Final = 1000
+"""Operations in one update call at most."""
+
+
 class Update(Body):
     token: SessionToken
     set: Omittable[Data]
     unset: Omittable[list[DataKey]]
+    ops: Omittable[
+        Annotated[
+            list[Operation],
+            Field(
+                max_length=MAX_OPERATIONS,
+                description=(
+                    "Atomic operations, applied by the store to the value it holds when "
+                    "the update lands: concurrent updates of the same key all count"
+                ),
+            ),
+        ]
+    ]
     csrf: Omittable[Annotated[bool, Field(description=CSRF_FIELD)]]
 
 
