@@ -189,31 +189,30 @@ class SessionMiddleware(DjangoSessionMiddleware):
 
     _proxies_of: tuple[SessionManager, Proxies | None] | None = None
 
-    def _proxies(self) -> Proxies | None:
-        """The trusted proxies of the configured manager, resolved once per manager."""
-        manager = get_manager()
+    def _proxies(self, manager: SessionManager) -> Proxies | None:
+        """The trusted proxies of ``manager``, resolved once per manager."""
         cached = self._proxies_of
         if cached is None or cached[0] is not manager:
             cached = self._proxies_of = (manager, Proxies.of(manager.config))
         return cached[1]
 
     def process_request(self, request: HttpRequest) -> HttpResponse | None:  # type: ignore[override]
-        if recorder_for(get_manager()) is not None:
-            request._coatcheck_started = (get_manager().clock(), time.perf_counter())  # type: ignore[attr-defined]
+        manager = get_manager()
+        if recorder_for(manager) is not None:
+            request._coatcheck_started = (manager.clock(), time.perf_counter())  # type: ignore[attr-defined]
         super().process_request(request)
         session = request.session
         setattr(request, SEEN_ATTR, True)
         if isinstance(session, SessionStore):
-            address = request.META.get("REMOTE_ADDR")
-            proxies = self._proxies()
+            meta = request.META
+            address = meta.get("REMOTE_ADDR")
+            proxies = self._proxies(manager)
             if proxies is not None:
-                address = proxies.from_environ(request.META)[0]
+                address = proxies.from_environ(meta)[0]
             session.client = ClientInfo.from_raw(
-                request.META.get("HTTP_USER_AGENT"),
-                address,
-                gpc_signal(request.META.get("HTTP_SEC_GPC")),
+                meta.get("HTTP_USER_AGENT"), address, gpc_signal(meta.get("HTTP_SEC_GPC"))
             )
-            if get_manager().config.lock_sessions:
+            if manager.config.lock_sessions:
                 return take_lock(request)  # a 409 / 503 instead of the view, or None
         return None
 

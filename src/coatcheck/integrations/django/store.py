@@ -178,7 +178,7 @@ class SessionStore(SessionBase):
         try:
             return self._session_cache
         except AttributeError:
-            return run_sync(self._current())
+            return self._current_sync()
 
     async def _aget_session(self, no_load: bool = False) -> Session:
         self.accessed = True
@@ -278,20 +278,33 @@ class SessionStore(SessionBase):
         if session is None:
             key = self.session_key
             if key is not None and not _is_ours(key):
-                session = yield from self._migrate(key)
+                session = self._session_cache = yield from self._migrate(key)
             else:
                 manager = get_manager()
-                session = yield call(manager.load_sync, manager.load, key, self.client)
-                if session.is_new:
-                    # Unknown or expired: never adopt the client's value (strict mode).
-                    self._session_key = None
-                    # A token a concurrent login just replaced: the browser holds the new
-                    # one, which Django's "empty session" cookie deletion would remove.
-                    self.stale_token = session.superseded
-                    if key is not None and key == self._saved_key:
-                        self._interrupted = True
-                        self._saved_key = None
-            self._session_cache = session
+                loaded = yield call(manager.load_sync, manager.load, key, self.client)
+                session = self._opened(key, loaded)
+        return session
+
+    def _current_sync(self) -> Session:
+        """``_current`` on the sync path: a key of ours (or none), the case of nearly
+        every request, is one manager call, without the steps around it."""
+        key = self.session_key
+        if key is not None and not _is_ours(key):
+            return run_sync(self._current())
+        return self._opened(key, get_manager().load_sync(key, self.client))
+
+    def _opened(self, key: str | None, session: Session) -> Session:
+        """Keep ``session``, the manager's answer for ``key``, as this request's."""
+        if session.is_new:
+            # Unknown or expired: never adopt the client's value (strict mode).
+            self._session_key = None
+            # A token a concurrent login just replaced: the browser holds the new
+            # one, which Django's "empty session" cookie deletion would remove.
+            self.stale_token = session.superseded
+            if key is not None and key == self._saved_key:
+                self._interrupted = True
+                self._saved_key = None
+        self._session_cache = session
         return session
 
     def _load(self) -> Steps[dict[str, Any]]:
