@@ -1,6 +1,7 @@
 """``python -m bench.profile_edges [NAME ...]``: cProfile one coatcheck configuration of a
 scenario (and its floor, for comparison) over a few thousand requests, and write the text
-summary to ``bench/profiles/NAME.txt``.
+summary to ``bench/profiles/NAME.txt``. ``--pair A B`` times two WSGI configurations
+against each other instead, interleaved and without the profiler.
 
 Deterministic profiling slows every Python call alike, so a profile says where the time of
 a path goes relative to its other parts, not how long the path takes: the bench's tables
@@ -158,7 +159,41 @@ def profile(name: str, console: Console) -> str:
     return text.getvalue()
 
 
+def time_pair(first: str, second: str, reps: int = 15, n: int = 500) -> str:
+    """``--pair A B``: the two WSGI configurations timed without the profiler, 15
+    interleaved repetitions of 500 requests each, medians and their difference in µs."""
+    import statistics
+    import time
+
+    console = Console()
+
+    async def run() -> str:
+        if any(PROFILES[name][0] == "bench.django_sessions" for name in (first, second)):
+            from .django_sessions import setup
+
+            setup(contextlib.ExitStack())
+        with contextlib.ExitStack() as stack:
+            runners = {}
+            for name in (first, second):
+                module, builder, path = PROFILES[name]
+                runners[name] = _wsgi(module, builder, path, console)(stack)
+                await runners[name](WARMUP)
+            samples: dict[str, list[float]] = {first: [], second: []}
+            for _ in range(reps):
+                for name, runner in runners.items():
+                    began = time.perf_counter()
+                    await runner(n)
+                    samples[name].append((time.perf_counter() - began) / n * 1e6)
+        a, b = (statistics.median(samples[name]) for name in (first, second))
+        return f"{first} {a:.1f} µs, {second} {b:.1f} µs per request: difference {a - b:.1f} µs"
+
+    return asyncio.run(run())
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--pair"] and len(argv) == 3:
+        Console().print(time_pair(argv[1], argv[2]))
+        return 0
     asgi = ["asgi-redis-read", "asgi-redis-write", "asgi-floor-read", "asgi-floor-write"]
     names = argv or [*PROFILES, *asgi, "redis-purge-clock-ahead"]
     console = Console()
