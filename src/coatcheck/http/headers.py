@@ -142,12 +142,3 @@ def merge_headers(
         out = [(n, v) for n, v in out if n.lower() != cache_control]
     out.extend((encode(n), encode(v)) for n, v in add)
     return out
-    if update.force_no_store:
-        out = [(n, v) for n, v in out if n.lower() != cache_control]
-        has_cache_control = False
-    else:
-        has_cache_control = any(n.lower() == cache_control for n, _ in out)
-    out.extend((encode(n), encode(v)) for n, v in update.add)
-    if not has_cache_control:
-        out.append((cache_control, encode("no-store")))
-    return out
