@@ -41,6 +41,10 @@ function app(service, options = {}) {
     req.session.append("cart", { sku: req.query.item });
     res.json({ before, after: req.session.get("cart").length });
   });
+  app.get("/set-then-incr", (req, res) => {
+    req.session.set("n", 10);
+    res.json({ n: req.session.incr("n", 5) });
+  });
   app.get("/bad-incr", (req, res) => {
     try {
       req.session.incr("cart");
@@ -185,6 +189,19 @@ describe("req.session", () => {
     assert.deepEqual([skus[0], skus[13]], ["hat", "last"]);
     assert.deepEqual(data.tags.slice(0, 2), ["x", "y"]);
     assert.deepEqual(data.tags.slice(2).sort(), ["t0", "t1"]);
+  });
+
+  it("writes an operation's result as a value on a session not stored yet, or on a key the request wrote", async () => {
+    const browser = new Browser();
+    const first = await browser.request(`${base}/add?item=hat&tag=y`); // no session yet
+    assert.deepEqual(JSON.parse(first.text_), { n: 2, cart: [{ sku: "hat" }], tags: ["y"] });
+    const tokenValue = browser.cookies.get(COOKIE);
+    let seen = await api(service, "sessions/introspect", { token: tokenValue, touch: false });
+    assert.deepEqual(seen.body.session.data, { n: 2, cart: [{ sku: "hat" }], tags: ["y"] });
+    const second = await browser.request(`${base}/set-then-incr`);
+    assert.deepEqual(JSON.parse(second.text_), { n: 15 });
+    seen = await api(service, "sessions/introspect", { token: tokenValue, touch: false });
+    assert.equal(seen.body.session.data.n, 15);
   });
 
   it("refuses an operation on a value of another type, naming the key", async () => {
