@@ -203,7 +203,12 @@ def test_an_operation_on_a_value_of_another_type_is_a_422_naming_the_key(
 ) -> None:
     token = create(api, data={"name": "ada", "n": 1})["token"]
     rows = running.session_rows()
-    for op in ({"op": "incr", "key": "name"}, {"op": "append", "key": "n", "value": 1}):
+    beyond = {"op": "incr", "key": "n", "by": 2**53 - 1}  # 1 + (2**53 - 1) leaves the range
+    for op in (
+        {"op": "incr", "key": "name"},
+        {"op": "append", "key": "n", "value": 1},
+        beyond,
+    ):
         found = problem(
             api.post("/v1/sessions/update", json={"token": token, "ops": [op]}), 422, "invalid-body"
         )

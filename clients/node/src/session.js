@@ -82,12 +82,9 @@ export class Session {
   // -- reading --------------------------------------------------------------------------
   /** The value under `key`, or undefined. */
   get(key) {
-    if (this._unsets.has(key)) return undefined;
-    if (this._sets.has(key)) return this._sets.get(key);
-    if (this._opValues.has(key)) return this._opValues.get(key);
-    if (!Object.hasOwn(this._data, key)) return undefined;
-    const value = this._data[key];
-    if (value !== null && typeof value === "object" && !this._watched.has(key)) {
+    const value = this._peek(key);
+    const stored = !this._sets.has(key) && !this._opValues.has(key);
+    if (stored && value !== null && typeof value === "object" && !this._watched.has(key)) {
       this._watched.set(key, JSON.stringify(value)); // changed in place: found at commit
     }
     return value;

@@ -41,6 +41,11 @@ function app(service, options = {}) {
     req.session.append("cart", { sku: req.query.item });
     res.json({ before, after: req.session.get("cart").length });
   });
+  app.get("/push-then-append", (req, res) => {
+    req.session.get("cart").push({ sku: "in-place" }); // changed in place first
+    req.session.append("cart", { sku: req.query.item });
+    res.json({ cart: req.session.get("cart") });
+  });
   app.get("/set-then-incr", (req, res) => {
     req.session.set("n", 10);
     res.json({ n: req.session.incr("n", 5) });
@@ -191,13 +196,16 @@ describe("req.session", () => {
     assert.deepEqual(data.tags.slice(2).sort(), ["t0", "t1"]);
   });
 
-  it("writes an operation's result as a value on a session not stored yet, or on a key the request wrote", async () => {
+  it("writes an operation's result as a value on a session not stored yet, or on a key the request wrote or changed in place", async () => {
     const browser = new Browser();
     const first = await browser.request(`${base}/add?item=hat&tag=y`); // no session yet
     assert.deepEqual(JSON.parse(first.text_), { n: 2, cart: [{ sku: "hat" }], tags: ["y"] });
     const tokenValue = browser.cookies.get(COOKIE);
     let seen = await api(service, "sessions/introspect", { token: tokenValue, touch: false });
     assert.deepEqual(seen.body.session.data, { n: 2, cart: [{ sku: "hat" }], tags: ["y"] });
+    await browser.request(`${base}/push-then-append?item=mug`); // changed in place: a value
+    seen = await api(service, "sessions/introspect", { token: tokenValue, touch: false });
+    assert.deepEqual(seen.body.session.data.cart, [{ sku: "hat" }, { sku: "in-place" }, { sku: "mug" }]);
     const second = await browser.request(`${base}/set-then-incr`);
     assert.deepEqual(JSON.parse(second.text_), { n: 15 });
     seen = await api(service, "sessions/introspect", { token: tokenValue, touch: false });

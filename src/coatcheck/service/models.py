@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from coatcheck.core.atomic import SAFE_INT
 from coatcheck.service.settings import JWT_MAX_TTL
 
 MAX_DEPTH: Final = 32
@@ -142,12 +143,8 @@ class Introspect(Body):
     client: Omittable[Client]
 
 
-SAFE_INTEGER: Final = 2**53 - 1
-"""The integers every JSON reader keeps exactly (the atomic operations' range)."""
-
-SafeInteger = Annotated[
-    int, Field(ge=-SAFE_INTEGER, le=SAFE_INTEGER), BeforeValidator(json_integer)
-]
+SafeInteger = Annotated[int, Field(ge=-SAFE_INT, le=SAFE_INT), BeforeValidator(json_integer)]
+"""An integer within the atomic operations' range (``coatcheck.core.atomic.SAFE_INT``)."""
 
 
 def storable_value(value: Any) -> Any:
