@@ -125,15 +125,18 @@ def test_names_that_are_no_key_or_handle_are_unknown_not_errors(store: Memcached
 def test_each_item_expires_natively_at_its_deadline(
     server: MemcachedServer, store: MemcachedStore
 ) -> None:
+    # ``lru_crawler metadump`` reports an expiry as memcached's start time plus its own
+    # clock, which ticks once a second on the monotonic clock: read back as wall time it
+    # is exact only to a second either way (seen: one second under floor(deadline)).
     wall = time.time()
     soon = record(user_id="alice", expires_at=wall + 600, absolute_at=wall + 7200)
     store.create_sync(soon)  # relative expiry (under 30 days)
     assert expiry_of(server, f"{store.prefix}s:{soon.key}") in range(
-        math.floor(wall + 600), math.ceil(wall + 600) + 2
+        math.floor(wall + 600) - 1, math.ceil(wall + 600) + 2
     )
     # Indexes live as long as the absolute deadline, which a touch never moves.
     assert expiry_of(server, f"{store.prefix}h:{soon.handle}") in range(
-        math.floor(wall + 7200), math.ceil(wall + 7200) + 2
+        math.floor(wall + 7200) - 1, math.ceil(wall + 7200) + 2
     )
     later = record(expires_at=NOW + 1800)  # NOW is in 2027: an absolute expiry
     store.create_sync(later)
@@ -141,7 +144,7 @@ def test_each_item_expires_natively_at_its_deadline(
     # A touch moves the item's expiry with the record's deadline.
     assert store.apply_sync(soon.key, Patch(fields={"expires_at": wall + 1200}))
     assert expiry_of(server, f"{store.prefix}s:{soon.key}") in range(
-        math.floor(wall + 1200), math.ceil(wall + 1200) + 2
+        math.floor(wall + 1200) - 1, math.ceil(wall + 1200) + 2
     )
     # A deadline already past (an injected clock behind the wall clock) still stores the
     # record for a second; the record's expires_at is what decides validity.
